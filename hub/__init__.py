@@ -1,0 +1,1 @@
+"""Coalition loyalty hub."""

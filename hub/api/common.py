@@ -1,0 +1,42 @@
+"""What every handler needs: the caller, the database, and idempotent writes."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from flask import Response, current_app, json, request
+from sqlalchemy.orm import Session
+
+from hub import idempotency
+from hub.actor import Actor
+from hub.api import runtime
+from hub.errors import NotFound
+
+
+def db():
+    return runtime.current().db
+
+
+def created(actor: Actor, body: dict, work: Callable[[Session], tuple[int, dict]]):
+    """Run a creating POST once per Idempotency-Key and answer with its (stored) outcome."""
+    fingerprint = idempotency.fingerprint(request.method, request.full_path, body)
+    outcome = idempotency.run(
+        db(), actor.client_id, request.headers.get("Idempotency-Key"), fingerprint, work
+    )
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return ok(outcome.body, outcome.status, headers)
+
+
+def ok(body: dict, status: int = 200, headers: dict | None = None) -> Response:
+    """A JSON response. Explicit, because the spec also declares problem+json responses."""
+    return current_app.response_class(
+        json.dumps(body), status=status, headers=headers, mimetype="application/json"
+    )
+
+
+def parse_id(value: str, what: str) -> uuid.UUID:
+    """A malformed id names nothing, so it is a 404 like any unknown one."""
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise NotFound(f"no such {what}", slug=f"{what}-not-found") from exc

@@ -1,0 +1,34 @@
+from hub.api import views
+from hub.api.common import created, db, ok, parse_id
+from hub.api.security import actor
+from hub.programs import service
+
+
+def enrol(body, token_info):
+    caller = actor(token_info)
+    return created(caller, body, lambda s: (201, views.member(service.enrol(s, caller, body))))
+
+
+def lookup(token_info, program=None, **identifiers):
+    with db().read() as s:
+        found = service.lookup(s, actor(token_info), program, identifiers)
+        return ok({"items": [views.member(m) for m in found]})
+
+
+def get(member_id, token_info):
+    with db().read() as s:
+        return ok(views.member(service.member_view(s, actor(token_info), parse_id(member_id, "member"))))
+
+
+def balances(member_id, token_info):
+    with db().read() as s:
+        found = service.balances(s, actor(token_info), parse_id(member_id, "member"))
+        return ok({"items": [views.balance(b) for b in found]})
+
+
+def history(member_id, token_info, program=None, limit=50, cursor=None):
+    with db().read() as s:
+        items, next_cursor = service.history(
+            s, actor(token_info), parse_id(member_id, "member"), program, cursor, limit
+        )
+        return ok({"items": [views.movement(m) for m in items], "next_cursor": next_cursor})

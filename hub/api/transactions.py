@@ -1,0 +1,65 @@
+from hub.api import problems, spec, views
+from hub.api.common import created, db, ok, parse_id
+from hub.api.security import actor
+from hub.errors import Invalid
+from hub.programs import earning
+
+
+def purchase(body, token_info):
+    caller = actor(token_info)
+
+    def work(s):
+        result = earning.earn(s, caller, [(0, body)])[0]
+        if result.error:
+            raise result.error
+        return (201 if result.status == "created" else 200), views.transaction(result.view)
+
+    return created(caller, body, work)
+
+
+def batch(body, token_info):
+    caller = actor(token_info)
+    items = body["items"]
+
+    def work(s):
+        results = {}
+        valid = []
+        for index, item in enumerate(items):
+            error = spec.first_error("Purchase", item)
+            if error:
+                results[index] = {"index": index, "status": "failed", "problem": _problem(Invalid(error))}
+            else:
+                valid.append((index, item))
+        for index, r in earning.earn(s, caller, valid).items():
+            entry = {"index": index, "status": r.status}
+            if r.error:
+                entry["problem"] = _problem(r.error)
+            else:
+                entry["transaction"] = views.transaction(r.view)
+            results[index] = entry
+        ordered = [results[i] for i in range(len(items))]
+        counts = {k: sum(1 for r in ordered if r["status"] == k) for k in ("created", "duplicate", "failed")}
+        return 200, {"created": counts["created"], "duplicates": counts["duplicate"],
+                     "failed": counts["failed"], "results": ordered}
+
+    return created(caller, body, work)
+
+
+def _problem(exc) -> dict:
+    return problems.body(exc.status, exc.slug, exc.title, exc.detail)
+
+
+def get(transaction_id, token_info):
+    with db().read() as s:
+        view = earning.get(s, actor(token_info), parse_id(transaction_id, "transaction"))
+        return ok(views.transaction(view))
+
+
+def return_(body, token_info):
+    caller = actor(token_info)
+
+    def work(s):
+        is_new, view = earning.reverse(s, caller, body)
+        return (201 if is_new else 200), views.transaction(view)
+
+    return created(caller, body, work)

@@ -1,0 +1,89 @@
+"""Domain objects -> JSON-ready dicts, as the spec's response schemas describe them."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from hub import money
+from hub.programs.earning import TxnView
+from hub.programs.models import Partner, Program
+from hub.programs.service import BalanceView, MemberView, Movement
+
+
+def ts(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def partner(p: Partner) -> dict:
+    return {"id": str(p.id), "code": p.code, "name": p.name, "created_at": ts(p.created_at)}
+
+
+def program(p: Program, partner_code: str) -> dict:
+    return {
+        "id": str(p.id),
+        "partner": partner_code,
+        "code": p.code,
+        "name": p.name,
+        "point_value": format(p.point_value, "f"),
+        "earn_rule": {"currency": p.earn_currency, "points_per_unit": format(p.earn_rate, "f")},
+        "created_at": ts(p.created_at),
+    }
+
+
+def member(m: MemberView) -> dict:
+    return {
+        "id": str(m.id),
+        "memberships": [
+            {
+                "program": v.program.code,
+                "identifiers": v.identifiers,
+                "created_at": ts(v.membership.created_at),
+            }
+            for v in m.memberships
+        ],
+    }
+
+
+def balance(b: BalanceView) -> dict:
+    return {
+        "program": b.program.code,
+        "posted": b.balance.posted,
+        "pending": b.balance.debits_pending,
+        "available": b.balance.available,
+        "value": format((b.program.point_value * b.balance.available).normalize(), "f"),
+    }
+
+
+def movement(m: Movement) -> dict:
+    return {
+        "id": m.id,
+        "program": m.program,
+        "code": m.code,
+        "points": m.points,
+        "status": m.status,
+        "transaction_id": m.transaction_id,
+        "created_at": ts(m.created_at),
+    }
+
+
+def transaction(v: TxnView) -> dict:
+    t = v.txn
+    out = {
+        "id": str(t.id),
+        "kind": t.kind,
+        "program": v.program,
+        "member_id": str(v.member_id),
+        "transaction_id": t.partner_txn_id,
+        "amount": money.to_major(t.amount_minor, t.currency),
+        "currency": t.currency,
+        "occurred_at": ts(t.occurred_at),
+        "store_id": t.store_id,
+        "points": t.points,
+        "created_at": ts(t.created_at),
+    }
+    if t.kind == "return":
+        out["purchase_id"] = str(t.purchase_id)
+        out["points_shortfall"] = t.points_shortfall
+    else:
+        out["refunded_amount"] = money.to_major(t.refunded_minor, t.currency)
+        out["points_reversed"] = t.points_reversed
+    return out

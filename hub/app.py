@@ -1,0 +1,88 @@
+"""create_app(): the connexion FlaskApp serving openapi/hub.yaml at /v1."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import connexion
+import redis
+from connexion.exceptions import ProblemException
+from connexion.options import SwaggerUIOptions
+from sqlalchemy import text
+from starlette.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
+
+from hub.api import problems, runtime
+from hub.api.oauth import init_token_endpoint
+from hub.api.validation import validator_map
+from hub.db import Database
+from hub.errors import DomainError
+from hub.identity.keys import KeyStore
+from hub.identity.tokens import TokenVerifier
+from hub.ledger import LedgerError
+from hub.settings import Settings
+
+SPEC_DIR = Path(__file__).resolve().parents[1] / "openapi"
+
+
+def create_app(settings: Settings | None = None, *, validate_responses: bool = False) -> connexion.FlaskApp:
+    settings = settings or Settings.from_env()
+    db = Database(settings.database_url, settings.db_pool_size)
+    keys = KeyStore(db, settings.secret_key)
+    audience = settings.issuer.rstrip("/") + "/v1"
+    hub = runtime.Hub(settings, db, keys, TokenVerifier(keys, settings.issuer, audience))
+    runtime.install(hub)
+
+    app = connexion.FlaskApp(__name__, specification_dir=SPEC_DIR, validator_map=validator_map())
+    app.add_api(
+        "hub.yaml",
+        strict_validation=True,
+        validate_responses=validate_responses,
+        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui"),
+    )
+    app.add_error_handler(ProblemException, problems.framework_problem)
+    app.add_error_handler(HTTPException, problems.framework_problem)
+
+    flask_app = app.app
+    flask_app.json.sort_keys = False
+    flask_app.register_error_handler(DomainError, problems.domain_error)
+    flask_app.register_error_handler(LedgerError, problems.ledger_error)
+    flask_app.register_error_handler(Exception, _unexpected)
+    init_token_endpoint(flask_app, hub, audience)
+
+    @flask_app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    @flask_app.get("/readyz")
+    def readyz():
+        checks = {"database": _check_database(db), "broker": _check_broker(settings.broker_url)}
+        ok = all(v in ("ok", "not configured") for v in checks.values())
+        return {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+
+    return app
+
+
+def _unexpected(exc: Exception):
+    # Werkzeug HTTP errors (404, 405 on non-API routes) keep connexion's handling.
+    if isinstance(exc, WerkzeugHTTPException):
+        raise exc
+    return problems.unexpected(exc)
+
+
+def _check_database(db: Database) -> str:
+    try:
+        with db.read() as session:
+            session.execute(text("SELECT 1"))
+        return "ok"
+    except Exception as exc:  # readiness reports any failure instead of raising it
+        return f"failed: {type(exc).__name__}"
+
+
+def _check_broker(url: str) -> str:
+    if not url:
+        return "not configured"
+    try:
+        redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping()
+        return "ok"
+    except redis.RedisError as exc:
+        return f"failed: {type(exc).__name__}"

@@ -1,0 +1,87 @@
+"""The demo coalition that `make run` seeds: partners/demo/coalition.json.
+
+Seeding is idempotent. Client secrets are shown once by design, so the demo keeps its own
+in instance/demo-credentials.json (owner-only) to print the quick start again on every run.
+"""
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from rich.console import Console
+from sqlalchemy import select
+
+from hub.actor import Actor
+from hub.db import Database, utcnow
+from hub.identity.clients import create_client
+from hub.programs import earning, service
+from hub.programs.models import Partner
+from hub.settings import INSTANCE_DIR, Settings
+
+COALITION = Path(__file__).resolve().parents[1] / "partners" / "demo" / "coalition.json"
+CREDENTIALS = INSTANCE_DIR / "demo-credentials.json"
+
+
+def seed(db: Database) -> dict:
+    spec = json.loads(COALITION.read_text())
+    with db.read() as s:
+        seeded = s.scalar(select(Partner.id).where(Partner.code == spec["partners"][0]["code"]))
+    if seeded and CREDENTIALS.exists():
+        return json.loads(CREDENTIALS.read_text())
+    if seeded:
+        raise SystemExit(f"demo partners exist but {CREDENTIALS} is gone; use a fresh database")
+    creds = db.write(lambda s: _seed(s, spec))
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    fd = os.open(CREDENTIALS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(creds, fh, indent=2)
+    return creds
+
+
+def _seed(s, spec: dict) -> dict:
+    ops, ops_secret = create_client(s, name="demo ops console", partner_id=None)
+    creds = {"ops": {"client_id": ops.client_id, "client_secret": ops_secret}, "partners": {}}
+    when = (utcnow() - timedelta(days=1)).isoformat()
+    for p in spec["partners"]:
+        partner = service.create_partner(s, p["code"], p["name"])
+        for prog in p["programs"]:
+            service.create_program(
+                s, partner_code=p["code"], code=prog["code"], name=prog["name"],
+                point_value=Decimal(prog["point_value"]), earn_currency=prog["currency"],
+                earn_rate=Decimal(prog["points_per_unit"]),
+            )
+        client, secret = create_client(s, name=f"{p['name']} back end", partner_id=partner.id)
+        creds["partners"][p["code"]] = {"client_id": client.client_id, "client_secret": secret}
+        actor = Actor(client.client_id, partner.id, frozenset(client.scopes.split()))
+        program = p["programs"][0]
+        for m in p["members"]:
+            identifiers = {k: v for k, v in m.items() if k != "purchases"}
+            service.enrol(s, actor, {"program": program["code"], **identifiers})
+            purchases = [
+                (i, {"program": program["code"], "member": {"external_id": m["external_id"]},
+                     "transaction_id": txn, "amount": amount, "currency": program["currency"],
+                     "occurred_at": when})
+                for i, (txn, amount) in enumerate(m["purchases"])
+            ]
+            earning.earn(s, actor, purchases)
+    return creds
+
+
+def print_quickstart(console: Console, settings: Settings, creds: dict) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    kopi = creds["partners"]["KOPI"]
+    console.print(f"""
+[bold]Demo coalition ready.[/] Partners: {', '.join(creds['partners'])}. Credentials: {CREDENTIALS}
+API docs: {base}/v1/ui/   spec: {base}/v1/openapi.json
+
+Try it as the coffee shop (KOPI):
+  TOKEN=$(curl -s -u {kopi['client_id']}:{kopi['client_secret']} \\
+      -d grant_type=client_credentials {base}/oauth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s -H "Authorization: Bearer $TOKEN" '{base}/v1/members?external_id=kopi-0001'
+  curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+      -d '{{"program":"KOPI","member":{{"external_id":"kopi-0001"}},"transaction_id":"try-1","amount":"55000","currency":"IDR","occurred_at":"2026-11-23T08:00:00Z"}}' \\
+      {base}/v1/transactions
+""", soft_wrap=True, highlight=False)

@@ -1,0 +1,101 @@
+"""Idempotency-Key handling (design.md, "API conventions"; Stripe's and brandur's designs).
+
+The stored response commits in the same transaction as the work it describes, so a key is
+either unused or bound to a finished, committed result: there is no window where work is
+committed without its key or the reverse. A concurrent duplicate is detected with a
+transaction-scoped advisory lock on PostgreSQL (409 at once); on SQLite, writes are already
+serialized, so the duplicate waits and then receives the replay.
+
+Only successful responses are stored: a refused request wrote nothing, so repeating it
+re-executes it (it may succeed once the cause is fixed, e.g. the member now exists).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import BigInteger, String, Text, UniqueConstraint, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from hub.db import Base, BigId, Database, UTCDateTime, utcnow
+from hub.errors import Conflict, Invalid
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("owner", "key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: dict
+    replayed: bool = False
+
+
+def fingerprint(method: str, path: str, body: object) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+
+
+def _lock_id(owner: str, key: str) -> int:
+    digest = hashlib.blake2b(f"{owner}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def run(
+    db: Database,
+    owner: str,
+    key: str | None,
+    request_fingerprint: str,
+    work: Callable[[Session], tuple[int, dict]],
+) -> Outcome:
+    """Run `work` once per (owner, key); replay the stored outcome for a repeat."""
+    if key is None:
+        return Outcome(*db.write(work))
+
+    def attempt(session: Session) -> Outcome:
+        if db.dialect == "postgresql":
+            got = session.execute(
+                text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": _lock_id(owner, key)}
+            ).scalar()
+            if not got:
+                raise Conflict(
+                    "a request with this Idempotency-Key is still in progress; retry later",
+                    slug="idempotency-key-in-use",
+                )
+        stored = session.execute(
+            select(IdempotencyKey).where(IdempotencyKey.owner == owner, IdempotencyKey.key == key)
+        ).scalar_one_or_none()
+        if stored is not None:
+            if stored.fingerprint != request_fingerprint:
+                raise Invalid(
+                    "this Idempotency-Key was used with a different request",
+                    slug="idempotency-key-reused",
+                )
+            return Outcome(stored.status, json.loads(stored.body), replayed=True)
+        status, body = work(session)
+        if 200 <= status < 300:
+            session.add(
+                IdempotencyKey(
+                    owner=owner,
+                    key=key,
+                    fingerprint=request_fingerprint,
+                    status=status,
+                    body=json.dumps(body, separators=(",", ":")),
+                )
+            )
+        return Outcome(status, body)
+
+    return db.write(attempt)

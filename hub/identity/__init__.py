@@ -1,0 +1,1 @@
+"""API clients, signing keys and access tokens (no Flask here)."""

@@ -1,0 +1,54 @@
+"""OAuth2 clients of partner back ends and of ops."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.errors import Invalid
+from hub.identity.models import ApiClient
+
+PARTNER_SCOPES = ("members:read", "members:write", "transactions:read", "transactions:write")
+OPS_SCOPES = ("ops:read", "ops:write")
+ALL_SCOPES = PARTNER_SCOPES + OPS_SCOPES
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_client(
+    session: Session, *, name: str, partner_id: uuid.UUID | None, scopes: list[str] | None = None
+) -> tuple[ApiClient, str]:
+    """A new client and its secret, which is returned this once and stored only hashed."""
+    allowed = PARTNER_SCOPES if partner_id else OPS_SCOPES
+    scopes = list(scopes) if scopes else list(allowed)
+    wrong = [s for s in scopes if s not in allowed]
+    if wrong:
+        kind = "partner" if partner_id else "ops"
+        raise Invalid(f"a {kind} client cannot have {', '.join(wrong)}", slug="invalid-scope")
+    secret = secrets.token_urlsafe(32)
+    client = ApiClient(
+        client_id=f"cli_{secrets.token_hex(12)}",
+        secret_hash=hash_secret(secret),
+        partner_id=partner_id,
+        name=name,
+        scopes=" ".join(scopes),
+    )
+    session.add(client)
+    session.flush()
+    return client, secret
+
+
+def find_active(session: Session, client_id: str) -> ApiClient | None:
+    return session.scalar(
+        select(ApiClient).where(ApiClient.client_id == client_id, ApiClient.revoked_at.is_(None))
+    )
+
+
+def secret_matches(client: ApiClient, secret: str) -> bool:
+    return hmac.compare_digest(client.secret_hash, hash_secret(secret))

@@ -1,0 +1,332 @@
+"""Posting to the ledger.
+
+All functions take the caller's session and never commit: a list of transfers given to
+`post` is linked (committed together or not at all) because it is one database transaction.
+
+Balances of cached accounts change through one conditional UPDATE per account, in ascending
+account id order (rule 9), so the row lock and the no-overdraft check are one atomic step
+(rule 4) and opposite movements cannot deadlock.
+"""
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, func, insert, literal, select, text, union_all
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hub.db import utcnow
+from hub.ledger.errors import (
+    InsufficientFunds,
+    InvalidTransfer,
+    PendingAlreadyResolved,
+    PendingExpired,
+    PendingNotFound,
+)
+from hub.ledger.models import (
+    PENDING,
+    POST_PENDING,
+    POSTED,
+    VOID_PENDING,
+    Account,
+    Transfer,
+)
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """The parts of an account that never change after it is opened."""
+
+    id: int
+    ledger: uuid.UUID
+    cached: bool
+    no_overdraft: bool
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    debit: int
+    credit: int
+    amount: int
+    code: str
+    ledger: uuid.UUID
+    caused_by: str
+    ref_type: str | None = None
+    ref_id: str | None = None
+    meta: dict | None = None
+
+
+@dataclass(frozen=True)
+class Balance:
+    debits_pending: int
+    debits_posted: int
+    credits_pending: int
+    credits_posted: int
+
+    @property
+    def posted(self) -> int:
+        """Credit-normal balance (what a member holds)."""
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def available(self) -> int:
+        return self.credits_posted - self.debits_posted - self.debits_pending
+
+
+@dataclass
+class _Delta:
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+
+    def need(self) -> int:
+        """How much available balance the account must have for the deltas to leave it >= 0."""
+        return self.debits_pending + self.debits_posted - self.credits_posted
+
+
+# Account attributes are immutable, so a process-wide cache is always right.
+_info_cache: dict[int, AccountInfo] = {}
+
+
+def open_account(
+    session: Session, ledger: uuid.UUID, code: str, *, cached: bool, no_overdraft: bool
+) -> int:
+    account = Account(ledger=ledger, code=code, cached=cached, no_overdraft=no_overdraft)
+    session.add(account)
+    session.flush()
+    return account.id
+
+
+def account_info(session: Session, ids: Iterable[int]) -> dict[int, AccountInfo]:
+    wanted = set(ids)
+    missing = [i for i in wanted if i not in _info_cache]
+    if missing:
+        rows = session.execute(
+            select(Account.id, Account.ledger, Account.cached, Account.no_overdraft).where(
+                Account.id.in_(missing)
+            )
+        )
+        for row in rows:
+            _info_cache[row.id] = AccountInfo(row.id, row.ledger, row.cached, row.no_overdraft)
+    unknown = wanted - _info_cache.keys()
+    if unknown:
+        raise InvalidTransfer(f"unknown accounts {sorted(unknown)}")
+    return {i: _info_cache[i] for i in wanted}
+
+
+def _check(spec: TransferSpec, infos: dict[int, AccountInfo]) -> None:
+    if not isinstance(spec.amount, int) or isinstance(spec.amount, bool) or spec.amount <= 0:
+        raise InvalidTransfer(f"amount must be a positive integer, got {spec.amount!r}")
+    if spec.debit == spec.credit:
+        raise InvalidTransfer("debit and credit accounts must differ")
+    for account_id in (spec.debit, spec.credit):
+        if infos[account_id].ledger != spec.ledger:
+            raise InvalidTransfer(f"account {account_id} is not on ledger {spec.ledger}")
+
+
+def _apply(session: Session, deltas: dict[int, _Delta], infos: dict[int, AccountInfo]) -> None:
+    """Apply balance deltas to cached accounts in ascending id order (the lock order)."""
+    for account_id in sorted(deltas):
+        info = infos[account_id]
+        if not info.cached:
+            continue
+        d = deltas[account_id]
+        need = d.need() if info.no_overdraft else 0
+        guard = (
+            " AND credits_posted - debits_posted - debits_pending >= :need" if need > 0 else ""
+        )
+        result = session.execute(
+            text(
+                "UPDATE ledger_accounts SET"
+                " debits_pending = debits_pending + :dp,"
+                " debits_posted = debits_posted + :dpo,"
+                " credits_pending = credits_pending + :cp,"
+                " credits_posted = credits_posted + :cpo"
+                " WHERE id = :id" + guard
+            ),
+            {
+                "id": account_id,
+                "dp": d.debits_pending,
+                "dpo": d.debits_posted,
+                "cp": d.credits_pending,
+                "cpo": d.credits_posted,
+                "need": need,
+            },
+        )
+        if result.rowcount != 1:
+            raise InsufficientFunds(account_id)
+
+
+def _row(spec: TransferSpec, phase: str, now: datetime, **extra) -> dict:
+    return {
+        "ledger": spec.ledger,
+        "debit_account_id": spec.debit,
+        "credit_account_id": spec.credit,
+        "amount": spec.amount,
+        "code": spec.code,
+        "phase": phase,
+        "caused_by": spec.caused_by,
+        "ref_type": spec.ref_type,
+        "ref_id": spec.ref_id,
+        "meta": spec.meta,
+        "created_at": now,
+        "pending_id": extra.get("pending_id"),
+        "timeout_at": extra.get("timeout_at"),
+    }
+
+
+def _insert(session: Session, rows: list[dict]) -> list[int]:
+    ids = session.execute(insert(Transfer).returning(Transfer.id, sort_by_parameter_order=True), rows)
+    return list(ids.scalars())
+
+
+def post(session: Session, specs: Sequence[TransferSpec]) -> list[int]:
+    """Post transfers immediately. Several specs are linked: all are applied or none."""
+    return _create(session, specs, POSTED)
+
+
+def reserve(session: Session, specs: Sequence[TransferSpec], timeout: timedelta) -> list[int]:
+    """Create pending transfers (reservations) that must be posted or voided before `timeout`."""
+    if timeout <= timedelta(0):
+        raise InvalidTransfer("a pending transfer needs a positive timeout")
+    return _create(session, specs, PENDING, timeout)
+
+
+def _create(
+    session: Session, specs: Sequence[TransferSpec], phase: str, timeout: timedelta | None = None
+) -> list[int]:
+    if not specs:
+        return []
+    infos = account_info(session, {a for s in specs for a in (s.debit, s.credit)})
+    deltas: dict[int, _Delta] = defaultdict(_Delta)
+    for spec in specs:
+        _check(spec, infos)
+        if phase == PENDING:
+            deltas[spec.debit].debits_pending += spec.amount
+            deltas[spec.credit].credits_pending += spec.amount
+        else:
+            deltas[spec.debit].debits_posted += spec.amount
+            deltas[spec.credit].credits_posted += spec.amount
+    _apply(session, deltas, infos)
+    now = utcnow()
+    timeout_at = now + timeout if timeout else None
+    return _insert(session, [_row(s, phase, now, timeout_at=timeout_at) for s in specs])
+
+
+def _load_pending(session: Session, pending_id: int) -> Transfer:
+    pending = session.get(Transfer, pending_id)
+    if pending is None or pending.phase != PENDING:
+        raise PendingNotFound(f"no pending transfer {pending_id}")
+    return pending
+
+
+def _resolve(session: Session, pending: Transfer, phase: str, amount: int, caused_by: str) -> int:
+    infos = account_info(session, (pending.debit_account_id, pending.credit_account_id))
+    deltas: dict[int, _Delta] = defaultdict(_Delta)
+    deltas[pending.debit_account_id].debits_pending -= pending.amount
+    deltas[pending.credit_account_id].credits_pending -= pending.amount
+    if phase == POST_PENDING:
+        deltas[pending.debit_account_id].debits_posted += amount
+        deltas[pending.credit_account_id].credits_posted += amount
+    spec = TransferSpec(
+        debit=pending.debit_account_id,
+        credit=pending.credit_account_id,
+        amount=amount,
+        code=pending.code,
+        ledger=pending.ledger,
+        caused_by=caused_by,
+        ref_type=pending.ref_type,
+        ref_id=pending.ref_id,
+    )
+    try:
+        # The unique pending_id makes a second resolution fail here, even a concurrent one.
+        with session.begin_nested():
+            (transfer_id,) = _insert(session, [_row(spec, phase, utcnow(), pending_id=pending.id)])
+    except IntegrityError as exc:
+        raise PendingAlreadyResolved(f"pending transfer {pending.id} is already resolved") from exc
+    _apply(session, deltas, infos)
+    return transfer_id
+
+
+def post_pending(
+    session: Session, pending_id: int, caused_by: str, amount: int | None = None
+) -> int:
+    """Post a reservation, wholly or in part (the rest is released)."""
+    pending = _load_pending(session, pending_id)
+    amount = pending.amount if amount is None else amount
+    if not 0 < amount <= pending.amount:
+        raise InvalidTransfer(f"post amount must be 1..{pending.amount}")
+    if pending.timeout_at is not None and pending.timeout_at <= utcnow():
+        raise PendingExpired(f"pending transfer {pending_id} timed out")
+    return _resolve(session, pending, POST_PENDING, amount, caused_by)
+
+
+def void_pending(session: Session, pending_id: int, caused_by: str) -> int:
+    """Release a reservation. Allowed after its timeout too: that is how it expires."""
+    pending = _load_pending(session, pending_id)
+    return _resolve(session, pending, VOID_PENDING, pending.amount, caused_by)
+
+
+def balance(session: Session, account_id: int) -> Balance:
+    """The balance of any account: cached, or folded from transfers for system accounts."""
+    (info,) = account_info(session, [account_id]).values()
+    if info.cached:
+        row = session.execute(
+            select(
+                Account.debits_pending,
+                Account.debits_posted,
+                Account.credits_pending,
+                Account.credits_posted,
+            ).where(Account.id == account_id)
+        ).one()
+        return Balance(*row)
+    return fold(session, [account_id])[account_id]
+
+
+def fold(session: Session, account_ids: Sequence[int] | None = None) -> dict[int, Balance]:
+    """Balances computed from transfers alone (the truth that cached balances must equal).
+
+    posted = sum of posted and post_pending transfers; pending = sum of pending transfers
+    that no post/void has resolved.
+    """
+    resolver = Transfer.__table__.alias("resolver")
+    unresolved = ~select(resolver.c.id).where(resolver.c.pending_id == Transfer.id).exists()
+    posted = Transfer.phase.in_((POSTED, POST_PENDING))
+    pending = (Transfer.phase == PENDING) & unresolved
+    sides = []
+    for side, account_col in (("debit", Transfer.debit_account_id), ("credit", Transfer.credit_account_id)):
+        q = select(
+            account_col.label("account_id"),
+            func.sum(_when(pending, side == "debit")).label("dp"),
+            func.sum(_when(posted, side == "debit")).label("dpo"),
+            func.sum(_when(pending, side == "credit")).label("cp"),
+            func.sum(_when(posted, side == "credit")).label("cpo"),
+        ).group_by(account_col)
+        if account_ids is not None:
+            q = q.where(account_col.in_(account_ids))
+        sides.append(q)
+    both = union_all(*sides).subquery()
+    rows = session.execute(
+        select(
+            both.c.account_id,
+            func.sum(both.c.dp),
+            func.sum(both.c.dpo),
+            func.sum(both.c.cp),
+            func.sum(both.c.cpo),
+        ).group_by(both.c.account_id)
+    )
+    result = {r[0]: Balance(*(int(v or 0) for v in r[1:])) for r in rows}
+    for account_id in account_ids or ():
+        result.setdefault(account_id, Balance(0, 0, 0, 0))
+    return result
+
+
+def _when(condition, applies: bool):
+    if not applies:
+        return literal(0)
+    return case((condition, Transfer.amount), else_=0)

@@ -1,0 +1,1 @@
+"""Partners, programs, members, memberships and earning (no Flask here)."""

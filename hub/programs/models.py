@@ -1,0 +1,107 @@
+"""Partners, programs, members, memberships and the purchases/returns that earn points."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hub.db import Base, FixedDecimal, UTCDateTime, utcnow
+
+IDENTIFIER_KINDS = ("external_id", "card_number", "phone", "email")
+
+
+class Partner(Base):
+    __tablename__ = "partners"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Program(Base):
+    """A points currency. Its id is also its ledger id."""
+
+    __tablename__ = "programs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"), index=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Value of one point in coalition units (fixed point).
+    point_value: Mapped[Decimal] = mapped_column(FixedDecimal)
+    # Base earn rule: points per one major unit of earn_currency, rounded down.
+    earn_currency: Mapped[str] = mapped_column(String(3))
+    earn_rate: Mapped[Decimal] = mapped_column(FixedDecimal)
+    issuance_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Member(Base):
+    """One coalition identity (a person)."""
+
+    __tablename__ = "members"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("member_id", "program_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MembershipIdentifier(Base):
+    """How a partner knows a member in one program: external id, card, phone or email."""
+
+    __tablename__ = "membership_identifiers"
+    __table_args__ = (UniqueConstraint("program_id", "kind", "value"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    membership_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("memberships.id"), index=True)
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(254))
+
+
+class PointTransaction(Base):
+    """A purchase or a return posted by a partner, and the points it moved."""
+
+    __tablename__ = "point_transactions"
+    __table_args__ = (
+        UniqueConstraint("program_id", "kind", "partner_txn_id"),
+        Index("ix_point_transactions_membership", "membership_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(16))  # purchase | return
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    membership_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("memberships.id"))
+    partner_txn_id: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    store_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    points: Mapped[int] = mapped_column(BigInteger)
+    # Returns only: the purchase, and points the member no longer held (not clawed back).
+    purchase_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("point_transactions.id"), default=None, index=True
+    )
+    points_shortfall: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Purchases only: running totals of what returns have taken back.
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_reversed: Mapped[int] = mapped_column(BigInteger, default=0)
+    transfer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ledger_transfers.id"), default=None
+    )
+    client_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

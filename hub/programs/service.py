@@ -1,0 +1,347 @@
+"""Partners, programs and members: the reference data that earning and the ledger use."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import and_, false, or_, select
+from sqlalchemy.orm import Session
+
+from hub import ledger, money, pagination
+from hub.actor import Actor
+from hub.errors import Conflict, Invalid, NotFound
+from hub.ledger import models as ledger_models
+from hub.programs.models import (
+    IDENTIFIER_KINDS,
+    Member,
+    Membership,
+    MembershipIdentifier,
+    Partner,
+    Program,
+)
+
+MEMBER_ACCOUNT = "member"
+ISSUANCE_ACCOUNT = "issuance"
+
+
+# --- partners and programs (ops) -------------------------------------------------------
+
+def create_partner(session: Session, code: str, name: str) -> Partner:
+    if session.scalar(select(Partner.id).where(Partner.code == code)):
+        raise Conflict(f"partner {code} already exists", slug="partner-exists")
+    partner = Partner(code=code, name=name)
+    session.add(partner)
+    session.flush()
+    return partner
+
+
+def list_partners(session: Session, cursor: str | None, limit: int) -> tuple[list[Partner], str | None]:
+    after = pagination.decode(cursor)
+    q = select(Partner).order_by(Partner.code).limit(limit + 1)
+    if after is not None:
+        q = q.where(Partner.code > str(after))
+    rows = list(session.scalars(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, pagination.encode(rows[-1].code) if more else None
+
+
+def partner_by_code(session: Session, code: str) -> Partner:
+    partner = session.scalar(select(Partner).where(Partner.code == code))
+    if partner is None:
+        raise NotFound(f"no partner {code}", slug="partner-not-found")
+    return partner
+
+
+def create_program(
+    session: Session,
+    *,
+    partner_code: str,
+    code: str,
+    name: str,
+    point_value: Decimal,
+    earn_currency: str,
+    earn_rate: Decimal,
+) -> Program:
+    partner = partner_by_code(session, partner_code)
+    money.exponent(earn_currency)
+    if point_value <= 0:
+        raise Invalid("point_value must be greater than zero", slug="invalid-rate")
+    if session.scalar(select(Program.id).where(Program.code == code)):
+        raise Conflict(f"program {code} already exists", slug="program-exists")
+    program_id = uuid.uuid4()
+    issuance = ledger.open_account(
+        session, program_id, ISSUANCE_ACCOUNT, cached=False, no_overdraft=False
+    )
+    program = Program(
+        id=program_id,
+        partner_id=partner.id,
+        code=code,
+        name=name,
+        point_value=point_value,
+        earn_currency=earn_currency,
+        earn_rate=earn_rate,
+        issuance_account_id=issuance,
+    )
+    session.add(program)
+    session.flush()
+    return program
+
+
+def list_programs(
+    session: Session, actor: Actor, cursor: str | None, limit: int
+) -> tuple[list[tuple[Program, str]], str | None]:
+    """Programs with their partner's code: all for ops, a partner's own otherwise."""
+    after = pagination.decode(cursor)
+    q = (
+        select(Program, Partner.code)
+        .join(Partner, Partner.id == Program.partner_id)
+        .order_by(Program.code)
+        .limit(limit + 1)
+    )
+    if "ops:read" not in actor.scopes:
+        q = q.where(Program.partner_id == actor.partner_id)
+    if after is not None:
+        q = q.where(Program.code > str(after))
+    rows = [tuple(r) for r in session.execute(q)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, pagination.encode(rows[-1][0].code) if more else None
+
+
+def partner_program(session: Session, actor: Actor, code: str) -> Program:
+    """One of the caller's own programs; another partner's is indistinguishable from none."""
+    program = session.scalar(
+        select(Program).where(Program.code == code, Program.partner_id == actor.partner_id)
+    )
+    if program is None:
+        raise NotFound(f"no program {code}", slug="program-not-found")
+    return program
+
+
+# --- members ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MembershipView:
+    membership: Membership
+    program: Program
+    identifiers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class MemberView:
+    id: uuid.UUID
+    memberships: list[MembershipView]
+
+
+def normalise(kind: str, value: str) -> str:
+    return value.strip().lower() if kind == "email" else value.strip()
+
+
+def enrol(session: Session, actor: Actor, body: dict) -> MemberView:
+    program = partner_program(session, actor, body["program"])
+    identifiers = {k: normalise(k, body[k]) for k in IDENTIFIER_KINDS if k in body}
+    if "member_id" in body:
+        member_id = uuid.UUID(body["member_id"])
+        member_view(session, actor, member_id)  # 404 unless this partner knows the member
+        if session.scalar(
+            select(Membership.id).where(
+                Membership.member_id == member_id, Membership.program_id == program.id
+            )
+        ):
+            raise Conflict(f"member is already enrolled in {program.code}", slug="already-enrolled")
+    else:
+        member = Member()
+        session.add(member)
+        session.flush()
+        member_id = member.id
+    taken = session.scalars(
+        select(MembershipIdentifier.kind).where(
+            MembershipIdentifier.program_id == program.id,
+            _identifier_match(identifiers),
+        )
+    ).all()
+    if taken:
+        raise Conflict(
+            f"{', '.join(sorted(taken))} already identifies a member of {program.code}",
+            slug="identifier-taken",
+        )
+    account_id = ledger.open_account(
+        session, program.id, MEMBER_ACCOUNT, cached=True, no_overdraft=True
+    )
+    membership = Membership(member_id=member_id, program_id=program.id, account_id=account_id)
+    session.add(membership)
+    session.flush()
+    session.add_all(
+        MembershipIdentifier(
+            membership_id=membership.id, program_id=program.id, kind=kind, value=value
+        )
+        for kind, value in identifiers.items()
+    )
+    session.flush()
+    return member_view(session, actor, member_id)
+
+
+def _identifier_match(identifiers: dict[str, str]):
+    clauses = [
+        and_(MembershipIdentifier.kind == k, MembershipIdentifier.value == v)
+        for k, v in identifiers.items()
+    ]
+    return or_(*clauses) if clauses else false()
+
+
+def _memberships(session: Session, actor: Actor, member_ids: Iterable[uuid.UUID]) -> dict:
+    rows = session.execute(
+        select(Membership, Program)
+        .join(Program, Program.id == Membership.program_id)
+        .where(Membership.member_id.in_(list(member_ids)), Program.partner_id == actor.partner_id)
+        .order_by(Program.code)
+    ).all()
+    ids = [m.id for m, _ in rows]
+    idents: dict[uuid.UUID, dict[str, str]] = {i: {} for i in ids}
+    for ident in session.scalars(
+        select(MembershipIdentifier).where(MembershipIdentifier.membership_id.in_(ids))
+    ):
+        idents[ident.membership_id][ident.kind] = ident.value
+    views: dict[uuid.UUID, list[MembershipView]] = {}
+    for membership, program in rows:
+        views.setdefault(membership.member_id, []).append(
+            MembershipView(membership, program, idents[membership.id])
+        )
+    return views
+
+
+def member_view(session: Session, actor: Actor, member_id: uuid.UUID) -> MemberView:
+    """The member as this partner sees them: only memberships in its own programs."""
+    memberships = _memberships(session, actor, [member_id]).get(member_id)
+    if not memberships:
+        raise NotFound("no such member", slug="member-not-found")
+    return MemberView(member_id, memberships)
+
+
+def lookup(session: Session, actor: Actor, program_code: str | None, query: dict) -> list[MemberView]:
+    given = {k: normalise(k, v) for k, v in query.items() if k in IDENTIFIER_KINDS and v}
+    if len(given) != 1:
+        raise Invalid(
+            "give exactly one of external_id, card_number, phone or email",
+            slug="invalid-lookup",
+        )
+    q = (
+        select(Membership.member_id)
+        .join(MembershipIdentifier, MembershipIdentifier.membership_id == Membership.id)
+        .join(Program, Program.id == Membership.program_id)
+        .where(Program.partner_id == actor.partner_id, _identifier_match(given))
+    )
+    if program_code:
+        q = q.where(Program.code == program_code)
+    member_ids = list(dict.fromkeys(session.scalars(q)))
+    views = _memberships(session, actor, member_ids)
+    return [MemberView(m, views[m]) for m in member_ids if m in views]
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    program: Program
+    balance: ledger.Balance
+
+
+def balances(session: Session, actor: Actor, member_id: uuid.UUID) -> list[BalanceView]:
+    view = member_view(session, actor, member_id)
+    return [
+        BalanceView(m.program, ledger.balance(session, m.membership.account_id))
+        for m in view.memberships
+    ]
+
+
+def resolve_membership(session: Session, program: Program, ref: dict) -> Membership:
+    """The membership a purchase names, by exactly one identifier."""
+    ((kind, value),) = ref.items()
+    if kind == "member_id":
+        q = select(Membership).where(
+            Membership.member_id == uuid.UUID(value), Membership.program_id == program.id
+        )
+    else:
+        q = (
+            select(Membership)
+            .join(MembershipIdentifier, MembershipIdentifier.membership_id == Membership.id)
+            .where(
+                MembershipIdentifier.program_id == program.id,
+                MembershipIdentifier.kind == kind,
+                MembershipIdentifier.value == normalise(kind, value),
+            )
+        )
+    membership = session.scalar(q)
+    if membership is None:
+        raise NotFound(f"no member of {program.code} with that {kind}", slug="member-not-found")
+    return membership
+
+
+@dataclass(frozen=True)
+class Movement:
+    id: int
+    program: str
+    code: str
+    points: int
+    status: str
+    transaction_id: str | None
+    created_at: object
+
+
+def history(
+    session: Session,
+    actor: Actor,
+    member_id: uuid.UUID,
+    program_code: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Movement], str | None]:
+    """Movements newest first. A reservation shows once, with its resolution as status."""
+    view = member_view(session, actor, member_id)
+    accounts = {
+        m.membership.account_id: m.program.code
+        for m in view.memberships
+        if program_code in (None, m.program.code)
+    }
+    if not accounts:
+        raise NotFound(f"member has no membership in {program_code}", slug="membership-not-found")
+    before = pagination.decode(cursor)
+    t = ledger_models.Transfer
+    resolver = t.__table__.alias("resolver")
+    q = (
+        select(t, resolver.c.phase, resolver.c.amount)
+        .outerjoin(resolver, resolver.c.pending_id == t.id)
+        .where(
+            or_(t.debit_account_id.in_(accounts), t.credit_account_id.in_(accounts)),
+            t.phase.in_((ledger_models.POSTED, ledger_models.PENDING)),
+        )
+        .order_by(t.id.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        q = q.where(t.id < int(before))
+    rows = session.execute(q).all()
+    more = len(rows) > limit
+    items = []
+    for transfer, resolved_phase, resolved_amount in rows[:limit]:
+        status, amount = "posted", transfer.amount
+        if transfer.phase == ledger_models.PENDING:
+            status = {None: "pending", ledger_models.VOID_PENDING: "voided"}.get(
+                resolved_phase, "posted"
+            )
+            if resolved_phase == ledger_models.POST_PENDING:
+                amount = resolved_amount
+        credit = transfer.credit_account_id in accounts
+        items.append(
+            Movement(
+                id=transfer.id,
+                program=accounts[transfer.credit_account_id if credit else transfer.debit_account_id],
+                code=transfer.code,
+                points=amount if credit else -amount,
+                status=status,
+                transaction_id=transfer.ref_id if transfer.ref_type == "transaction" else None,
+                created_at=transfer.created_at,
+            )
+        )
+    return items, pagination.encode(items[-1].id) if more else None

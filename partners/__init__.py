@@ -1,0 +1,1 @@
+"""Partner programs and reward providers: one folder each, with config and connectors."""
