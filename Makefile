@@ -1,0 +1,39 @@
+# Two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+PG_URL    ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install run test test-services bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+## run: install, migrate, seed the demo coalition and serve on SQLite (no other service)
+run: install
+	$(BIN)/hub db upgrade
+	$(BIN)/hub demo seed
+	$(BIN)/hub serve
+
+## test: install and run the whole suite on SQLite
+test: install
+	$(BIN)/pytest
+
+## test-services: the same suite against this machine's PostgreSQL and Redis
+test-services: install
+	HUB_TEST_DATABASE_URL=$(PG_URL) HUB_TEST_REDIS_URL=$(REDIS_URL) $(BIN)/pytest
+
+## bench: the earn benchmark on PostgreSQL (prints one JSON line)
+bench: install
+	$(BIN)/python bench/earn.py --database-url $(PG_URL)
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

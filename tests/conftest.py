@@ -1,0 +1,185 @@
+"""Fixtures shared by every test level.
+
+The database is SQLite in a temporary folder, or, when HUB_TEST_DATABASE_URL is set, a fresh
+PostgreSQL database made for this run and dropped after it. Migrations build the schema, so
+they are tested too. Tests isolate their data by making their own partners (unique codes).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from starlette.testclient import TestClient
+
+from hub import migrations
+from hub.db import Database
+from hub.identity.clients import create_client
+from hub.settings import Settings
+
+ISSUER = "http://127.0.0.1"
+SECRET_KEY = "test-secret-key-not-for-production"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    base = os.environ.get("HUB_TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'hub.sqlite3'}"
+        return
+    name = f"hub_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url, tmp_path_factory) -> Settings:
+    migrations.upgrade(database_url)
+    return Settings(
+        database_url=database_url,
+        broker_url=os.environ.get("HUB_TEST_REDIS_URL", ""),
+        secret_key=SECRET_KEY,
+        issuer=ISSUER,
+        access_token_ttl=3600,
+        db_pool_size=5,
+        workers=1,
+        host="127.0.0.1",
+        port=8000,
+    )
+
+
+@pytest.fixture(scope="session")
+def app(settings):
+    from hub.app import create_app
+
+    return create_app(settings, validate_responses=True)
+
+
+@pytest.fixture(scope="session")
+def db(app) -> Database:
+    from hub.api import runtime
+
+    return runtime.current().db
+
+
+@pytest.fixture(scope="session")
+def http(app):
+    # Authlib refuses plain http except on localhost, so the test client poses as it.
+    with TestClient(app, base_url=ISSUER) as client:
+        yield client
+
+
+class Api:
+    """An HTTP client that carries one access token."""
+
+    def __init__(self, http, token: str):
+        self.http = http
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def get(self, path, **params):
+        return self.http.get(path, params=params or None, headers=self.headers)
+
+    def post(self, path, json=None, key: str | None = None, headers=None, **kwargs):
+        headers = {**self.headers, **(headers or {})}
+        if key:
+            headers["Idempotency-Key"] = key
+        return self.http.post(path, json=json, headers=headers, **kwargs)
+
+
+def token_for(http, client_id: str, secret: str, scope: str | None = None) -> str:
+    data = {"grant_type": "client_credentials"}
+    if scope:
+        data["scope"] = scope
+    response = http.post("/oauth/token", data=data, auth=(client_id, secret))
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def unique_code(prefix: str = "P") -> str:
+    return f"{prefix}{secrets.token_hex(4).upper()}"
+
+
+@pytest.fixture(scope="session")
+def ops(http, db) -> Api:
+    client, secret = db.write(lambda s: create_client(s, name="test ops", partner_id=None))
+    return Api(http, token_for(http, client.client_id, secret))
+
+
+class Partner:
+    """A partner with one program (earning 1 point per 1,000 IDR) and its API client."""
+
+    def __init__(self, ops: Api, http, currency="IDR", points_per_unit="0.001", point_value="10"):
+        self.code = unique_code("P")
+        self.program = unique_code("G")
+        self.currency = currency
+        assert ops.post("/v1/partners", {"code": self.code, "name": f"Partner {self.code}"}).status_code == 201
+        response = ops.post(
+            "/v1/programs",
+            {
+                "partner": self.code,
+                "code": self.program,
+                "name": f"Program {self.program}",
+                "point_value": point_value,
+                "earn_rule": {"currency": currency, "points_per_unit": points_per_unit},
+            },
+        )
+        assert response.status_code == 201, response.text
+        created = ops.post("/v1/clients", {"name": "pos", "partner": self.code}).json()
+        self.client_id, self.secret = created["client_id"], created["client_secret"]
+        self.api = Api(http, token_for(http, self.client_id, self.secret))
+        self._n = 0
+
+    def enrol(self, **identifiers) -> str:
+        if not identifiers:
+            self._n += 1
+            identifiers = {"external_id": f"m-{secrets.token_hex(6)}"}
+        response = self.api.post("/v1/members", {"program": self.program, **identifiers})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def purchase_body(self, member_id: str, amount: str, txn: str | None = None, **extra) -> dict:
+        return {
+            "program": self.program,
+            "member": {"member_id": member_id},
+            "transaction_id": txn or f"t-{secrets.token_hex(8)}",
+            "amount": amount,
+            "currency": self.currency,
+            "occurred_at": "2026-11-01T10:00:00Z",
+            **extra,
+        }
+
+    def buy(self, member_id: str, amount: str, txn: str | None = None) -> dict:
+        response = self.api.post("/v1/transactions", self.purchase_body(member_id, amount, txn))
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def balance(self, member_id: str) -> dict:
+        response = self.api.get(f"/v1/members/{member_id}/balances")
+        assert response.status_code == 200, response.text
+        (item,) = response.json()["items"]
+        return item
+
+
+@pytest.fixture
+def partner(ops, http) -> Partner:
+    return Partner(ops, http)
+
+
+@pytest.fixture
+def other_partner(ops, http) -> Partner:
+    return Partner(ops, http)
+
+
+@pytest.fixture
+def make_partner(ops, http):
+    return lambda **kw: Partner(ops, http, **kw)
