@@ -185,3 +185,7 @@ def _out(data: dict, as_json: bool) -> None:
     for key, value in data.items():
         table.add_row(key, str(value))
     console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -39,8 +39,6 @@ class Settings:
     workers: int
     host: str
     port: int
-    idempotency_lock_seconds: int = 60
-    max_batch_items: int = 1000
     problem_base: str = "https://coalition-hub.dev/problems/"
 
     @classmethod

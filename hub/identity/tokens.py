@@ -10,6 +10,7 @@ import time
 from collections import OrderedDict
 
 from authlib.common.errors import AuthlibBaseError
+from joserfc.errors import JoseError as JoseRFCError
 from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
 
 from hub.identity.keys import KeyStore
@@ -47,7 +48,7 @@ class TokenVerifier:
             parsed.validate()
             if parsed.header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
                 return None
-        except (AuthlibBaseError, ValueError, KeyError, TypeError):
+        except (AuthlibBaseError, JoseRFCError, ValueError, KeyError, TypeError):
             return None  # malformed, forged, expired or for another audience
         claims = dict(parsed)
         with self._lock:

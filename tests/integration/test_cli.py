@@ -1,0 +1,60 @@
+"""The hub command: ops create partners, programs and clients; the ledger verifies."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, text
+
+from hub.cli import main
+from hub.programs.models import Membership
+from tests.conftest import Api, token_for, unique_code
+
+
+@pytest.fixture
+def run(settings, monkeypatch):
+    monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HUB_SECRET_KEY", settings.secret_key)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(main, list(args), catch_exceptions=False)
+
+
+def test_ops_set_up_a_partner_from_the_command_line(run, http):
+    partner, program = unique_code("P"), unique_code("G")
+    created = run("partners", "create", "--code", partner, "--name", "Warung", "--json")
+    assert created.exit_code == 0 and json.loads(created.output)["code"] == partner
+    result = run("programs", "create", "--partner", partner, "--code", program, "--name", "Warung Points",
+                 "--point-value", "2.5", "--currency", "IDR", "--points-per-unit", "0.01", "--json")
+    assert result.exit_code == 0, result.output
+    client = json.loads(run("clients", "create", "--partner", partner, "--name", "pos", "--json").output)
+    assert client["client_secret"] and client["scopes"]
+    api = Api(http, token_for(http, client["client_id"], client["client_secret"]))
+    (listed,) = api.get("/v1/programs").json()["items"]
+    assert listed["point_value"] == "2.5" and listed["earn_rule"]["points_per_unit"] == "0.01"
+
+
+def test_refusals_are_messages_not_tracebacks(run):
+    code = unique_code("P")
+    assert run("partners", "create", "--code", code, "--name", "A").exit_code == 0
+    again = run("partners", "create", "--code", code, "--name", "A")
+    assert again.exit_code == 1 and "already exists" in again.output
+    missing = run("clients", "create", "--partner", "NOSUCH", "--name", "x")
+    assert missing.exit_code == 1 and "no partner" in missing.output
+
+
+def test_ledger_verify_passes_and_fails_on_tampering(run, partner, db):
+    member = partner.enrol()
+    partner.buy(member, "10000")
+    ok = run("ledger", "verify")
+    assert ok.exit_code == 0 and "ledger OK" in ok.output
+    with db.read() as s:
+        account = s.scalar(select(Membership.account_id).where(Membership.member_id == uuid.UUID(member)))
+    nudge = "UPDATE ledger_accounts SET credits_posted = credits_posted + :d WHERE id = :id"
+    db.write(lambda s: s.execute(text(nudge), {"d": 1, "id": account}))
+    try:
+        bad = run("ledger", "verify")
+        assert bad.exit_code == 1 and f"account {account}" in bad.output
+    finally:
+        db.write(lambda s: s.execute(text(nudge), {"d": -1, "id": account}))

@@ -1,0 +1,146 @@
+"""Ledger rules (design.md) at the service level, on the test database."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from hub import ledger
+from hub.db import Database
+from hub.ledger.verify import verify
+
+
+@pytest.fixture(scope="module")
+def ldb(settings) -> Database:
+    database = Database(settings.database_url)
+    yield database
+    database.dispose()
+
+
+class Book:
+    """One ledger with an issuance account and two member accounts."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.ledger = uuid.uuid4()
+
+        def open_all(s):
+            issuance = ledger.open_account(s, self.ledger, "issuance", cached=False, no_overdraft=False)
+            a = ledger.open_account(s, self.ledger, "member", cached=True, no_overdraft=True)
+            b = ledger.open_account(s, self.ledger, "member", cached=True, no_overdraft=True)
+            return issuance, a, b
+
+        self.issuance, self.a, self.b = db.write(open_all)
+
+    def spec(self, debit, credit, amount, code="earn"):
+        return ledger.TransferSpec(debit, credit, amount, code, self.ledger, "test")
+
+    def post(self, *specs):
+        return self.db.write(lambda s: ledger.post(s, list(specs)))
+
+    def balance(self, account):
+        with self.db.read() as s:
+            return ledger.balance(s, account)
+
+
+@pytest.fixture
+def book(ldb) -> Book:
+    return Book(ldb)
+
+
+def test_posting_moves_points_and_system_balance_is_folded(book):
+    book.post(book.spec(book.issuance, book.a, 100))
+    assert book.balance(book.a).available == 100
+    issuance = book.balance(book.issuance)
+    assert (issuance.debits_posted, issuance.credits_posted) == (100, 0)
+
+
+def test_member_account_never_goes_below_zero(book):
+    book.post(book.spec(book.issuance, book.a, 10))
+    with pytest.raises(ledger.InsufficientFunds):
+        book.post(book.spec(book.a, book.b, 11))
+    assert book.balance(book.a).available == 10
+
+
+def test_linked_transfers_commit_together_or_not_at_all(book):
+    book.post(book.spec(book.issuance, book.a, 10))
+    with pytest.raises(ledger.InsufficientFunds):
+        book.post(book.spec(book.a, book.b, 5), book.spec(book.a, book.b, 6))
+    assert book.balance(book.a).available == 10
+    assert book.balance(book.b).available == 0
+
+
+def test_deltas_are_netted_within_a_linked_batch(book):
+    # credit then debit of the same account in one batch: the end state is what counts
+    book.post(book.spec(book.issuance, book.a, 5), book.spec(book.a, book.b, 5))
+    assert (book.balance(book.a).available, book.balance(book.b).available) == (0, 5)
+
+
+@pytest.mark.parametrize("amount", [0, -1, 1.5, True])
+def test_amount_must_be_a_positive_integer(book, amount):
+    with pytest.raises(ledger.InvalidTransfer):
+        book.post(book.spec(book.issuance, book.a, amount))
+
+
+def test_accounts_must_differ_and_share_the_ledger(book, ldb):
+    other = Book(ldb)
+    with pytest.raises(ledger.InvalidTransfer):
+        book.post(book.spec(book.a, book.a, 1))
+    with pytest.raises(ledger.InvalidTransfer):
+        book.post(book.spec(book.issuance, other.a, 1))
+
+
+def test_reserve_then_post_part_releases_the_rest(book):
+    book.post(book.spec(book.issuance, book.a, 100))
+    (pending,) = book.db.write(lambda s: ledger.reserve(s, [book.spec(book.a, book.b, 60)], timedelta(hours=1)))
+    held = book.balance(book.a)
+    assert (held.available, held.debits_pending) == (40, 60)
+    with pytest.raises(ledger.InsufficientFunds):
+        book.post(book.spec(book.a, book.b, 41))
+    book.db.write(lambda s: ledger.post_pending(s, pending, "test", amount=45))
+    after = book.balance(book.a)
+    assert (after.available, after.debits_pending, after.posted) == (55, 0, 55)
+    assert book.balance(book.b).posted == 45
+
+
+def test_a_reservation_resolves_exactly_once(book):
+    book.post(book.spec(book.issuance, book.a, 10))
+    (pending,) = book.db.write(lambda s: ledger.reserve(s, [book.spec(book.a, book.b, 10)], timedelta(hours=1)))
+    book.db.write(lambda s: ledger.void_pending(s, pending, "test"))
+    for resolve in (ledger.void_pending, ledger.post_pending):
+        with pytest.raises(ledger.PendingAlreadyResolved):
+            book.db.write(lambda s: resolve(s, pending, "test"))
+    assert book.balance(book.a).available == 10
+
+
+def test_an_expired_reservation_can_be_voided_but_not_posted(book):
+    book.post(book.spec(book.issuance, book.a, 10))
+    (pending,) = book.db.write(
+        lambda s: ledger.reserve(s, [book.spec(book.a, book.b, 10)], timedelta(microseconds=1))
+    )
+    with pytest.raises(ledger.PendingExpired):
+        book.db.write(lambda s: ledger.post_pending(s, pending, "test"))
+    book.db.write(lambda s: ledger.void_pending(s, pending, "test"))
+    assert book.balance(book.a).available == 10
+
+
+def test_only_pending_transfers_can_be_resolved(book):
+    (posted,) = book.post(book.spec(book.issuance, book.a, 10))
+    with pytest.raises(ledger.PendingNotFound):
+        book.db.write(lambda s: ledger.void_pending(s, posted, "test"))
+
+
+def test_verify_finds_a_tampered_cached_balance(book):
+    book.post(book.spec(book.issuance, book.a, 10))
+    with book.db.read() as s:
+        assert verify(s).ok
+    book.db.write(lambda s: s.execute(text("UPDATE ledger_accounts SET credits_posted = 11 WHERE id = :id"), {"id": book.a}))
+    try:
+        with book.db.read() as s:
+            report = verify(s)
+        assert not report.ok
+        assert any(f"account {book.a}:" in v for v in report.violations)
+    finally:
+        book.db.write(lambda s: s.execute(text("UPDATE ledger_accounts SET credits_posted = 10 WHERE id = :id"), {"id": book.a}))
