@@ -14,6 +14,7 @@ from rich.table import Table
 from hub import migrations
 from hub.db import Database
 from hub.errors import DomainError
+from hub.ledger import LedgerError
 from hub.settings import Settings
 
 console = Console()
@@ -27,8 +28,8 @@ def _run(work):
     """Run a write in one transaction; a refusal is a clear message and exit code 1."""
     try:
         return _db().write(work)
-    except DomainError as exc:
-        raise click.ClickException(exc.detail) from exc
+    except (DomainError, LedgerError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -148,11 +149,28 @@ def ledger_verify():
     console.print(
         f"{report.transfers} transfers, {report.accounts} accounts, {report.ledgers} ledgers"
     )
+    for warning in report.warnings:
+        console.print(f"[yellow]warning[/] {warning}")
     for violation in report.violations:
         console.print(f"[red]violation[/] {violation}")
     if not report.ok:
         sys.exit(1)
     console.print("[green]ledger OK[/]")
+
+
+@main.group()
+def keys():
+    """JWT signing keys."""
+
+
+@keys.command("rotate")
+def keys_rotate():
+    """Sign with a new key from now on; older keys stay published so their tokens verify."""
+    from hub.identity.keys import KeyStore
+
+    settings = Settings.from_env()
+    kid = KeyStore(_db(), settings.secret_key).rotate()
+    console.print(f"signing with key [bold]{kid}[/]")
 
 
 @main.group()

@@ -73,6 +73,7 @@ def _seed(s, spec: dict) -> dict:
 def print_quickstart(console: Console, settings: Settings, creds: dict) -> None:
     base = f"http://{settings.host}:{settings.port}"
     kopi = creds["partners"]["KOPI"]
+    now = utcnow().replace(microsecond=0).isoformat().replace("+00:00", "Z")
     console.print(f"""
 [bold]Demo coalition ready.[/] Partners: {', '.join(creds['partners'])}. Credentials: {CREDENTIALS}
 API docs: {base}/v1/ui/   spec: {base}/v1/openapi.json
@@ -82,6 +83,6 @@ Try it as the coffee shop (KOPI):
       -d grant_type=client_credentials {base}/oauth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   curl -s -H "Authorization: Bearer $TOKEN" '{base}/v1/members?external_id=kopi-0001'
   curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
-      -d '{{"program":"KOPI","member":{{"external_id":"kopi-0001"}},"transaction_id":"try-1","amount":"55000","currency":"IDR","occurred_at":"2026-11-23T08:00:00Z"}}' \\
+      -d '{{"program":"KOPI","member":{{"external_id":"kopi-0001"}},"transaction_id":"try-1","amount":"55000","currency":"IDR","occurred_at":"{now}"}}' \\
       {base}/v1/transactions
 """, soft_wrap=True, highlight=False)

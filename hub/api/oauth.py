@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import ClientMixin, InsecureTransportError, grants
+from authlib.oauth2.rfc6749 import ClientMixin, InsecureTransportError, InvalidScopeError, grants
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from flask import Flask
@@ -32,7 +32,11 @@ class OAuthClient(ClientMixin):
     def get_allowed_scope(self, scope):
         if not scope:
             return " ".join(self.scopes)
-        return " ".join(s for s in scope_to_list(scope) if s in self.scopes)
+        requested = scope_to_list(scope)
+        if not set(requested) <= set(self.scopes):
+            # Refuse rather than silently issue a token that can do nothing asked of it.
+            raise InvalidScopeError(description="this client may not have that scope")
+        return " ".join(requested)
 
     def check_redirect_uri(self, redirect_uri):
         return False

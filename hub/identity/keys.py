@@ -7,6 +7,7 @@ import threading
 import time
 
 from authlib.jose import JsonWebKey
+from cryptography.fernet import InvalidToken
 from sqlalchemy import select
 
 from hub import crypto
@@ -17,6 +18,10 @@ ALG = "RS256"
 _PURPOSE = "signing-key"
 
 
+class KeyStoreError(RuntimeError):
+    """The signing keys cannot be used (a configuration problem, not a request's)."""
+
+
 class KeyStore:
     def __init__(self, db: Database, secret_key: str, refresh: float = 60.0):
         self.db = db
@@ -24,8 +29,10 @@ class KeyStore:
         self.refresh = refresh
         self._lock = threading.Lock()
         self._loaded_at = float("-inf")
+        self._sealed = ""
         self._signing: dict | None = None
         self._public: dict = {"keys": []}
+        self._kids: set[str] = set()
 
     def rotate(self) -> str:
         """Add a new key; it signs from now on. Older keys stay published for verification."""
@@ -47,10 +54,10 @@ class KeyStore:
         if not rows:
             self.rotate()
             return self._load()
-        newest = rows[-1]
-        private = json.loads(crypto.unseal(self.secret_key, _PURPOSE, newest.private_jwk_sealed))
-        self._signing = {"keys": [private]}
+        self._sealed = rows[-1].private_jwk_sealed
+        self._signing = None  # decrypted on first use: verifying needs only public keys
         self._public = {"keys": [r.public_jwk for r in rows]}
+        self._kids = {r.kid for r in rows}
         self._loaded_at = time.monotonic()
 
     def _fresh(self) -> None:
@@ -62,8 +69,25 @@ class KeyStore:
     def signing_jwks(self) -> dict:
         """The private key that signs new tokens (a one-key set, so the kid is set)."""
         self._fresh()
+        if self._signing is None:
+            try:
+                private = crypto.unseal(self.secret_key, _PURPOSE, self._sealed)
+            except InvalidToken as exc:
+                raise KeyStoreError(
+                    "HUB_SECRET_KEY does not decrypt the stored signing keys; was it changed? "
+                    "Restore it, or run `hub keys rotate` after setting the new one"
+                ) from exc
+            self._signing = {"keys": [json.loads(private)]}
         return self._signing
 
     def public_jwks(self) -> dict:
         self._fresh()
         return self._public
+
+    def expect(self, kid: str | None) -> None:
+        """Reload now if a token names a key this process has not seen (another process may
+        have just created or rotated it); at most once a second, so junk kids cost nothing."""
+        self._fresh()
+        if kid and kid not in self._kids and time.monotonic() - self._loaded_at > 1:
+            with self._lock:
+                self._load()

@@ -7,6 +7,7 @@ Checks, each reported with the offending ids:
 - no no-overdraft account is below zero;
 - every post/void resolves a pending transfer on the same accounts, at most once, and a post
   never exceeds what was reserved.
+Reservations past their timeout and still unresolved are reported as warnings.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from hub.db import utcnow
 from hub.ledger.models import PENDING, POST_PENDING, VOID_PENDING, Account, Transfer
 from hub.ledger.service import fold
 
@@ -26,6 +28,8 @@ class Report:
     accounts: int = 0
     ledgers: int = 0
     violations: list[str] = field(default_factory=list)
+    # Not broken rules, but work for someone: reservations past their timeout.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -38,17 +42,21 @@ def verify(session: Session) -> Report:
     credit = aliased(Account)
     bad_accounts = session.execute(
         select(Transfer.id)
-        .join(debit, debit.id == Transfer.debit_account_id)
-        .join(credit, credit.id == Transfer.credit_account_id)
+        .outerjoin(debit, debit.id == Transfer.debit_account_id)
+        .outerjoin(credit, credit.id == Transfer.credit_account_id)
         .where(
-            (debit.ledger != Transfer.ledger)
+            debit.id.is_(None)
+            | credit.id.is_(None)
+            | (debit.ledger != Transfer.ledger)
             | (credit.ledger != Transfer.ledger)
             | (Transfer.debit_account_id == Transfer.credit_account_id)
             | (Transfer.amount <= 0)
         )
     ).scalars().all()
     for tid in bad_accounts:
-        report.violations.append(f"transfer {tid}: accounts off its ledger, equal, or amount <= 0")
+        report.violations.append(
+            f"transfer {tid}: an account is missing, off its ledger or the same, or amount <= 0"
+        )
 
     pending = aliased(Transfer)
     resolutions = session.execute(
@@ -91,5 +99,12 @@ def verify(session: Session) -> Report:
             report.violations.append(
                 f"ledger {ledger}: debits {dpo}/{dp} != credits {cpo}/{cp} (posted/pending)"
             )
+    resolver = aliased(Transfer)
+    overdue = session.execute(
+        select(Transfer.id)
+        .outerjoin(resolver, resolver.pending_id == Transfer.id)
+        .where(Transfer.phase == PENDING, resolver.id.is_(None), Transfer.timeout_at < utcnow())
+    ).scalars()
+    report.warnings.extend(f"transfer {tid}: reservation past its timeout, unresolved" for tid in overdue)
     report.transfers = session.scalar(select(func.count()).select_from(Transfer)) or 0
     return report

@@ -95,3 +95,10 @@ def test_partners_cannot_see_or_touch_each_others_data(partner, other_partner):
     assert own != member
     assert partner.balance(member)["posted"] == 10
     assert [p["code"] for p in b.get("/v1/programs").json()["items"]] == [other_partner.program]
+
+
+def test_a_partner_client_cannot_obtain_ops_scopes(http, partner):
+    response = http.post(
+        "/oauth/token", data={"grant_type": "client_credentials", "scope": "ops:write"}, auth=(partner.client_id, partner.secret)
+    )
+    assert response.status_code == 400 and response.json()["error"] == "invalid_scope"
