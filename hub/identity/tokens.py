@@ -5,6 +5,9 @@ is remembered until it expires, so the signature is checked once per token, not 
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -27,8 +30,15 @@ class _Validator(JWTBearerTokenValidator):
         return self.keys.public_jwks()
 
 
+def jwt_header(token: str) -> dict:
+    """The unverified JOSE header: only to pick the key that verifies the token."""
+    segment = token.split(".", 1)[0]
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
 class TokenVerifier:
     def __init__(self, keys: KeyStore, issuer: str, audience: str):
+        self._keys = keys
         self._validator = _Validator(keys, issuer, audience)
         self._cache: OrderedDict[str, dict] = OrderedDict()
         self._lock = threading.Lock()
@@ -44,11 +54,12 @@ class TokenVerifier:
                 self._cache.pop(token, None)
             return None
         try:
+            self._keys.expect(jwt_header(token).get("kid"))
             parsed = self._validator.authenticate_token(token)
             parsed.validate()
             if parsed.header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
                 return None
-        except (AuthlibBaseError, JoseRFCError, ValueError, KeyError, TypeError):
+        except (AuthlibBaseError, JoseRFCError, binascii.Error, ValueError, KeyError, TypeError, AttributeError):
             return None  # malformed, forged, expired or for another audience
         claims = dict(parsed)
         with self._lock:
