@@ -5,6 +5,7 @@ from pathlib import Path
 
 import connexion
 import redis
+from connexion.context import UNBOUND_MESSAGE
 from connexion.exceptions import ProblemException
 from connexion.options import SwaggerUIOptions
 from sqlalchemy import text
@@ -41,11 +42,15 @@ def create_app(settings: Settings | None = None, *, validate_responses: bool = F
     )
     app.add_error_handler(ProblemException, problems.framework_problem)
     app.add_error_handler(HTTPException, problems.framework_problem)
+    app.add_error_handler(UnicodeDecodeError, problems.undecodable_request)
+    app.add_error_handler(RecursionError, problems.too_deep_request)
+    app.add_error_handler(Exception, problems.framework_unexpected)
 
     flask_app = app.app
     flask_app.json.sort_keys = False
     flask_app.register_error_handler(DomainError, problems.domain_error)
     flask_app.register_error_handler(LedgerError, problems.ledger_error)
+    flask_app.register_error_handler(UnicodeEncodeError, problems.unencodable_text)
     flask_app.register_error_handler(Exception, _unexpected)
     init_token_endpoint(flask_app, hub, audience)
 
@@ -66,6 +71,12 @@ def _unexpected(exc: Exception):
     # Werkzeug HTTP errors (404, 405 on non-API routes) keep connexion's handling.
     if isinstance(exc, WerkzeugHTTPException):
         raise exc
+    if isinstance(exc, RuntimeError) and str(exc) == UNBOUND_MESSAGE:
+        # connexion's router matched no operation but Flask's did: connexion mounts the API
+        # with a pattern that stops at a newline, so /v1/members/a%0Ab skips its routing (and
+        # validation and auth), and the handler's wrapper fails for want of the operation
+        # before the handler runs. To connexion, that URL names no operation: a 404.
+        return problems.flask_response(404, "not-found", "Not found", "no such resource")
     return problems.unexpected(exc)
 
 

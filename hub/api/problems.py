@@ -53,6 +53,17 @@ def ledger_error(exc: LedgerError) -> Response:
     return flask_response(409, "ledger-conflict", "Ledger conflict", str(exc))
 
 
+def unencodable_text(exc: UnicodeEncodeError) -> Response:
+    """JSON lets a string hold an unpaired surrogate ("\\ud800"); Python parses it, but no
+    database can store it, and writing it failed as a 500. Nothing else in the hub makes such
+    strings, so one reaching the database came from the request: a 400, not the hub's fault."""
+    if exc.reason != "surrogates not allowed":
+        return unexpected(exc)
+    return flask_response(
+        400, "invalid-request", "Invalid request", "the request holds an unpaired UTF-16 surrogate"
+    )
+
+
 def unexpected(exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return flask_response(500, "internal-error", "Internal server error", "the hub failed; it has been logged")
@@ -67,3 +78,32 @@ def framework_problem(_request, exc) -> ConnexionResponse:
     if status >= 500:
         log.error("framework error %r", exc, exc_info=exc)
     return connexion_problem(status, title, detail, type=type_uri(slug), headers=headers)
+
+
+def _invalid_request(detail: str) -> ConnexionResponse:
+    return connexion_problem(400, "Invalid request", detail, type=type_uri("invalid-request"))
+
+
+def undecodable_request(_request, exc: UnicodeDecodeError) -> ConnexionResponse:
+    """Bytes that are not UTF-8 where text is expected (connexion decodes a JSON body before
+    parsing it and lets this escape): malformed input, so a 400 like malformed JSON."""
+    log.info("undecodable request: %r", exc)
+    return _invalid_request("the request is not valid UTF-8 text")
+
+
+def too_deep_request(_request, exc: RecursionError) -> ConnexionResponse:
+    """A JSON body nested too deeply to parse or validate (e.g. 100,000 `[`): malformed input.
+    Only request parsing and validation run in the middleware, so this is the client's."""
+    log.info("request nested too deeply: %r", exc)
+    return _invalid_request("the request body is nested too deeply")
+
+
+def framework_unexpected(_request, exc: Exception) -> ConnexionResponse:
+    """Anything else escaping connexion's middleware: a 500 with our type, like `unexpected`."""
+    log.error("unhandled error in the API middleware", exc_info=exc)
+    return connexion_problem(
+        500,
+        "Internal server error",
+        "the hub failed; it has been logged",
+        type=type_uri("internal-error"),
+    )

@@ -24,6 +24,25 @@ from hub.programs.models import (
 
 MEMBER_ACCOUNT = "member"
 ISSUANCE_ACCOUNT = "issuance"
+# What the cursors this API issues encode: a partner or program code, or a ledger transfer
+# id (a BIGINT). Anything else decoded from a cursor is refused before it reaches a query
+# (where it failed as a 500: int() of a string, an id past BIGINT, a NUL for PostgreSQL).
+_MAX_ID = 2**63 - 1
+
+
+def _code_cursor(cursor: str | None) -> str | None:
+    after = pagination.decode(cursor)
+    if after is None or (isinstance(after, str) and "\x00" not in after):
+        return after
+    raise Invalid("cursor is not one this API issued", slug="invalid-cursor")
+
+
+def _id_cursor(cursor: str | None) -> int | None:
+    before = pagination.decode(cursor)
+    # bool is an int to Python, but never a position we issue.
+    if before is None or (type(before) is int and 0 < before <= _MAX_ID):
+        return before
+    raise Invalid("cursor is not one this API issued", slug="invalid-cursor")
 
 
 # --- partners and programs (ops) -------------------------------------------------------
@@ -38,10 +57,10 @@ def create_partner(session: Session, code: str, name: str) -> Partner:
 
 
 def list_partners(session: Session, cursor: str | None, limit: int) -> tuple[list[Partner], str | None]:
-    after = pagination.decode(cursor)
+    after = _code_cursor(cursor)
     q = select(Partner).order_by(Partner.code).limit(limit + 1)
     if after is not None:
-        q = q.where(Partner.code > str(after))
+        q = q.where(Partner.code > after)
     rows = list(session.scalars(q))
     more = len(rows) > limit
     rows = rows[:limit]
@@ -94,7 +113,7 @@ def list_programs(
     session: Session, actor: Actor, cursor: str | None, limit: int
 ) -> tuple[list[tuple[Program, str]], str | None]:
     """Programs with their partner's code: all for ops, a partner's own otherwise."""
-    after = pagination.decode(cursor)
+    after = _code_cursor(cursor)
     q = (
         select(Program, Partner.code)
         .join(Partner, Partner.id == Program.partner_id)
@@ -104,7 +123,7 @@ def list_programs(
     if "ops:read" not in actor.scopes:
         q = q.where(Program.partner_id == actor.partner_id)
     if after is not None:
-        q = q.where(Program.code > str(after))
+        q = q.where(Program.code > after)
     rows = [tuple(r) for r in session.execute(q)]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -306,7 +325,7 @@ def history(
     }
     if not accounts:
         raise NotFound(f"member has no membership in {program_code}", slug="membership-not-found")
-    before = pagination.decode(cursor)
+    before = _id_cursor(cursor)
     t = ledger_models.Transfer
     resolver = t.__table__.alias("resolver")
     q = (
@@ -320,7 +339,7 @@ def history(
         .limit(limit + 1)
     )
     if before is not None:
-        q = q.where(t.id < int(before))
+        q = q.where(t.id < before)
     rows = session.execute(q).all()
     more = len(rows) > limit
     items = []
