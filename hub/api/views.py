@@ -1,7 +1,7 @@
 """Domain objects -> JSON-ready dicts, as the spec's response schemas describe them."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from hub import money
 from hub.programs.earning import TxnView
@@ -10,7 +10,8 @@ from hub.programs.service import BalanceView, MemberView, Movement
 
 
 def ts(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+    """Every time the API writes is UTC, whatever zone the partner sent."""
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def partner(p: Partner) -> dict:
@@ -60,7 +61,7 @@ def movement(m: Movement) -> dict:
         "code": m.code,
         "points": m.points,
         "status": m.status,
-        "transaction_id": m.transaction_id,
+        "hub_transaction_id": m.hub_transaction_id,
         "created_at": ts(m.created_at),
     }
 

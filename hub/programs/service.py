@@ -1,6 +1,7 @@
 """Partners, programs and members: the reference data that earning and the ledger use."""
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from hub.programs.models import (
     Program,
 )
 
+CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,15}$")  # as the spec's Code schema
 MEMBER_ACCOUNT = "member"
 ISSUANCE_ACCOUNT = "issuance"
 # What the cursors this API issues encode: a partner or program code, or a ledger transfer
@@ -47,7 +49,13 @@ def _id_cursor(cursor: str | None) -> int | None:
 
 # --- partners and programs (ops) -------------------------------------------------------
 
+def _check_code(code: str) -> None:
+    if not CODE.fullmatch(code):
+        raise Invalid(f"{code!r} is not a code: 2-16 of A-Z, 0-9, _", slug="invalid-code")
+
+
 def create_partner(session: Session, code: str, name: str) -> Partner:
+    _check_code(code)
     if session.scalar(select(Partner.id).where(Partner.code == code)):
         raise Conflict(f"partner {code} already exists", slug="partner-exists")
     partner = Partner(code=code, name=name)
@@ -86,8 +94,11 @@ def create_program(
 ) -> Program:
     partner = partner_by_code(session, partner_code)
     money.exponent(earn_currency)
-    if point_value <= 0:
-        raise Invalid("point_value must be greater than zero", slug="invalid-rate")
+    _check_code(code)
+    if not (point_value.is_finite() and point_value > 0):
+        raise Invalid("point_value must be a number greater than zero", slug="invalid-rate")
+    if not (earn_rate.is_finite() and earn_rate >= 0):
+        raise Invalid("points per unit must be a number of zero or more", slug="invalid-rate")
     if session.scalar(select(Program.id).where(Program.code == code)):
         raise Conflict(f"program {code} already exists", slug="program-exists")
     program_id = uuid.uuid4()
@@ -304,7 +315,7 @@ class Movement:
     code: str
     points: int
     status: str
-    transaction_id: str | None
+    hub_transaction_id: str | None
     created_at: object
 
 
@@ -359,7 +370,7 @@ def history(
                 code=transfer.code,
                 points=amount if credit else -amount,
                 status=status,
-                transaction_id=transfer.ref_id if transfer.ref_type == "transaction" else None,
+                hub_transaction_id=transfer.ref_id if transfer.ref_type == "transaction" else None,
                 created_at=transfer.created_at,
             )
         )

@@ -58,3 +58,23 @@ def test_ledger_verify_passes_and_fails_on_tampering(run, partner, db):
         assert bad.exit_code == 1 and f"account {account}" in bad.output
     finally:
         db.write(lambda s: s.execute(text(nudge), {"d": -1, "id": account}))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--point-value", "0"], "point_value"),
+        (["--point-value", "NaN"], "point_value"),
+        (["--points-per-unit", "-2"], "points per unit"),
+        (["--points-per-unit", "Infinity"], "points per unit"),
+        (["--code", "lower"], "is not a code"),
+        (["--currency", "XYZ"], "ISO 4217"),
+    ],
+)
+def test_programs_create_refuses_bad_rules(run, args, message):
+    partner = unique_code("P")
+    assert run("partners", "create", "--code", partner, "--name", "A").exit_code == 0
+    values = {"--code": unique_code("G"), "--point-value": "1", "--points-per-unit": "1", "--currency": "IDR"}
+    values.update(dict(zip(args[::2], args[1::2])))
+    result = run("programs", "create", "--partner", partner, "--name", "n", *[x for kv in values.items() for x in kv])
+    assert result.exit_code == 1 and message in result.output

@@ -100,3 +100,13 @@ def test_history_pages_newest_first(partner):
     rest = partner.api.get(f"/v1/members/{member}/history", limit=2, cursor=page["next_cursor"]).json()
     assert [m["points"] for m in rest["items"]] == [1] and rest["next_cursor"] is None
     assert all(m["code"] == "earn" and m["status"] == "posted" for m in page["items"])
+
+
+def test_times_are_written_back_in_utc(partner):
+    member = partner.enrol()
+    body = partner.purchase_body(member, "1000", occurred_at="2026-11-01T17:00:00+07:00")
+    created = partner.api.post("/v1/transactions", body).json()
+    assert created["occurred_at"] == "2026-11-01T10:00:00Z"
+    assert partner.api.get(f"/v1/transactions/{created['id']}").json()["occurred_at"] == "2026-11-01T10:00:00Z"
+    (movement,) = partner.api.get(f"/v1/members/{member}/history").json()["items"]
+    assert movement["hub_transaction_id"] == created["id"]
