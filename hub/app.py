@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from hub.api import problems, runtime
 from hub.api.oauth import init_token_endpoint
-from hub.api.validation import validator_map
+from hub.api.validation import decorate_once, security_map, validator_map
 from hub.db import Database
 from hub.errors import DomainError
 from hub.identity.keys import KeyStore
@@ -33,7 +33,9 @@ def create_app(settings: Settings | None = None, *, validate_responses: bool = F
     hub = runtime.Hub(settings, db, keys, TokenVerifier(keys, settings.issuer, audience))
     runtime.install(hub)
 
-    app = connexion.FlaskApp(__name__, specification_dir=SPEC_DIR, validator_map=validator_map())
+    app = connexion.FlaskApp(
+        __name__, specification_dir=SPEC_DIR, validator_map=validator_map(), security_map=security_map()
+    )
     app.add_api(
         "hub.yaml",
         strict_validation=True,
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None, *, validate_responses: bool = F
     app.add_error_handler(Exception, problems.framework_unexpected)
 
     flask_app = app.app
+    decorate_once(flask_app)
     flask_app.json.sort_keys = False
     flask_app.register_error_handler(DomainError, problems.domain_error)
     flask_app.register_error_handler(LedgerError, problems.ledger_error)

@@ -43,11 +43,14 @@ def serve():
     settings = Settings.from_env()
     bind = f"{settings.host}:{settings.port}"
     if settings.workers > 1:
+        # No --access-logfile at all without HUB_ACCESS_LOG: given /dev/null, uvicorn would
+        # still format a log line for every request and throw it away.
+        access_log = ["--access-logfile", "-"] if os.environ.get("HUB_ACCESS_LOG") else []
         os.execvp(
             sys.executable,
             [sys.executable, "-m", "gunicorn", "hub.asgi:app", "--bind", bind,
              "--workers", str(settings.workers), "--worker-class", "uvicorn.workers.UvicornWorker",
-             "--access-logfile", "-" if os.environ.get("HUB_ACCESS_LOG") else "/dev/null"],
+             *access_log],
         )
     import uvicorn
 

@@ -15,10 +15,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, TypeDecorator, create_engine, event
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Integer,
+    String,
+    TypeDecorator,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 T = TypeVar("T")
@@ -37,7 +48,32 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    _ping_when_idle(engine)
+    return engine
+
+
+# pool_pre_ping costs a round trip on every checkout, i.e. on every request. Ping only a
+# connection that sat in the pool for a while: one in steady use has just proven itself, and
+# on a disconnect error SQLAlchemy invalidates the whole pool anyway.
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn, record):
+        record.info["hub_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn, record, _proxy):
+        idle_since = record.info.get("hub_idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError("stale pooled connection") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -109,6 +145,50 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# From how many values `one_of` binds one array on PostgreSQL (psycopg caches the parsing of
+# statements with at most 50 parameters).
+MANY_VALUES = 50
+
+
+def one_of(column, name: str, as_array: bool):
+    """`column IN (:name...)`, or with `as_array` (PostgreSQL only) `column = ANY(:name)`.
+
+    One array parameter instead of one per value: psycopg would otherwise parse a statement
+    with a thousand parameters in Python, uncached, for every batch. Not for a few values:
+    PostgreSQL re-plans `= ANY(array)` on every execution, but reuses the plan of `IN`.
+    """
+    if as_array:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+_compiled_sql: dict[tuple, str] = {}
+
+
+def executemany(conn: Connection, statement, rows: list[dict]) -> int:
+    """Execute `statement` once for each row, in order; the number of rows affected.
+
+    On PostgreSQL the rows go straight to psycopg's executemany (one parse, pipelined):
+    SQLAlchemy's processing of each row's parameters was most of the cost of a 1000-item
+    batch. So the values must need no SQLAlchemy type processing: ints, strs, UUIDs, None,
+    timezone-aware datetimes, psycopg Jsonb. Elsewhere SQLAlchemy executes it.
+    """
+    if conn.dialect.name != "postgresql":
+        return conn.execute(statement, rows).rowcount
+    key = (statement, tuple(rows[0]))
+    sql = _compiled_sql.get(key)
+    if sql is None:
+        sql = str(statement.compile(dialect=conn.dialect, column_keys=list(rows[0])))
+        _compiled_sql[key] = sql
+    for row in rows:
+        for value in row.values():
+            if isinstance(value, datetime) and value.tzinfo is None:
+                raise ValueError("naive datetime given to executemany")
+    with conn.connection.driver_connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+        return cursor.rowcount
 
 
 class UTCDateTime(TypeDecorator):

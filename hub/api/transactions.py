@@ -1,4 +1,4 @@
-from hub.api import problems, spec, views
+from hub.api import problems, validation, views
 from hub.api.common import created, db, ok, parse_id
 from hub.api.security import actor
 from hub.errors import Invalid
@@ -25,7 +25,7 @@ def batch(body, token_info):
         results = {}
         valid = []
         for index, item in enumerate(items):
-            error = spec.first_error("Purchase", item)
+            error = validation.first_error("Purchase", item)
             if error:
                 results[index] = {"index": index, "status": "failed", "problem": _problem(Invalid(error))}
             else:

@@ -15,11 +15,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import case, func, insert, literal, select, text, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hub.db import utcnow
+from hub.db import executemany, utcnow
 from hub.ledger.errors import (
     InsufficientFunds,
     InvalidTransfer,
@@ -35,6 +36,9 @@ from hub.ledger.models import (
     Account,
     Transfer,
 )
+
+_accounts = Account.__table__
+_transfers = Transfer.__table__
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,10 @@ class _Delta:
         return self.debits_pending + self.debits_posted - self.credits_posted
 
 
-# Account attributes are immutable, so a process-wide cache is always right.
+# Account attributes are immutable, so a process-wide cache is always right. Bounded: member
+# accounts are many (callers that read them anyway pass them as `known` instead).
 _info_cache: dict[int, AccountInfo] = {}
+_INFO_CACHE_SIZE = 50_000
 
 
 def open_account(
@@ -102,21 +108,30 @@ def open_account(
     return account.id
 
 
-def account_info(session: Session, ids: Iterable[int]) -> dict[int, AccountInfo]:
+def account_info(
+    session: Session, ids: Iterable[int], known: Iterable[AccountInfo] = ()
+) -> dict[int, AccountInfo]:
+    """Attributes of these accounts; `known` are ones the caller already read from the
+    database (saves a query per unseen member account on the earn path)."""
     wanted = set(ids)
-    missing = [i for i in wanted if i not in _info_cache]
+    found = {a.id: a for a in known if a.id in wanted}
+    missing = [i for i in wanted if i not in found and i not in _info_cache]
     if missing:
-        rows = session.execute(
-            select(Account.id, Account.ledger, Account.cached, Account.no_overdraft).where(
-                Account.id.in_(missing)
-            )
+        rows = session.connection().execute(
+            select(_accounts.c.id, _accounts.c.ledger, _accounts.c.cached, _accounts.c.no_overdraft)
+            .where(_accounts.c.id.in_(missing))
         )
         for row in rows:
+            if len(_info_cache) >= _INFO_CACHE_SIZE:
+                _info_cache.pop(next(iter(_info_cache)), None)  # oldest first
             _info_cache[row.id] = AccountInfo(row.id, row.ledger, row.cached, row.no_overdraft)
-    unknown = wanted - _info_cache.keys()
+    for i in wanted:
+        if i not in found and i in _info_cache:
+            found[i] = _info_cache[i]
+    unknown = wanted - found.keys()
     if unknown:
         raise InvalidTransfer(f"unknown accounts {sorted(unknown)}")
-    return {i: _info_cache[i] for i in wanted}
+    return found
 
 
 def _check(spec: TransferSpec, infos: dict[int, AccountInfo]) -> None:
@@ -129,37 +144,59 @@ def _check(spec: TransferSpec, infos: dict[int, AccountInfo]) -> None:
             raise InvalidTransfer(f"account {account_id} is not on ledger {spec.ledger}")
 
 
+_UPDATE_BALANCE = text(
+    "UPDATE ledger_accounts SET"
+    " debits_pending = debits_pending + :dp,"
+    " debits_posted = debits_posted + :dpo,"
+    " credits_pending = credits_pending + :cp,"
+    " credits_posted = credits_posted + :cpo"
+    " WHERE id = :id"
+)
+_UPDATE_BALANCE_GUARDED = text(
+    _UPDATE_BALANCE.text + " AND credits_posted - debits_posted - debits_pending >= :need"
+)
+
+
 def _apply(session: Session, deltas: dict[int, _Delta], infos: dict[int, AccountInfo]) -> None:
-    """Apply balance deltas to cached accounts in ascending id order (the lock order)."""
+    """Apply balance deltas to cached accounts in ascending id order (the lock order).
+
+    An update that could overdraw an account is guarded and checked on its own. A run of
+    consecutive unguarded ones (credits: a batch of earns) goes as one executemany, which
+    psycopg pipelines in that same order, instead of a round trip per account.
+    """
+    conn = session.connection()
+    run: list[dict] = []
+
+    def flush_run() -> None:
+        if run:
+            if len(run) == 1:
+                updated = conn.execute(_UPDATE_BALANCE, run[0]).rowcount
+            else:
+                updated = executemany(conn, _UPDATE_BALANCE, run)  # all ints
+            if updated != len(run):
+                raise InvalidTransfer("an account to update is missing")
+            run.clear()
+
     for account_id in sorted(deltas):
         info = infos[account_id]
         if not info.cached:
             continue
         d = deltas[account_id]
+        params = {
+            "id": account_id,
+            "dp": d.debits_pending,
+            "dpo": d.debits_posted,
+            "cp": d.credits_pending,
+            "cpo": d.credits_posted,
+        }
         need = d.need() if info.no_overdraft else 0
-        guard = (
-            " AND credits_posted - debits_posted - debits_pending >= :need" if need > 0 else ""
-        )
-        result = session.execute(
-            text(
-                "UPDATE ledger_accounts SET"
-                " debits_pending = debits_pending + :dp,"
-                " debits_posted = debits_posted + :dpo,"
-                " credits_pending = credits_pending + :cp,"
-                " credits_posted = credits_posted + :cpo"
-                " WHERE id = :id" + guard
-            ),
-            {
-                "id": account_id,
-                "dp": d.debits_pending,
-                "dpo": d.debits_posted,
-                "cp": d.credits_pending,
-                "cpo": d.credits_posted,
-                "need": need,
-            },
-        )
-        if result.rowcount != 1:
+        if need <= 0:
+            run.append(params)
+            continue
+        flush_run()
+        if conn.execute(_UPDATE_BALANCE_GUARDED, {**params, "need": need}).rowcount != 1:
             raise InsufficientFunds(account_id)
+    flush_run()
 
 
 def _row(spec: TransferSpec, phase: str, now: datetime, **extra) -> dict:
@@ -173,21 +210,50 @@ def _row(spec: TransferSpec, phase: str, now: datetime, **extra) -> dict:
         "caused_by": spec.caused_by,
         "ref_type": spec.ref_type,
         "ref_id": spec.ref_id,
-        "meta": spec.meta,
+        "metadata": spec.meta,  # the column's name (the ORM attribute is `meta`)
         "created_at": now,
         "pending_id": extra.get("pending_id"),
         "timeout_at": extra.get("timeout_at"),
     }
 
 
+# Core inserts on the table, built once: the ORM's bulk insert adds nothing here but CPU.
+_INSERT_ONE = insert(_transfers).returning(_transfers.c.id)
+_INSERT_MANY = insert(_transfers).returning(_transfers.c.id, sort_by_parameter_order=True)
+_INSERT_WITH_IDS = insert(_transfers)
+_NEXT_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('ledger_transfers', 'id')) FROM generate_series(1, :n)"
+)
+
+
 def _insert(session: Session, rows: list[dict]) -> list[int]:
-    ids = session.execute(insert(Transfer).returning(Transfer.id, sort_by_parameter_order=True), rows)
-    return list(ids.scalars())
+    """Insert transfers; their ids in the order of `rows`."""
+    conn = session.connection()
+    if len(rows) == 1:
+        return [conn.execute(_INSERT_ONE, rows[0]).scalar_one()]
+    if conn.dialect.name == "postgresql":
+        # Many rows with RETURNING become one statement with 13 parameters a row, which
+        # psycopg parses in Python uncached (most of a 1000-item batch's time). Taking the
+        # ids from the sequence first lets the insert be a pipelined executemany instead.
+        ids = sorted(conn.execute(_NEXT_IDS, {"n": len(rows)}).scalars())
+        # Jsonb: what SQLAlchemy's JSONB type would bind (None too is stored as JSON null).
+        executemany(
+            conn,
+            _INSERT_WITH_IDS,
+            [{**row, "id": i, "metadata": Jsonb(row["metadata"])} for row, i in zip(rows, ids)],
+        )
+        return ids
+    return list(conn.execute(_INSERT_MANY, rows).scalars())
 
 
-def post(session: Session, specs: Sequence[TransferSpec]) -> list[int]:
-    """Post transfers immediately. Several specs are linked: all are applied or none."""
-    return _create(session, specs, POSTED)
+def post(
+    session: Session, specs: Sequence[TransferSpec], known: Iterable[AccountInfo] = ()
+) -> list[int]:
+    """Post transfers immediately. Several specs are linked: all are applied or none.
+
+    `known`: attributes of some of the accounts, read by the caller in this transaction.
+    """
+    return _create(session, specs, POSTED, known=known)
 
 
 def reserve(session: Session, specs: Sequence[TransferSpec], timeout: timedelta) -> list[int]:
@@ -198,11 +264,15 @@ def reserve(session: Session, specs: Sequence[TransferSpec], timeout: timedelta)
 
 
 def _create(
-    session: Session, specs: Sequence[TransferSpec], phase: str, timeout: timedelta | None = None
+    session: Session,
+    specs: Sequence[TransferSpec],
+    phase: str,
+    timeout: timedelta | None = None,
+    known: Iterable[AccountInfo] = (),
 ) -> list[int]:
     if not specs:
         return []
-    infos = account_info(session, {a for s in specs for a in (s.debit, s.credit)})
+    infos = account_info(session, {a for s in specs for a in (s.debit, s.credit)}, known)
     deltas: dict[int, _Delta] = defaultdict(_Delta)
     for spec in specs:
         _check(spec, infos)

@@ -1,25 +1,32 @@
 """Earning from purchases and reversing points on returns.
 
 A single purchase is a batch of one, so both paths share every rule. A batch resolves its
-members and duplicates with one query per program and identifier kind, then writes all its
-transfers and transactions in bulk, in one database transaction.
+programs, members and their accounts with one query per (program, identifier kind), its
+duplicates with one more, then writes all its transfers and transactions in bulk, in one
+database transaction.
+
+The purchase path is the hub's hottest: it uses Core statements on the tables (no ORM
+objects to build, track and flush), which more than halves its CPU per request.
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, Decimal, localcontext
+from types import SimpleNamespace
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import and_, bindparam, exists, insert, select
 from sqlalchemy.orm import Session
 
 from hub import ledger, money
 from hub.actor import Actor
-from hub.db import utcnow
+from hub.db import MANY_VALUES, executemany, one_of, utcnow
 from hub.errors import Conflict, DomainError, Invalid, NotFound
 from hub.ledger.models import Account
+from hub.ledger.service import AccountInfo
 from hub.programs.models import (
     Membership,
     MembershipIdentifier,
@@ -37,10 +44,16 @@ MAX_POINTS = 10**12
 # A POS clock may run a little fast; a purchase further in the future is a mistake.
 CLOCK_SKEW = timedelta(minutes=5)
 
+_programs = Program.__table__
+_memberships = Membership.__table__
+_identifiers = MembershipIdentifier.__table__
+_accounts = Account.__table__
+_txns = PointTransaction.__table__
+
 
 @dataclass
 class TxnView:
-    txn: PointTransaction
+    txn: PointTransaction  # or any object with its attributes (a Row, a new row's namespace)
     program: str
     member_id: uuid.UUID
 
@@ -52,10 +65,21 @@ class ItemResult:
     error: DomainError | None = None
 
 
+@dataclass(frozen=True)
+class _Program:
+    """What earning needs of a program (read with its members, in the same query)."""
+
+    id: uuid.UUID
+    code: str
+    earn_currency: str
+    earn_rate: Decimal
+    issuance_account_id: int
+
+
 @dataclass
 class _Parsed:
     index: int
-    program: Program
+    program: _Program
     kind: str
     value: str
     txn_id: str
@@ -65,10 +89,10 @@ class _Parsed:
     store_id: str | None
     membership: tuple | None = None  # (membership_id, account_id, member_id)
     points: int = 0
-    txn: PointTransaction | None = None
+    txn: SimpleNamespace | None = None
 
 
-def points_for(program: Program, amount_minor: int) -> int:
+def points_for(program: Program | _Program, amount_minor: int) -> int:
     """Base earn rule: floor(amount in major units x points per unit)."""
     with localcontext() as ctx:
         ctx.prec = 60
@@ -86,6 +110,10 @@ def parse_time(value: str) -> datetime:
         raise Invalid(f"{value!r} is not an RFC 3339 date-time", slug="invalid-time") from exc
     if when.tzinfo is None:
         raise Invalid("occurred_at needs a time zone (e.g. Z)", slug="invalid-time")
+    try:
+        when.astimezone(timezone.utc)  # stored in UTC: 0001-01-01T00:00+14:00 has no UTC
+    except OverflowError as exc:
+        raise Invalid(f"{value!r} is out of range", slug="invalid-time") from exc
     if when > utcnow() + CLOCK_SKEW:
         raise Invalid("occurred_at is in the future", slug="invalid-time")
     return when
@@ -104,16 +132,14 @@ def _amount(body: dict, currency_expected: str) -> int:
     return amount
 
 
-def _parse(index: int, body: dict, programs: dict[str, Program]) -> _Parsed:
-    program = programs.get(body["program"])
+def _parse(index: int, body: dict, kind: str, value: str, program: _Program | None) -> _Parsed:
     if program is None:
         raise NotFound(f"no program {body['program']}", slug="program-not-found")
-    ((kind, value),) = body["member"].items()
     return _Parsed(
         index=index,
         program=program,
         kind=kind,
-        value=normalise(kind, value),
+        value=value,
         txn_id=body["transaction_id"],
         amount_minor=_amount(body, program.earn_currency),
         currency=body["currency"],
@@ -122,40 +148,118 @@ def _parse(index: int, body: dict, programs: dict[str, Program]) -> _Parsed:
     )
 
 
-def _resolve(session: Session, items: list[_Parsed]) -> None:
-    """Fill in each item's membership, one query per (program, identifier kind)."""
-    groups: dict[tuple, list[_Parsed]] = defaultdict(list)
-    for item in items:
-        groups[(item.program.id, item.kind)].append(item)
-    for (program_id, kind), group in groups.items():
-        values = {i.value for i in group}
-        cols = (Membership.id, Membership.account_id, Membership.member_id)
-        if kind == "member_id":
-            q = select(Membership.member_id, *cols).where(
-                Membership.program_id == program_id,
-                Membership.member_id.in_([_uuid(v) for v in values]),
-            )
-            found = {str(r[0]): tuple(r[1:]) for r in session.execute(q)}
-        else:
-            q = (
-                select(MembershipIdentifier.value, *cols)
-                .join(Membership, Membership.id == MembershipIdentifier.membership_id)
-                .where(
-                    MembershipIdentifier.program_id == program_id,
-                    MembershipIdentifier.kind == kind,
-                    MembershipIdentifier.value.in_(values),
-                )
-            )
-            found = {r[0]: tuple(r[1:]) for r in session.execute(q)}
-        for item in group:
-            item.membership = found.get(item.value)
+def _member_ref(body: dict) -> tuple[str, str]:
+    ((kind, value),) = body["member"].items()
+    return kind, normalise(kind, value)
+
+
+class _Found:
+    """What the resolving queries found: programs, and memberships with their accounts."""
+
+    def __init__(self):
+        self.programs: dict[str, _Program] = {}
+        # (program code, kind, value) -> (membership_id, account_id, member_id)
+        self.members: dict[tuple, tuple] = {}
+        self.accounts: list[AccountInfo] = []
+        # (program id, transaction_id) known not to be taken (single purchases only)
+        self.free: set[tuple] = set()
+
+
+def _resolve_query(by_member_id: bool, check_taken: bool, as_array: bool):
+    """The caller's program by code, LEFT JOINed to the memberships that the identifiers
+    name and to their accounts: the program comes back even when no member matches, so a
+    missing program and a missing member stay different errors.
+
+    With `check_taken` (a single purchase), it also tells whether the program already has a
+    purchase with that transaction_id, which saves a round trip in the common case (no)."""
+    m, a, p, i, t = _memberships, _accounts, _programs, _identifiers, _txns
+    if by_member_id:
+        ref = m.c.member_id
+        members = m.join(a, a.c.id == m.c.account_id)
+        on = and_(m.c.program_id == p.c.id, one_of(m.c.member_id, "values", as_array))
+    else:
+        ref = i.c.value
+        members = i.join(m, m.c.id == i.c.membership_id).join(a, a.c.id == m.c.account_id)
+        on = and_(
+            i.c.program_id == p.c.id,
+            i.c.kind == bindparam("kind"),
+            one_of(i.c.value, "values", as_array),
+        )
+    columns = [p.c.id, p.c.code, p.c.earn_currency, p.c.earn_rate, p.c.issuance_account_id,
+               ref.label("ref"), m.c.id, m.c.account_id, m.c.member_id, a.c.ledger, a.c.cached,
+               a.c.no_overdraft]
+    if check_taken:
+        taken = exists().where(
+            t.c.program_id == p.c.id, t.c.kind == PURCHASE, t.c.partner_txn_id == bindparam("txn_id")
+        )
+        columns.append(taken.label("taken"))
+    return (
+        select(*columns)
+        .select_from(p.outerjoin(members, on))
+        .where(p.c.partner_id == bindparam("partner_id"), p.c.code == bindparam("code"))
+    )
+
+
+@functools.cache
+def _statements(as_array: bool) -> SimpleNamespace:
+    """Statements are built once: building one and computing its cache key on every request
+    cost more CPU than executing it. `as_array`: for many values on PostgreSQL (one_of)."""
+    return SimpleNamespace(
+        resolve={
+            (by_id, check): _resolve_query(by_id, check, as_array)
+            for by_id in (True, False)
+            for check in (True, False)
+        },
+        existing=select(_txns).where(
+            _txns.c.kind == bindparam("kind"),
+            _txns.c.program_id == bindparam("program_id"),
+            one_of(_txns.c.partner_txn_id, "txn_ids", as_array),
+        ),
+    )
+
+
+def _as_array(conn, values) -> bool:
+    return conn.dialect.name == "postgresql" and len(values) > MANY_VALUES
+
+
+_INSERT_TXN = insert(_txns)
+
+
+def _resolve(
+    session: Session, actor: Actor, refs: list[tuple[str, str, str]], txn_id: str | None = None
+) -> _Found:
+    """One query per (program code, identifier kind). Given the `txn_id` of a single
+    purchase, also notes in `found.free` the program ids where that id is not yet taken."""
+    groups: dict[tuple, set[str]] = defaultdict(set)
+    for code, kind, value in refs:
+        groups[(code, kind)].add(value)
+    found = _Found()
+    conn = session.connection()
+    check_taken = txn_id is not None
+    for (code, kind), values in groups.items():
+        by_member_id = kind == "member_id"
+        params = {"partner_id": actor.partner_id, "code": code,
+                  "values": [_uuid(v) for v in values] if by_member_id else list(values)}
+        if not by_member_id:
+            params["kind"] = kind
+        if check_taken:
+            params["txn_id"] = txn_id
+        query = _statements(_as_array(conn, values)).resolve[(by_member_id, check_taken)]
+        for row in conn.execute(query, params).all():
+            found.programs[code] = _Program(*row[:5])
+            if row[5] is not None:
+                found.members[(code, kind, str(row[5]))] = (row[6], row[7], row[8])
+                found.accounts.append(AccountInfo(row[7], row[9], row[10], row[11]))
+            if check_taken and not row[12]:
+                found.free.add((row[0], txn_id))
+    return found
 
 
 def _uuid(value: str) -> uuid.UUID:
     return uuid.UUID(value)
 
 
-def _same(txn: PointTransaction, item: _Parsed) -> bool:
+def _same(txn, item: _Parsed) -> bool:
     return (
         txn.membership_id == item.membership[0]
         and txn.amount_minor == item.amount_minor
@@ -167,18 +271,29 @@ def _same(txn: PointTransaction, item: _Parsed) -> bool:
 
 def earn(session: Session, actor: Actor, bodies: list[tuple[int, dict]]) -> dict[int, ItemResult]:
     """Post purchases; each gets its own result. Refused items write nothing."""
-    programs = {
-        p.code: p for p in session.scalars(select(Program).where(Program.partner_id == actor.partner_id))
-    }
+    refs = {index: (body["program"], *_member_ref(body)) for index, body in bodies}
+    single_txn_id = bodies[0][1]["transaction_id"] if len(bodies) == 1 else None
+    found = _resolve(session, actor, list(refs.values()), single_txn_id)
     results: dict[int, ItemResult] = {}
     parsed: list[_Parsed] = []
     for index, body in bodies:
+        code, kind, value = refs[index]
         try:
-            parsed.append(_parse(index, body, programs))
+            item = _parse(index, body, kind, value, found.programs.get(code))
         except DomainError as exc:
             results[index] = ItemResult("failed", error=exc)
-    _resolve(session, parsed)
-    existing = _existing(session, PURCHASE, [(p.program.id, p.txn_id) for p in parsed])
+            continue
+        item.membership = found.members.get((code, kind, value))
+        parsed.append(item)
+    existing = _existing(
+        session,
+        PURCHASE,
+        [
+            (p.program.id, p.txn_id)
+            for p in parsed
+            if p.membership is not None and (p.program.id, p.txn_id) not in found.free
+        ],
+    )
     fresh: dict[tuple, _Parsed] = {}
     new: list[_Parsed] = []
     for item in parsed:
@@ -212,26 +327,33 @@ def earn(session: Session, actor: Actor, bodies: list[tuple[int, dict]]) -> dict
             item.txn = _new_txn(item, actor)
             fresh[key] = item
             new.append(item)
-    _write(session, actor, new)
+    _write(session, actor, new, found.accounts)
     for item in new:
         results[item.index] = ItemResult("created", TxnView(item.txn, item.program.code, item.membership[2]))
     return results
 
 
-def _existing(session: Session, kind: str, keys: list[tuple]) -> dict[tuple, PointTransaction]:
+def _existing(session: Session, kind: str, keys: list[tuple]) -> dict[tuple, object]:
+    """Transactions of `kind` already posted under these (program id, partner txn id)s, as
+    rows with the transaction's attributes."""
     if not keys:
         return {}
-    rows = session.scalars(
-        select(PointTransaction).where(
-            PointTransaction.kind == kind,
-            tuple_(PointTransaction.program_id, PointTransaction.partner_txn_id).in_(keys),
-        )
-    )
-    return {(t.program_id, t.partner_txn_id): t for t in rows}
+    conn = session.connection()
+    by_program: dict[uuid.UUID, list[str]] = defaultdict(list)
+    for program_id, txn_id in keys:
+        by_program[program_id].append(txn_id)
+    found = {}
+    for program_id, txn_ids in by_program.items():
+        params = {"kind": kind, "program_id": program_id, "txn_ids": txn_ids}
+        query = _statements(_as_array(conn, txn_ids)).existing
+        for r in conn.execute(query, params).all():
+            found[(r.program_id, r.partner_txn_id)] = r
+    return found
 
 
-def _new_txn(item: _Parsed, actor: Actor) -> PointTransaction:
-    return PointTransaction(
+def _new_txn(item: _Parsed, actor: Actor) -> SimpleNamespace:
+    """The new row: one attribute per column of point_transactions, no more, no fewer."""
+    return SimpleNamespace(
         id=uuid.uuid4(),
         kind=PURCHASE,
         program_id=item.program.id,
@@ -252,7 +374,9 @@ def _new_txn(item: _Parsed, actor: Actor) -> PointTransaction:
     )
 
 
-def _write(session: Session, actor: Actor, items: list[_Parsed]) -> None:
+def _write(
+    session: Session, actor: Actor, items: list[_Parsed], accounts: list[AccountInfo]
+) -> None:
     earning = [i for i in items if i.points > 0]
     transfer_ids = ledger.post(
         session,
@@ -269,15 +393,17 @@ def _write(session: Session, actor: Actor, items: list[_Parsed]) -> None:
             )
             for i in earning
         ],
+        known=accounts,
     )
     for item, transfer_id in zip(earning, transfer_ids):
         item.txn.transfer_id = transfer_id
-    if items:
-        columns = [c.key for c in PointTransaction.__table__.columns]
-        session.execute(
-            insert(PointTransaction),
-            [{c: getattr(i.txn, c) for c in columns} for i in items],
-        )
+    rows = [vars(i.txn) for i in items]  # _new_txn sets exactly the table's columns
+    if rows:
+        conn = session.connection()
+        if len(rows) == 1:
+            conn.execute(_INSERT_TXN, rows[0])
+        else:
+            executemany(conn, _INSERT_TXN, rows)  # values are plain: UUIDs, aware datetimes
 
 
 # --- returns ---------------------------------------------------------------------------
