@@ -60,8 +60,12 @@ def run(
     key: str | None,
     request_fingerprint: str,
     work: Callable[[Session], tuple[int, dict]],
+    redact: tuple[str, ...] = (),
 ) -> Outcome:
-    """Run `work` once per (owner, key); replay the stored outcome for a repeat."""
+    """Run `work` once per (owner, key); replay the stored outcome for a repeat.
+
+    Fields named in `redact` (secrets shown once) are never stored, so a replay lacks them.
+    """
     if key is None:
         return Outcome(*db.write(work))
 
@@ -93,7 +97,9 @@ def run(
                     key=key,
                     fingerprint=request_fingerprint,
                     status=status,
-                    body=json.dumps(body, separators=(",", ":")),
+                    body=json.dumps(
+                        {k: v for k, v in body.items() if k not in redact}, separators=(",", ":")
+                    ),
                 )
             )
         return Outcome(status, body)

@@ -18,4 +18,5 @@ def create(body, token_info):
             "scopes": client.scopes.split(),
         }
 
-    return created(actor(token_info), body, work)
+    # The secret is shown once: a replay of this request answers without it.
+    return created(actor(token_info), body, work, redact=("client_secret",))

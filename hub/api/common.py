@@ -17,13 +17,15 @@ def db():
     return runtime.current().db
 
 
-def created(actor: Actor, body: dict, work: Callable[[Session], tuple[int, dict]]):
+def created(
+    actor: Actor, body: dict, work: Callable[[Session], tuple[int, dict]], redact: tuple[str, ...] = ()
+):
     """Run a creating POST once per Idempotency-Key and answer with its (stored) outcome."""
     key = request.headers.get("Idempotency-Key")
     # The fingerprint serialises the whole body (1000 items for a batch): only worth it when
     # there is a key to bind it to.
     fingerprint = "" if key is None else idempotency.fingerprint(request.method, request.full_path, body)
-    outcome = idempotency.run(db(), actor.client_id, key, fingerprint, work)
+    outcome = idempotency.run(db(), actor.client_id, key, fingerprint, work, redact)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     return ok(outcome.body, outcome.status, headers)
 

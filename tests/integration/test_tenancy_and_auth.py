@@ -102,3 +102,17 @@ def test_a_partner_client_cannot_obtain_ops_scopes(http, partner):
         "/oauth/token", data={"grant_type": "client_credentials", "scope": "ops:write"}, auth=(partner.client_id, partner.secret)
     )
     assert response.status_code == 400 and response.json()["error"] == "invalid_scope"
+
+
+def test_a_client_secret_is_never_stored_not_even_for_a_replay(ops, db, partner):
+    from sqlalchemy import select
+
+    from hub.idempotency import IdempotencyKey
+
+    first = ops.post("/v1/clients", {"name": "crm", "partner": partner.code}, key="client-once")
+    replay = ops.post("/v1/clients", {"name": "crm", "partner": partner.code}, key="client-once")
+    secret = first.json()["client_secret"]
+    assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json()["client_id"] == first.json()["client_id"] and "client_secret" not in replay.json()
+    with db.read() as s:
+        assert all(secret not in body for body in s.scalars(select(IdempotencyKey.body)))
