@@ -45,7 +45,7 @@ def serve():
     if settings.workers > 1:
         # No --access-logfile at all without HUB_ACCESS_LOG: given /dev/null, uvicorn would
         # still format a log line for every request and throw it away.
-        access_log = ["--access-logfile", "-"] if os.environ.get("HUB_ACCESS_LOG") else []
+        access_log = ["--access-logfile", "-"] if settings.access_log else []
         os.execvp(
             sys.executable,
             [sys.executable, "-m", "gunicorn", "hub.asgi:app", "--bind", bind,
@@ -55,7 +55,7 @@ def serve():
     import uvicorn
 
     uvicorn.run("hub.asgi:app", host=settings.host, port=settings.port,
-                access_log=bool(os.environ.get("HUB_ACCESS_LOG")))
+                access_log=settings.access_log)
 
 
 @main.group()

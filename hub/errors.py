@@ -16,6 +16,14 @@ class DomainError(Exception):
         self.extra = extra
 
 
+class BadRequest(DomainError):
+    """Input that breaks the API's schema (where the framework did not check it)."""
+
+    status = 400
+    slug = "invalid-request"
+    title = "Invalid request"
+
+
 class NotFound(DomainError):
     status = 404
     slug = "not-found"

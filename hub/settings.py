@@ -39,6 +39,7 @@ class Settings:
     workers: int
     host: str
     port: int
+    access_log: bool = False
     problem_base: str = "https://coalition-hub.dev/problems/"
 
     @classmethod
@@ -53,4 +54,5 @@ class Settings:
             workers=int(_env("WORKERS", "1")),
             host=_env("HOST", "127.0.0.1"),
             port=int(_env("PORT", "8000")),
+            access_log=_env("ACCESS_LOG", "").lower() in ("1", "true", "yes", "on"),
         )

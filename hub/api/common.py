@@ -1,7 +1,6 @@
 """What every handler needs: the caller, the database, and idempotent writes."""
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 from flask import Response, current_app, json, request
@@ -10,7 +9,6 @@ from sqlalchemy.orm import Session
 from hub import idempotency
 from hub.actor import Actor
 from hub.api import runtime
-from hub.errors import NotFound
 
 
 def db():
@@ -35,11 +33,3 @@ def ok(body: dict, status: int = 200, headers: dict | None = None) -> Response:
     return current_app.response_class(
         json.dumps(body), status=status, headers=headers, mimetype="application/json"
     )
-
-
-def parse_id(value: str, what: str) -> uuid.UUID:
-    """A malformed id names nothing, so it is a 404 like any unknown one."""
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise NotFound(f"no such {what}", slug=f"{what}-not-found") from exc

@@ -1,5 +1,7 @@
+import uuid
+
 from hub.api import views
-from hub.api.common import created, db, ok, parse_id
+from hub.api.common import created, db, ok
 from hub.api.security import actor
 from hub.programs import service
 
@@ -17,18 +19,18 @@ def lookup(token_info, program=None, **identifiers):
 
 def get(member_id, token_info):
     with db().read() as s:
-        return ok(views.member(service.member_view(s, actor(token_info), parse_id(member_id, "member"))))
+        return ok(views.member(service.member_view(s, actor(token_info), uuid.UUID(member_id))))
 
 
 def balances(member_id, token_info):
     with db().read() as s:
-        found = service.balances(s, actor(token_info), parse_id(member_id, "member"))
+        found = service.balances(s, actor(token_info), uuid.UUID(member_id))
         return ok({"items": [views.balance(b) for b in found]})
 
 
 def history(member_id, token_info, program=None, limit=50, cursor=None):
     with db().read() as s:
         items, next_cursor = service.history(
-            s, actor(token_info), parse_id(member_id, "member"), program, cursor, limit
+            s, actor(token_info), uuid.UUID(member_id), program, cursor, limit
         )
         return ok({"items": [views.movement(m) for m in items], "next_cursor": next_cursor})

@@ -1,7 +1,9 @@
+import uuid
+
 from hub.api import problems, validation, views
-from hub.api.common import created, db, ok, parse_id
+from hub.api.common import created, db, ok
 from hub.api.security import actor
-from hub.errors import Invalid
+from hub.errors import BadRequest
 from hub.programs import earning
 
 
@@ -27,7 +29,7 @@ def batch(body, token_info):
         for index, item in enumerate(items):
             error = validation.first_error("Purchase", item)
             if error:
-                results[index] = {"index": index, "status": "failed", "problem": _problem(Invalid(error))}
+                results[index] = {"index": index, "status": "failed", "problem": _problem(BadRequest(error))}
             else:
                 valid.append((index, item))
         for index, r in earning.earn(s, caller, valid).items():
@@ -51,7 +53,7 @@ def _problem(exc) -> dict:
 
 def get(transaction_id, token_info):
     with db().read() as s:
-        view = earning.get(s, actor(token_info), parse_id(transaction_id, "transaction"))
+        view = earning.get(s, actor(token_info), uuid.UUID(transaction_id))
         return ok(views.transaction(view))
 
 

@@ -440,9 +440,13 @@ def reverse(session: Session, actor: Actor, body: dict) -> tuple[bool, TxnView]:
     if amount <= 0:
         raise Invalid("amount must be greater than zero", slug="invalid-amount")
     occurred_at = parse_time(body["occurred_at"])
+    if occurred_at < purchase.occurred_at:
+        raise Invalid("a return cannot happen before its purchase", slug="return-before-purchase")
     prior = _existing(session, RETURN, [(program.id, body["return_id"])]).get((program.id, body["return_id"]))
     if prior is not None:
-        if prior.purchase_id == purchase.id and prior.amount_minor == amount and prior.occurred_at == occurred_at:
+        if (prior.purchase_id, prior.amount_minor, prior.occurred_at, prior.store_id) == (
+            purchase.id, amount, occurred_at, body.get("store_id")
+        ):
             return False, TxnView(prior, program.code, member_id)
         raise Conflict(f"return_id {body['return_id']} was already posted with other content", slug="duplicate-transaction")
     refunded = purchase.refunded_minor + amount

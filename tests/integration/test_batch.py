@@ -20,6 +20,7 @@ def test_batch_reports_each_item_and_bad_items_do_not_sink_the_rest(partner):
     assert (body["created"], body["duplicates"], body["failed"]) == (2, 1, 3)
     slugs = [r["problem"]["type"].rsplit("/", 1)[1] for r in body["results"] if r["status"] == "failed"]
     assert slugs == ["invalid-request", "duplicate-transaction", "member-not-found"]
+    assert body["results"][1]["problem"]["status"] == 400  # as the same error on a single POST
     assert body["results"][3]["transaction"]["id"] == body["results"][0]["transaction"]["id"]
     assert partner.balance(member)["posted"] == 30
     # the whole batch again: everything already there is a duplicate, nothing earns twice

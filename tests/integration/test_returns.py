@@ -132,3 +132,11 @@ def test_random_earns_and_returns_keep_the_ledger_verified(make_partner, db, ops
     with db.read() as s:
         report = verify(s)
     assert report.ok, report.violations
+
+
+def test_a_return_dated_before_its_purchase_is_refused(partner):
+    member = partner.enrol()
+    purchase = partner.buy(member, "10000")  # occurred 2026-11-01T10:00Z
+    early = partner.api.post("/v1/returns", {"purchase": {"id": purchase["id"]}, "return_id": "early", "amount": "1",
+                                              "currency": partner.currency, "occurred_at": "2026-10-31T10:00:00Z"})
+    assert early.status_code == 422 and early.json()["type"].endswith("/return-before-purchase")

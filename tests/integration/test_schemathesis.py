@@ -65,6 +65,7 @@ BODY, PATH, QUERY = ParameterLocation.BODY, ParameterLocation.PATH, ParameterLoc
 IDENTIFIER_KINDS = ("external_id", "card_number", "phone", "email")
 
 PAST = "2026-01-01T00:00:00Z"
+AFTER_PURCHASE = "2026-11-02T00:00:00Z"  # the seeded purchase occurred on 2026-11-01
 # Valid RFC 3339 date-times at the edges: the first and last days a datetime holds, in zones that
 # put them outside that range in UTC, and more fractional digits than a microsecond.
 ODD_TIMES = [
@@ -171,7 +172,7 @@ class Seed:
         )
         body["currency"] = "IDR"
         body["amount"] = rnd.choice([body["amount"], self._amount(body["amount"], 10**6)])
-        body["occurred_at"] = rnd.choice([body["occurred_at"], PAST, *ODD_TIMES])
+        body["occurred_at"] = rnd.choice([body["occurred_at"], AFTER_PURCHASE, *ODD_TIMES])
 
     def _program(self, body, rnd):
         body["partner"] = self.partner
