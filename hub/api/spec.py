@@ -16,10 +16,30 @@ def document() -> dict:
     return yaml.safe_load(SPEC_PATH.read_text())
 
 
+def _inline_refs(node, document: dict, seen: tuple = ()):
+    """`node` with every local $ref replaced by what it points to. Draft 4 ignores the
+    siblings of a $ref, so the whole node is replaced. The spec's schemas do not recurse."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            ref = node["$ref"]
+            if not ref.startswith("#/") or ref in seen:
+                raise ValueError(f"cannot inline {ref}")
+            target = document
+            for part in ref[2:].split("/"):
+                target = target[part.replace("~1", "/").replace("~0", "~")]
+            return _inline_refs(target, document, (*seen, ref))
+        return {key: _inline_refs(value, document, seen) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(value, document, seen) for value in node]
+    return node
+
+
 @cache
 def validator(schema_name: str) -> Draft4Validator:
-    root = {"$ref": f"#/components/schemas/{schema_name}", "components": document()["components"]}
-    return Draft4Validator(root, format_checker=Draft4Validator.FORMAT_CHECKER)
+    """The schema with its $refs inlined: resolving them through jsonschema's `referencing`
+    on every call was half the CPU of validating a 1000-item batch."""
+    schema = _inline_refs(document()["components"]["schemas"][schema_name], document())
+    return Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
 
 
 def first_error(schema_name: str, instance) -> str | None:

@@ -1,6 +1,6 @@
 import uuid
 
-from hub.api import problems, validation, views
+from hub.api import problems, spec, views
 from hub.api.common import created, db, ok
 from hub.api.security import actor
 from hub.errors import BadRequest
@@ -27,7 +27,7 @@ def batch(body, token_info):
         results = {}
         valid = []
         for index, item in enumerate(items):
-            error = validation.first_error("Purchase", item)
+            error = spec.first_error("Purchase", item)
             if error:
                 results[index] = {"index": index, "status": "failed", "problem": _problem(BadRequest(error))}
             else:
