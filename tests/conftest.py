@@ -96,6 +96,15 @@ class Api:
         return self.http.post(path, json=json, headers=headers, **kwargs)
 
 
+def assert_problem(response, status: int, slug: str) -> dict:
+    """An RFC 9457 problem of this status and stable type."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"].endswith("/" + slug) and problem["status"] == status and problem["detail"]
+    return problem
+
+
 def token_for(http, client_id: str, secret: str, scope: str | None = None) -> str:
     data = {"grant_type": "client_credentials"}
     if scope:

@@ -239,7 +239,7 @@ def _resolve(
     for (code, kind), values in groups.items():
         by_member_id = kind == "member_id"
         params = {"partner_id": actor.partner_id, "code": code,
-                  "values": [_uuid(v) for v in values] if by_member_id else list(values)}
+                  "values": [uuid.UUID(v) for v in values] if by_member_id else list(values)}
         if not by_member_id:
             params["kind"] = kind
         if check_taken:
@@ -253,10 +253,6 @@ def _resolve(
             if check_taken and not row[12]:
                 found.free.add((row[0], txn_id))
     return found
-
-
-def _uuid(value: str) -> uuid.UUID:
-    return uuid.UUID(value)
 
 
 def _same(txn, item: _Parsed) -> bool:
@@ -416,7 +412,7 @@ def _find_purchase(session: Session, actor: Actor, ref: dict) -> tuple[PointTran
         .with_for_update(of=PointTransaction)
     )
     if set(ref) == {"id"}:
-        q = q.where(PointTransaction.id == _uuid(ref["id"]))
+        q = q.where(PointTransaction.id == uuid.UUID(ref["id"]))
     elif set(ref) == {"program", "transaction_id"}:
         q = q.where(Program.code == ref["program"], PointTransaction.partner_txn_id == ref["transaction_id"])
     else:

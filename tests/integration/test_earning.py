@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.ledger.models import Transfer
+from tests.conftest import assert_problem
 
 
 def transfer_count(db) -> int:
@@ -30,8 +31,7 @@ def test_same_transaction_id_never_earns_twice(partner):
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["id"] == first.json()["id"]
     changed = partner.api.post("/v1/transactions", {**body, "amount": "20000"})
-    assert changed.status_code == 409
-    assert changed.json()["type"].endswith("/duplicate-transaction")
+    assert_problem(changed, 409, "duplicate-transaction")
     assert partner.balance(member)["posted"] == 10
 
 
@@ -45,8 +45,7 @@ def test_idempotency_key_replays_and_rejects_other_body(partner):
     assert "Idempotent-Replayed" not in first.headers
     assert replay.json() == first.json()
     other = partner.api.post("/v1/transactions", {**body, "transaction_id": "x-2"}, key="k-1")
-    assert other.status_code == 422
-    assert other.json()["type"].endswith("/idempotency-key-reused")
+    assert_problem(other, 422, "idempotency-key-reused")
     assert partner.balance(member)["posted"] == 5
 
 
@@ -75,10 +74,7 @@ def test_bad_purchase_is_a_clear_problem_and_writes_nothing(partner, db, change,
     member = partner.enrol()
     before = transfer_count(db)
     response = partner.api.post("/v1/transactions", {**partner.purchase_body(member, "1000"), **change})
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    problem = response.json()
-    assert problem["type"].endswith("/" + slug) and problem["status"] == status and problem["detail"]
+    assert_problem(response, status, slug)
     assert transfer_count(db) == before
     assert partner.balance(member)["posted"] == 0
 

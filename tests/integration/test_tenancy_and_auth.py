@@ -6,7 +6,7 @@ import json
 import time
 import uuid
 
-from tests.conftest import Api, token_for
+from tests.conftest import Api, assert_problem, token_for
 
 
 def claims(token: str) -> tuple[dict, dict]:
@@ -45,8 +45,7 @@ def test_a_token_without_the_scope_is_refused(http, partner):
     member = partner.enrol()
     assert reader.get(f"/v1/members/{member}/balances").status_code == 200
     refused = reader.post("/v1/transactions", partner.purchase_body(member, "1000"))
-    assert refused.status_code == 403
-    assert refused.json()["type"].endswith("/insufficient-scope")
+    assert_problem(refused, 403, "insufficient-scope")
     assert partner.balance(member)["posted"] == 0
     # partner tokens cannot reach ops operations, and ops tokens hold no partner data
     assert partner.api.get("/v1/partners").status_code == 403
