@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PG_URL    ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run test test-services bench clean
+.PHONY: install run test test-services bench bench-relay clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ install: $(STAMP)
 run: install
 	$(BIN)/hub db upgrade
 	$(BIN)/hub demo seed
-	$(BIN)/hub serve
+	$(BIN)/hub up
 
 ## test: install and run the whole suite on SQLite
 test: install
@@ -34,6 +34,12 @@ test-services: install
 ## bench: the earn benchmark on PostgreSQL (prints one JSON line)
 bench: install
 	$(BIN)/python bench/earn.py --database-url $(PG_URL)
+
+## bench-relay: the redemption relay against a no-op Celery task, on PostgreSQL and Redis
+## (its own queue on Redis db 14; prints one JSON line)
+RELAY_REDIS_URL ?= redis://127.0.0.1:6379/14
+bench-relay: install
+	$(BIN)/python bench/relay.py --database-url $(PG_URL) --redis-url $(RELAY_REDIS_URL)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

@@ -10,8 +10,13 @@ class Actor:
     client_id: str
     partner_id: uuid.UUID | None
     scopes: frozenset[str]
+    # Set when a member acts for themselves (a member's access token): they see and spend
+    # only their own points.
+    member_id: uuid.UUID | None = None
 
     @property
     def ref(self) -> str:
         """How ledger transfers record who caused them."""
+        if self.member_id is not None:
+            return f"member:{self.member_id}"
         return f"client:{self.client_id}"

@@ -15,7 +15,7 @@ from hub import migrations
 from hub.db import Database
 from hub.errors import DomainError
 from hub.ledger import LedgerError
-from hub.settings import Settings
+from hub.settings import INSTANCE_DIR, Settings
 
 console = Console()
 
@@ -56,6 +56,147 @@ def serve():
 
     uvicorn.run("hub.asgi:app", host=settings.host, port=settings.port,
                 access_log=settings.access_log)
+
+
+@main.command()
+@click.option("--pool", type=click.Choice(["threads", "prefork", "solo"]), default="threads",
+              envvar="HUB_WORKER_POOL", show_default=True, help="Celery execution pool (env HUB_WORKER_POOL).")
+@click.option("--concurrency", default=16, show_default=True, envvar="HUB_WORKER_CONCURRENCY",
+              help="Threads, or child processes with prefork (env HUB_WORKER_CONCURRENCY).")
+@click.option("--beat/--no-beat", default=False, help="Also run the periodic schedule (one per deployment).")
+def worker(pool, concurrency, beat):
+    """Run a Celery worker for the relay tasks.
+
+    Threads by default: a relay attempt mostly waits (on the provider's answer and on two
+    short database transactions), so one process with many threads keeps many attempts in
+    flight, where prefork keeps one per child process (bench/relay.py: with a provider that
+    answers in 100 ms, 16 threads relay about 6 times as many redemptions as 2 children).
+    A threads worker runs Python on one core at a time: to use more cores, run more
+    workers, or prefork. A threads worker's database pool holds at least one connection per
+    thread (HUB_DB_POOL_SIZE if larger)."""
+    os.environ.update(HUB_WORKER_POOL=pool, HUB_WORKER_CONCURRENCY=str(concurrency))  # for hub.tasks
+    args = [sys.executable, "-m", "celery", "-A", "hub.tasks:celery", "worker", "--loglevel", "info",
+            "--pool", pool, "--concurrency", str(concurrency), "--without-gossip", "--without-mingle"]
+    if beat:
+        args += ["--beat", "--schedule", str(INSTANCE_DIR / "celerybeat-schedule")]
+    os.execvp(sys.executable, args)
+
+
+@main.command()
+@click.option("--poll", default=0.2, show_default=True,
+              help="Seconds between looks for due messages (retries, expired leases).")
+@click.option("--listen/--no-listen", default=True, show_default=True,
+              help="On PostgreSQL, LISTEN for new messages and publish them at once.")
+def dispatch(poll, listen):
+    """Publish due outbox messages to the broker, forever (survives broker outages)."""
+    import logging
+    from datetime import timedelta
+
+    from hub import tasks
+    from hub.notify import dispatcher
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    lease = timedelta(seconds=Settings.from_env().outbox_lease)
+    dispatcher.run(_db(), dispatcher.celery_publisher(tasks.celery, tasks.TOPICS), lease=lease, poll=poll,
+                   listen=listen)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True)
+@click.option("--pending-delay", default=1.0, show_default=True, help="Seconds a +pending order stays pending.")
+@click.option("--timeout-sleep", default=3.0, show_default=True, help="Seconds a +timeout answer is held back.")
+@click.option("--webhook-url", default=None, help="Where the Tremendous fake posts signed events.")
+def sandbox(host, port, pending_delay, timeout_sleep, webhook_url):
+    """Serve the fake reward providers (Tango, Tremendous, GlobalGiving) for development."""
+    from hub import sandbox as fakes
+
+    console.print(f"sandbox providers on http://{host}:{port}/<provider>/")
+    fakes.serve(host, port, pending_delay=pending_delay, timeout_sleep=timeout_sleep, webhook_url=webhook_url)
+
+
+@main.command()
+def up():
+    """Everything on one machine: sandbox providers, a worker, the dispatcher and the API."""
+    import signal
+    import subprocess
+
+    hub = [sys.executable, "-m", "hub.cli"]
+    children = [
+        subprocess.Popen(hub + ["sandbox"]),
+        subprocess.Popen(hub + ["worker", "--beat"]),
+        subprocess.Popen(hub + ["dispatch"]),
+    ]
+    try:
+        subprocess.run(hub + ["rewards", "sync", "--wait"], check=False)
+        subprocess.run(hub + ["serve"], check=False)
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+@main.group()
+def rewards():
+    """The rewards catalog."""
+
+
+@rewards.command("sync")
+@click.option("--wait", is_flag=True, help="Wait up to 10 s for the providers to answer.")
+def rewards_sync(wait):
+    """Pull every reward provider's catalog now (the worker also does it every 6 hours)."""
+    import time
+
+    from hub.rewards.registry import configured_providers, sync_all
+
+    providers = configured_providers(Settings.from_env())
+    deadline = time.monotonic() + (10 if wait else 0)
+    while True:
+        report = sync_all(_db(), providers)
+        if not any("error" in r for r in report.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    for name, result in report.items():
+        console.print(f"{name}: {result}")
+
+
+@main.group()
+def redemptions():
+    """Redemption orders."""
+
+
+@redemptions.command("review")
+def redemptions_review():
+    """List orders that need review (no definitive answer from their provider)."""
+    from sqlalchemy import select
+
+    from hub.rewards.models import NEEDS_REVIEW, Redemption
+
+    with _db().read() as session:
+        rows = session.scalars(select(Redemption).where(Redemption.state == NEEDS_REVIEW)).all()
+    table = Table("id", "provider", "attempts", "failure")
+    for r in rows:
+        table.add_row(str(r.id), r.provider or "", str(r.attempts), r.failure or "")
+    console.print(table)
+
+
+@redemptions.command("requeue")
+@click.argument("redemption_id")
+def redemptions_requeue(redemption_id):
+    """Hand an order that needs review back to the relay: it asks the provider first."""
+    import uuid
+
+    from hub.rewards import relay
+
+    def work(session):
+        relay.requeue(session, uuid.UUID(redemption_id))
+
+    _run(work)
+    console.print(f"requeued {redemption_id}")
 
 
 @main.group()

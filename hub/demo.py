@@ -19,6 +19,7 @@ from hub.db import Database, utcnow
 from hub.identity.clients import create_client
 from hub.programs import earning, service
 from hub.programs.models import Partner
+from hub.rewards import catalog
 from hub.settings import INSTANCE_DIR, Settings
 
 COALITION = Path(__file__).resolve().parents[1] / "partners" / "demo" / "coalition.json"
@@ -67,12 +68,14 @@ def _seed(s, spec: dict) -> dict:
                 for i, (txn, amount) in enumerate(m["purchases"])
             ]
             earning.earn(s, actor, purchases)
+        for reward in p.get("rewards", []):
+            catalog.create_reward(s, actor, reward)
     return creds
 
 
 def print_quickstart(console: Console, settings: Settings, creds: dict) -> None:
     base = f"http://{settings.host}:{settings.port}"
-    kopi = creds["partners"]["KOPI"]
+    kopi, terbang = creds["partners"]["KOPI"], creds["partners"]["TERBANG"]
     now = utcnow().replace(microsecond=0).isoformat().replace("+00:00", "Z")
     console.print(f"""
 [bold]Demo coalition ready.[/] Partners: {', '.join(creds['partners'])}. Credentials: {CREDENTIALS}
@@ -85,4 +88,13 @@ Try it as the coffee shop (KOPI):
   curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
       -d '{{"program":"KOPI","member":{{"external_id":"kopi-0001"}},"transaction_id":"try-1","amount":"55000","currency":"IDR","occurred_at":"{now}"}}' \\
       {base}/v1/transactions
+
+Redeem as the airline (TERBANG) for Citra: a gift card and a donation, relayed to the sandbox providers:
+  TOKEN=$(curl -s -u {terbang['client_id']}:{terbang['client_secret']} \\
+      -d grant_type=client_credentials {base}/oauth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s -H "Authorization: Bearer $TOKEN" '{base}/v1/rewards?program=MILES&kind=gift_card'
+  curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+      -d '{{"reward":"<a code from the list>","program":"MILES","member":{{"external_id":"ff-778899"}},"amount":"10.00"}}' \\
+      {base}/v1/redemptions
+  curl -s -H "Authorization: Bearer $TOKEN" {base}/v1/redemptions/<id>     # pending, then fulfilled
 """, soft_wrap=True, highlight=False)

@@ -3,6 +3,7 @@ from hub.db import Base
 from hub.idempotency import IdempotencyKey
 from hub.identity.models import ApiClient, SigningKey
 from hub.ledger.models import Account, Transfer
+from hub.notify.outbox import OutboxMessage
 from hub.programs.models import (
     Member,
     Membership,
@@ -11,6 +12,7 @@ from hub.programs.models import (
     PointTransaction,
     Program,
 )
+from hub.rewards.models import ProviderEvent, Redemption, Reward
 
 __all__ = [
     "Account",
@@ -18,11 +20,15 @@ __all__ = [
     "Base",
     "IdempotencyKey",
     "Member",
+    "OutboxMessage",
     "Membership",
     "MembershipIdentifier",
     "Partner",
     "PointTransaction",
     "Program",
+    "ProviderEvent",
+    "Redemption",
+    "Reward",
     "SigningKey",
     "Transfer",
 ]

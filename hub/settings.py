@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 INSTANCE_DIR = Path(os.environ.get("HUB_INSTANCE_DIR", Path.cwd() / "instance"))
@@ -28,6 +29,26 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"HUB_{name}", default)
 
 
+# What one major unit of a currency is worth in coalition units; prices provider rewards
+# (a USD 10 gift card costs 10 x 16000 units, paid in any program's points at its point value).
+DEFAULT_UNIT_RATES = "IDR=1,USD=16000,EUR=17500,SGD=12000,GBP=20500"
+
+
+def parse_unit_rates(text: str) -> dict[str, Decimal]:
+    pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+    return {code.strip().upper(): Decimal(rate) for code, rate in pairs}
+
+
+def _provider_config() -> dict[str, dict[str, str]]:
+    """HUB_PROVIDER_<NAME>_<KEY>=value -> {name: {key: value}} (over each connector's defaults)."""
+    config: dict[str, dict[str, str]] = {}
+    for name, value in os.environ.items():
+        if name.startswith("HUB_PROVIDER_") and name.count("_") >= 3:
+            provider, key = name[len("HUB_PROVIDER_"):].lower().split("_", 1)
+            config.setdefault(provider, {})[key] = value
+    return config
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -41,6 +62,19 @@ class Settings:
     port: int
     access_log: bool = False
     problem_base: str = "https://coalition-hub.dev/problems/"
+    unit_rates: dict[str, Decimal] = field(default_factory=lambda: parse_unit_rates(DEFAULT_UNIT_RATES))
+    # How long a redemption's points stay reserved while the relay works on it. It must
+    # outlast every retry and lookup (design.md, rule 5); after it, the order needs review.
+    redemption_hold: int = 7 * 24 * 3600
+    providers: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The relay (hub/rewards/relay.py): a claim's lease must outlast a lookup plus an order
+    # with their timeouts; the outbox republishes a message with no outcome after its lease.
+    relay_lease: float = 60.0
+    relay_backoff_base: float = 2.0
+    relay_backoff_cap: float = 600.0
+    relay_max_attempts: int = 12
+    outbox_lease: float = 60.0
+    task_queue: str = "hub"  # the broker queue the relay's tasks go through
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -55,4 +89,13 @@ class Settings:
             host=_env("HOST", "127.0.0.1"),
             port=int(_env("PORT", "8000")),
             access_log=_env("ACCESS_LOG", "").lower() in ("1", "true", "yes", "on"),
+            unit_rates=parse_unit_rates(_env("UNIT_RATES", DEFAULT_UNIT_RATES)),
+            redemption_hold=int(_env("REDEMPTION_HOLD", str(7 * 24 * 3600))),
+            providers=_provider_config(),
+            relay_lease=float(_env("RELAY_LEASE", "60")),
+            relay_backoff_base=float(_env("RELAY_BACKOFF_BASE", "2")),
+            relay_backoff_cap=float(_env("RELAY_BACKOFF_CAP", "600")),
+            relay_max_attempts=int(_env("RELAY_MAX_ATTEMPTS", "12")),
+            outbox_lease=float(_env("OUTBOX_LEASE", "60")),
+            task_queue=_env("TASK_QUEUE", "hub"),
         )

@@ -5,7 +5,7 @@ services through this module rather than through arguments. `create_app` install
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hub.db import Database
 from hub.identity.keys import KeyStore
@@ -19,6 +19,7 @@ class Hub:
     db: Database
     keys: KeyStore
     tokens: TokenVerifier
+    providers: dict = field(default_factory=dict)  # reward provider connectors, by name
 
 
 _current: Hub | None = None

@@ -16,8 +16,10 @@ def token_info(token: str) -> dict | None:
 
 def actor(token_info: dict) -> Actor:
     partner = token_info.get("partner_id")
+    member = token_info.get("member_id")  # a member's own token (single sign-on)
     return Actor(
         client_id=token_info["client_id"],
         partner_id=uuid.UUID(partner) if partner else None,
         scopes=frozenset(token_info["scope"]),
+        member_id=uuid.UUID(member) if member else None,
     )

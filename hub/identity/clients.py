@@ -12,7 +12,10 @@ from sqlalchemy.orm import Session
 from hub.errors import Invalid
 from hub.identity.models import ApiClient
 
-PARTNER_SCOPES = ("members:read", "members:write", "transactions:read", "transactions:write")
+PARTNER_SCOPES = (
+    "members:read", "members:write", "transactions:read", "transactions:write",
+    "rewards:read", "rewards:write", "redemptions:read", "redemptions:write",
+)
 OPS_SCOPES = ("ops:read", "ops:write")
 ALL_SCOPES = PARTNER_SCOPES + OPS_SCOPES
 

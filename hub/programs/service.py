@@ -26,13 +26,14 @@ from hub.programs.models import (
 CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,15}$")  # as the spec's Code schema
 MEMBER_ACCOUNT = "member"
 ISSUANCE_ACCOUNT = "issuance"
+REDEMPTION_ACCOUNT = "redemption"
 # What the cursors this API issues encode: a partner or program code, or a ledger transfer
 # id (a BIGINT). Anything else decoded from a cursor is refused before it reaches a query
 # (where it failed as a 500: int() of a string, an id past BIGINT, a NUL for PostgreSQL).
 _MAX_ID = 2**63 - 1
 
 
-def _code_cursor(cursor: str | None) -> str | None:
+def code_cursor(cursor: str | None) -> str | None:
     after = pagination.decode(cursor)
     if after is None or (isinstance(after, str) and "\x00" not in after):
         return after
@@ -65,7 +66,7 @@ def create_partner(session: Session, code: str, name: str) -> Partner:
 
 
 def list_partners(session: Session, cursor: str | None, limit: int) -> tuple[list[Partner], str | None]:
-    after = _code_cursor(cursor)
+    after = code_cursor(cursor)
     q = select(Partner).order_by(Partner.code).limit(limit + 1)
     if after is not None:
         q = q.where(Partner.code > after)
@@ -102,8 +103,9 @@ def create_program(
     if session.scalar(select(Program.id).where(Program.code == code)):
         raise Conflict(f"program {code} already exists", slug="program-exists")
     program_id = uuid.uuid4()
-    issuance = ledger.open_account(
-        session, program_id, ISSUANCE_ACCOUNT, cached=False, no_overdraft=False
+    issuance, redemption = (
+        ledger.open_account(session, program_id, code, cached=False, no_overdraft=False)
+        for code in (ISSUANCE_ACCOUNT, REDEMPTION_ACCOUNT)
     )
     program = Program(
         id=program_id,
@@ -114,6 +116,7 @@ def create_program(
         earn_currency=earn_currency,
         earn_rate=earn_rate,
         issuance_account_id=issuance,
+        redemption_account_id=redemption,
     )
     session.add(program)
     session.flush()
@@ -124,7 +127,7 @@ def list_programs(
     session: Session, actor: Actor, cursor: str | None, limit: int
 ) -> tuple[list[tuple[Program, str]], str | None]:
     """Programs with their partner's code: all for ops, a partner's own otherwise."""
-    after = _code_cursor(cursor)
+    after = code_cursor(cursor)
     q = (
         select(Program, Partner.code)
         .join(Partner, Partner.id == Program.partner_id)

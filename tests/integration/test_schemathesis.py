@@ -42,6 +42,8 @@ from schemathesis.checks import (
 from schemathesis.core.parameters import ParameterLocation
 
 from hub import pagination
+from hub.api import runtime
+from hub.rewards.providers import WebhookEvent
 from hub.identity.clients import PARTNER_SCOPES
 
 CHECKS = [
@@ -100,6 +102,13 @@ class Seed:
         self.identifiers["member_id"] = self.member
         self.purchase = partner.buy(self.member, "100000000", txn="st-purchase-1")["id"]
         self.cursors = [pagination.encode(self.program), pagination.encode(1), *ODD_CURSORS]
+        self.reward = f"ST-{secrets.token_hex(4).upper()}"
+        made = partner.api.post("/v1/rewards", {"code": self.reward, "kind": "discount", "name": "10% off",
+                                                "program": self.program, "points": 1})
+        assert made.status_code == 201, made.text
+        self.redemption = partner.api.post(
+            "/v1/redemptions", {"reward": self.reward, "program": self.program, "member": {"member_id": self.member}}
+        ).json()["id"]
         self.bodies = {
             "POST /members": self._enrolment,
             "POST /transactions": self._purchase,
@@ -107,6 +116,8 @@ class Seed:
             "POST /returns": self._return,
             "POST /programs": self._program,
             "POST /clients": self._client,
+            "POST /rewards": self._reward,
+            "POST /redemptions": self._redemption,
         }
 
     def apply(self, case, rnd):
@@ -129,6 +140,10 @@ class Seed:
             path["member_id"] = self.member
         if "transaction_id" in path:
             path["transaction_id"] = self.purchase
+        if "redemption_id" in path:
+            path["redemption_id"] = self.redemption
+        if "provider" in path:
+            path["provider"] = WEBHOOK_PROVIDER
 
     def _query(self, query, rnd):
         if "program" in query:
@@ -182,11 +197,35 @@ class Seed:
         if "partner" in body:
             body["partner"] = self.partner
 
+    def _reward(self, body, rnd):
+        body.update(code=f"ST-{rnd.getrandbits(40):X}", program=self.program)
+        body.pop("units", None)
+        body.setdefault("points", 1)
+        if body["kind"] == "tier_upgrade":
+            body.setdefault("tier", "gold")
+
+    def _redemption(self, body, rnd):
+        kind = next(iter(body.get("member") or {"member_id": None}))
+        body.update(reward=self.reward, program=self.program, member={kind: self.identifiers[kind]})
+        body.pop("amount", None)  # the seeded reward has a fixed price
+
     @staticmethod
     def _amount(amount, limit=10**12):
         """An amount the seeded program takes: positive, at most 2 decimals (IDR), below limit."""
         value = Decimal(amount).quantize(Decimal("0.01"), ROUND_DOWN) % limit
         return str(max(value, Decimal("0.01")))
+
+
+WEBHOOK_PROVIDER = "stprovider"
+
+
+class AcceptingProvider:
+    """A provider connector whose webhooks always verify, about no order: the conformance run
+    reaches the webhook operation's success path (tests/integration/test_redemptions.py
+    tests real verification)."""
+
+    def verify_webhook(self, headers, body, now):
+        return WebhookEvent(event_id=secrets.token_hex(8), reference=None, outcome=None)
 
 
 @pytest.fixture
@@ -202,6 +241,8 @@ def api_schema(request, app, ops, partner, statuses):
     if not hasattr(request.node, "_nodeid"):
         request.node._nodeid = request.node.nodeid
 
+    runtime.current().providers[WEBHOOK_PROVIDER] = AcceptingProvider()
+    request.addfinalizer(lambda: runtime.current().providers.pop(WEBHOOK_PROVIDER, None))
     schema = schemathesis.openapi.from_asgi(
         "/v1/openapi.json", app, config=schemathesis.Config.from_dict(CONFIG)
     )

@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 
+from hub.identity.clients import PARTNER_SCOPES
 from tests.conftest import Api, assert_problem, token_for
 
 
@@ -25,7 +26,7 @@ def test_token_is_an_rfc9068_jwt_with_the_partner_and_no_store(http, partner):
     assert header["typ"] == "at+jwt" and header["alg"] == "RS256" and header["kid"]
     assert payload["client_id"] == partner.client_id and payload["sub"] == partner.client_id
     assert payload["aud"] == "http://127.0.0.1/v1" and payload["iss"] == "http://127.0.0.1"
-    assert set(payload["scope"].split()) == {"members:read", "members:write", "transactions:read", "transactions:write"}
+    assert set(payload["scope"].split()) == set(PARTNER_SCOPES)
     assert uuid.UUID(payload["partner_id"])
 
 

@@ -1,0 +1,112 @@
+"""The transactional outbox (design.md, "Running"; brandur.org/job-drain).
+
+A message is written in the same database transaction as the change that needs it, so
+nothing external happens for work that did not commit. The dispatcher publishes due messages
+to the broker and pushes their `available_at` forward by a lease: if the broker or a worker
+loses the task, the message comes due again and is republished. A message ends only when
+its consumer calls `complete` (in the transaction that records the outcome). Consumers are
+idempotent, since a message may be delivered more than once.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import BigInteger, Index, Integer, String, any_, bindparam, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from hub.db import Base, BigId, JSONDoc, UTCDateTime, utcnow
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "done_at", "available_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(100), index=True)
+    payload: Mapped[dict] = mapped_column(JSONDoc)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    publish_count: Mapped[int] = mapped_column(Integer, default=0)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+_outbox = OutboxMessage.__table__
+# PostgreSQL: enqueue() notifies this channel, delivered when its transaction commits, so a
+# dispatcher that LISTENs publishes at once instead of at its next poll.
+NOTIFY_CHANNEL = "hub_outbox"
+_NOTIFY = text(f"NOTIFY {NOTIFY_CHANNEL}")
+
+
+def enqueue(session: Session, topic: str, key: str, payload: dict) -> None:
+    now = utcnow()
+    session.add(OutboxMessage(topic=topic, key=key, payload=payload, available_at=now, created_at=now))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_NOTIFY)
+
+
+# Built once: the relay runs these on every attempt.
+_OPEN = (_outbox.c.topic == bindparam("t"), _outbox.c.key == bindparam("k"), _outbox.c.done_at.is_(None))
+_RESCHEDULE = update(_outbox).where(*_OPEN).values(available_at=bindparam("at"))
+_COMPLETE = update(_outbox).where(*_OPEN).values(done_at=bindparam("done"))
+
+
+def reschedule(session: Session, topic: str, key: str, at: datetime) -> None:
+    """Make the open message for `key` due again at `at` (a retry after a backoff)."""
+    session.execute(_RESCHEDULE, {"t": topic, "k": key, "at": at})
+
+
+def complete(session: Session, topic: str, key: str) -> None:
+    session.execute(_COMPLETE, {"t": topic, "k": key, "done": utcnow()})
+
+
+def backoff(attempt: int, base: float, cap: float) -> timedelta:
+    """Exponential backoff with full jitter (AWS architecture blog), in [base/2, cap]."""
+    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    return timedelta(seconds=random.uniform(min(base / 2, ceiling), ceiling))
+
+
+# Due messages, oldest first; built once (the dispatcher runs it several times a second).
+_DUE = (
+    select(_outbox.c.id, _outbox.c.topic, _outbox.c.payload)
+    .where(_outbox.c.done_at.is_(None), _outbox.c.available_at <= bindparam("now"))
+    .order_by(_outbox.c.available_at)
+    .limit(bindparam("n"))
+)
+_DUE_PG = _DUE.with_for_update(skip_locked=True)
+# A batch's rows, published: pushed forward by the lease. The ids are one array parameter on
+# PostgreSQL (one statement to parse and plan whatever the batch size), an expanding IN
+# elsewhere.
+_MARK = update(_outbox).values(
+    published_at=bindparam("at"), publish_count=_outbox.c.publish_count + 1, available_at=bindparam("due"))
+_MARK_PG = _MARK.where(_outbox.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+_MARK = _MARK.where(_outbox.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def dispatch_due(
+    session: Session,
+    publish: Callable[[str, dict], None],
+    lease: timedelta,
+    limit: int = 200,
+) -> int:
+    """Publish up to `limit` due messages; return how many were published.
+
+    Rows are claimed with FOR UPDATE SKIP LOCKED (PostgreSQL), so several dispatchers can
+    run. The published rows are pushed forward by their lease in one UPDATE, after the
+    batch. A publish that raises (broker down) propagates: the caller's transaction rolls
+    back, so the whole batch stays due (what went out before the failure goes out again,
+    which consumers tolerate) and the caller tries again later.
+    """
+    now = utcnow()
+    pg = session.get_bind().dialect.name == "postgresql"
+    published: list[int] = []
+    for row in session.execute(_DUE_PG if pg else _DUE, {"now": now, "n": limit}).all():
+        publish(row.topic, row.payload)
+        published.append(row.id)
+    if published:
+        session.execute(_MARK_PG if pg else _MARK, {"ids": published, "at": now, "due": now + lease})
+    return len(published)

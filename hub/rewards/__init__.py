@@ -1,0 +1,1 @@
+"""Rewards: the catalog, redemption orders and their relay to external providers."""

@@ -1,0 +1,263 @@
+"""The rewards catalog: in-house rewards, provider catalogs synced in, and point prices."""
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from hub import money, pagination
+from hub.actor import Actor
+from hub.db import utcnow
+from hub.errors import Conflict, Invalid, NotFound
+from hub.programs.earning import parse_time
+from hub.programs.models import Program
+from hub.programs.service import code_cursor
+from hub.rewards.models import IN_HOUSE_KINDS, Reward
+from hub.rewards.providers import CatalogItem
+
+MAX_POINTS = 10**12
+
+
+# --- prices ------------------------------------------------------------------------------
+
+def units_for(rates: Mapping[str, Decimal], currency: str, amount_minor: int) -> Decimal:
+    """Coalition units a face value is worth."""
+    if currency not in rates:
+        raise Invalid(f"no coalition unit rate for {currency}", slug="unpriced-currency")
+    return Decimal(amount_minor).scaleb(-money.exponent(currency)) * rates[currency]
+
+
+def points_for_units(units: Decimal, program: Program) -> int:
+    """Points of `program` that pay `units`, rounded up: the member never underpays."""
+    return math.ceil(units / program.point_value)
+
+
+def price(reward: Reward, program: Program, rates: Mapping[str, Decimal], amount_minor: int | None) -> int:
+    if reward.program_id is not None:
+        return reward.price_points
+    if reward.price_units is not None:
+        return points_for_units(reward.price_units, program)
+    return points_for_units(units_for(rates, reward.currency, amount_minor), program)
+
+
+def check_denomination(reward: Reward, amount: str | None) -> int | None:
+    """The face value an order asks for, if the reward offers it (provider rewards only)."""
+    if reward.provider is None:
+        if amount is not None:
+            raise Invalid("this reward has a fixed price; do not send an amount", slug="amount-not-allowed")
+        return None
+    if amount is None:
+        raise Invalid(f"{reward.code} needs an amount in {reward.currency}", slug="denomination-required")
+    minor = money.to_minor(amount, reward.currency)
+    offered = reward.denominations or []
+    in_range = reward.min_minor is not None and reward.min_minor <= minor <= (reward.max_minor or minor)
+    if minor not in offered and not in_range:
+        raise Invalid(f"{reward.code} does not offer {amount} {reward.currency}", slug="denomination-not-offered")
+    return minor
+
+
+# --- reading -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RewardView:
+    reward: Reward
+    program_code: str | None          # the program a points price is in
+    quote_program: Program | None     # the program the caller asked prices in
+    quotes: list[tuple[int | None, int]]  # (face value minor or None, points in quote_program)
+
+
+def available_now(reward: Reward, now: datetime) -> bool:
+    return (
+        reward.active
+        and (reward.available_from is None or reward.available_from <= now)
+        and (reward.available_until is None or now < reward.available_until)
+        and (reward.stock is None or reward.stock > 0)
+    )
+
+
+def _visible(actor: Actor):
+    """Partners see their own programs' rewards and the coalition's (unit-priced) ones."""
+    if "ops:read" in actor.scopes:
+        return None
+    own = select(Program.id).where(Program.partner_id == actor.partner_id)
+    return or_(Reward.program_id.is_(None), Reward.program_id.in_(own))
+
+
+def list_rewards(
+    session: Session,
+    actor: Actor,
+    rates: Mapping[str, Decimal],
+    *,
+    kind: str | None = None,
+    program_code: str | None = None,
+    provider: str | None = None,
+    available: bool = True,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[RewardView], str | None]:
+    after = code_cursor(cursor)
+    q = select(Reward, Program.code).outerjoin(Program, Program.id == Reward.program_id)
+    visible = _visible(actor)
+    if visible is not None:
+        q = q.where(visible)
+    quote_program = None
+    if program_code is not None:
+        quote_program = _program_for_quotes(session, actor, program_code)
+        q = q.where(or_(Reward.program_id.is_(None), Reward.program_id == quote_program.id))
+    if kind is not None:
+        q = q.where(Reward.kind == kind)
+    if provider is not None:
+        q = q.where(Reward.provider == provider)
+    if after is not None:
+        q = q.where(Reward.code > after)
+    now = utcnow()
+    if available:
+        q = q.where(
+            Reward.active.is_(True),
+            or_(Reward.available_from.is_(None), Reward.available_from <= now),
+            or_(Reward.available_until.is_(None), Reward.available_until > now),
+            or_(Reward.stock.is_(None), Reward.stock > 0),
+        )
+    rows = session.execute(q.order_by(Reward.code).limit(limit + 1)).all()
+    more = len(rows) > limit
+    views = [_view(r, code, quote_program, rates) for r, code in rows[:limit]]
+    return views, pagination.encode(views[-1].reward.code) if more else None
+
+
+def _program_for_quotes(session: Session, actor: Actor, code: str) -> Program:
+    q = select(Program).where(Program.code == code)
+    if "ops:read" not in actor.scopes:
+        q = q.where(Program.partner_id == actor.partner_id)
+    program = session.scalar(q)
+    if program is None:
+        raise NotFound(f"no program {code}", slug="program-not-found")
+    return program
+
+
+def _view(reward: Reward, program_code: str | None, quote_program: Program | None, rates) -> RewardView:
+    quotes: list[tuple[int | None, int]] = []
+    if quote_program is not None:
+        faces = list(reward.denominations or []) if reward.provider else [None]
+        for face in faces:
+            try:
+                quotes.append((face, price(reward, quote_program, rates, face)))
+            except Invalid:
+                pass  # a currency with no unit rate: shown, but not priced
+    return RewardView(reward, program_code, quote_program, quotes)
+
+
+def get_reward(session: Session, actor: Actor, reward_id: uuid.UUID) -> Reward:
+    q = select(Reward).where(Reward.id == reward_id)
+    visible = _visible(actor)
+    if visible is not None:
+        q = q.where(visible)
+    reward = session.scalar(q)
+    if reward is None:
+        raise NotFound(f"no reward {reward_id}", slug="reward-not-found")
+    return reward
+
+
+# --- writing -----------------------------------------------------------------------------
+
+def create_reward(session: Session, actor: Actor, body: dict) -> tuple[Reward, str | None]:
+    """An in-house reward. A partner prices it in one of its programs' points; ops may
+    instead price a coalition reward in units, payable from any program."""
+    kind = body["kind"]
+    if kind not in IN_HOUSE_KINDS:
+        raise Invalid(f"{kind} rewards come from provider catalogs", slug="invalid-reward")
+    code = body["code"]
+    if session.scalar(select(Reward.id).where(Reward.code == code)):
+        raise Conflict(f"reward {code} already exists", slug="reward-exists")
+    program = None
+    if "program" in body:
+        program = _program_for_quotes(session, actor, body["program"])
+        if "points" not in body or "units" in body:
+            raise Invalid("a program's reward has a price in points", slug="invalid-price")
+    elif "ops:write" not in actor.scopes or "units" not in body or "points" in body:
+        raise Invalid("give a program and a price in points (coalition rewards: units, ops only)",
+                      slug="invalid-price")
+    units = Decimal(body["units"]) if "units" in body else None
+    if units is not None and not (units.is_finite() and units > 0):
+        raise Invalid("units must be a number greater than zero", slug="invalid-price")
+    if kind == "tier_upgrade" and not body.get("tier"):
+        raise Invalid("a tier upgrade names its tier", slug="invalid-reward")
+    window = tuple(parse_time(body[k], k, past_only=False) if body.get(k) else None for k in ("available_from", "available_until"))
+    if all(window) and window[0] >= window[1]:
+        raise Invalid("available_until must be after available_from", slug="invalid-window")
+    reward = Reward(
+        code=code,
+        kind=kind,
+        name=body["name"],
+        description=body.get("description", ""),
+        partner_id=program.partner_id if program else None,
+        program_id=program.id if program else None,
+        price_points=body.get("points"),
+        price_units=units,
+        tier=body.get("tier"),
+        stock=body.get("stock"),
+        per_member_limit=body.get("per_member_limit"),
+        available_from=window[0],
+        available_until=window[1],
+    )
+    session.add(reward)
+    session.flush()
+    return reward, program.code if program else None
+
+
+def take_stock(session: Session, reward: Reward) -> None:
+    """One unit off a limited stock, atomically (a conditional UPDATE, no read-then-write)."""
+    if reward.stock is None:
+        return
+    taken = session.execute(
+        update(Reward).where(Reward.id == reward.id, Reward.stock > 0).values(stock=Reward.stock - 1)
+    ).rowcount
+    if not taken:
+        raise Conflict(f"{reward.code} is out of stock", slug="out-of-stock")
+
+
+def return_stock(session: Session, reward_id: uuid.UUID) -> None:
+    session.execute(
+        update(Reward).where(Reward.id == reward_id, Reward.stock.is_not(None)).values(stock=Reward.stock + 1)
+    )
+
+
+def sync_provider(session: Session, provider: str, kind: str, items: Iterable[CatalogItem]) -> dict[str, int]:
+    """Upsert a provider's catalog; products it no longer lists are deactivated."""
+    now = utcnow()
+    existing = {r.product: r for r in session.scalars(select(Reward).where(Reward.provider == provider))}
+    counts = {"added": 0, "updated": 0, "removed": 0}
+    seen = set()
+    for item in items:
+        seen.add(item.product)
+        reward = existing.get(item.product)
+        if reward is None:
+            reward = Reward(code=_provider_code(provider, item.product), provider=provider, product=item.product)
+            session.add(reward)
+            counts["added"] += 1
+        else:
+            counts["updated"] += 1
+        reward.kind = kind
+        reward.name = item.name
+        reward.description = item.description
+        reward.currency = item.currency
+        reward.denominations = list(item.denominations)
+        reward.min_minor, reward.max_minor = item.min_minor, item.max_minor
+        reward.active = True
+        reward.synced_at = now
+    for product, reward in existing.items():
+        if product not in seen and reward.active:
+            reward.active = False
+            counts["removed"] += 1
+    session.flush()
+    return counts
+
+
+def _provider_code(provider: str, product: str) -> str:
+    safe = "".join(c if c.isalnum() else "-" for c in product.upper())
+    return f"{provider.upper()}-{safe}"[:64]

@@ -1,0 +1,325 @@
+"""The relay: carries one redemption to its provider and records the outcome.
+
+Exactly once in effect, over at-least-once delivery (design.md, "Running"):
+- the provider's idempotency reference is derived from the redemption id, so a repeated call
+  never places a second order;
+- a short lease on the redemption keeps two deliveries of the task from calling at once;
+- no database transaction is open during the provider call;
+- after the first attempt, every attempt first asks the provider about the reference, so an
+  order placed by a call whose answer was lost (timeout, 5xx, a killed worker) is found;
+- only a definitive answer voids the reservation; when the relay gives up without one, the
+  order waits for review with its points still reserved.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hub import ledger
+from hub.db import Database, utcnow
+from hub.errors import Conflict
+from hub.notify import outbox
+from hub.rewards import catalog, redemptions
+from hub.rewards.models import FAILED, FULFILLED, NEEDS_REVIEW, PENDING, ProviderEvent, Redemption, Reward
+from hub.rewards.providers import Kind, OrderRequest, Outcome, Provider, Recipient, Status, WebhookEvent
+
+log = logging.getLogger(__name__)
+CAUSED_BY = "relay"
+
+# The relay's statements, built once (Core: no ORM unit of work on this path).
+_redemptions = Redemption.__table__
+_rewards = Reward.__table__
+# Takes the lease and returns what the provider call needs, in one statement. The product
+# comes through a scalar subquery: SQLite's RETURNING cannot name an UPDATE ... FROM table.
+_CLAIM = (
+    update(_redemptions)
+    .where(
+        _redemptions.c.id == bindparam("rid"),
+        _redemptions.c.state == PENDING,
+        or_(_redemptions.c.lease_until.is_(None), _redemptions.c.lease_until < bindparam("now")),
+    )
+    .values(lease_until=bindparam("until"), attempts=_redemptions.c.attempts + 1)
+    .returning(
+        _redemptions.c.attempts, _redemptions.c.provider, _redemptions.c.amount_minor, _redemptions.c.currency,
+        _redemptions.c.recipient_sealed, _redemptions.c.relay_deadline,
+        select(_rewards.c.product).where(_rewards.c.id == _redemptions.c.reward_id)
+        .scalar_subquery().label("product"),
+    )
+)
+_STATE = select(_redemptions.c.state).where(_redemptions.c.id == bindparam("rid"))
+# The order, locked, and its reward's kind.
+_LOCK = (
+    select(_redemptions.c.state, _redemptions.c.attempts, _redemptions.c.transfer_id,
+           _redemptions.c.reward_id, _rewards.c.kind)
+    .join_from(_redemptions, _rewards, _rewards.c.id == _redemptions.c.reward_id)
+    .where(_redemptions.c.id == bindparam("rid"))
+    .with_for_update(of=_redemptions)
+)
+
+
+@dataclass(frozen=True)
+class RelayPolicy:
+    lease: timedelta = timedelta(seconds=120)  # longer than any provider call with its timeouts
+    backoff_base: float = 2.0                  # seconds; doubles per attempt, full jitter
+    backoff_cap: float = 600.0
+    max_attempts: int = 12
+    breaker_failures: int = 5                  # consecutive unhealthy answers that open a breaker
+    breaker_reset: float = 30.0                # seconds before a half-open trial call
+
+    @classmethod
+    def from_settings(cls, settings) -> "RelayPolicy":
+        return cls(lease=timedelta(seconds=settings.relay_lease), backoff_base=settings.relay_backoff_base,
+                   backoff_cap=settings.relay_backoff_cap, max_attempts=settings.relay_max_attempts)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    redemption_id: uuid.UUID
+    provider: str
+    order: OrderRequest
+    first_attempt: bool
+    attempts: int
+    give_up: bool
+
+
+class _Unhealthy(Exception):
+    """An answer that counts against the provider's breaker (its outcome rides along)."""
+
+    def __init__(self, outcome: Outcome, surely_not_placed: bool):
+        self.outcome = outcome
+        self.surely_not_placed = surely_not_placed
+
+
+class Relay:
+    def __init__(self, db: Database, providers: Mapping[str, Provider], secret_key: str,
+                 policy: RelayPolicy = RelayPolicy()):
+        self.db = db
+        self.providers = providers
+        self.secret_key = secret_key
+        self.policy = policy
+        # Per process: a worker that sees a provider failing stops calling it for a while.
+        self.breakers = {name: _Breaker(policy.breaker_failures, policy.breaker_reset) for name in providers}
+
+    def run(self, redemption_id: uuid.UUID) -> str:
+        """One attempt. Returns the redemption's state afterwards (or 'busy' if another
+        delivery holds the lease, 'done' if it was already resolved)."""
+        claim = self.db.write(lambda s: self._claim(s, redemption_id))
+        if isinstance(claim, str):
+            return claim
+        outcome, surely_not_placed = self._call(claim)
+        log.info("redemption %s attempt %d: %s %s", redemption_id, claim.attempts, outcome.status.value, outcome.detail)
+        return self.db.write(lambda s: record(s, self.secret_key, redemption_id, outcome, self.policy,
+                                              give_up=claim.give_up, surely_not_placed=surely_not_placed))
+
+    def _claim(self, session: Session, redemption_id: uuid.UUID) -> _Claim | str:
+        now = utcnow()
+        taken = session.execute(_CLAIM, {"rid": redemption_id, "now": now, "until": now + self.policy.lease}).first()
+        if taken is None:
+            state = session.execute(_STATE, {"rid": redemption_id}).scalar_one()
+            if state != PENDING:
+                outbox.complete(session, redemptions.RELAY_TOPIC, str(redemption_id))
+                return "done"
+            return "busy"
+        recipient = redemptions.unseal(self.secret_key, taken.recipient_sealed)
+        order = OrderRequest(
+            reference=redemptions.reference(redemption_id),
+            product=taken.product,
+            amount_minor=taken.amount_minor,
+            currency=taken.currency,
+            recipient=Recipient(recipient["email"], recipient.get("name", "")),
+        )
+        give_up = taken.attempts >= self.policy.max_attempts or now >= taken.relay_deadline
+        return _Claim(redemption_id, taken.provider, order, taken.attempts == 1, taken.attempts, give_up)
+
+    def _call(self, claim: _Claim) -> tuple[Outcome, bool]:
+        """Ask the provider; returns the outcome and whether the order is surely not placed."""
+        provider = self.providers.get(claim.provider)
+        if provider is None:
+            return Outcome(Status.RETRY, detail=f"provider {claim.provider} is not configured"), False
+        breaker = self.breakers[claim.provider]
+        if not breaker.admit():
+            # Nothing was sent now; if this is the first attempt, nothing was ever sent.
+            return Outcome(Status.RETRY, detail="circuit open", retry_after=self.policy.breaker_reset), claim.first_attempt
+        try:
+            answer = _ask(provider, claim)
+        except _Unhealthy as unhealthy:
+            breaker.failure()
+            return unhealthy.outcome, unhealthy.surely_not_placed
+        except BaseException:
+            breaker.success()  # as pybreaker's `exclude` did: not a sign of the provider's health
+            raise
+        breaker.success()
+        return answer
+
+
+class _Breaker:
+    """A circuit breaker per provider and process: `failures` unhealthy answers in a row open
+    it; after `reset` seconds one trial call may go (half-open); its success closes it, its
+    failure opens it again.
+
+    Not pybreaker's: its CircuitBreaker.call holds the breaker's lock for the whole guarded
+    call (danielfm/pybreaker#3), so in a threads pool every call to one provider waited for
+    the one before. Here the lock guards only the bookkeeping; calls run concurrently."""
+
+    def __init__(self, failures: int, reset: float):
+        self.max_failures = failures
+        self.reset = reset
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial = False
+
+    def admit(self) -> bool:
+        with self._lock:
+            if self._opened_at is None:
+                return True
+            if self._trial or time.monotonic() < self._opened_at + self.reset:
+                return False
+            self._trial = True  # half-open: this call is the trial; others wait for its answer
+            return True
+
+    def success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+            self._trial = False
+
+    def failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._trial or self._failures >= self.max_failures:
+                self._opened_at = time.monotonic()
+            self._trial = False
+
+
+def _ask(provider: Provider, claim: _Claim) -> tuple[Outcome, bool]:
+    looked_up = False
+    if not claim.first_attempt:
+        outcome = provider.lookup(claim.order.reference)
+        looked_up = outcome.status is Status.NOT_FOUND
+        if not looked_up:
+            return _checked(outcome, surely_not_placed=False)
+    outcome = provider.place_order(claim.order)
+    # RETRY: this call placed nothing; after a NOT_FOUND lookup (or on the first attempt),
+    # no order exists at all.
+    surely = outcome.status is Status.RETRY and (looked_up or claim.first_attempt)
+    return _checked(outcome, surely_not_placed=surely)
+
+
+def _checked(outcome: Outcome, surely_not_placed: bool) -> tuple[Outcome, bool]:
+    if outcome.status in (Status.UNKNOWN, Status.RETRY):
+        raise _Unhealthy(outcome, surely_not_placed)  # counts against the breaker
+    return outcome, surely_not_placed
+
+
+def record(session: Session, secret_key: str, redemption_id: uuid.UUID, outcome: Outcome,
+           policy: RelayPolicy, *, give_up: bool = False, surely_not_placed: bool = False) -> str:
+    """Apply a provider's answer to a pending redemption, in one transaction with the ledger.
+    Used by the relay and by provider webhooks; a redemption already resolved is left alone."""
+    # One read (the order, locked, and its reward's kind) and one write of the order, after
+    # the ledger's.
+    order = session.execute(_LOCK, {"rid": redemption_id}).first()
+    if order is None:
+        return "unknown"
+    topic, key = redemptions.RELAY_TOPIC, str(redemption_id)
+    if order.state != PENDING:
+        outbox.complete(session, topic, key)
+        return order.state
+    now = utcnow()
+    status = outcome.status
+    if status in (Status.RETRY, Status.UNKNOWN, Status.PENDING, Status.NOT_FOUND) and give_up:
+        if surely_not_placed:
+            status = Status.FAILED
+            outcome = Outcome(Status.FAILED, detail=f"gave up: {outcome.detail or outcome.status.value}")
+        else:
+            failure = f"no definitive answer after {order.attempts} attempts: {outcome.detail}"[:500]
+            _change(session, redemption_id, state=NEEDS_REVIEW, failure=failure, lease_until=None)
+            outbox.complete(session, topic, key)
+            log.warning("redemption %s needs review: %s", redemption_id, failure)
+            return NEEDS_REVIEW
+    changes: dict = {}
+    if outcome.provider_order_id:
+        changes["provider_order_id"] = outcome.provider_order_id
+    if status is Status.FULFILLED:
+        try:
+            ledger.post_pending(session, order.transfer_id, CAUSED_BY)
+        except ledger.PendingExpired:
+            # Delivered after the hold ran out (a very late webhook): ops must settle it.
+            _change(session, redemption_id, **changes, state=NEEDS_REVIEW,
+                    failure="the provider fulfilled the order after its reservation expired",
+                    delivery_sealed=redemptions.seal(secret_key, dict(outcome.delivery or {})))
+            outbox.complete(session, topic, key)
+            return NEEDS_REVIEW
+        delivery = dict(outcome.delivery or {})
+        if order.kind == Kind.DONATION.value:
+            changes["receipt"] = delivery
+        else:
+            changes["delivery_sealed"] = redemptions.seal(secret_key, delivery)
+        state = FULFILLED
+    elif status is Status.FAILED:
+        ledger.void_pending(session, order.transfer_id, CAUSED_BY)
+        catalog.return_stock(session, order.reward_id)
+        changes["failure"] = (outcome.detail or "the provider refused the order")[:500]
+        state = FAILED
+    else:
+        # Not resolved yet: try again after a backoff (or when the provider asked us to).
+        delay = outbox.backoff(order.attempts, policy.backoff_base, policy.backoff_cap)
+        if outcome.retry_after:
+            delay = max(delay, timedelta(seconds=outcome.retry_after))
+        _change(session, redemption_id, **changes, lease_until=None)
+        outbox.reschedule(session, topic, key, now + delay)
+        return PENDING
+    _change(session, redemption_id, **changes, state=state, resolved_at=now, lease_until=None)
+    outbox.complete(session, topic, key)
+    return state
+
+
+def _change(session: Session, redemption_id: uuid.UUID, **values) -> None:
+    session.execute(update(_redemptions).where(_redemptions.c.id == redemption_id).values(**values))
+
+
+def handle_event(session: Session, secret_key: str, provider: str, event: WebhookEvent,
+                 policy: RelayPolicy) -> str:
+    """A verified provider webhook: applied once per event id; a replay is ignored."""
+    try:
+        with session.begin_nested():
+            session.add(ProviderEvent(provider=provider, event_id=event.event_id[:200]))
+    except IntegrityError:
+        return "replayed"
+    if event.outcome is None:
+        return "ignored"
+    redemption_id = redemptions.redemption_id_of(event.reference or "")
+    if redemption_id is None and event.outcome.provider_order_id:
+        # Some providers' events name only their own order id.
+        redemption_id = session.scalar(select(Redemption.id).where(
+            Redemption.provider == provider, Redemption.provider_order_id == event.outcome.provider_order_id))
+    if redemption_id is None:
+        return "ignored"
+    if event.outcome.status not in (Status.FULFILLED, Status.FAILED):
+        return "ignored"  # progress reports: the relay keeps polling
+    if session.scalar(select(Redemption.provider).where(Redemption.id == redemption_id)) != provider:
+        return "ignored"  # not an order this provider holds
+    return record(session, secret_key, redemption_id, event.outcome, policy)
+
+
+def requeue(session: Session, redemption_id: uuid.UUID) -> None:
+    """Give an order that needs review back to the relay, with a fresh count of attempts.
+    Its first new attempt looks the reference up, so nothing is ordered twice."""
+    redemption = session.scalar(select(Redemption).where(Redemption.id == redemption_id).with_for_update())
+    if redemption is None or redemption.state != NEEDS_REVIEW:
+        raise Conflict(f"redemption {redemption_id} does not need review", slug="not-in-review")
+    redemption.state = PENDING
+    redemption.failure = None
+    redemption.attempts = 1  # not 0: the next attempt must look the order up first
+    now = utcnow()
+    redemption.relay_deadline = max(redemption.relay_deadline, now + timedelta(hours=1))
+    outbox.enqueue(session, redemptions.RELAY_TOPIC, str(redemption_id), {"redemption_id": str(redemption_id)})

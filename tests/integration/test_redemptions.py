@@ -1,0 +1,378 @@
+"""Redemptions through the API, and the relay with a scripted provider (no HTTP).
+
+The relay runs in-process here (`Relay.run`), one attempt per call, so every step of the
+state machine is visible; tests/e2e/test_relay_faults.py drives the same code through a real
+Celery worker and the sandbox providers over HTTP.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from authlib.jose import jwt
+from sqlalchemy import select
+
+from hub.api import runtime
+from hub.ledger.verify import verify
+from hub.notify.outbox import OutboxMessage
+from hub.rewards import catalog, relay
+from hub.rewards.models import Redemption, Reward
+from hub.rewards.providers import CatalogItem, Kind, Outcome, Status, WebhookEvent, WebhookRejected
+from tests.conftest import Api, assert_problem, unique_code
+
+CARD = {"code": "ABCD-1234", "pin": "9876", "url": "https://cards.example/abcd"}
+POLICY = relay.RelayPolicy(lease=timedelta(seconds=30), backoff_base=0.01, backoff_cap=0.02,
+                           max_attempts=4, breaker_failures=3, breaker_reset=60)
+
+
+class Scripted:
+    """A provider that answers place_order and lookup from scripts, and records calls."""
+
+    kind = Kind.GIFT_CARD
+
+    def __init__(self, name: str, place=(), lookup=()):
+        self.name = name
+        self.place_script = list(place)
+        self.lookup_script = list(lookup)
+        self.calls: list[tuple[str, str]] = []
+
+    def catalog(self):
+        return [CatalogItem(product="CARD-10", name="Test card", kind=Kind.GIFT_CARD, currency="USD",
+                            denominations=(1000, 2500))]
+
+    def place_order(self, order):
+        self.calls.append(("place", order.reference))
+        return self.place_script.pop(0)
+
+    def lookup(self, reference):
+        self.calls.append(("lookup", reference))
+        return self.lookup_script.pop(0)
+
+    def verify_webhook(self, headers, body, now):
+        if headers.get("X-Test-Signature") != "good":
+            raise WebhookRejected("bad signature")
+        data = json.loads(body)
+        return WebhookEvent(event_id=data["id"], reference=data["reference"],
+                            outcome=Outcome(Status(data["status"]), delivery=CARD))
+
+
+@pytest.fixture
+def provider(db):
+    """A scripted gift-card provider with its catalog synced in (unique name per test)."""
+    fake = Scripted(f"fake{uuid.uuid4().hex[:8]}")
+    db.write(lambda s: catalog.sync_provider(s, fake.name, "gift_card", fake.catalog()))
+    runtime.current().providers[fake.name] = fake
+    yield fake
+    runtime.current().providers.pop(fake.name, None)
+
+
+def reward_code(db, provider) -> str:
+    with db.read() as s:
+        return s.scalar(select(Reward.code).where(Reward.provider == provider.name))
+
+
+def run_relay(db, provider, redemption_id: str) -> str:
+    return relay.Relay(db, {provider.name: provider}, runtime.current().settings.secret_key, POLICY).run(
+        uuid.UUID(redemption_id)
+    )
+
+
+def member_api(http, partner, member_id: str) -> Api:
+    """A member's own access token, as single sign-on will issue it (signed by the hub's key)."""
+    hub = runtime.current()
+    key = hub.keys.signing_jwks()["keys"][0]
+    now = int(time.time())
+    claims = {"iss": hub.settings.issuer, "aud": hub.settings.issuer.rstrip("/") + "/v1", "sub": member_id,
+              "client_id": "member-portal", "member_id": member_id, "iat": now, "exp": now + 600,
+              "jti": uuid.uuid4().hex, "scope": "redemptions:read redemptions:write rewards:read"}
+    token = jwt.encode({"alg": "RS256", "kid": key["kid"], "typ": "at+jwt"}, claims, key)
+    return Api(http, token.decode())
+
+
+def rich_member(partner, amount="5000000000") -> str:
+    """A member with 5,000,000 points (1 point per 1,000 IDR)."""
+    member = partner.enrol(email=f"m{uuid.uuid4().hex[:8]}@example.com")
+    partner.buy(member, amount)
+    return member
+
+
+def redeem(partner, member, reward, **extra):
+    body = {"reward": reward, "program": partner.program, "member": {"member_id": member}, **extra}
+    return partner.api.post("/v1/redemptions", body, key=uuid.uuid4().hex)
+
+
+def in_house(partner, **extra) -> str:
+    code = unique_code("R")
+    body = {"code": code, "kind": "free_product", "name": "Free latte", "program": partner.program,
+            "points": 500, **extra}
+    response = partner.api.post("/v1/rewards", body)
+    assert response.status_code == 201, response.text
+    return code
+
+
+# --- catalog ----------------------------------------------------------------------------
+
+def test_catalog_lists_own_and_coalition_rewards_with_point_prices(partner, other_partner, provider, db):
+    mine, theirs = in_house(partner), in_house(other_partner)
+    response = partner.api.get("/v1/rewards", program=partner.program, limit=200)
+    assert response.status_code == 200, response.text
+    items = {r["code"]: r for r in response.json()["items"]}
+    assert mine in items and theirs not in items
+    card = items[reward_code(db, provider)]
+    # USD 10 = 160,000 units; a point is worth 10 units: 16,000 points (rounded up).
+    assert card["denominations"] == ["10.00", "25.00"]
+    assert card["quotes"] == [{"program": partner.program, "points": 16000, "amount": "10.00"},
+                              {"program": partner.program, "points": 40000, "amount": "25.00"}]
+    assert items[mine]["price"] == {"program": partner.program, "points": 500}
+
+
+def test_catalog_filters_and_pages(partner):
+    codes = sorted(in_house(partner, kind="discount") for _ in range(3))
+    seen, cursor = [], None
+    while True:
+        params = {"kind": "discount", "program": partner.program, "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = partner.api.get("/v1/rewards", **params).json()
+        seen += [r["code"] for r in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert [c for c in seen if c in codes] == codes
+    assert all(c.startswith("R") for c in seen)
+
+
+def test_catalog_hides_unavailable_rewards_unless_asked(partner):
+    code = in_house(partner, available_from="2099-01-01T00:00:00Z")
+    listed = lambda **kw: [r["code"] for r in partner.api.get("/v1/rewards", limit=200, **kw).json()["items"]]
+    assert code not in listed()
+    assert code in listed(available="false")
+
+
+# --- in-house rewards -------------------------------------------------------------------
+
+def test_in_house_reward_is_issued_at_once(partner, http):
+    member = rich_member(partner)
+    before = partner.balance(member)["posted"]
+    response = redeem(partner, member, in_house(partner))
+    assert response.status_code == 201, response.text
+    order = response.json()
+    assert order["state"] == "fulfilled" and order["points"] == 500 and order["delivery"]["code"]
+    assert partner.balance(member)["posted"] == before - 500
+    # The issuing partner and the member see the voucher; another client of the partner too.
+    seen = partner.api.get(f"/v1/redemptions/{order['id']}").json()
+    assert seen["delivery"] == order["delivery"]
+    assert member_api(http, partner, member).get(f"/v1/redemptions/{order['id']}").json()["delivery"] == order["delivery"]
+
+
+def test_insufficient_points_is_409_and_reserves_nothing(partner, db):
+    member = partner.enrol()
+    partner.buy(member, "100000")  # 100 points
+    code = in_house(partner, stock=3)
+    response = redeem(partner, member, code)
+    assert_problem(response, 409, "insufficient-points")
+    assert partner.balance(member)["available"] == 100
+    with db.read() as s:
+        assert s.scalar(select(Reward.stock).where(Reward.code == code)) == 3
+        assert not s.scalars(select(Redemption).where(Redemption.member_id == uuid.UUID(member))).all()
+
+
+def test_refusals(partner, other_partner, provider, db):
+    member = rich_member(partner)
+    assert_problem(redeem(partner, member, "NO-SUCH-REWARD"), 404, "reward-not-found")
+    assert_problem(redeem(partner, member, in_house(other_partner)), 404, "reward-not-found")
+    sold_out = in_house(partner, stock=1)
+    assert redeem(partner, member, sold_out).status_code == 201
+    assert_problem(redeem(partner, member, sold_out), 409, "out-of-stock")
+    limited = in_house(partner, per_member_limit=1)
+    assert redeem(partner, member, limited).status_code == 201
+    assert_problem(redeem(partner, member, limited), 409, "limit-reached")
+    later = in_house(partner, available_from="2099-01-01T00:00:00Z")
+    assert_problem(redeem(partner, member, later), 409, "reward-unavailable")
+    card = reward_code(db, provider)
+    assert_problem(redeem(partner, member, card, amount="12.00"), 422, "denomination-not-offered")
+    assert_problem(redeem(partner, member, card), 422, "denomination-required")
+    bad = partner.api.post("/v1/redemptions", {"reward": card, "program": partner.program, "bogus": 1})
+    assert_problem(bad, 400, "invalid-request")
+
+
+# --- relayed rewards --------------------------------------------------------------------
+
+def test_gift_card_reserves_then_posts_on_fulfilment(partner, provider, db, http):
+    member = rich_member(partner)
+    before = partner.balance(member)
+    response = redeem(partner, member, reward_code(db, provider), amount="10.00")
+    assert response.status_code == 202, response.text
+    order = response.json()
+    assert order["state"] == "pending" and order["points"] == 16000
+    held = partner.balance(member)
+    assert held["posted"] == before["posted"] and held["available"] == before["available"] - 16000
+
+    provider.place_script = [Outcome(Status.FULFILLED, provider_order_id="P-1", delivery=CARD)]
+    assert run_relay(db, provider, order["id"]) == "fulfilled"
+    assert provider.calls == [("place", f"rdm{uuid.UUID(order['id']).hex}")]
+    after = partner.balance(member)
+    assert after["posted"] == before["posted"] - 16000 and after["available"] == after["posted"]
+    # The card is the member's: the partner sees the order, not the code.
+    assert partner.api.get(f"/v1/redemptions/{order['id']}").json()["delivery"] is None
+    mine = member_api(http, partner, member).get(f"/v1/redemptions/{order['id']}").json()
+    assert mine["state"] == "fulfilled" and mine["delivery"] == CARD
+    with db.read() as s:
+        stored = s.get(Redemption, uuid.UUID(order["id"]))
+        assert "ABCD-1234" not in stored.delivery_sealed  # encrypted at rest
+        assert s.scalar(select(OutboxMessage.done_at).where(OutboxMessage.key == order["id"])) is not None
+    # Another delivery of the task changes nothing.
+    assert run_relay(db, provider, order["id"]) == "done"
+    assert len(provider.calls) == 1
+
+
+def test_unknown_outcome_is_looked_up_before_anything_else(partner, provider, db):
+    member = rich_member(partner)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    provider.place_script = [Outcome(Status.UNKNOWN, detail="read timeout")]
+    provider.lookup_script = [Outcome(Status.FULFILLED, delivery=CARD)]
+    assert run_relay(db, provider, order["id"]) == "pending"
+    assert run_relay(db, provider, order["id"]) == "fulfilled"
+    assert [c for c, _ in provider.calls] == ["place", "lookup"]  # never placed twice
+
+
+def test_not_found_on_lookup_places_again_with_the_same_reference(partner, provider, db):
+    member = rich_member(partner)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    provider.place_script = [Outcome(Status.UNKNOWN), Outcome(Status.FULFILLED, delivery=CARD)]
+    provider.lookup_script = [Outcome(Status.NOT_FOUND)]
+    run_relay(db, provider, order["id"])
+    assert run_relay(db, provider, order["id"]) == "fulfilled"
+    assert [c for c, _ in provider.calls] == ["place", "lookup", "place"]
+    assert len({ref for _, ref in provider.calls}) == 1
+
+
+def test_definitive_failure_returns_points_and_stock(partner, provider, db):
+    member = rich_member(partner)
+    before = partner.balance(member)
+    db.write(lambda s: s.execute(Reward.__table__.update().where(Reward.provider == provider.name).values(stock=5)))
+    order = redeem(partner, member, reward_code(db, provider), amount="25.00").json()
+    provider.place_script = [Outcome(Status.FAILED, detail="402 insufficient funds")]
+    assert run_relay(db, provider, order["id"]) == "failed"
+    assert partner.balance(member) == before
+    with db.read() as s:
+        assert s.scalar(select(Reward.stock).where(Reward.provider == provider.name)) == 5
+    got = partner.api.get(f"/v1/redemptions/{order['id']}").json()
+    assert got["state"] == "failed" and "insufficient funds" in got["failure"]
+
+
+def test_no_definitive_answer_ends_in_review_with_points_held(partner, provider, db):
+    member = rich_member(partner)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    provider.place_script = [Outcome(Status.UNKNOWN)]
+    provider.lookup_script = [Outcome(Status.UNKNOWN)] * 3
+    states = [run_relay(db, provider, order["id"]) for _ in range(4)]
+    assert states == ["pending", "pending", "pending", "needs_review"]
+    held = partner.balance(member)
+    assert held["posted"] - held["available"] == 16000  # still reserved: it may have been placed
+    # Ops hand it back; the relay asks the provider first.
+    db.write(lambda s: relay.requeue(s, uuid.UUID(order["id"])))
+    provider.lookup_script = [Outcome(Status.FULFILLED, delivery=CARD)]
+    assert run_relay(db, provider, order["id"]) == "fulfilled"
+
+
+def test_only_surely_unplaced_orders_are_voided_when_giving_up(partner, provider, db):
+    member = rich_member(partner)
+    before = partner.balance(member)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    provider.place_script = [Outcome(Status.RETRY, retry_after=0.01)] * 4
+    provider.lookup_script = [Outcome(Status.NOT_FOUND)] * 3
+    states = [run_relay(db, provider, order["id"]) for _ in range(4)]
+    assert states == ["pending", "pending", "pending", "failed"]
+    assert partner.balance(member) == before
+
+
+def test_circuit_breaker_stops_calls_to_a_failing_provider(partner, provider, db):
+    member = rich_member(partner)
+    relayer = relay.Relay(db, {provider.name: provider}, runtime.current().settings.secret_key, POLICY)
+    orders = [redeem(partner, member, reward_code(db, provider), amount="10.00").json()["id"] for _ in range(4)]
+    provider.place_script = [Outcome(Status.UNKNOWN, detail="503")] * 3
+    for order in orders:
+        relayer.run(uuid.UUID(order))
+    assert len(provider.calls) == 3  # the fourth order found the breaker open: no call
+
+
+def test_provider_webhook_applies_once_and_rejects_forgeries(partner, provider, db, http):
+    member = rich_member(partner)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    ref = f"rdm{uuid.UUID(order['id']).hex}"
+    body = json.dumps({"id": "evt-" + uuid.uuid4().hex, "reference": ref, "status": "fulfilled"})
+    url = f"/v1/provider-webhooks/{provider.name}"
+    headers = {"Content-Type": "application/json"}
+    forged = http.post(url, content=body, headers={**headers, "X-Test-Signature": "forged"})
+    assert_problem(forged, 401, "invalid-signature")
+    assert partner.api.get(f"/v1/redemptions/{order['id']}").json()["state"] == "pending"
+    good = http.post(url, content=body, headers={**headers, "X-Test-Signature": "good"})
+    assert good.status_code == 200 and good.json() == {"status": "applied"}
+    assert partner.api.get(f"/v1/redemptions/{order['id']}").json()["state"] == "fulfilled"
+    again = http.post(url, content=body, headers={**headers, "X-Test-Signature": "good"})
+    assert again.json() == {"status": "replayed"}
+    assert_problem(http.post("/v1/provider-webhooks/nosuch", content=body, headers=headers), 404, "provider-not-found")
+
+
+def test_idempotent_redemption_reserves_once(partner, provider, db):
+    member = rich_member(partner)
+    body = {"reward": reward_code(db, provider), "program": partner.program,
+            "member": {"member_id": member}, "amount": "10.00"}
+    first = partner.api.post("/v1/redemptions", body, key="same-key-" + member)
+    again = partner.api.post("/v1/redemptions", body, key="same-key-" + member)
+    assert first.status_code == again.status_code == 202
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json()["id"] == first.json()["id"]
+    balance = partner.balance(member)
+    assert balance["posted"] - balance["available"] == 16000
+
+
+def test_ledger_verifies_after_redemptions(db):
+    with db.read() as s:
+        report = verify(s)
+    assert report.ok, report.violations
+
+
+def test_signed_tremendous_webhook_fails_an_order_and_stale_ones_are_refused(partner, db, http):
+    """The real Tremendous connector's verification, through the API: its events name the
+    provider's order id (set by the relay when the order was placed)."""
+    import hashlib
+    import hmac
+    from datetime import datetime, timedelta, timezone
+
+    from partners.tremendous.config import DEFAULTS  # the hub under test runs with the defaults
+
+    item = CatalogItem(product=f"TEST{uuid.uuid4().hex[:8]}", name="Test card", kind=Kind.GIFT_CARD,
+                       currency="USD", denominations=(1000,))
+    db.write(lambda s: catalog.sync_provider(s, "tremendous", "gift_card", [item]))
+    member = rich_member(partner)
+    before = partner.balance(member)
+    with db.read() as s:
+        code = s.scalar(select(Reward.code).where(Reward.product == item.product))
+    order = redeem(partner, member, code, amount="10.00").json()
+    provider_order = "ORD" + uuid.uuid4().hex[:10].upper()
+    db.write(lambda s: s.execute(Redemption.__table__.update().where(Redemption.id == uuid.UUID(order["id"]))
+                                 .values(provider_order_id=provider_order)))
+
+    def event(created: datetime) -> bytes:
+        return json.dumps({"uuid": str(uuid.uuid4()), "event": "ORDERS.FAILED",
+                           "created_utc": created.isoformat().replace("+00:00", "Z"),
+                           "payload": {"resource": {"id": provider_order, "type": "orders"}}}).encode()
+
+    def send(body: bytes, secret: str = DEFAULTS["webhook_secret"]):
+        signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return http.post("/v1/provider-webhooks/tremendous", content=body,
+                         headers={"Content-Type": "application/json", "Tremendous-Webhook-Signature": signature})
+
+    now = datetime.now(timezone.utc)
+    assert_problem(send(event(now - timedelta(minutes=10))), 401, "invalid-signature")  # stale
+    assert_problem(send(event(now), secret="not-the-secret"), 401, "invalid-signature")  # forged
+    assert partner.api.get(f"/v1/redemptions/{order['id']}").json()["state"] == "pending"
+    fresh = event(now)
+    assert send(fresh).json() == {"status": "applied"}
+    assert send(fresh).json() == {"status": "replayed"}
+    assert partner.api.get(f"/v1/redemptions/{order['id']}").json()["state"] == "failed"
+    assert partner.balance(member) == before

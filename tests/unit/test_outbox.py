@@ -1,0 +1,76 @@
+"""The transactional outbox: messages stay due until completed, whatever the broker does."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import delete, select
+
+from hub.db import utcnow
+from hub.notify import outbox
+from hub.notify.outbox import OutboxMessage
+
+TOPIC = "test.outbox"
+
+
+@pytest.fixture
+def keys(db):
+    keys = [uuid.uuid4().hex for _ in range(3)]
+    db.write(lambda s: [outbox.enqueue(s, TOPIC, k, {"k": k}) for k in keys])
+    yield keys
+    db.write(lambda s: s.execute(delete(OutboxMessage).where(OutboxMessage.topic == TOPIC)))
+
+
+def dispatch(db, publish, lease=timedelta(seconds=60)):
+    # Only this test's topic: other tests' messages may be due in the same database.
+    def only_ours(topic, payload):
+        if topic == TOPIC:
+            publish(payload)
+    return db.write(lambda s: outbox.dispatch_due(s, only_ours, lease, limit=10_000))
+
+
+def test_a_broker_failure_leaves_every_message_due(db, keys):
+    sent = []
+
+    def flaky(payload):
+        if len(sent) == 1:
+            raise ConnectionError("broker down")
+        sent.append(payload["k"])
+
+    with pytest.raises(ConnectionError):
+        dispatch(db, flaky)
+    again = []
+    dispatch(db, lambda p: again.append(p["k"]))
+    assert sorted(again) == sorted(keys)  # the batch rolled back: all republished
+
+
+def test_published_messages_come_due_again_after_their_lease_until_completed(db, keys):
+    dispatch(db, lambda p: None, lease=timedelta(seconds=60))
+    seen = []
+    dispatch(db, lambda p: seen.append(p["k"]))
+    assert seen == []  # within the lease
+    db.write(lambda s: s.execute(OutboxMessage.__table__.update()
+                                 .where(OutboxMessage.topic == TOPIC).values(available_at=utcnow())))
+    db.write(lambda s: outbox.complete(s, TOPIC, keys[0]))
+    dispatch(db, lambda p: seen.append(p["k"]))
+    assert sorted(seen) == sorted(keys[1:])  # lost ones republished; the completed one not
+    with db.read() as s:
+        counts = dict(s.execute(select(OutboxMessage.key, OutboxMessage.publish_count)
+                                .where(OutboxMessage.topic == TOPIC)).all())
+    assert counts == {keys[0]: 1, keys[1]: 2, keys[2]: 2}
+
+
+def test_reschedule_moves_only_open_messages(db, keys):
+    later = utcnow() + timedelta(hours=1)
+    db.write(lambda s: outbox.reschedule(s, TOPIC, keys[0], later))
+    seen = []
+    dispatch(db, lambda p: seen.append(p["k"]))
+    assert sorted(seen) == sorted(keys[1:])
+
+
+def test_backoff_grows_with_jitter_and_stays_under_the_cap():
+    for attempt in range(1, 20):
+        delay = outbox.backoff(attempt, base=2.0, cap=600.0).total_seconds()
+        assert 1.0 <= delay <= min(600.0, 2.0 * 2 ** (attempt - 1))
+    assert len({outbox.backoff(8, 2.0, 600.0) for _ in range(20)}) > 1
