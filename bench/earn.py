@@ -134,6 +134,21 @@ def setup_hub_db(url: str, members: int) -> dict:
     return {"program": program_code, "client_id": client_id, "secret": secret, "members": refs}
 
 
+def stop_session(proc: subprocess.Popen, grace: float) -> None:
+    """Stop a process started with start_new_session, and everything under it."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=5)
+
+
 class Server:
     """`hub serve` with HUB_WORKERS workers, in its own session so it can be stopped whole."""
 
@@ -180,16 +195,7 @@ class Server:
         return [int(k) for k in kids]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=5)
+        stop_session(self.proc, grace=15)
         self._log.close()
 
 
@@ -277,12 +283,12 @@ def loadgen(cfg: dict, workers: list[int] | None = None) -> dict:
     return json.loads(out)
 
 
-def profile_workers(server: Server, seconds: float, outdir: Path) -> list[subprocess.Popen]:
+def profile_workers(server: Server, seconds: float, outdir: Path, phase: str = "earn") -> list[subprocess.Popen]:
     """py-spy record of every worker for `seconds` (only with --profile)."""
     spy = shutil.which("py-spy") or str(BIN / "py-spy")
     procs = []
     for pid in server.workers():
-        out = outdir / f"earn-worker-{pid}.txt"
+        out = outdir / f"{phase}-worker-{pid}.txt"
         procs.append(subprocess.Popen(
             # --gil: only samples that hold the GIL, i.e. Python CPU, not waits on the database.
             [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "97", "-f", "raw",
@@ -355,7 +361,7 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--batch-seconds", type=int, default=None, help="default: --seconds")
     ap.add_argument("--skip", default="", help="comma list of phases to skip: single,batch,pgbench")
-    ap.add_argument("--profile", metavar="DIR", help="py-spy record the workers during the earn phase")
+    ap.add_argument("--profile", metavar="DIR", help="py-spy record the workers during the single and batch phases")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     batch_seconds = args.batch_seconds or args.seconds
@@ -416,9 +422,24 @@ def main() -> int:
         if "batch" not in skip:
             log(f"POST /v1/transactions/batch: {args.batch_clients} clients x {args.batch_size} "
                 f"items, 2s warm-up + {batch_seconds}s")
+            spies = []
+            if args.profile:
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
+                spies = profile_workers(server, 2 + batch_seconds, Path(args.profile), "batch")
+            workers = server.workers()
+            cpu0 = cpu_seconds(workers)
+            pg0 = cpu_seconds(backend_pids(args.database_url, tag))
+            machine0 = cpu_times()
             batch = loadgen({**base, "mode": "batch", "run": "b", "clients": args.batch_clients,
                              "batch_size": args.batch_size, "seconds": batch_seconds, "warmup": 2},
-                            server.workers())
+                            workers)
+            done = max(batch["purchases"] + batch["unmeasured_purchases"], 1)
+            pg_cpu = cpu_seconds(backend_pids(args.database_url, tag)) - pg0
+            log(f"CPU per purchase (whole phase, warm-up too, {done} purchases): hub workers "
+                f"{1e6 * (cpu_seconds(workers) - cpu0) / done:.0f} us, postgres backends "
+                f"~{1e6 * pg_cpu / done:.0f} us; {cpu_split(machine0, cpu_times())}")
+            for p in spies:
+                p.wait(timeout=60)
             log(f"batch: {batch['ok']} requests, {batch['purchases'] / batch_seconds:.0f} purchases/s, "
                 f"p50 {batch['p50_ms']:.0f}ms p99 {batch['p99_ms']:.0f}ms statuses {batch['statuses']} "
                 f"exceptions {batch['exceptions']}")

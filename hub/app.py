@@ -12,7 +12,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
-from hub.api import problems, runtime
+from hub.api import lean, problems, runtime
 from hub.api.oauth import init_token_endpoint
 from hub.api.validation import decorate_once, security_map, validator_map
 from hub.db import Database
@@ -20,20 +20,37 @@ from hub.errors import DomainError
 from hub.identity.keys import KeyStore
 from hub.identity.tokens import TokenVerifier
 from hub.ledger import LedgerError
+from hub.rewards.registry import configured_providers
 from hub.settings import Settings
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "openapi"
 
 
-def create_app(settings: Settings | None = None, *, validate_responses: bool = False) -> connexion.FlaskApp:
+class HubApp(connexion.FlaskApp):
+    """connexion's FlaskApp, with the hot operations taken first by the lean path
+    (hub/api/lean.py: the same security, validation, handlers and problems, without the
+    framework's routing, Flask and a2wsgi). Everything else goes through connexion."""
+
+    lean: lean.LeanRoutes | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        chain = self.lean.match(scope) if self.lean is not None else None
+        if chain is not None:
+            await chain(scope, receive, send)
+        else:
+            await self.middleware(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, validate_responses: bool = False) -> HubApp:
     settings = settings or Settings.from_env()
     db = Database(settings.database_url, settings.db_pool_size)
     keys = KeyStore(db, settings.secret_key)
     audience = settings.issuer.rstrip("/") + "/v1"
-    hub = runtime.Hub(settings, db, keys, TokenVerifier(keys, settings.issuer, audience))
+    hub = runtime.Hub(settings, db, keys, TokenVerifier(keys, settings.issuer, audience),
+                      configured_providers(settings))
     runtime.install(hub)
 
-    app = connexion.FlaskApp(
+    app = HubApp(
         __name__, specification_dir=SPEC_DIR, validator_map=validator_map(), security_map=security_map()
     )
     app.add_api(
@@ -67,6 +84,7 @@ def create_app(settings: Settings | None = None, *, validate_responses: bool = F
         ok = all(v in ("ok", "not configured") for v in checks.values())
         return {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
 
+    app.lean = lean.build(app, settings.db_pool_size)
     return app
 
 

@@ -1,6 +1,7 @@
 """Money: decimal strings in, integer minor units out, with ISO 4217 exponents."""
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ from hub.errors import Invalid
 _AMOUNT = re.compile(r"^(0|[1-9]\d{0,14})(\.\d{1,4})?$")
 
 
+@functools.cache  # hot in batches; a refusal raises and is not cached
 def exponent(currency: str) -> int:
     """Minor-unit digits of an ISO 4217 currency usable for purchases."""
     try:

@@ -1,7 +1,14 @@
-"""What every handler needs: the caller, the database, and idempotent writes."""
+"""What every handler needs: the caller, the database, and idempotent writes.
+
+The idempotent write (`create`) takes the request's method, path and Idempotency-Key as a
+plain `Call` and answers with a plain `Reply`, so one handler body serves both ways in: Flask
+(through connexion, `created` below) and the lean ASGI path of the hot operations
+(hub/api/lean.py), which runs without Flask.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from flask import Response, current_app, json, request
 from sqlalchemy.orm import Session
@@ -15,17 +22,54 @@ def db():
     return runtime.current().db
 
 
+@dataclass(frozen=True)
+class Call:
+    """What a creating handler needs of the HTTP request, besides its body and token."""
+
+    method: str
+    full_path: str  # path, "?", query string: what Flask's request.full_path holds
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A JSON answer, before any framework turns it into a response."""
+
+    status: int
+    body: dict
+    headers: dict | None = None
+
+
+def create(
+    call: Call,
+    actor: Actor,
+    body: dict,
+    work: Callable[[Session], tuple[int, dict]],
+    redact: tuple[str, ...] = (),
+) -> Reply:
+    """Run a creating POST once per Idempotency-Key and answer with its (stored) outcome."""
+    key = call.idempotency_key
+    # The fingerprint serialises the whole body (1000 items for a batch): only worth it when
+    # there is a key to bind it to.
+    fingerprint = "" if key is None else idempotency.fingerprint(call.method, call.full_path, body)
+    outcome = idempotency.run(db(), actor.client_id, key, fingerprint, work, redact)
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return Reply(outcome.status, outcome.body, headers)
+
+
+def flask_call() -> Call:
+    return Call(request.method, request.full_path, request.headers.get("Idempotency-Key"))
+
+
 def created(
     actor: Actor, body: dict, work: Callable[[Session], tuple[int, dict]], redact: tuple[str, ...] = ()
 ):
-    """Run a creating POST once per Idempotency-Key and answer with its (stored) outcome."""
-    key = request.headers.get("Idempotency-Key")
-    # The fingerprint serialises the whole body (1000 items for a batch): only worth it when
-    # there is a key to bind it to.
-    fingerprint = "" if key is None else idempotency.fingerprint(request.method, request.full_path, body)
-    outcome = idempotency.run(db(), actor.client_id, key, fingerprint, work, redact)
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
-    return ok(outcome.body, outcome.status, headers)
+    """`create` for a Flask handler."""
+    return flask_reply(create(flask_call(), actor, body, work, redact))
+
+
+def flask_reply(reply: Reply) -> Response:
+    return ok(reply.body, reply.status, reply.headers)
 
 
 def ok(body: dict, status: int = 200, headers: dict | None = None) -> Response:

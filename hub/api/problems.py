@@ -43,30 +43,46 @@ def flask_response(status: int, slug: str, title: str, detail: str, **extra) -> 
     )
 
 
+def handler_problem(exc: Exception) -> tuple[int, dict]:
+    """(status, problem) for an exception raised by a handler. Flask's error handlers below
+    and the lean path (hub/api/lean.py) both answer with it, so the two cannot drift."""
+    if isinstance(exc, DomainError):
+        return exc.status, body(exc.status, exc.slug, exc.title, exc.detail, **exc.extra)
+    if isinstance(exc, InsufficientFunds):
+        return 409, body(409, "insufficient-points", "Insufficient points", "not enough points available")
+    if isinstance(exc, LedgerError):
+        return 409, body(409, "ledger-conflict", "Ledger conflict", str(exc))
+    if isinstance(exc, UnicodeEncodeError) and exc.reason == "surrogates not allowed":
+        # JSON lets a string hold an unpaired surrogate ("\ud800"); Python parses it, but no
+        # database can store it, and writing it failed as a 500. Nothing else in the hub makes
+        # such strings, so one reaching the database came from the request: a 400, not the
+        # hub's fault.
+        return 400, body(
+            400, "invalid-request", "Invalid request", "the request holds an unpaired UTF-16 surrogate"
+        )
+    log.exception("unhandled error", exc_info=exc)
+    return 500, body(500, "internal-error", "Internal server error", "the hub failed; it has been logged")
+
+
+def _flask_problem(problem: tuple[int, dict]) -> Response:
+    status, content = problem
+    return Response(json.dumps(content), status=status, mimetype=MEDIA_TYPE)
+
+
 def domain_error(exc: DomainError) -> Response:
-    return flask_response(exc.status, exc.slug, exc.title, exc.detail, **exc.extra)
+    return _flask_problem(handler_problem(exc))
 
 
 def ledger_error(exc: LedgerError) -> Response:
-    if isinstance(exc, InsufficientFunds):
-        return flask_response(422, "insufficient-points", "Insufficient points", "not enough points available")
-    return flask_response(409, "ledger-conflict", "Ledger conflict", str(exc))
+    return _flask_problem(handler_problem(exc))
 
 
 def unencodable_text(exc: UnicodeEncodeError) -> Response:
-    """JSON lets a string hold an unpaired surrogate ("\\ud800"); Python parses it, but no
-    database can store it, and writing it failed as a 500. Nothing else in the hub makes such
-    strings, so one reaching the database came from the request: a 400, not the hub's fault."""
-    if exc.reason != "surrogates not allowed":
-        return unexpected(exc)
-    return flask_response(
-        400, "invalid-request", "Invalid request", "the request holds an unpaired UTF-16 surrogate"
-    )
+    return _flask_problem(handler_problem(exc))
 
 
 def unexpected(exc: Exception) -> Response:
-    log.exception("unhandled error", exc_info=exc)
-    return flask_response(500, "internal-error", "Internal server error", "the hub failed; it has been logged")
+    return _flask_problem(handler_problem(exc))
 
 
 def framework_problem(_request, exc) -> ConnexionResponse:

@@ -1,13 +1,27 @@
+"""Purchases, batches of purchases and returns.
+
+`purchase` and `batch` are connexion's (Flask) handlers; `post_purchase` and `post_batch` are
+what they do, without Flask, so that the lean ASGI path (hub/api/lean.py) runs the very same
+code for these two hot operations.
+"""
 import uuid
 
 from hub.api import problems, spec, views
-from hub.api.common import created, db, ok
+from hub.api.common import Call, Reply, create, created, db, flask_call, flask_reply, ok
 from hub.api.security import actor
 from hub.errors import BadRequest
 from hub.programs import earning
 
 
 def purchase(body, token_info):
+    return flask_reply(post_purchase(flask_call(), body, token_info))
+
+
+def batch(body, token_info):
+    return flask_reply(post_batch(flask_call(), body, token_info))
+
+
+def post_purchase(call: Call, body: dict, token_info: dict) -> Reply:
     caller = actor(token_info)
 
     def work(s):
@@ -16,10 +30,10 @@ def purchase(body, token_info):
             raise result.error
         return (201 if result.status == "created" else 200), views.transaction(result.view)
 
-    return created(caller, body, work)
+    return create(call, caller, body, work)
 
 
-def batch(body, token_info):
+def post_batch(call: Call, body: dict, token_info: dict) -> Reply:
     caller = actor(token_info)
     items = body["items"]
 
@@ -44,7 +58,7 @@ def batch(body, token_info):
         return 200, {"created": counts["created"], "duplicates": counts["duplicate"],
                      "failed": counts["failed"], "results": ordered}
 
-    return created(caller, body, work)
+    return create(call, caller, body, work)
 
 
 def _problem(exc) -> dict:

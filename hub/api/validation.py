@@ -22,10 +22,20 @@ from connexion.utils import inspect_function_arguments
 from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator
 from jsonschema import Draft4Validator
 
+# Where the parsed request body is left in the ASGI scope (read by hub/api/lean.py).
+BODY_KEY = "hub.json_body"
+
 _compiled: dict[int, tuple[dict, Draft4RequestValidator]] = {}
 
 
 class CachedJSONRequestBodyValidator(JSONRequestBodyValidator):
+    async def _parse(self, stream, scope):
+        # The lean path (hub/api/lean.py) hands this parsed body to the handler instead of
+        # parsing the bytes again: the object validated is the object handled.
+        body = await super()._parse(stream, scope)
+        scope.setdefault("extensions", {})[BODY_KEY] = body
+        return body
+
     @property
     def _validator(self):
         hit = _compiled.get(id(self._schema))

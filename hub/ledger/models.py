@@ -55,8 +55,11 @@ class Transfer(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     ledger: Mapped[uuid.UUID] = mapped_column(Uuid)
-    debit_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
-    credit_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    # No foreign keys to ledger_accounts: PostgreSQL would lock the (shared, hot) issuance
+    # account row FOR KEY SHARE on every earn. `post` checks both accounts exist and are on
+    # the ledger (service.account_info, _check); `hub ledger verify` proves it for every row.
+    debit_account_id: Mapped[int] = mapped_column(BigId)
+    credit_account_id: Mapped[int] = mapped_column(BigId)
     amount: Mapped[int] = mapped_column(BigInteger)
     code: Mapped[str] = mapped_column(String(32))
     phase: Mapped[str] = mapped_column(String(16), default=POSTED)

@@ -1,7 +1,9 @@
 """`hub ledger verify`: prove every ledger rule from the stored transfers.
 
 Checks, each reported with the offending ids:
-- every transfer's accounts exist, differ, and are on the transfer's ledger;
+- every transfer's accounts exist, differ, and are on the transfer's ledger (no foreign key
+  enforces that they exist: migration 0003);
+- every point transaction's program exists (the same);
 - per ledger, debits equal credits, posted and pending separately;
 - every cached balance equals the fold of its transfers;
 - no no-overdraft account is below zero;
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import Uuid, column, func, select, table
 from sqlalchemy.orm import Session, aliased
 
 from hub.db import utcnow
@@ -57,6 +59,18 @@ def verify(session: Session) -> Report:
         report.violations.append(
             f"transfer {tid}: an account is missing, off its ledger or the same, or amount <= 0"
         )
+
+    # The purchases and returns that moved points (hub/programs), by table name only: the
+    # ledger does not import the layer above it.
+    txns = table("point_transactions", column("id", Uuid), column("program_id", Uuid))
+    programs = table("programs", column("id", Uuid))
+    orphans = session.execute(
+        select(txns.c.id)
+        .outerjoin(programs, programs.c.id == txns.c.program_id)
+        .where(programs.c.id.is_(None))
+    ).scalars().all()
+    for txn_id in orphans:
+        report.violations.append(f"point transaction {txn_id}: its program does not exist")
 
     pending = aliased(Transfer)
     resolutions = session.execute(

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from hub import ledger, money
 from hub.actor import Actor
-from hub.db import MANY_VALUES, executemany, one_of, utcnow
+from hub.db import bind_values, insert_many, one_of, run, utcnow, values_shape
 from hub.errors import Conflict, DomainError, Invalid, NotFound
 from hub.ledger.models import Account
 from hub.ledger.service import AccountInfo
@@ -103,19 +103,19 @@ def points_for(program: Program | _Program, amount_minor: int) -> int:
     return points
 
 
-def parse_time(value: str) -> datetime:
+def parse_time(value: str, field: str = "occurred_at", past_only: bool = True) -> datetime:
     try:
         when = datetime.fromisoformat(value)
     except ValueError as exc:
         raise Invalid(f"{value!r} is not an RFC 3339 date-time", slug="invalid-time") from exc
     if when.tzinfo is None:
-        raise Invalid("occurred_at needs a time zone (e.g. Z)", slug="invalid-time")
+        raise Invalid(f"{field} needs a time zone (e.g. Z)", slug="invalid-time")
     try:
         when.astimezone(timezone.utc)  # stored in UTC: 0001-01-01T00:00+14:00 has no UTC
     except OverflowError as exc:
         raise Invalid(f"{value!r} is out of range", slug="invalid-time") from exc
-    if when > utcnow() + CLOCK_SKEW:
-        raise Invalid("occurred_at is in the future", slug="invalid-time")
+    if past_only and when > utcnow() + CLOCK_SKEW:
+        raise Invalid(f"{field} is in the future", slug="invalid-time")
     return when
 
 
@@ -165,7 +165,7 @@ class _Found:
         self.free: set[tuple] = set()
 
 
-def _resolve_query(by_member_id: bool, check_taken: bool, as_array: bool):
+def _resolve_query(by_member_id: bool, check_taken: bool, shape: str):
     """The caller's program by code, LEFT JOINed to the memberships that the identifiers
     name and to their accounts: the program comes back even when no member matches, so a
     missing program and a missing member stay different errors.
@@ -176,14 +176,14 @@ def _resolve_query(by_member_id: bool, check_taken: bool, as_array: bool):
     if by_member_id:
         ref = m.c.member_id
         members = m.join(a, a.c.id == m.c.account_id)
-        on = and_(m.c.program_id == p.c.id, one_of(m.c.member_id, "values", as_array))
+        on = and_(m.c.program_id == p.c.id, one_of(m.c.member_id, "values", shape))
     else:
         ref = i.c.value
         members = i.join(m, m.c.id == i.c.membership_id).join(a, a.c.id == m.c.account_id)
         on = and_(
             i.c.program_id == p.c.id,
             i.c.kind == bindparam("kind"),
-            one_of(i.c.value, "values", as_array),
+            one_of(i.c.value, "values", shape),
         )
     columns = [p.c.id, p.c.code, p.c.earn_currency, p.c.earn_rate, p.c.issuance_account_id,
                ref.label("ref"), m.c.id, m.c.account_id, m.c.member_id, a.c.ledger, a.c.cached,
@@ -201,25 +201,21 @@ def _resolve_query(by_member_id: bool, check_taken: bool, as_array: bool):
 
 
 @functools.cache
-def _statements(as_array: bool) -> SimpleNamespace:
+def _statements(shape: str) -> SimpleNamespace:
     """Statements are built once: building one and computing its cache key on every request
-    cost more CPU than executing it. `as_array`: for many values on PostgreSQL (one_of)."""
+    cost more CPU than executing it. `shape`: how the values are bound (db.one_of)."""
     return SimpleNamespace(
         resolve={
-            (by_id, check): _resolve_query(by_id, check, as_array)
+            (by_id, check): _resolve_query(by_id, check, shape)
             for by_id in (True, False)
             for check in (True, False)
         },
         existing=select(_txns).where(
             _txns.c.kind == bindparam("kind"),
             _txns.c.program_id == bindparam("program_id"),
-            one_of(_txns.c.partner_txn_id, "txn_ids", as_array),
+            one_of(_txns.c.partner_txn_id, "txn_ids", shape),
         ),
     )
-
-
-def _as_array(conn, values) -> bool:
-    return conn.dialect.name == "postgresql" and len(values) > MANY_VALUES
 
 
 _INSERT_TXN = insert(_txns)
@@ -238,15 +234,18 @@ def _resolve(
     check_taken = txn_id is not None
     for (code, kind), values in groups.items():
         by_member_id = kind == "member_id"
-        params = {"partner_id": actor.partner_id, "code": code,
-                  "values": [uuid.UUID(v) for v in values] if by_member_id else list(values)}
+        shape = values_shape(conn, values)
+        values = [uuid.UUID(v) for v in values] if by_member_id else list(values)
+        params = {"partner_id": actor.partner_id, "code": code, "values": bind_values(shape, values)}
         if not by_member_id:
             params["kind"] = kind
         if check_taken:
             params["txn_id"] = txn_id
-        query = _statements(_as_array(conn, values)).resolve[(by_member_id, check_taken)]
-        for row in conn.execute(query, params).all():
-            found.programs[code] = _Program(*row[:5])
+        query = _statements(shape).resolve[(by_member_id, check_taken)]
+        rows, _ = run(conn, query, params)
+        for row in rows:
+            # earn_rate (row[3]) as Decimal: `run` may leave a FixedDecimal as its string.
+            found.programs[code] = _Program(row[0], row[1], row[2], Decimal(row[3]), row[4])
             if row[5] is not None:
                 found.members[(code, kind, str(row[5]))] = (row[6], row[7], row[8])
                 found.accounts.append(AccountInfo(row[7], row[9], row[10], row[11]))
@@ -340,8 +339,9 @@ def _existing(session: Session, kind: str, keys: list[tuple]) -> dict[tuple, obj
         by_program[program_id].append(txn_id)
     found = {}
     for program_id, txn_ids in by_program.items():
-        params = {"kind": kind, "program_id": program_id, "txn_ids": txn_ids}
-        query = _statements(_as_array(conn, txn_ids)).existing
+        shape = values_shape(conn, txn_ids)
+        params = {"kind": kind, "program_id": program_id, "txn_ids": bind_values(shape, txn_ids)}
+        query = _statements(shape).existing
         for r in conn.execute(query, params).all():
             found[(r.program_id, r.partner_txn_id)] = r
     return found
@@ -397,9 +397,9 @@ def _write(
     if rows:
         conn = session.connection()
         if len(rows) == 1:
-            conn.execute(_INSERT_TXN, rows[0])
+            run(conn, _INSERT_TXN, rows[0])
         else:
-            executemany(conn, _INSERT_TXN, rows)  # values are plain: UUIDs, aware datetimes
+            insert_many(conn, _txns, rows)  # values are plain: UUIDs, aware datetimes
 
 
 # --- returns ---------------------------------------------------------------------------

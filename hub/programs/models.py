@@ -37,6 +37,8 @@ class Program(Base):
     earn_currency: Mapped[str] = mapped_column(String(3))
     earn_rate: Mapped[Decimal] = mapped_column(FixedDecimal)
     issuance_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    # Where redeemed points go (a system account: no cached balance, never locked).
+    redemption_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -84,7 +86,8 @@ class PointTransaction(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     kind: Mapped[str] = mapped_column(String(16))  # purchase | return
-    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    # No foreign key: it would lock the program's row on every earn (migration 0003).
+    program_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     membership_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("memberships.id"))
     partner_txn_id: Mapped[str] = mapped_column(String(64))
     amount_minor: Mapped[int] = mapped_column(BigInteger)

@@ -5,10 +5,10 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, insert, select, text
 
 from hub import ledger
-from hub.db import Database
+from hub.db import Database, utcnow
 from hub.ledger.verify import verify
 
 
@@ -144,3 +144,58 @@ def test_verify_finds_a_tampered_cached_balance(book):
         assert any(f"account {book.a}:" in v for v in report.violations)
     finally:
         book.db.write(lambda s: s.execute(text("UPDATE ledger_accounts SET credits_posted = 10 WHERE id = :id"), {"id": book.a}))
+
+
+def test_verify_finds_a_transfer_whose_account_does_not_exist(book):
+    # No foreign key guards ledger_transfers' accounts any more (migration 0003: it locked the
+    # issuance account of every earn), so `hub ledger verify` is what proves they exist.
+    from hub.ledger.models import Account, Transfer
+
+    def plant(s):
+        missing = (s.scalar(select(func.max(Account.id))) or 0) + 1000
+        return s.execute(
+            insert(Transfer.__table__).returning(Transfer.id),
+            {"ledger": book.ledger, "debit_account_id": book.issuance, "credit_account_id": missing,
+             "amount": 5, "code": "earn", "phase": "posted", "caused_by": "test", "created_at": utcnow()},
+        ).scalar_one()
+
+    bad = book.db.write(plant)
+    try:
+        with book.db.read() as s:
+            report = verify(s)
+        assert any(v.startswith(f"transfer {bad}: an account is missing") for v in report.violations)
+    finally:
+        book.db.write(lambda s: s.execute(text("DELETE FROM ledger_transfers WHERE id = :id"), {"id": bad}))
+    with book.db.read() as s:
+        assert verify(s).ok
+
+
+def test_a_single_post_changes_only_the_balance_columns(book):
+    # One transfer of one cached account is posted as one statement on PostgreSQL (an
+    # UPDATE in a CTE, then the INSERT): the account's other columns must stay as they were.
+    from hub.ledger.models import Account
+
+    columns = (Account.ledger, Account.code, Account.cached, Account.no_overdraft, Account.created_at)
+    with book.db.read() as s:
+        before = s.execute(select(*columns).where(Account.id == book.a)).one()
+    book.post(book.spec(book.issuance, book.a, 7))
+    book.post(book.spec(book.a, book.issuance, 2, code="reversal"))
+    with pytest.raises(ledger.InsufficientFunds):
+        book.post(book.spec(book.a, book.issuance, 6))
+    with book.db.read() as s:
+        assert s.execute(select(*columns).where(Account.id == book.a)).one() == before
+    assert book.balance(book.a) == ledger.Balance(0, 2, 0, 7)
+
+
+def test_credits_to_many_accounts_in_one_post(book, ldb):
+    # A batch of earns: a run of unguarded updates (two set-based statements on PostgreSQL).
+    def open_more(s):
+        return [ledger.open_account(s, book.ledger, "member", cached=True, no_overdraft=True) for _ in range(3)]
+
+    more = ldb.write(open_more)
+    accounts = [book.b, *more, book.a]
+    book.post(*(book.spec(book.issuance, account, 10 + i) for i, account in enumerate(accounts)))
+    assert [book.balance(a).available for a in accounts] == [10, 11, 12, 13, 14]
+    assert book.balance(book.issuance).debits_posted == 60
+    with ldb.read() as s:
+        assert verify(s).ok
