@@ -35,3 +35,25 @@ def test_batch_limits(partner):
     too_many = [partner.purchase_body(member, "1") for _ in range(1001)]
     assert partner.api.post("/v1/transactions/batch", {"items": too_many}).status_code == 400
     assert partner.balance(member)["posted"] == 0
+
+
+def test_large_batch_duplicates_are_found_every_time(partner):
+    """More than db.MANY_VALUES items: the duplicate check binds the ids as one array on
+    PostgreSQL (a lookup per id on the unique index). Repeated past psycopg's prepare threshold
+    and PostgreSQL's switch to a generic plan, it still finds each prior purchase, and only
+    those: the old ones are duplicates, the new ones created, a changed one refused."""
+    from hub.db import MANY_VALUES
+
+    member = partner.enrol()
+    n = MANY_VALUES + 10
+    first = [partner.purchase_body(member, "1000", txn=f"big-{i}") for i in range(n)]
+    body = partner.api.post("/v1/transactions/batch", {"items": first}).json()
+    assert body["created"] == n
+    for round_ in range(12):
+        fresh = [partner.purchase_body(member, "1000", txn=f"big-{round_}-{i}") for i in range(5)]
+        changed = {**first[round_], "amount": "2000"}
+        items = first[:n - 1] + fresh + [changed]
+        body = partner.api.post("/v1/transactions/batch", {"items": items}).json()
+        assert (body["created"], body["duplicates"], body["failed"]) == (5, n - 1, 1), body
+        assert body["results"][-1]["problem"]["type"].endswith("/duplicate-transaction")
+    assert partner.balance(member)["posted"] == n + 12 * 5
