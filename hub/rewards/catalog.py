@@ -82,8 +82,9 @@ def available_now(reward: Reward, now: datetime) -> bool:
 
 
 def _visible(actor: Actor):
-    """Partners see their own programs' rewards and the coalition's (unit-priced) ones."""
-    if "ops:read" in actor.scopes:
+    """Partners see their own programs' rewards and the coalition's (unit-priced) ones;
+    members and ops see every reward (a member's spending is checked by program)."""
+    if actor.member_id is not None or "ops:read" in actor.scopes:
         return None
     own = select(Program.id).where(Program.partner_id == actor.partner_id)
     return or_(Reward.program_id.is_(None), Reward.program_id.in_(own))
@@ -108,7 +109,7 @@ def list_rewards(
         q = q.where(visible)
     quote_program = None
     if program_code is not None:
-        quote_program = _program_for_quotes(session, actor, program_code)
+        quote_program = _caller_program(session, actor, program_code)
         q = q.where(or_(Reward.program_id.is_(None), Reward.program_id == quote_program.id))
     if kind is not None:
         q = q.where(Reward.kind == kind)
@@ -130,7 +131,7 @@ def list_rewards(
     return views, pagination.encode(views[-1].reward.code) if more else None
 
 
-def _program_for_quotes(session: Session, actor: Actor, code: str) -> Program:
+def _caller_program(session: Session, actor: Actor, code: str) -> Program:
     q = select(Program).where(Program.code == code)
     if "ops:read" not in actor.scopes:
         q = q.where(Program.partner_id == actor.partner_id)
@@ -152,14 +153,14 @@ def _view(reward: Reward, program_code: str | None, quote_program: Program | Non
     return RewardView(reward, program_code, quote_program, quotes)
 
 
-def get_reward(session: Session, actor: Actor, reward_id: uuid.UUID) -> Reward:
-    q = select(Reward).where(Reward.id == reward_id)
+def reward_by_code(session: Session, actor: Actor, code: str) -> Reward:
+    q = select(Reward).where(Reward.code == code)
     visible = _visible(actor)
     if visible is not None:
         q = q.where(visible)
     reward = session.scalar(q)
     if reward is None:
-        raise NotFound(f"no reward {reward_id}", slug="reward-not-found")
+        raise NotFound(f"no reward {code}", slug="reward-not-found")
     return reward
 
 
@@ -176,7 +177,7 @@ def create_reward(session: Session, actor: Actor, body: dict) -> tuple[Reward, s
         raise Conflict(f"reward {code} already exists", slug="reward-exists")
     program = None
     if "program" in body:
-        program = _program_for_quotes(session, actor, body["program"])
+        program = _caller_program(session, actor, body["program"])
         if "points" not in body or "units" in body:
             raise Invalid("a program's reward has a price in points", slug="invalid-price")
     elif "ops:write" not in actor.scopes or "units" not in body or "points" in body:

@@ -65,8 +65,8 @@ def redemption_id_of(ref: str) -> uuid.UUID | None:
         return None
 
 
-def seal(terms_or_key: str, data: dict) -> str:
-    return crypto.seal(terms_or_key, SEAL_PURPOSE, json.dumps(data).encode())
+def seal(secret_key: str, data: dict) -> str:
+    return crypto.seal(secret_key, SEAL_PURPOSE, json.dumps(data).encode())
 
 
 def unseal(secret_key: str, token: str | None) -> dict | None:
@@ -74,7 +74,7 @@ def unseal(secret_key: str, token: str | None) -> dict | None:
 
 
 def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> RedemptionView:
-    reward = _reward(session, actor, body["reward"])
+    reward = catalog.reward_by_code(session, actor, body["reward"])
     now = utcnow()
     if not catalog.available_now(reward, now):
         if reward.stock == 0:
@@ -155,17 +155,6 @@ def _view(redemption: Redemption, reward: Reward, program_code: str, actor: Acto
     may_see = owner or (reward.provider is None and actor.member_id is None and actor.partner_id is not None)
     delivery = unseal(secret_key, redemption.delivery_sealed) if may_see else None
     return RedemptionView(redemption, reward, program_code, delivery)
-
-
-def _reward(session: Session, actor: Actor, code: str) -> Reward:
-    q = select(Reward).where(Reward.code == code)
-    if actor.member_id is None and "ops:read" not in actor.scopes:
-        own = select(Program.id).where(Program.partner_id == actor.partner_id)
-        q = q.where((Reward.program_id.is_(None)) | Reward.program_id.in_(own))
-    reward = session.scalar(q)
-    if reward is None:
-        raise NotFound(f"no reward {code}", slug="reward-not-found")
-    return reward
 
 
 def _payer(session: Session, actor: Actor, body: dict) -> tuple[Program, Membership]:
