@@ -155,7 +155,7 @@ class Relay:
             breaker.failure()
             return unhealthy.outcome, unhealthy.surely_not_placed
         except BaseException:
-            breaker.success()  # as pybreaker's `exclude` did: not a sign of the provider's health
+            breaker.abandon()  # a bug of ours says nothing about the provider's health
             raise
         breaker.success()
         return answer
@@ -198,6 +198,11 @@ class _Breaker:
             self._failures += 1
             if self._trial or self._failures >= self.max_failures:
                 self._opened_at = time.monotonic()
+            self._trial = False
+
+    def abandon(self) -> None:
+        """The admitted call ended without an answer about the provider: free the trial."""
+        with self._lock:
             self._trial = False
 
 
