@@ -41,7 +41,7 @@ from connexion.security import SecurityHandlerFactory
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hub.api import problems, transactions
+from hub.api import problems, redemptions, transactions
 from hub.api.common import Call, Reply
 from hub.api.validation import BODY_KEY, CachedJSONRequestBodyValidator
 
@@ -49,6 +49,7 @@ from hub.api.validation import BODY_KEY, CachedJSONRequestBodyValidator
 ROUTES: dict[tuple[str, str], Callable[[Call, dict, dict], Reply]] = {
     ("post", "/transactions"): transactions.post_purchase,
     ("post", "/transactions/batch"): transactions.post_batch,
+    ("post", "/redemptions"): redemptions.post,
 }
 
 

@@ -4,8 +4,8 @@ from datetime import timedelta
 from flask import request
 
 from hub import money
-from hub.api import runtime
-from hub.api.common import created, db, ok
+from hub.api import common, runtime
+from hub.api.common import Call, Reply, db, flask_call, flask_reply, ok
 from hub.api.security import actor
 from hub.api.views import ts
 from hub.db import utcnow
@@ -21,6 +21,11 @@ def _terms() -> redemptions.Terms:
 
 
 def create(body, token_info):
+    return flask_reply(post(flask_call(), body, token_info))
+
+
+def post(call: Call, body: dict, token_info: dict) -> Reply:
+    """What `create` does, without Flask: the lean path (hub/api/lean.py) runs it too."""
     caller = actor(token_info)
 
     def work(s):
@@ -28,7 +33,7 @@ def create(body, token_info):
         return (202 if view.redemption.state == PENDING else 201), redemption(view)
 
     # The voucher code is shown once, in this answer; a replay does not repeat it.
-    return created(caller, body, work, redact=("delivery",))
+    return common.create(call, caller, body, work, redact=("delivery",))
 
 
 def get(redemption_id, token_info):

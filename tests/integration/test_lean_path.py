@@ -1,5 +1,5 @@
-"""The lean path (hub/api/lean.py) answers POST /v1/transactions and /v1/transactions/batch
-exactly as connexion's stack (routing, security, validation, Flask) does.
+"""The lean path (hub/api/lean.py) answers POST /v1/transactions, /v1/transactions/batch and
+/v1/redemptions exactly as connexion's stack (routing, security, validation, Flask) does.
 
 Every test sends the same request twice: once to the app as served (`lean`: create_app's
 HubApp, which takes these operations itself) and once to connexion's middleware alone
@@ -15,6 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.conftest import ISSUER, Api, assert_problem, token_for
+from tests.integration.test_redemptions import in_house, rich_member
 
 # What a client can see of a response, besides its body.
 HEADERS = ("content-type", "www-authenticate", "idempotent-replayed")
@@ -298,3 +299,98 @@ def test_other_requests_are_left_to_connexion(paths, partner, path, headers):
     assert lean.status_code in (307, 400, 404, 415)
     assert_same(lean, framework)
     assert lean.headers.get("location") == framework.headers.get("location")
+
+
+# --- POST /v1/redemptions ------------------------------------------------------------------
+
+def redemption_body(partner, member: str, reward: str, **extra) -> dict:
+    return {"reward": reward, "program": partner.program, "member": {"member_id": member}, **extra}
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer not-a-token", "Bearer a.b.c"], ids=["missing", "garbage", "forged"]
+)
+def test_redemptions_unauthenticated_is_the_same_401(paths, partner, authorization):
+    headers = {"Authorization": authorization} if authorization else {}
+    body = redemption_body(partner, partner.enrol(), in_house(partner))
+    lean, framework = paths.both("/v1/redemptions", json_body=body, headers=headers)
+    assert_problem(lean, 401, "unauthenticated")
+    assert_same(lean, framework)
+
+
+def test_redemptions_without_the_scope_is_the_same_403(paths, http, partner):
+    reader = Api(http, token_for(http, partner.client_id, partner.secret, scope="transactions:read"))
+    body = redemption_body(partner, partner.enrol(), in_house(partner))
+    lean, framework = paths.both("/v1/redemptions", json_body=body, headers=auth(reader))
+    assert_problem(lean, 403, "insufficient-scope")
+    assert_same(lean, framework)
+
+
+@pytest.mark.parametrize(
+    "content", [b'{"reward": ', b"", b"null"], ids=["truncated", "empty", "null"]
+)
+def test_redemptions_malformed_json_is_the_same_400(paths, partner, content):
+    headers = auth(partner.api, **{"Content-Type": "application/json"})
+    lean, framework = paths.both("/v1/redemptions", content=content, headers=headers)
+    assert_problem(lean, 400, "invalid-request")
+    assert_same(lean, framework)
+
+
+@pytest.mark.parametrize(
+    "change, status, slug",
+    [
+        ({"bogus": 1}, 400, "invalid-request"),
+        ({"recipient": {"name": "no email"}}, 400, "invalid-request"),
+        ({"reward": "NO-SUCH-REWARD"}, 404, "reward-not-found"),
+        ({"program": "NOPE"}, 404, "program-not-found"),
+        ({"member": {"external_id": "nobody"}}, 404, "member-not-found"),
+        ({"amount": "10.00"}, 422, "amount-not-allowed"),
+        ({"points": "too many"}, 400, "invalid-request"),
+    ],
+    ids=["unknown-field", "recipient", "reward", "program", "member", "amount", "extra"],
+)
+def test_redemption_refusals_are_the_same_problem(paths, partner, change, status, slug):
+    member = rich_member(partner)
+    body = {**redemption_body(partner, member, in_house(partner)), **change}
+    lean, framework = paths.both("/v1/redemptions", json_body=body, headers=auth(partner.api))
+    assert_problem(lean, status, slug)
+    assert_same(lean, framework)
+    assert partner.balance(member)["available"] == partner.balance(member)["posted"]
+
+
+def test_insufficient_points_for_a_redemption_is_the_same_409(paths, partner):
+    member = partner.enrol()
+    body = redemption_body(partner, member, in_house(partner))
+    lean, framework = paths.both("/v1/redemptions", json_body=body, headers=auth(partner.api))
+    assert_problem(lean, 409, "insufficient-points")
+    assert_same(lean, framework)
+
+
+def test_a_redemption_is_the_framework_s_201_and_replays_across_paths(paths, partner):
+    member = rich_member(partner)
+    reward = in_house(partner)
+    body = redemption_body(partner, member, reward)
+    key = f"kr-{secrets.token_hex(8)}"
+    headers = auth(partner.api, **{"Idempotency-Key": key})
+    hits = paths.lean_hits
+    first = paths.http.post("/v1/redemptions", json=body, headers=headers)
+    assert paths.lean_hits == hits + 1
+    assert first.status_code == 201 and first.headers["content-type"] == "application/json"
+    order = first.json()
+    assert order["state"] == "fulfilled" and order["delivery"]["code"]
+    # The order as the framework path shows it: the same view, byte for byte.
+    shown = paths.framework.get(f"/v1/redemptions/{order['id']}", headers=partner.api.headers)
+    assert shown.status_code == 200 and shown.content == first.content
+    # A replay (without the voucher code, shown once) is the same on both paths.
+    lean, framework = paths.both("/v1/redemptions", json_body=body, headers=headers)
+    assert lean.headers["idempotent-replayed"] == "true"
+    assert lean.json() == {k: v for k, v in order.items() if k != "delivery"}
+    assert_same(lean, framework)
+    lean, framework = paths.both("/v1/redemptions", json_body={**body, "reward": in_house(partner)},
+                                 headers=headers)
+    assert_problem(lean, 422, "idempotency-key-reused")
+    assert_same(lean, framework)
+    # And a fresh order through the framework has the same shape.
+    other = paths.framework.post("/v1/redemptions", json=body, headers=partner.api.headers)
+    assert other.status_code == 201 and list(other.json()) == list(order)
+    assert partner.balance(member)["posted"] == 5_000_000 - 1000
