@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import BigInteger, bindparam, case, func, insert, literal, select, text, union_all, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hub.db import executemany, insert_many, run as run_once, utcnow
@@ -374,14 +374,50 @@ def _create(
     return _insert(session, rows)
 
 
-def _load_pending(session: Session, pending_id: int) -> Transfer:
-    pending = session.get(Transfer, pending_id)
-    if pending is None or pending.phase != PENDING:
+# What resolving a reservation reads of it (Core, one statement: no ORM identity map).
+_PENDING = select(
+    _transfers.c.id, _transfers.c.ledger, _transfers.c.debit_account_id, _transfers.c.credit_account_id,
+    _transfers.c.amount, _transfers.c.code, _transfers.c.ref_type, _transfers.c.ref_id,
+    _transfers.c.timeout_at,
+).where(_transfers.c.id == bindparam("id"), _transfers.c.phase == PENDING)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    id: int
+    ledger: uuid.UUID
+    debit_account_id: int
+    credit_account_id: int
+    amount: int
+    code: str
+    ref_type: str | None
+    ref_id: str | None
+    timeout_at: datetime | None
+
+
+def _load_pending(session: Session, pending_id: int) -> _Pending:
+    rows, _ = run_once(session.connection(), _PENDING, {"id": pending_id})
+    if not rows:
         raise PendingNotFound(f"no pending transfer {pending_id}")
-    return pending
+    return _Pending(*rows[0])
 
 
-def _resolve(session: Session, pending: Transfer, phase: str, amount: int, caused_by: str) -> int:
+def _insert_resolution(insert_for_dialect):
+    """Insert a resolving transfer unless its reservation already has one. The unique
+    pending_id decides, even between concurrent resolutions (the second waits for the first
+    to commit, then inserts nothing), without a savepoint's two extra round trips."""
+    return (
+        insert_for_dialect(_transfers)
+        .on_conflict_do_nothing(index_elements=["pending_id"])
+        .returning(_transfers.c.id)
+    )
+
+
+# ON CONFLICT is spelled per dialect in SQLAlchemy; the hub runs on these two.
+_INSERT_RESOLUTION = {"postgresql": _insert_resolution(postgresql.insert), "sqlite": _insert_resolution(sqlite.insert)}
+
+
+def _resolve(session: Session, pending: _Pending, phase: str, amount: int, caused_by: str) -> int:
     infos = account_info(session, (pending.debit_account_id, pending.credit_account_id))
     deltas: dict[int, _Delta] = defaultdict(_Delta)
     deltas[pending.debit_account_id].debits_pending -= pending.amount
@@ -399,14 +435,13 @@ def _resolve(session: Session, pending: Transfer, phase: str, amount: int, cause
         ref_type=pending.ref_type,
         ref_id=pending.ref_id,
     )
-    try:
-        # The unique pending_id makes a second resolution fail here, even a concurrent one.
-        with session.begin_nested():
-            (transfer_id,) = _insert(session, [_row(spec, phase, utcnow(), pending_id=pending.id)])
-    except IntegrityError as exc:
-        raise PendingAlreadyResolved(f"pending transfer {pending.id} is already resolved") from exc
+    conn = session.connection()
+    row = _row(spec, phase, utcnow(), pending_id=pending.id)
+    inserted, _ = run_once(conn, _INSERT_RESOLUTION[conn.dialect.name], row)
+    if not inserted:
+        raise PendingAlreadyResolved(f"pending transfer {pending.id} is already resolved")
     _apply(session, deltas, infos)
-    return transfer_id
+    return inserted[0][0]
 
 
 def post_pending(

@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, Index, Integer, String, any_, bindparam, sele
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hub.db import Base, BigId, JSONDoc, UTCDateTime, utcnow
+from hub.db import Base, BigId, JSONDoc, UTCDateTime, run, utcnow
 
 
 class OutboxMessage(Base):
@@ -57,11 +57,11 @@ _COMPLETE = update(_outbox).where(*_OPEN).values(done_at=bindparam("done"))
 
 def reschedule(session: Session, topic: str, key: str, at: datetime) -> None:
     """Make the open message for `key` due again at `at` (a retry after a backoff)."""
-    session.execute(_RESCHEDULE, {"t": topic, "k": key, "at": at})
+    run(session.connection(), _RESCHEDULE, {"t": topic, "k": key, "at": at})
 
 
 def complete(session: Session, topic: str, key: str) -> None:
-    session.execute(_COMPLETE, {"t": topic, "k": key, "done": utcnow()})
+    run(session.connection(), _COMPLETE, {"t": topic, "k": key, "done": utcnow()})
 
 
 def backoff(attempt: int, base: float, cap: float) -> timedelta:

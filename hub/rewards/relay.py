@@ -19,13 +19,15 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Update
 from sqlalchemy.orm import Session
 
 from hub import ledger
-from hub.db import Database, utcnow
+from hub.db import Database, run, utcnow
 from hub.errors import Conflict
 from hub.notify import outbox
 from hub.rewards import catalog, redemptions
@@ -64,6 +66,14 @@ _LOCK = (
     .where(_redemptions.c.id == bindparam("rid"))
     .with_for_update(of=_redemptions)
 )
+
+
+class _Locked(NamedTuple):
+    state: str
+    attempts: int
+    transfer_id: int
+    reward_id: uuid.UUID
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -122,23 +132,25 @@ class Relay:
 
     def _claim(self, session: Session, redemption_id: uuid.UUID) -> _Claim | str:
         now = utcnow()
-        taken = session.execute(_CLAIM, {"rid": redemption_id, "now": now, "until": now + self.policy.lease}).first()
-        if taken is None:
-            state = session.execute(_STATE, {"rid": redemption_id}).scalar_one()
+        conn = session.connection()
+        taken, _ = run(conn, _CLAIM, {"rid": redemption_id, "now": now, "until": now + self.policy.lease})
+        if not taken:
+            ((state,),), _ = run(conn, _STATE, {"rid": redemption_id})
             if state != PENDING:
                 outbox.complete(session, redemptions.RELAY_TOPIC, str(redemption_id))
                 return "done"
             return "busy"
-        recipient = redemptions.unseal(self.secret_key, taken.recipient_sealed)
+        ((attempts, provider, amount_minor, currency, recipient_sealed, relay_deadline, product),) = taken
+        recipient = redemptions.unseal(self.secret_key, recipient_sealed)
         order = OrderRequest(
             reference=redemptions.reference(redemption_id),
-            product=taken.product,
-            amount_minor=taken.amount_minor,
-            currency=taken.currency,
+            product=product,
+            amount_minor=amount_minor,
+            currency=currency,
             recipient=Recipient(recipient["email"], recipient.get("name", "")),
         )
-        give_up = taken.attempts >= self.policy.max_attempts or now >= taken.relay_deadline
-        return _Claim(redemption_id, taken.provider, order, taken.attempts == 1, taken.attempts, give_up)
+        give_up = attempts >= self.policy.max_attempts or now >= relay_deadline
+        return _Claim(redemption_id, provider, order, attempts == 1, attempts, give_up)
 
     def _call(self, claim: _Claim) -> tuple[Outcome, bool]:
         """Ask the provider; returns the outcome and whether the order is surely not placed."""
@@ -232,9 +244,10 @@ def record(session: Session, secret_key: str, redemption_id: uuid.UUID, outcome:
     Used by the relay and by provider webhooks; a redemption already resolved is left alone."""
     # One read (the order, locked, and its reward's kind) and one write of the order, after
     # the ledger's.
-    order = session.execute(_LOCK, {"rid": redemption_id}).first()
-    if order is None:
+    rows, _ = run(session.connection(), _LOCK, {"rid": redemption_id})
+    if not rows:
         return "unknown"
+    order = _Locked(*rows[0])
     topic, key = redemptions.RELAY_TOPIC, str(redemption_id)
     if order.state != PENDING:
         outbox.complete(session, topic, key)
@@ -289,7 +302,19 @@ def record(session: Session, secret_key: str, redemption_id: uuid.UUID, outcome:
 
 
 def _change(session: Session, redemption_id: uuid.UUID, **values) -> None:
-    session.execute(update(_redemptions).where(_redemptions.c.id == redemption_id).values(**values))
+    """UPDATE the order's columns named in `values`: one statement per set of names, built
+    once, so that `run` sends it straight to the driver."""
+    names = tuple(sorted(values))
+    statement = _changes.get(names)
+    if statement is None:
+        statement = _changes[names] = (
+            update(_redemptions).where(_redemptions.c.id == bindparam("rid"))
+            .values({name: bindparam(f"v_{name}") for name in names})
+        )
+    run(session.connection(), statement, {"rid": redemption_id, **{f"v_{k}": v for k, v in values.items()}})
+
+
+_changes: dict[tuple[str, ...], Update] = {}
 
 
 def handle_event(session: Session, secret_key: str, provider: str, event: WebhookEvent,
