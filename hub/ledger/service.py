@@ -334,11 +334,15 @@ def post(
     return _create(session, specs, POSTED, known=known)
 
 
-def reserve(session: Session, specs: Sequence[TransferSpec], timeout: timedelta) -> list[int]:
-    """Create pending transfers (reservations) that must be posted or voided before `timeout`."""
+def reserve(
+    session: Session, specs: Sequence[TransferSpec], timeout: timedelta, known: Iterable[AccountInfo] = ()
+) -> list[int]:
+    """Create pending transfers (reservations) that must be posted or voided before `timeout`.
+
+    `known`: as for `post`."""
     if timeout <= timedelta(0):
         raise InvalidTransfer("a pending transfer needs a positive timeout")
-    return _create(session, specs, PENDING, timeout)
+    return _create(session, specs, PENDING, timeout, known)
 
 
 def _create(

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, Index, Integer, String, any_, bindparam, select, text, update
+from sqlalchemy import BigInteger, Index, Integer, String, any_, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -42,11 +42,16 @@ NOTIFY_CHANNEL = "hub_outbox"
 _NOTIFY = text(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
+_INSERT = insert(_outbox)  # `run` applies no column defaults: every column is given
+
+
 def enqueue(session: Session, topic: str, key: str, payload: dict) -> None:
     now = utcnow()
-    session.add(OutboxMessage(topic=topic, key=key, payload=payload, available_at=now, created_at=now))
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_NOTIFY)
+    conn = session.connection()
+    run(conn, _INSERT, {"topic": topic, "key": key, "payload": payload, "available_at": now, "created_at": now,
+                        "published_at": None, "publish_count": 0, "done_at": None})
+    if conn.dialect.name == "postgresql":
+        run(conn, _NOTIFY, {})
 
 
 # Built once: the relay runs these on every attempt.

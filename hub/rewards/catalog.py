@@ -7,13 +7,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from types import SimpleNamespace
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub import money, pagination
 from hub.actor import Actor
-from hub.db import utcnow
+from hub.db import run, utcnow
 from hub.errors import Conflict, Invalid, NotFound
 from hub.programs.earning import parse_time
 from hub.programs.models import Program
@@ -81,13 +82,17 @@ def available_now(reward: Reward, now: datetime) -> bool:
     )
 
 
-def _visible(actor: Actor):
-    """Partners see their own programs' rewards and the coalition's (unit-priced) ones;
-    members and ops see every reward (a member's spending is checked by program)."""
-    if actor.member_id is not None or "ops:read" in actor.scopes:
-        return None
-    own = select(Program.id).where(Program.partner_id == actor.partner_id)
-    return or_(Reward.program_id.is_(None), Reward.program_id.in_(own))
+# Partners see their own programs' rewards and the coalition's (unit-priced) ones; members
+# and ops see every reward (a member's spending is checked by program). One rule for listing
+# and for redeeming: the partner is the bound parameter "partner".
+_PARTNER_SEES = or_(
+    Reward.program_id.is_(None),
+    Reward.program_id.in_(select(Program.id).where(Program.partner_id == bindparam("partner"))),
+)
+
+
+def _sees_all(actor: Actor) -> bool:
+    return actor.member_id is not None or "ops:read" in actor.scopes
 
 
 def list_rewards(
@@ -104,9 +109,8 @@ def list_rewards(
 ) -> tuple[list[RewardView], str | None]:
     after = code_cursor(cursor)
     q = select(Reward, Program.code).outerjoin(Program, Program.id == Reward.program_id)
-    visible = _visible(actor)
-    if visible is not None:
-        q = q.where(visible)
+    if not _sees_all(actor):
+        q = q.where(_PARTNER_SEES)
     quote_program = None
     if program_code is not None:
         quote_program = _caller_program(session, actor, program_code)
@@ -125,7 +129,7 @@ def list_rewards(
             or_(Reward.available_until.is_(None), Reward.available_until > now),
             or_(Reward.stock.is_(None), Reward.stock > 0),
         )
-    rows = session.execute(q.order_by(Reward.code).limit(limit + 1)).all()
+    rows = session.execute(q.order_by(Reward.code).limit(limit + 1), {"partner": actor.partner_id}).all()
     more = len(rows) > limit
     views = [_view(r, code, quote_program, rates) for r, code in rows[:limit]]
     return views, pagination.encode(views[-1].reward.code) if more else None
@@ -153,14 +157,23 @@ def _view(reward: Reward, program_code: str | None, quote_program: Program | Non
     return RewardView(reward, program_code, quote_program, quotes)
 
 
-def reward_by_code(session: Session, actor: Actor, code: str) -> Reward:
-    q = select(Reward).where(Reward.code == code)
-    visible = _visible(actor)
-    if visible is not None:
-        q = q.where(visible)
-    reward = session.scalar(q)
-    if reward is None:
+_rewards = Reward.__table__
+_REWARD_BY_CODE = select(_rewards).where(_rewards.c.code == bindparam("code"))
+_PARTNER_REWARD_BY_CODE = _REWARD_BY_CODE.where(_PARTNER_SEES)
+
+
+def reward_by_code(session: Session, actor: Actor, code: str) -> SimpleNamespace:
+    """The reward as a plain namespace of its columns (Core, straight to the driver: the
+    redemption path's first read)."""
+    if _sees_all(actor):
+        rows, _ = run(session.connection(), _REWARD_BY_CODE, {"code": code})
+    else:
+        rows, _ = run(session.connection(), _PARTNER_REWARD_BY_CODE, {"code": code, "partner": actor.partner_id})
+    if not rows:
         raise NotFound(f"no reward {code}", slug="reward-not-found")
+    reward = SimpleNamespace(**dict(zip(_rewards.c.keys(), rows[0])))
+    # `run` may leave a FixedDecimal as its string.
+    reward.price_units = None if reward.price_units is None else Decimal(reward.price_units)
     return reward
 
 

@@ -12,20 +12,29 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from hub import crypto, ledger
 from hub.actor import Actor
-from hub.db import utcnow
+from hub.db import run, utcnow
 from hub.errors import Conflict, Invalid, NotFound
 from hub.notify import outbox
+from hub.ledger.models import Account
+from hub.ledger.service import AccountInfo
 from hub.programs.models import Member, Membership, MembershipIdentifier, Program
-from hub.programs.service import normalise, resolve_membership
+from hub.programs.service import normalise
 from hub.rewards import catalog
 from hub.rewards.models import FAILED, FULFILLED, PENDING, Redemption, Reward
+
+_programs = Program.__table__
+_memberships = Membership.__table__
+_identifiers = MembershipIdentifier.__table__
+_accounts = Account.__table__
+_INSERT = insert(Redemption.__table__)  # `run` applies no column defaults: every column is given
 
 RELAY_TOPIC = "rewards.relay"
 TRANSFER_CODE = "redemption"
@@ -80,54 +89,62 @@ def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> Redempti
         if reward.stock == 0:
             raise Conflict(f"{reward.code} is out of stock", slug="out-of-stock")
         raise Conflict(f"{reward.code} is not available now", slug="reward-unavailable")
-    program, membership = _payer(session, actor, body)
-    if reward.program_id is not None and reward.program_id != program.id:
+    payer = _payer(session, actor, body)
+    if reward.program_id is not None and reward.program_id != payer.program.id:
         raise Invalid(f"{reward.code} is paid in another program's points", slug="wrong-program")
     amount_minor = catalog.check_denomination(reward, body.get("amount"))
-    points = catalog.price(reward, program, terms.unit_rates, amount_minor)
+    points = catalog.price(reward, payer.program, terms.unit_rates, amount_minor)
     if not 0 < points <= catalog.MAX_POINTS:
-        raise Invalid(f"{reward.code} cannot be priced in {program.code}", slug="invalid-price")
-    recipient = _recipient(session, membership, body) if reward.provider else None
-    _check_member_limit(session, reward, membership.member_id)
+        raise Invalid(f"{reward.code} cannot be priced in {payer.program.code}", slug="invalid-price")
+    recipient = _recipient(payer, body) if reward.provider else None
+    _check_member_limit(session, reward, payer.member_id)
     catalog.take_stock(session, reward)
 
     redemption_id = uuid.uuid4()
     spec = ledger.TransferSpec(
-        debit=membership.account_id,
-        credit=program.redemption_account_id,
+        debit=payer.account.id,
+        credit=payer.program.redemption_account_id,
         amount=points,
         code=TRANSFER_CODE,
-        ledger=program.id,
+        ledger=payer.program.id,
         caused_by=actor.ref,
         ref_type="redemption",
         ref_id=str(redemption_id),
     )
-    redemption = Redemption(
+    row = dict(
         id=redemption_id,
         reward_id=reward.id,
-        member_id=membership.member_id,
-        program_id=program.id,
+        member_id=payer.member_id,
+        program_id=payer.program.id,
         points=points,
         amount_minor=amount_minor,
         currency=reward.currency if reward.provider else None,
         caused_by=actor.ref,
         created_at=now,
+        provider=reward.provider,
+        recipient_sealed=None,
+        delivery_sealed=None,
+        relay_deadline=None,
+        resolved_at=None,
+        provider_order_id=None,
+        failure=None,
+        receipt=None,
+        attempts=0,
+        lease_until=None,
     )
     if reward.provider is None:
-        (redemption.transfer_id,) = ledger.post(session, [spec])
-        redemption.state = FULFILLED
-        redemption.resolved_at = now
-        redemption.delivery_sealed = seal(terms.secret_key, _in_house_delivery(reward))
+        (row["transfer_id"],) = ledger.post(session, [spec], known=[payer.account])
+        row.update(state=FULFILLED, resolved_at=now,
+                   delivery_sealed=seal(terms.secret_key, _in_house_delivery(reward)))
     else:
-        (redemption.transfer_id,) = ledger.reserve(session, [spec], terms.hold)
-        redemption.state = PENDING
-        redemption.provider = reward.provider
-        redemption.recipient_sealed = seal(terms.secret_key, recipient)
-        redemption.relay_deadline = now + terms.hold - min(DEADLINE_MARGIN, terms.hold / 2)
+        (row["transfer_id"],) = ledger.reserve(session, [spec], terms.hold, known=[payer.account])
+        row.update(state=PENDING, recipient_sealed=seal(terms.secret_key, recipient),
+                   relay_deadline=now + terms.hold - min(DEADLINE_MARGIN, terms.hold / 2))
+    run(session.connection(), _INSERT, row)
+    if reward.provider is not None:
         outbox.enqueue(session, RELAY_TOPIC, str(redemption_id), {"redemption_id": str(redemption_id)})
-    session.add(redemption)
-    session.flush()
-    return _view(redemption, reward, program.code, actor, terms.secret_key)
+    redemption = SimpleNamespace(**row)
+    return _view(redemption, reward, payer.program.code, actor, terms.secret_key)
 
 
 def get(session: Session, actor: Actor, redemption_id: uuid.UUID, secret_key: str) -> RedemptionView:
@@ -157,39 +174,84 @@ def _view(redemption: Redemption, reward: Reward, program_code: str, actor: Acto
     return RedemptionView(redemption, reward, program_code, delivery)
 
 
-def _payer(session: Session, actor: Actor, body: dict) -> tuple[Program, Membership]:
+@dataclass(frozen=True)
+class _Payer:
+    program: SimpleNamespace  # id, code, point_value, redemption_account_id
+    member_id: uuid.UUID
+    account: AccountInfo  # the member's account in the program
+    email: str | None  # the member's email: in the paying program's membership, else any
+
+
+def _payer_statement(by_member_id: bool, partner_only: bool):
+    """The program (by code), the membership that pays (by member id, or by one identifier
+    kind and value) with its account, and the member's email, in one statement: the
+    program's row comes back without a membership if the member is not found."""
+    p, m, a, i = _programs, _memberships, _accounts, _identifiers
+    if by_member_id:
+        match = m.c.member_id == bindparam("value")
+    else:
+        i_ = i.alias("by_identifier")
+        match = m.c.id == (
+            select(i_.c.membership_id)
+            .where(i_.c.program_id == p.c.id, i_.c.kind == bindparam("kind"), i_.c.value == bindparam("value"))
+            .scalar_subquery()
+        )
+    other = m.alias("other")
+    email = func.coalesce(  # the paying program's first
+        select(i.c.value).where(i.c.membership_id == m.c.id, i.c.kind == "email").scalar_subquery(),
+        select(i.c.value).join_from(i, other, other.c.id == i.c.membership_id)
+        .where(other.c.member_id == m.c.member_id, i.c.kind == "email").limit(1).scalar_subquery(),
+    )
+    q = (
+        select(p.c.id, p.c.code, p.c.point_value, p.c.redemption_account_id, m.c.member_id,
+               a.c.id, a.c.ledger, a.c.cached, a.c.no_overdraft, email)
+        .select_from(p.outerjoin(m, (m.c.program_id == p.c.id) & match).outerjoin(a, a.c.id == m.c.account_id))
+        .where(p.c.code == bindparam("program"))
+    )
+    return q.where(p.c.partner_id == bindparam("partner")) if partner_only else q
+
+
+_PAYER = {(by_id, partner_only): _payer_statement(by_id, partner_only)
+          for by_id in (False, True) for partner_only in (False, True)}
+
+
+def _payer(session: Session, actor: Actor, body: dict) -> _Payer:
     """The program whose points pay, and the member's membership in it. A partner spends
     only its own programs' points, for a member it names; a member spends their own."""
-    q = select(Program).where(Program.code == body["program"])
-    if actor.member_id is None:
-        q = q.where(Program.partner_id == actor.partner_id)
-    program = session.scalar(q)
-    if program is None:
-        raise NotFound(f"no program {body['program']}", slug="program-not-found")
     if actor.member_id is not None:
-        ref = {"member_id": str(actor.member_id)}
+        kind, value = "member_id", actor.member_id
     elif "member" in body:
-        ref = body["member"]
+        ((kind, value),) = body["member"].items()
+        value = uuid.UUID(value) if kind == "member_id" else normalise(kind, value)
     else:
+        kind = value = None
+    partner_only = actor.member_id is None
+    params = {"program": body["program"], "value": value}
+    if kind != "member_id":
+        params["kind"] = kind
+    if partner_only:
+        params["partner"] = actor.partner_id
+    rows, _ = run(session.connection(), _PAYER[(kind == "member_id", partner_only)], params)
+    if not rows:
+        raise NotFound(f"no program {body['program']}", slug="program-not-found")
+    (program_id, code, point_value, redemption_account_id, member_id, *account, email), = rows
+    if kind is None:
         raise Invalid("name the member the points belong to", slug="member-required")
-    return program, resolve_membership(session, program, ref)
+    if member_id is None:
+        raise NotFound(f"no member of {code} with that {kind}", slug="member-not-found")
+    program = SimpleNamespace(id=program_id, code=code, point_value=Decimal(point_value),
+                              redemption_account_id=redemption_account_id)
+    return _Payer(program, member_id, AccountInfo(*account), email)
 
 
-def _recipient(session: Session, membership: Membership, body: dict) -> dict:
+def _recipient(payer: _Payer, body: dict) -> dict:
     """Who receives the card or the donation receipt: as given, or the member's email."""
     given = body.get("recipient")
     if given:
         return {"email": normalise("email", given["email"]), "name": given.get("name", "")}
-    email = session.scalar(
-        select(MembershipIdentifier.value)
-        .join(Membership, Membership.id == MembershipIdentifier.membership_id)
-        .where(Membership.member_id == membership.member_id, MembershipIdentifier.kind == "email")
-        .order_by(MembershipIdentifier.membership_id != membership.id)  # the paying program's first
-        .limit(1)
-    )
-    if email is None:
+    if payer.email is None:
         raise Invalid("the member has no email on file; give a recipient", slug="recipient-required")
-    return {"email": email, "name": ""}
+    return {"email": payer.email, "name": ""}
 
 
 def _check_member_limit(session: Session, reward: Reward, member_id: uuid.UUID) -> None:
