@@ -363,7 +363,15 @@ def relay_stats(engine, ids: list[str]) -> dict:
 
 # --- the drain phase: the relay alone, from a full queue ---------------------------------
 
-def drain_phase(engine, redis_client, queue: str, node: str, post, count: int, timeout: float,
+def published_count(engine, ids: list[str]) -> int:
+    from sqlalchemy import bindparam, text
+
+    query = text("SELECT count(*) FROM outbox WHERE key IN :keys AND publish_count > 0")
+    with engine.connect() as conn:
+        return conn.execute(query.bindparams(bindparam("keys", expanding=True)), {"keys": ids}).scalar_one()
+
+
+def drain_phase(engine, queue: str, node: str, post, count: int, timeout: float,
                 procs: list[Proc], meter: "CpuMeter") -> dict:
     """The worker stops consuming; `count` redemptions are posted and published; then it
     consumes again and the relay works the backlog off with the API idle. What this measures
@@ -374,8 +382,9 @@ def drain_phase(engine, redis_client, queue: str, node: str, post, count: int, t
     if not control.cancel_consumer(queue, destination=[node], reply=True, timeout=10):
         raise RuntimeError(f"no reply from {node} to cancel_consumer")
     posted = post()
-    wait_until(lambda: redis_client.llen(queue) >= len(posted["ids"]), timeout,
-               f"{len(posted['ids'])} relay tasks on the queue", procs, interval=0.1)
+    # Published: on the queue, several orders a task (the dispatcher batches them).
+    wait_until(lambda: published_count(engine, posted["ids"]) >= len(posted["ids"]), timeout,
+               f"{len(posted['ids'])} relay orders published", procs, interval=0.1)
     before = meter.snapshot()
     t0 = time.time()
     if not control.add_consumer(queue, destination=[node], reply=True, timeout=10):
@@ -642,7 +651,7 @@ def main() -> int:
             node = f"celery@{socket.gethostname()}"
             first = args.warmup + args.redemptions
             drain = drain_phase(
-                engine, redis_client, queue, node,
+                engine, queue, node,
                 lambda: post_redemptions(api_port, token, data["program"], member_ids[first:], args.clients,
                                          args.timeout),
                 args.drain, args.timeout, alive, meter)

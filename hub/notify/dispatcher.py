@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def run(
     db: Database,
-    publish: Callable[[str, dict], None],
+    publish: Callable[[str, list[dict]], None],
     *,
     lease: timedelta = timedelta(seconds=60),
     poll: float = 0.2,
@@ -107,11 +107,12 @@ class _Listener:
             self.conn = None
 
 
-def celery_publisher(celery, topics: dict[str, str]) -> Callable[[str, dict], None]:
-    def publish(topic: str, payload: dict) -> None:
+def celery_publisher(celery, topics: dict[str, str]) -> Callable[[str, list[dict]], None]:
+    """One task per group of a topic's payloads (the task takes them as its one argument)."""
+    def publish(topic: str, payloads: list[dict]) -> None:
         celery.send_task(
             topics[topic],
-            kwargs=payload,
+            args=(payloads,),
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         )

@@ -16,7 +16,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import NamedTuple
@@ -111,13 +112,33 @@ class _Unhealthy(Exception):
 
 class Relay:
     def __init__(self, db: Database, providers: Mapping[str, Provider], secret_key: str,
-                 policy: RelayPolicy = RelayPolicy()):
+                 policy: RelayPolicy = RelayPolicy(), parallel: int = 16):
         self.db = db
         self.providers = providers
         self.secret_key = secret_key
         self.policy = policy
         # Per process: a worker that sees a provider failing stops calling it for a while.
         self.breakers = {name: _Breaker(policy.breaker_failures, policy.breaker_reset) for name in providers}
+        self._parallel = parallel
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def run_many(self, redemption_ids: Sequence[uuid.UUID]) -> list[str]:
+        """`run` for each order, concurrently, so that no order waits for another's provider
+        call. Returns when every attempt has ended; then raises the first error, if any (the
+        task is retried: attempts already recorded find their order done, ones whose lease
+        is still held are left to the outbox, as for a lost task)."""
+        if len(redemption_ids) == 1:
+            return [self.run(redemption_ids[0])]
+        futures = [self._executor().submit(self.run, rid) for rid in redemption_ids]
+        wait(futures)
+        return [future.result() for future in futures]
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:  # built on first use: after a prefork worker's fork
+                self._pool = ThreadPoolExecutor(self._parallel, thread_name_prefix="relay")
+            return self._pool
 
     def run(self, redemption_id: uuid.UUID) -> str:
         """One attempt. Returns the redemption's state afterwards (or 'busy' if another

@@ -24,9 +24,10 @@ def keys(db):
 
 def dispatch(db, publish, lease=timedelta(seconds=60)):
     # Only this test's topic: other tests' messages may be due in the same database.
-    def only_ours(topic, payload):
+    def only_ours(topic, payloads):
         if topic == TOPIC:
-            publish(payload)
+            for payload in payloads:
+                publish(payload)
     return db.write(lambda s: outbox.dispatch_due(s, only_ours, lease, limit=10_000))
 
 
