@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String, Text, UniqueConstraint, select, text
+from sqlalchemy import BigInteger, String, Text, UniqueConstraint, bindparam, insert, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hub.db import Base, BigId, Database, UTCDateTime, utcnow
+from hub.db import Base, BigId, Database, UTCDateTime, run as run_once, utcnow
 from hub.errors import Conflict, Invalid
 
 
@@ -35,6 +35,15 @@ class IdempotencyKey(Base):
     status: Mapped[int] = mapped_column(BigInteger)
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Core statements, straight to the driver (db.run): every creating POST with a key runs them.
+_keys = IdempotencyKey.__table__
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:id)")
+_STORED = select(_keys.c.fingerprint, _keys.c.status, _keys.c.body).where(
+    _keys.c.owner == bindparam("owner"), _keys.c.key == bindparam("key")
+)
+_STORE = insert(_keys)
 
 
 @dataclass(frozen=True)
@@ -70,38 +79,30 @@ def run(
         return Outcome(*db.write(work))
 
     def attempt(session: Session) -> Outcome:
+        conn = session.connection()
         if db.dialect == "postgresql":
-            got = session.execute(
-                text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": _lock_id(owner, key)}
-            ).scalar()
+            ((got,),), _ = run_once(conn, _TRY_LOCK, {"id": _lock_id(owner, key)})
             if not got:
                 raise Conflict(
                     "a request with this Idempotency-Key is still in progress; retry later",
                     slug="idempotency-key-in-use",
                 )
-        stored = session.execute(
-            select(IdempotencyKey).where(IdempotencyKey.owner == owner, IdempotencyKey.key == key)
-        ).scalar_one_or_none()
-        if stored is not None:
-            if stored.fingerprint != request_fingerprint:
+        stored, _ = run_once(conn, _STORED, {"owner": owner, "key": key})
+        if stored:
+            ((stored_fingerprint, stored_status, stored_body),) = stored
+            if stored_fingerprint != request_fingerprint:
                 raise Invalid(
                     "this Idempotency-Key was used with a different request",
                     slug="idempotency-key-reused",
                 )
-            return Outcome(stored.status, json.loads(stored.body), replayed=True)
+            return Outcome(stored_status, json.loads(stored_body), replayed=True)
         status, body = work(session)
         if 200 <= status < 300:
-            session.add(
-                IdempotencyKey(
-                    owner=owner,
-                    key=key,
-                    fingerprint=request_fingerprint,
-                    status=status,
-                    body=json.dumps(
-                        {k: v for k, v in body.items() if k not in redact}, separators=(",", ":")
-                    ),
-                )
-            )
+            kept = {k: v for k, v in body.items() if k not in redact}
+            run_once(conn, _STORE, {
+                "owner": owner, "key": key, "fingerprint": request_fingerprint, "status": status,
+                "body": json.dumps(kept, separators=(",", ":")), "created_at": utcnow(),
+            })
         return Outcome(status, body)
 
     return db.write(attempt)
