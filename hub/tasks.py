@@ -64,6 +64,7 @@ def _services():
 @functools.cache
 def _build_services():
     from hub.db import Database
+    from hub.notify import outbox
     from hub.rewards import relay
     from hub.rewards.registry import configured_providers
 
@@ -77,8 +78,10 @@ def _build_services():
     providers = configured_providers(settings)
     policy = relay.RelayPolicy.from_settings(settings)
     # Orders of one task call their providers concurrently: no order waits for another's
-    # provider. Calls in flight per process: up to 4 per pool thread, most of them waiting.
-    parallel = 4 * int(os.environ.get("HUB_WORKER_CONCURRENCY") or 4)
+    # provider, nor for a free thread while every pool thread runs a full batch (idle
+    # threads cost little; the database pool is not sized by them: they hold a connection
+    # only for their short transactions, never during a provider call).
+    parallel = outbox.PER_MESSAGE * int(os.environ.get("HUB_WORKER_CONCURRENCY") or 4)
     return settings, db, providers, relay.Relay(db, providers, settings.secret_key, policy, parallel=parallel)
 
 

@@ -92,12 +92,16 @@ _MARK_PG = _MARK.where(_outbox.c.id == any_(bindparam("ids", type_=ARRAY(BigInte
 _MARK = _MARK.where(_outbox.c.id.in_(bindparam("ids", expanding=True)))
 
 
+# Payloads a broker message carries at most (hub/tasks.py sizes the relay's threads by it).
+PER_MESSAGE = 20
+
+
 def dispatch_due(
     session: Session,
     publish: Callable[[str, list[dict]], None],
     lease: timedelta,
     limit: int = 200,
-    per_message: int = 20,
+    per_message: int | None = None,
 ) -> int:
     """Publish up to `limit` due messages; return how many were published.
 
@@ -111,6 +115,7 @@ def dispatch_due(
     back, so the whole batch stays due (what went out before the failure goes out again,
     which consumers tolerate) and the caller tries again later.
     """
+    per_message = per_message or PER_MESSAGE
     now = utcnow()
     pg = session.get_bind().dialect.name == "postgresql"
     by_topic: dict[str, list] = {}

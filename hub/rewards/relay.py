@@ -28,7 +28,7 @@ from sqlalchemy.sql.dml import Update
 from sqlalchemy.orm import Session
 
 from hub import ledger
-from hub.db import Database, run, utcnow
+from hub.db import Database, bind_values, one_of, run, utcnow, values_shape
 from hub.errors import Conflict
 from hub.notify import outbox
 from hub.rewards import catalog, redemptions
@@ -41,23 +41,30 @@ CAUSED_BY = "relay"
 # The relay's statements, built once (Core: no ORM unit of work on this path).
 _redemptions = Redemption.__table__
 _rewards = Reward.__table__
-# Takes the lease and returns what the provider call needs, in one statement. The product
-# comes through a scalar subquery: SQLite's RETURNING cannot name an UPDATE ... FROM table.
-_CLAIM = (
-    update(_redemptions)
-    .where(
-        _redemptions.c.id == bindparam("rid"),
-        _redemptions.c.state == PENDING,
-        or_(_redemptions.c.lease_until.is_(None), _redemptions.c.lease_until < bindparam("now")),
+
+
+def _claim_statement(shape: str):
+    """Takes the lease of the orders named by "rids" (shaped as hub.db.one_of) and returns
+    what their provider calls need, in one statement. The product comes through a scalar
+    subquery: SQLite's RETURNING cannot name an UPDATE ... FROM table."""
+    return (
+        update(_redemptions)
+        .where(
+            one_of(_redemptions.c.id, "rids", shape),
+            _redemptions.c.state == PENDING,
+            or_(_redemptions.c.lease_until.is_(None), _redemptions.c.lease_until < bindparam("now")),
+        )
+        .values(lease_until=bindparam("until"), attempts=_redemptions.c.attempts + 1)
+        .returning(
+            _redemptions.c.id, _redemptions.c.attempts, _redemptions.c.provider, _redemptions.c.amount_minor,
+            _redemptions.c.currency, _redemptions.c.recipient_sealed, _redemptions.c.relay_deadline,
+            select(_rewards.c.product).where(_rewards.c.id == _redemptions.c.reward_id)
+            .scalar_subquery().label("product"),
+        )
     )
-    .values(lease_until=bindparam("until"), attempts=_redemptions.c.attempts + 1)
-    .returning(
-        _redemptions.c.attempts, _redemptions.c.provider, _redemptions.c.amount_minor, _redemptions.c.currency,
-        _redemptions.c.recipient_sealed, _redemptions.c.relay_deadline,
-        select(_rewards.c.product).where(_rewards.c.id == _redemptions.c.reward_id)
-        .scalar_subquery().label("product"),
-    )
-)
+
+
+_CLAIM = {shape: _claim_statement(shape) for shape in ("one", "in", "array")}
 _STATE = select(_redemptions.c.state).where(_redemptions.c.id == bindparam("rid"))
 # The order, locked, and its reward's kind.
 _LOCK = (
@@ -123,16 +130,26 @@ class Relay:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
+    def run(self, redemption_id: uuid.UUID) -> str:
+        """One attempt. Returns the redemption's state afterwards (or 'busy' if another
+        delivery holds the lease, 'done' if it was already resolved)."""
+        return self.run_many([redemption_id])[0]
+
     def run_many(self, redemption_ids: Sequence[uuid.UUID]) -> list[str]:
-        """`run` for each order, concurrently, so that no order waits for another's provider
-        call. Returns when every attempt has ended; then raises the first error, if any (the
-        task is retried: attempts already recorded find their order done, ones whose lease
-        is still held are left to the outbox, as for a lost task)."""
-        if len(redemption_ids) == 1:
-            return [self.run(redemption_ids[0])]
-        futures = [self._executor().submit(self.run, rid) for rid in redemption_ids]
-        wait(futures)
-        return [future.result() for future in futures]
+        """One attempt for each order: their leases taken in one transaction, then each
+        order's provider call and outcome on its own, concurrently, so that no order waits
+        for another's provider. Returns when every attempt has ended; then raises the first
+        error, if any (the task is retried: attempts already recorded find their order done,
+        ones whose lease is still held are left to the outbox, as for a lost task)."""
+        claims = self.db.write(lambda s: self._claim(s, redemption_ids))
+        taken = [claims[rid] for rid in redemption_ids if isinstance(claims[rid], _Claim)]
+        if len(taken) == 1:
+            claims[taken[0].redemption_id] = self._attempt(taken[0])
+        elif taken:
+            futures = {c.redemption_id: self._executor().submit(self._attempt, c) for c in taken}
+            wait(futures.values())
+            claims.update((rid, future.result()) for rid, future in futures.items())
+        return [claims[rid] for rid in redemption_ids]
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -140,28 +157,29 @@ class Relay:
                 self._pool = ThreadPoolExecutor(self._parallel, thread_name_prefix="relay")
             return self._pool
 
-    def run(self, redemption_id: uuid.UUID) -> str:
-        """One attempt. Returns the redemption's state afterwards (or 'busy' if another
-        delivery holds the lease, 'done' if it was already resolved)."""
-        claim = self.db.write(lambda s: self._claim(s, redemption_id))
-        if isinstance(claim, str):
-            return claim
+    def _attempt(self, claim: _Claim) -> str:
+        """Call the provider (no transaction open meanwhile), then record its answer."""
         outcome, surely_not_placed = self._call(claim)
-        log.info("redemption %s attempt %d: %s %s", redemption_id, claim.attempts, outcome.status.value, outcome.detail)
-        return self.db.write(lambda s: record(s, self.secret_key, redemption_id, outcome, self.policy,
+        log.info("redemption %s attempt %d: %s %s", claim.redemption_id, claim.attempts, outcome.status.value,
+                 outcome.detail)
+        return self.db.write(lambda s: record(s, self.secret_key, claim.redemption_id, outcome, self.policy,
                                               give_up=claim.give_up, surely_not_placed=surely_not_placed))
 
-    def _claim(self, session: Session, redemption_id: uuid.UUID) -> _Claim | str:
+    def _claim(self, session: Session, redemption_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, _Claim | str]:
+        """Each order's claim, or 'busy' (another delivery holds its lease) or 'done'."""
         now = utcnow()
         conn = session.connection()
-        taken, _ = run(conn, _CLAIM, {"rid": redemption_id, "now": now, "until": now + self.policy.lease})
-        if not taken:
-            ((state,),), _ = run(conn, _STATE, {"rid": redemption_id})
-            if state != PENDING:
-                outbox.complete(session, redemptions.RELAY_TOPIC, str(redemption_id))
-                return "done"
-            return "busy"
-        ((attempts, provider, amount_minor, currency, recipient_sealed, relay_deadline, product),) = taken
+        shape = values_shape(conn, redemption_ids)
+        taken, _ = run(conn, _CLAIM[shape], {"rids": bind_values(shape, list(redemption_ids)), "now": now,
+                                             "until": now + self.policy.lease})
+        claims: dict[uuid.UUID, _Claim | str] = {row[0]: self._claim_of(row, now) for row in taken}
+        for redemption_id in redemption_ids:
+            if redemption_id not in claims:
+                claims[redemption_id] = self._untaken(session, redemption_id)
+        return claims
+
+    def _claim_of(self, row, now) -> _Claim:
+        redemption_id, attempts, provider, amount_minor, currency, recipient_sealed, relay_deadline, product = row
         recipient = redemptions.unseal(self.secret_key, recipient_sealed)
         order = OrderRequest(
             reference=redemptions.reference(redemption_id),
@@ -172,6 +190,14 @@ class Relay:
         )
         give_up = attempts >= self.policy.max_attempts or now >= relay_deadline
         return _Claim(redemption_id, provider, order, attempts == 1, attempts, give_up)
+
+    @staticmethod
+    def _untaken(session: Session, redemption_id: uuid.UUID) -> str:
+        ((state,),), _ = run(session.connection(), _STATE, {"rid": redemption_id})
+        if state != PENDING:
+            outbox.complete(session, redemptions.RELAY_TOPIC, str(redemption_id))
+            return "done"
+        return "busy"
 
     def _call(self, claim: _Claim) -> tuple[Outcome, bool]:
         """Ask the provider; returns the outcome and whether the order is surely not placed."""

@@ -16,6 +16,7 @@ from authlib.jose import jwt
 from sqlalchemy import select
 
 from hub.api import runtime
+from hub.db import utcnow
 from hub.ledger.verify import verify
 from hub.notify.outbox import OutboxMessage
 from hub.rewards import catalog, relay
@@ -376,3 +377,18 @@ def test_signed_tremendous_webhook_fails_an_order_and_stale_ones_are_refused(par
     assert send(fresh).json() == {"status": "replayed"}
     assert partner.api.get(f"/v1/redemptions/{order['id']}").json()["state"] == "failed"
     assert partner.balance(member) == before
+
+
+def test_a_batch_attempts_each_order_once_and_skips_done_and_leased_ones(partner, provider, db):
+    member = rich_member(partner)
+    code = reward_code(db, provider)
+    ids = [uuid.UUID(redeem(partner, member, code, amount="10.00").json()["id"]) for _ in range(4)]
+    worker = relay.Relay(db, {provider.name: provider}, runtime.current().settings.secret_key, POLICY)
+    provider.place_script = [Outcome(Status.FULFILLED, provider_order_id="P-0", delivery=CARD)]
+    assert worker.run(ids[0]) == "fulfilled"
+    leased = Redemption.__table__.update().where(Redemption.id == ids[1])
+    db.write(lambda s: s.execute(leased.values(lease_until=utcnow() + timedelta(minutes=5))))
+    provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD), Outcome(Status.FULFILLED, delivery=CARD)]
+    assert worker.run_many(ids) == ["done", "busy", "fulfilled", "fulfilled"]
+    placed = sorted(ref for call, ref in provider.calls if call == "place")
+    assert placed == sorted(f"rdm{i.hex}" for i in (ids[0], ids[2], ids[3]))  # each once
