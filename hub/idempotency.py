@@ -39,9 +39,16 @@ class IdempotencyKey(Base):
 
 # Core statements, straight to the driver (db.run): every creating POST with a key runs them.
 _keys = IdempotencyKey.__table__
-_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:id)")
 _STORED = select(_keys.c.fingerprint, _keys.c.status, _keys.c.body).where(
     _keys.c.owner == bindparam("owner"), _keys.c.key == bindparam("key")
+)
+# PostgreSQL: the lock and the lookup in one round trip. The lookup's snapshot may predate the
+# lock (a duplicate that commits and unlocks in between is then not seen); the unique
+# (owner, key) still stops that second run: its insert fails, the transaction is retried
+# (db.is_retryable) and the retry replays the stored outcome.
+_LOCK_AND_STORED = text(
+    "SELECT pg_try_advisory_xact_lock(:id), k.fingerprint, k.status, k.body FROM (SELECT 1) AS one"
+    " LEFT JOIN idempotency_keys AS k ON k.owner = :owner AND k.key = :key"
 )
 _STORE = insert(_keys)
 
@@ -81,13 +88,16 @@ def run(
     def attempt(session: Session) -> Outcome:
         conn = session.connection()
         if db.dialect == "postgresql":
-            ((got,),), _ = run_once(conn, _TRY_LOCK, {"id": _lock_id(owner, key)})
+            ((got, *found),), _ = run_once(conn, _LOCK_AND_STORED, {"id": _lock_id(owner, key), "owner": owner,
+                                                                   "key": key})
             if not got:
                 raise Conflict(
                     "a request with this Idempotency-Key is still in progress; retry later",
                     slug="idempotency-key-in-use",
                 )
-        stored, _ = run_once(conn, _STORED, {"owner": owner, "key": key})
+            stored = [found] if found[0] is not None else []
+        else:
+            stored, _ = run_once(conn, _STORED, {"owner": owner, "key": key})
         if stored:
             ((stored_fingerprint, stored_status, stored_body),) = stored
             if stored_fingerprint != request_fingerprint:

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, Index, Integer, String, any_, bindparam, insert, select, text, update
+from sqlalchemy import BigInteger, Index, Integer, String, any_, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -39,19 +39,25 @@ _outbox = OutboxMessage.__table__
 # PostgreSQL: enqueue() notifies this channel, delivered when its transaction commits, so a
 # dispatcher that LISTENs publishes at once instead of at its next poll.
 NOTIFY_CHANNEL = "hub_outbox"
-_NOTIFY = text(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
-_INSERT = insert(_outbox)  # `run` applies no column defaults: every column is given
+# Every column is given (`run` applies no column defaults), as "new_<column>".
+_INSERT = insert(_outbox).values(
+    {c.name: bindparam(f"new_{c.name}", type_=c.type) for c in _outbox.c if c.name != "id"}
+)
+# PostgreSQL: the insert and the notification in one round trip.
+_INSERT_AND_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, "")).select_from(
+    _INSERT.returning(_outbox.c.id).cte("message")
+)
 
 
 def enqueue(session: Session, topic: str, key: str, payload: dict) -> None:
     now = utcnow()
     conn = session.connection()
-    run(conn, _INSERT, {"topic": topic, "key": key, "payload": payload, "available_at": now, "created_at": now,
-                        "published_at": None, "publish_count": 0, "done_at": None})
-    if conn.dialect.name == "postgresql":
-        run(conn, _NOTIFY, {})
+    row = {"topic": topic, "key": key, "payload": payload, "available_at": now, "published_at": None,
+           "publish_count": 0, "done_at": None, "created_at": now}
+    statement = _INSERT_AND_NOTIFY if conn.dialect.name == "postgresql" else _INSERT
+    run(conn, statement, {f"new_{name}": value for name, value in row.items()})
 
 
 # Built once: the relay runs these on every attempt.
