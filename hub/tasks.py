@@ -64,7 +64,6 @@ def _services():
 @functools.cache
 def _build_services():
     from hub.db import Database
-    from hub.notify import outbox
     from hub.rewards import relay
     from hub.rewards.registry import configured_providers
 
@@ -77,11 +76,12 @@ def _build_services():
     db = Database(settings.database_url, pool_size)
     providers = configured_providers(settings)
     policy = relay.RelayPolicy.from_settings(settings)
-    # Orders of one task call their providers concurrently: no order waits for another's
-    # provider, nor for a free thread while every pool thread runs a full batch (idle
-    # threads cost little; the database pool is not sized by them: they hold a connection
-    # only for their short transactions, never during a provider call).
-    parallel = outbox.PER_MESSAGE * int(os.environ.get("HUB_WORKER_CONCURRENCY") or 4)
+    # Orders of one task call their providers concurrently, up to 4 per pool thread in all:
+    # four times the calls in flight of one order per task, without opening hundreds of
+    # connections to one provider at once (a claimed order waits at most a few provider
+    # calls for a thread, far less than its lease). The threads hold a database connection
+    # only for their short transactions, never during a provider call.
+    parallel = 4 * int(os.environ.get("HUB_WORKER_CONCURRENCY") or 4)
     return settings, db, providers, relay.Relay(db, providers, settings.secret_key, policy, parallel=parallel)
 
 

@@ -98,7 +98,7 @@ _MARK_PG = _MARK.where(_outbox.c.id == any_(bindparam("ids", type_=ARRAY(BigInte
 _MARK = _MARK.where(_outbox.c.id.in_(bindparam("ids", expanding=True)))
 
 
-# Payloads a broker message carries at most (hub/tasks.py sizes the relay's threads by it).
+# Payloads a broker message carries at most.
 PER_MESSAGE = 20
 
 

@@ -137,8 +137,9 @@ class Relay:
 
     def run_many(self, redemption_ids: Sequence[uuid.UUID]) -> list[str]:
         """One attempt for each order: their leases taken in one transaction, then each
-        order's provider call and outcome on its own, concurrently, so that no order waits
-        for another's provider. Returns when every attempt has ended; then raises the first
+        order's provider call and outcome on its own, concurrently (the process's relay
+        threads, `parallel` of them, are shared by every task), so that the orders of a
+        batch do not wait for each other's provider. Returns when every attempt has ended; then raises the first
         error, if any (the task is retried: attempts already recorded find their order done,
         ones whose lease is still held are left to the outbox, as for a lost task)."""
         claims = self.db.write(lambda s: self._claim(s, redemption_ids))
