@@ -1,0 +1,92 @@
+"""Login sessions (hub/identity/login.py): the interface OIDC builds on."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from hub.db import utcnow
+from hub.identity import login
+from hub.identity.account_models import LoginSession, MemberAccount
+from hub.programs.models import Member
+
+TTL = timedelta(hours=1)
+
+
+def _account(db, **fields) -> MemberAccount:
+    def work(session):
+        member = Member(id=uuid.uuid4())
+        session.add(member)
+        session.flush()
+        account = MemberAccount(
+            member_id=member.id, email=f"{uuid.uuid4().hex[:10]}@example.com", password_hash="x", **fields
+        )
+        session.add(account)
+        session.flush()
+        return account
+
+    return db.write(work)
+
+
+def test_a_started_session_loads_by_id_and_by_cookie(db):
+    account = _account(db, given_name="Sari", family_name="Dewi", locale="id")
+    started, cookie = db.write(lambda s: login.start(s, account, ("pwd", "otp"), ttl=TTL))
+    with db.read() as session:
+        by_id = login.load(session, started.session_id)
+        by_cookie = login.from_cookie(session, cookie)
+        stored = session.get(LoginSession, started.session_id)
+    assert by_id == by_cookie == started
+    assert started.amr == ("pwd", "otp") and started.member_id == account.member_id
+    assert not started.email_verified and started.auth_time.tzinfo is not None
+    assert cookie not in stored.cookie_hash and len(stored.cookie_hash) == 64
+
+
+def test_ended_expired_and_unknown_sessions_load_as_none(db):
+    account = _account(db)
+    started, cookie = db.write(lambda s: login.start(s, account, ("pwd",), ttl=TTL))
+    with db.read() as session:
+        assert login.load(session, started.session_id, now=utcnow() + TTL) is None
+        assert login.load(session, uuid.uuid4()) is None
+        assert login.from_cookie(session, cookie + "x") is None
+    db.write(lambda s: login.end(s, started.session_id))
+    db.write(lambda s: login.end(s, started.session_id))  # idempotent
+    with db.read() as session:
+        assert login.load(session, started.session_id) is None
+        assert login.from_cookie(session, cookie) is None
+
+
+def test_logging_in_again_renews_the_same_accounts_session_and_ends_anothers(db):
+    account, other = _account(db), _account(db)
+    first, old_cookie = db.write(lambda s: login.start(s, account, ("pwd",), ttl=TTL))
+    later = utcnow() + timedelta(minutes=10)
+    again, new_cookie = db.write(
+        lambda s: login.start(s, account, ("pwd", "otp"), ttl=TTL, replacing=first.session_id, now=later)
+    )
+    assert again.session_id == first.session_id and again.auth_time == later and again.amr == ("pwd", "otp")
+    switched, _ = db.write(lambda s: login.start(s, other, ("pwd",), ttl=TTL, replacing=first.session_id))
+    with db.read() as session:
+        assert login.from_cookie(session, old_cookie) is None  # a new cookie on every login
+        assert login.load(session, first.session_id) is None
+        assert login.load(session, switched.session_id).account_id == other.id
+        assert login.from_cookie(session, new_cookie) is None
+
+
+def test_end_all_keeps_only_the_named_session(db):
+    account = _account(db)
+    a, _ = db.write(lambda s: login.start(s, account, ("pwd",), ttl=TTL))
+    b, _ = db.write(lambda s: login.start(s, account, ("pwd",), ttl=TTL))
+    db.write(lambda s: login.end_all(s, account.id, keep=b.session_id))
+    with db.read() as session:
+        assert login.load(session, a.session_id) is None
+        assert login.load(session, b.session_id) is not None
+
+
+def test_account_claims_are_only_those_the_account_holds(db):
+    bare = _account(db)
+    named = _account(db, given_name="Sari", family_name="Dewi", locale="id")
+    with db.read() as session:
+        assert login.account_claims(session, bare.id) == {"email": bare.email, "email_verified": False}
+        assert login.account_claims(session, named.id) == {
+            "email": named.email, "email_verified": False, "given_name": "Sari",
+            "family_name": "Dewi", "name": "Sari Dewi", "locale": "id",
+        }
+        assert login.account_claims(session, uuid.uuid4()) == {}
