@@ -22,6 +22,7 @@ from hub.identity.tokens import TokenVerifier
 from hub.ledger import LedgerError
 from hub.rewards.registry import configured_providers
 from hub.settings import Settings
+from hub.web import init_web
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "openapi"
 
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, validate_responses: bool = F
     flask_app.register_error_handler(UnicodeEncodeError, problems.unencodable_text)
     flask_app.register_error_handler(Exception, _unexpected)
     init_token_endpoint(flask_app, hub, audience)
+    init_web(flask_app, hub)  # the member account pages (/account/...)
 
     @flask_app.get("/healthz")
     def healthz():

@@ -318,6 +318,34 @@ def keys_rotate():
 
 
 @main.group()
+def accounts():
+    """Member accounts."""
+
+
+@accounts.command("mail")
+@click.option("--to", "to", default=None, help="Only the mail to this address.")
+@click.option("--limit", default=5, show_default=True, help="How many messages, newest first.")
+def accounts_mail(to, limit):
+    """Print the latest mail to members (verification and reset links): in development the
+    hub sends none, it keeps each message in the database (sealed)."""
+    from hub.identity import mail
+    from hub.identity.accounts import normalise_email
+
+    settings = Settings.from_env()
+    try:
+        to = normalise_email(to) if to else None
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with _db().read() as session:
+        messages = mail.latest(session, settings.secret_key, limit=limit, to=to)
+    if not messages:
+        click.echo("no mail")
+    for message in messages:
+        click.echo(f"--- #{message.id} {message.created_at:%Y-%m-%d %H:%M:%S}Z to {message.to}\n"
+                   f"Subject: {message.subject}\n\n{message.body}")
+
+
+@main.group()
 def demo():
     """The demo coalition."""
 
