@@ -9,6 +9,14 @@ from hub.identity.account_models import (
     RecoveryCode,
 )
 from hub.identity.models import ApiClient, SigningKey
+from hub.identity.oidc.models import (
+    AuthorizationCode,
+    Consent,
+    Grant,
+    OidcClient,
+    PairwiseSubject,
+    RefreshToken,
+)
 from hub.ledger.models import Account, Transfer
 from hub.notify.outbox import OutboxMessage
 from hub.programs.models import (
@@ -25,12 +33,17 @@ __all__ = [
     "Account",
     "AccountToken",
     "ApiClient",
+    "AuthorizationCode",
+    "Consent",
     "Base",
+    "Grant",
     "IdempotencyKey",
     "LoginSession",
     "Member",
     "MemberAccount",
+    "OidcClient",
     "OutboxMessage",
+    "PairwiseSubject",
     "OutgoingMail",
     "Membership",
     "MembershipIdentifier",
@@ -40,6 +53,7 @@ __all__ = [
     "ProviderEvent",
     "RecoveryCode",
     "Redemption",
+    "RefreshToken",
     "Reward",
     "SigningKey",
     "Transfer",

@@ -86,6 +86,10 @@ class Settings:
     # turning it off for any other issuer is refused (login_cookie_secure).
     login_session_ttl: int = 14 * 24 * 3600
     cookie_secure: bool | None = None
+    # The OpenID provider (hub/identity/oidc): ID tokens are read once by the client, so they
+    # live briefly; refresh tokens (offline_access) are rotated on every use.
+    id_token_ttl: int = 600
+    refresh_token_ttl: int = 30 * 24 * 3600
 
     @property
     def login_cookie_secure(self) -> bool:
@@ -119,4 +123,6 @@ class Settings:
             task_queue=_env("TASK_QUEUE", "hub"),
             login_session_ttl=int(_env("LOGIN_SESSION_TTL", str(14 * 24 * 3600))),
             cookie_secure=_flag(_env("COOKIE_SECURE", "")),
+            id_token_ttl=int(_env("ID_TOKEN_TTL", "600")),
+            refresh_token_ttl=int(_env("REFRESH_TOKEN_TTL", str(30 * 24 * 3600))),
         )
