@@ -1,7 +1,9 @@
 """Member accounts: sign-up, email verification, passwords, TOTP and recovery codes, reset.
 
 No Flask here: the pages (hub/web/) call these in one database transaction each and turn
-`Invalid` errors (their `slug` and `field`) into messages next to the form field.
+`Invalid` errors (their `slug` and `field`) into messages next to the form field. Passwords
+are hashed (argon2: tens of milliseconds on purpose) before the transaction, not inside it,
+so no write transaction (on SQLite: the database's write lock) waits on a hash.
 
 Nothing here tells a caller whether an email has an account: `authenticate` spends the same
 argon2 work on an unknown email, `sign_up` with a taken email mails its owner instead of
@@ -78,6 +80,12 @@ def normalise_email(raw: str) -> str:
     return email
 
 
+def new_password_hash(passwords: Passwords, password: str) -> str:
+    """The hash of a password being chosen (sign-up, reset), once it passes the rules."""
+    check_password(password)
+    return passwords.hash(password)
+
+
 def check_password(password: str, *, field: str = "password") -> None:
     if len(password or "") < PASSWORD_MIN:
         raise Invalid(f"a password needs at least {PASSWORD_MIN} characters", slug="password-short", field=field)
@@ -133,20 +141,19 @@ class SignUp:
 
 
 def sign_up(
-    session: Session, passwords: Passwords, *, email: str, password: str,
+    session: Session, *, email: str, password_hash: str,
     given_name: str | None = None, family_name: str | None = None, locale: str | None = None,
     now: datetime | None = None,
 ) -> SignUp:
-    """A new account for a new coalition Member, its email not yet verified.
+    """A new account for a new coalition Member, its email not yet verified. The password was
+    hashed by `new_password_hash` whether the email is taken or not: the same time taken.
 
     Members are created by partners too (enrolment), but an existing one proves who they
     are by linking their memberships (a later step), never by typing an email here.
     """
     now = now or utcnow()
     email = normalise_email(email)
-    check_password(password)
     given, family = _name(given_name, "given_name"), _name(family_name, "family_name")
-    password_hash = passwords.hash(password)  # hashed either way: the same time taken
     if find(session, email) is not None:
         return SignUp(email, None, None)
     member = Member(id=uuid.uuid4(), created_at=now)
@@ -172,16 +179,24 @@ def verify_email(session: Session, token: str, *, now: datetime | None = None) -
 
 def authenticate(session: Session, passwords: Passwords, email: str, password: str) -> MemberAccount | None:
     """The account if the password is right, else None (unknown email or wrong password,
-    indistinguishable, in time too). A hash made with older parameters is upgraded."""
+    indistinguishable, in time too). Only reads: see `rehash`."""
     try:
         account = find(session, normalise_email(email))
     except Invalid:
         account = None
     if not passwords.verify(account.password_hash if account else None, password or ""):
         return None
-    if passwords.needs_rehash(account.password_hash):
-        account.password_hash = passwords.hash(password)
     return account
+
+
+def rehash(session: Session, account: MemberAccount, new_hash: str) -> None:
+    """Store the hash of the password just verified, made with the current parameters
+    (argon2's advice on upgrading), unless the password changed meanwhile."""
+    session.execute(
+        update(MemberAccount)
+        .where(MemberAccount.id == account.id, MemberAccount.password_hash == account.password_hash)
+        .values(password_hash=new_hash)
+    )
 
 
 # --- the second factor ---------------------------------------------------------------
@@ -336,14 +351,14 @@ def request_reset(session: Session, email: str, *, now: datetime | None = None) 
 
 
 def reset_password(
-    session: Session, passwords: Passwords, token: str, new_password: str, *, now: datetime | None = None
+    session: Session, token: str, password_hash: str, *, now: datetime | None = None
 ) -> MemberAccount:
-    """Set a new password with a mailed token: every other reset token and every login
-    session of the account end with it. The mail proved the address, so it is verified."""
+    """Set a new password (hashed by `new_password_hash`) with a mailed token: every other
+    reset token and every login session of the account end with it. The mail proved the
+    address, so it is verified too."""
     now = now or utcnow()
-    check_password(new_password)
     account = _spend_token(session, token, RESET_PASSWORD, now)
-    account.password_hash = passwords.hash(new_password)
+    account.password_hash = password_hash
     account.password_changed_at = now
     if account.email_verified_at is None:
         account.email_verified_at = now

@@ -67,16 +67,19 @@ def load(session: Session, session_id: uuid.UUID, *, now: datetime | None = None
     return None if found is None else _as_login(*found)
 
 
-def from_cookie(session: Session, token: str, *, now: datetime | None = None) -> Login | None:
-    """The login the browser's cookie stands for (noting that it was seen), or None."""
+def from_cookie(session: Session, token: str, *, now: datetime | None = None) -> tuple[Login, bool] | None:
+    """The login the browser's cookie stands for, and whether its last_seen_at is due to be
+    written (`seen`); None if there is none. Only reads, so a page view needs no write."""
     now = now or utcnow()
     found = _live(session, LoginSession.cookie_hash == _cookie_hash(token), now)
     if found is None:
         return None
     row, account = found
-    if now - row.last_seen_at >= LAST_SEEN_GRANULARITY:
-        row.last_seen_at = now
-    return _as_login(row, account)
+    return _as_login(row, account), now - row.last_seen_at >= LAST_SEEN_GRANULARITY
+
+
+def seen(session: Session, session_id: uuid.UUID, *, now: datetime | None = None) -> None:
+    session.execute(update(LoginSession).where(LoginSession.id == session_id).values(last_seen_at=now or utcnow()))
 
 
 def start(

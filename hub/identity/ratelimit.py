@@ -36,6 +36,7 @@ LOGIN_IP = Rule("login-ip", 100, 15 * 60)
 SECOND_FACTOR_ACCOUNT = Rule("2fa-account", 5, 5 * 60)
 SECOND_FACTOR_IP = Rule("2fa-ip", 50, 15 * 60)
 SIGNUP_IP = Rule("signup-ip", 10, 60 * 60)
+SIGNUP_EMAIL = Rule("signup-email", 3, 60 * 60)
 RESET_ACCOUNT = Rule("reset-account", 3, 60 * 60)
 RESET_IP = Rule("reset-ip", 20, 60 * 60)
 

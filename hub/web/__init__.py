@@ -7,12 +7,11 @@ from flask import Flask
 from hub.api.runtime import Hub
 from hub.identity.accounts import Passwords
 from hub.identity.ratelimit import limiter_for
+from hub.web import accounts, i18n, session
 from hub.web.state import WebState
 
 
 def init_web(flask_app: Flask, hub: Hub) -> None:
-    from hub.web import accounts, i18n, session
-
     settings = hub.settings
     flask_app.extensions["hub_web"] = WebState(
         hub=hub,

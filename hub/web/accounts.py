@@ -112,22 +112,35 @@ def login():
         return render_template("login.html", email=hint, next=next_url, force=force, errors={})
 
     email, password = request.form.get("email", ""), request.form.get("password", "")
-    subject = email.strip().lower()
+    subject = _email_subject(email)
     limiter = state().limiter
     limiter.check(ratelimit.LOGIN_ACCOUNT, subject)
     limiter.check(ratelimit.LOGIN_IP, client_ip())
-    account = _db().write(lambda s: accounts.authenticate(s, state().passwords, email, password))
+    passwords = state().passwords
+    with _db().read() as session:
+        account = accounts.authenticate(session, passwords, email, password)
     if account is None:
         limiter.hit(ratelimit.LOGIN_ACCOUNT, subject)
         limiter.hit(ratelimit.LOGIN_IP, client_ip())
         errors = {"form": t("error.login-wrong")}
         return render_template("login.html", email=email, next=next_url, force=force, errors=errors), 400
+    if passwords.needs_rehash(account.password_hash):
+        new_hash = passwords.hash(password)
+        _db().write(lambda s: accounts.rehash(s, account, new_hash))
     if accounts.totp_enabled(account):
         pending = _mfa_signer().dumps({"a": str(account.id), "p": account.password_changed_at.isoformat()})
         response = redirect(url_for(".second_factor", next=next_url))
         web_session.set_cookie(response, MFA_COOKIE, pending, max_age=MFA_MAX_AGE)
         return response
     return _logged_in(account, ("pwd",), next_url)
+
+
+def _email_subject(raw: str) -> str:
+    """Whom a per-account limit counts: the account's email however it is typed."""
+    try:
+        return accounts.normalise_email(raw)
+    except Invalid:
+        return raw.strip().lower()
 
 
 def _logged_in(account: MemberAccount, amr: tuple[str, ...], next_url: str):
@@ -193,11 +206,12 @@ def signup():
     form = {k: request.form.get(k, "") for k in ("email", "given_name", "family_name")}
     if request.method == "GET":
         return _signup_form(form, next_url, {})
-    state().limiter.attempt(ratelimit.SIGNUP_IP, client_ip())
+    limiter = state().limiter
+    limiter.attempt(ratelimit.SIGNUP_IP, client_ip())
 
     def work(s):
-        done = accounts.sign_up(s, state().passwords, email=form["email"], password=request.form.get("password", ""),
-                                given_name=form["given_name"], family_name=form["family_name"], locale=locale())
+        done = accounts.sign_up(s, email=form["email"], password_hash=password_hash, given_name=form["given_name"],
+                                family_name=form["family_name"], locale=locale())
         if done.verify_token is not None:
             link = _absolute(".verify", token=done.verify_token, next=next_url)
             _send(s, done.email, "mail.verify_subject", "mail.verify_body", link=link)
@@ -207,6 +221,9 @@ def signup():
         return done
 
     try:
+        # Counted per address too: each sign-up mails it, and it may not be the sender's.
+        limiter.attempt(ratelimit.SIGNUP_EMAIL, accounts.normalise_email(form["email"]))
+        password_hash = accounts.new_password_hash(state().passwords, request.form.get("password", ""))
         done = _db().write(work)
     except Invalid as exc:
         return _signup_form(form, next_url, _errors(exc), status=400)
@@ -273,7 +290,8 @@ def reset_new():
     if password != request.form.get("confirm", ""):
         return _reset_form(token, {"confirm": t("error.password-mismatch")}, status=400)
     try:
-        _db().write(lambda s: accounts.reset_password(s, state().passwords, token, password))
+        password_hash = accounts.new_password_hash(state().passwords, password)
+        _db().write(lambda s: accounts.reset_password(s, token, password_hash))
     except Invalid as exc:
         if exc.slug == "token-invalid":
             return _message("reset_failed_title", t("error.token-invalid"), link=url_for(".reset"),

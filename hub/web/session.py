@@ -47,7 +47,13 @@ def current_login() -> Login | None:
     """The login of this request's cookie (looked up once per request)."""
     if "hub_login" not in g:
         token = request.cookies.get(cookie_name(LOGIN_COOKIE))
-        g.hub_login = state().hub.db.write(lambda s: login.from_cookie(s, token)) if token else None
+        found = None
+        if token:
+            with state().hub.db.read() as session:
+                found = login.from_cookie(session, token)
+        g.hub_login = found[0] if found else None
+        if found and found[1]:
+            state().hub.db.write(lambda s: login.seen(s, found[0].session_id))
     return g.hub_login
 
 

@@ -340,6 +340,11 @@ def test_sign_ups_and_reset_mails_are_limited(flask_app, db, settings, clock):
     for _ in range(ratelimit.SIGNUP_IP.limit):
         assert _sign_up(browser, _email()).status_code == 200
     assert _sign_up(browser, _email()).status_code == 429
+    target = _email()  # someone else's address, from many places: not mailed without end
+    for _ in range(ratelimit.SIGNUP_EMAIL.limit):
+        assert _sign_up(Browser(flask_app), target).status_code == 200
+    assert _sign_up(Browser(flask_app), target.upper()).status_code == 429
+    assert _mail_count(db, target) == ratelimit.SIGNUP_EMAIL.limit
     email = _signed_up_and_verified(Browser(flask_app), db, settings)
     for _ in range(ratelimit.RESET_ACCOUNT.limit):
         assert Browser(flask_app).submit("/account/reset", "/account/reset", email=email).status_code == 200

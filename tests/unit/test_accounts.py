@@ -28,7 +28,8 @@ def _email() -> str:
 
 
 def _sign_up(db, email=None, **kw) -> accounts.SignUp:
-    return db.write(lambda s: accounts.sign_up(s, FAST, email=email or _email(), password=PASSWORD, **kw))
+    password_hash = FAST.hash(PASSWORD)
+    return db.write(lambda s: accounts.sign_up(s, email=email or _email(), password_hash=password_hash, **kw))
 
 
 def _account(db, account_id) -> MemberAccount:
@@ -103,11 +104,13 @@ def test_a_taken_email_makes_nothing_and_gives_no_token(db):
 
 def test_bad_sign_up_input_writes_nothing(db):
     before = (_count(db, Member), _count(db, MemberAccount), _count(db, AccountToken))
-    for kwargs in ({"email": "nope"}, {"password": "short"}, {"given_name": "x" * 101},
-                   {"family_name": "bad\x00name"}):
-        fields = {"email": _email(), "password": PASSWORD, **kwargs}
+    for kwargs in ({"email": "nope"}, {"given_name": "x" * 101}, {"family_name": "bad\x00name"}):
+        fields = {"email": _email(), "password_hash": "h", **kwargs}
         with pytest.raises(Invalid):
-            db.write(lambda s: accounts.sign_up(s, FAST, **fields))
+            db.write(lambda s: accounts.sign_up(s, **fields))
+    with pytest.raises(Invalid) as refused:
+        accounts.new_password_hash(FAST, "short")
+    assert refused.value.extra["field"] == "password"
     assert (_count(db, Member), _count(db, MemberAccount), _count(db, AccountToken)) == before
 
 
@@ -135,12 +138,17 @@ def test_authenticate_by_any_spelling_of_the_email(db):
         assert accounts.authenticate(session, FAST, "not an email", PASSWORD) is None
 
 
-def test_a_hash_with_old_parameters_is_upgraded_at_login(db):
+def test_a_hash_with_old_parameters_is_upgraded_unless_the_password_changed(db):
     done = _sign_up(db)
     stronger = accounts.Passwords(PasswordHasher(time_cost=2, memory_cost=2048, parallelism=1))
-    db.write(lambda s: accounts.authenticate(s, stronger, done.email, PASSWORD))
+    with db.read() as session:
+        account = accounts.authenticate(session, stronger, done.email, PASSWORD)
+    assert stronger.needs_rehash(account.password_hash)
+    db.write(lambda s: accounts.rehash(s, account, stronger.hash(PASSWORD)))
     upgraded = _account(db, done.account_id).password_hash
     assert "m=2048,t=2" in upgraded and not stronger.needs_rehash(upgraded)
+    db.write(lambda s: accounts.rehash(s, account, "stale"))  # made from the old hash: ignored
+    assert _account(db, done.account_id).password_hash == upgraded
 
 
 # --- the second factor ---------------------------------------------------------------
@@ -243,7 +251,7 @@ def test_reset_sets_the_password_ends_every_session_and_works_once(db):
     first = db.write(lambda s: accounts.request_reset(s, done.email.upper()))
     second = db.write(lambda s: accounts.request_reset(s, done.email))
     new_password = "a brand new password"
-    db.write(lambda s: accounts.reset_password(s, FAST, second, new_password))
+    db.write(lambda s: accounts.reset_password(s, second, FAST.hash(new_password)))
     with db.read() as session:
         assert login.load(session, session_a.session_id) is None
         assert accounts.authenticate(session, FAST, done.email, new_password) is not None
@@ -251,20 +259,18 @@ def test_reset_sets_the_password_ends_every_session_and_works_once(db):
     assert _account(db, done.account_id).email_verified_at is not None  # the mail proved it
     for token in (second, first):  # used, and the other one voided with it
         with pytest.raises(Invalid):
-            db.write(lambda s: accounts.reset_password(s, FAST, token, "yet another password"))
+            db.write(lambda s: accounts.reset_password(s, token, FAST.hash("yet another password")))
 
 
 def test_reset_of_an_unknown_email_gives_nothing_and_expired_tokens_fail(db):
     assert db.write(lambda s: accounts.request_reset(s, _email())) is None
     done = _sign_up(db)
     token = db.write(lambda s: accounts.request_reset(s, done.email))
-    with pytest.raises(Invalid):
-        db.write(lambda s: accounts.reset_password(s, FAST, token, "a brand new password",
-                                                   now=utcnow() + timedelta(hours=2)))
-    with pytest.raises(Invalid) as refused:  # a bad password does not spend the token
-        db.write(lambda s: accounts.reset_password(s, FAST, token, "short"))
-    assert refused.value.slug == "password-short"
-    db.write(lambda s: accounts.reset_password(s, FAST, token, "a brand new password"))
+    new_hash = FAST.hash("a brand new password")
+    with pytest.raises(Invalid) as refused:
+        db.write(lambda s: accounts.reset_password(s, token, new_hash, now=utcnow() + timedelta(hours=2)))
+    assert refused.value.slug == "token-invalid"
+    db.write(lambda s: accounts.reset_password(s, token, new_hash))
 
 
 # --- mail ------------------------------------------------------------------------------

@@ -32,12 +32,16 @@ def test_a_started_session_loads_by_id_and_by_cookie(db):
     started, cookie = db.write(lambda s: login.start(s, account, ("pwd", "otp"), ttl=TTL))
     with db.read() as session:
         by_id = login.load(session, started.session_id)
-        by_cookie = login.from_cookie(session, cookie)
+        by_cookie, stale = login.from_cookie(session, cookie)
         stored = session.get(LoginSession, started.session_id)
-    assert by_id == by_cookie == started
+    assert by_id == by_cookie == started and not stale
     assert started.amr == ("pwd", "otp") and started.member_id == account.member_id
     assert not started.email_verified and started.auth_time.tzinfo is not None
     assert cookie not in stored.cookie_hash and len(stored.cookie_hash) == 64
+    later = utcnow() + login.LAST_SEEN_GRANULARITY
+    db.write(lambda s: login.seen(s, started.session_id, now=later))
+    with db.read() as session:
+        assert session.get(LoginSession, started.session_id).last_seen_at == later
 
 
 def test_ended_expired_and_unknown_sessions_load_as_none(db):
@@ -45,6 +49,7 @@ def test_ended_expired_and_unknown_sessions_load_as_none(db):
     started, cookie = db.write(lambda s: login.start(s, account, ("pwd",), ttl=TTL))
     with db.read() as session:
         assert login.load(session, started.session_id, now=utcnow() + TTL) is None
+        assert login.from_cookie(session, cookie, now=utcnow() + login.LAST_SEEN_GRANULARITY)[1]
         assert login.load(session, uuid.uuid4()) is None
         assert login.from_cookie(session, cookie + "x") is None
     db.write(lambda s: login.end(s, started.session_id))
