@@ -238,7 +238,7 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
                                 include_refresh_token and offline)
 
     def get_jwks(self):
-        return self.hub.keys.signing_jwks()
+        return self.hub.keys.signing_key()
 
     def get_audiences(self, client, user, scope):
         return self.audience
@@ -367,7 +367,7 @@ def _redirect(location: str) -> Response:
 def _answer(outcome) -> Response:
     if isinstance(outcome, authorize.Redirect):
         return _redirect(outcome.location)
-    if isinstance(outcome, authorize.Login):
+    if isinstance(outcome, authorize.NeedLogin):
         return _redirect(web_session.login_url(outcome.next_url, force=outcome.force,
                                                login_hint=outcome.login_hint,
                                                ui_locales=outcome.ui_locales))

@@ -49,7 +49,7 @@ class Redirect:
 
 
 @dataclass(frozen=True)
-class Login:
+class NeedLogin:
     """Send the browser to the login page, then back to `next_url`."""
     next_url: str
     force: bool
@@ -212,7 +212,7 @@ def decide(session: Session, keys: KeyStore, issuer: str, secret_key: str, param
     if _needs_login(req, login, secret_key, now):
         if "none" in req.prompts:
             return req.error("login_required", "the member must log in")
-        return Login(_return_url(req, now), login is not None, req.login_hint, req.ui_locales)
+        return NeedLogin(_return_url(req, now), login is not None, req.login_hint, req.ui_locales)
     wanted_claims = sorted(claim_sets.requested(req.scopes, req.claims))
     sector = req.client.sector
     if consent_given:

@@ -14,7 +14,7 @@ from hub.identity.tokens import jwt_header
 
 
 def sign(keys: KeyStore, claims: dict, typ: str = "JWT") -> str:
-    key_set = KeySet.import_key_set(keys.signing_jwks())
+    key_set = keys.signing_key()
     (key,) = key_set.keys
     return jwt.encode({"alg": ALG, "kid": key.kid, "typ": typ}, claims, key_set, algorithms=[ALG])
 
