@@ -345,10 +345,17 @@ def _hub() -> Hub:
     return runtime.current()
 
 
+def _source():
+    return request.form if request.method == "POST" else request.args
+
+
 def _params() -> dict:
     """The request's parameters (query, or form for POST), first value of each."""
-    source = request.form if request.method == "POST" else request.args
-    return {k: v for k, v in source.items(multi=False)}
+    return {k: v for k, v in _source().items(multi=False)}
+
+
+def _repeated() -> frozenset:
+    return frozenset(k for k, values in _source().lists() if len(values) > 1)
 
 
 def _page(template: str, status: int = 200, **context) -> Response:
@@ -396,8 +403,9 @@ def jwks():
 def authorization():
     hub, params = _hub(), _params()
     member = web_session.current_login()
+    repeated = _repeated()
     return _answer(hub.db.write(lambda s: authorize.decide(
-        s, hub.keys, hub.settings.issuer, hub.settings.secret_key, params, member)))
+        s, hub.keys, hub.settings.issuer, hub.settings.secret_key, params, member, repeated=repeated)))
 
 
 @blueprint.post("/oauth/consent")
@@ -476,6 +484,8 @@ def end_session():
 
 def init_oauth(flask_app: Flask, hub: Hub, audience: str) -> None:
     def query_client(client_id):
+        if "\x00" in client_id:
+            return None  # no client has one, and PostgreSQL refuses it in a query
         with hub.db.read() as session:
             brand = brand_clients.find(session, client_id)
             row = None if brand else clients.find_active(session, client_id)

@@ -152,6 +152,7 @@ def test_max_age_satisfied_by_a_recent_login(rp, browser):
     ({"redirect_uri": "https://evil.example/cb"}, "not registered"),
     ({"redirect_uri": "https://brand.example/cb/"}, "not registered"),
     ({"redirect_uri": None}, "no redirect_uri"),
+    ({"client_id": "cli_\x00"}, "malformed request"),
 ])
 def test_untrusted_client_or_redirect_uri_gets_an_error_page(browser, rp, change, message):
     params = query(rp.authorize_url())
@@ -168,6 +169,8 @@ def test_untrusted_client_or_redirect_uri_gets_an_error_page(browser, rp, change
     ({"code_challenge_method": "plain"}, "invalid_request"),
     ({"prompt": "none login"}, "invalid_request"),
     ({"max_age": "-1"}, "invalid_request"),
+    ({"max_age": "\u00b2"}, "invalid_request"),
+    ({"nonce": "n" * 256}, "invalid_request"),
     ({"id_token_hint": "not.a.token"}, "invalid_request"),
     ({"request": "eyJ..."}, "request_not_supported"),
 ])
@@ -177,6 +180,14 @@ def test_bad_authorization_requests_are_redirected_with_an_error(browser, rp, ch
     assert answer.status_code == 302
     sent = query(answer.headers["location"])
     assert sent["error"] == error and sent["state"] == rp.state
+
+
+def test_repeated_parameters_are_refused(browser, rp):
+    params = list(query(rp.authorize_url()).items())
+    answer = browser.get("/oauth/authorize", params=params + [("scope", "openid")])
+    assert query(answer.headers["location"])["error"] == "invalid_request"
+    answer = browser.get("/oauth/authorize", params=params + [("redirect_uri", "https://brand.example/cb2")])
+    assert answer.status_code == 400 and "location" not in answer.headers
 
 
 def test_public_client_must_use_pkce(app, ops, partner, browser):

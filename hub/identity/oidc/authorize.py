@@ -11,6 +11,7 @@ only and required of public clients, nonce is optional, and auth_time is the log
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from hub.identity.login import Login
 
 PROMPTS = ("none", "login", "consent", "select_account")
+NONCE_MAX = 255  # oidc_codes.nonce
 # Set on the way back from a forced login: the login must be at least this recent (Unix
 # time). It replaces prompt=login / max_age, which would otherwise send the browser to the
 # login page forever. Forging it gains nothing: the ID token carries the true auth_time.
@@ -101,7 +103,12 @@ def with_query(uri: str, query: dict) -> str:
     return uri + ("&" if "?" in uri else "?") + urlencode(query)
 
 
-def _parse(session: Session, keys: KeyStore, issuer: str, params: dict) -> AuthRequest | ErrorPage:
+def _parse(session: Session, keys: KeyStore, issuer: str, params: dict,
+           repeated: frozenset = frozenset()) -> AuthRequest | ErrorPage:
+    if any("\x00" in value for value in params.values()):
+        return ErrorPage("malformed request")  # no database (PostgreSQL) stores a NUL
+    if repeated & {"client_id", "redirect_uri"}:
+        return ErrorPage("client_id or redirect_uri given more than once")
     client_id = params.get("client_id")
     client = clients.find(session, client_id) if client_id else None
     if client is None:
@@ -116,6 +123,8 @@ def _parse(session: Session, keys: KeyStore, issuer: str, params: dict) -> AuthR
                       code_challenge=None, claims={}, login_hint=None, ui_locales=None,
                       id_token_hint=None, params=params)
     try:
+        if repeated:  # RFC 6749 3.1: no parameter more than once
+            raise _Refused("invalid_request", f"{', '.join(sorted(repeated))} given more than once")
         return _checked(req, keys, issuer)
     except _Refused as refused:
         return req.error(refused.error, refused.description)
@@ -158,9 +167,12 @@ def _checked(req: AuthRequest, keys: KeyStore, issuer: str) -> AuthRequest:
         hint = jwts.read_own(keys, p["id_token_hint"], issuer)
         if hint is None:
             raise _Refused("invalid_request", "id_token_hint is not an ID token of this provider")
+    nonce = p.get("nonce") or None
+    if nonce is not None and len(nonce) > NONCE_MAX:
+        raise _Refused("invalid_request", f"nonce is longer than {NONCE_MAX} characters")
     return AuthRequest(
         client=req.client, redirect_uri=req.redirect_uri, state=req.state, scopes=scopes,
-        nonce=p.get("nonce") or None, prompts=prompts, max_age=max_age, auth_after=auth_after,
+        nonce=nonce, prompts=prompts, max_age=max_age, auth_after=auth_after,
         code_challenge=challenge, claims=claims, login_hint=p.get("login_hint"),
         ui_locales=p.get("ui_locales"), id_token_hint=hint, params=p,
     )
@@ -169,7 +181,7 @@ def _checked(req: AuthRequest, keys: KeyStore, issuer: str) -> AuthRequest:
 def _non_negative(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit():
+    if not re.fullmatch(r"[0-9]{1,10}", value):
         raise _Refused("invalid_request", f"{name} must be a non-negative integer")
     return int(value)
 
@@ -202,10 +214,11 @@ def _return_url(req: AuthRequest, now: float) -> str:
 
 
 def decide(session: Session, keys: KeyStore, issuer: str, secret_key: str, params: dict,
-           login: Login | None, *, consent_given: bool = False):
+           login: Login | None, *, consent_given: bool = False, repeated: frozenset = frozenset()):
     """What to answer to an authorization request. `consent_given`: the member has just said
-    yes on the consent page (and its form was checked by the caller)."""
-    req = _parse(session, keys, issuer, params)
+    yes on the consent page (and its form was checked by the caller). `repeated`: the names
+    of parameters the request gave more than once (`params` holds their first values)."""
+    req = _parse(session, keys, issuer, params, repeated)
     if not isinstance(req, AuthRequest):
         return req
     now = time.time()

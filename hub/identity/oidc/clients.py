@@ -103,6 +103,8 @@ def register(
 
 def find(session: Session, client_id: str) -> BrandClient | None:
     """An active brand client, or None (unknown, revoked, or a back-end-only client)."""
+    if "\x00" in client_id:
+        return None  # no client has one, and PostgreSQL refuses it in a query
     row = session.execute(
         select(ApiClient, OidcClient)
         .join(OidcClient, OidcClient.client_id == ApiClient.client_id)
