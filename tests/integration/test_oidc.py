@@ -315,3 +315,30 @@ def test_partner_api_takes_the_pairwise_subject(app, db, rp, partner, other_part
     assert other_partner.api.post("/v1/transactions", foreign).status_code == 404
     unknown = {**partner.purchase_body(member_id, "1000"), "member": {"subject": "A" * 43}}
     assert partner.api.post("/v1/transactions", unknown).status_code == 404
+
+
+def test_consent_page_in_indonesian_and_refusal(rp, browser):
+    page = browser.get(rp.authorize_url(ui_locales="id"))
+    assert page.status_code == 200 and "Bagikan ke brand site?" in page.text
+    assert "Melihat alamat email Anda" in page.text and "Izinkan" in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+    refused = browser.submit(page, "decision=deny")
+    assert query(refused.headers["location"]) == {
+        "error": "access_denied", "error_description": "the member did not agree", "state": rp.state}
+
+
+def test_consent_form_needs_its_csrf_token(rp, browser):
+    page = browser.get(rp.authorize_url())
+    forged = browser.post("/oauth/consent", {**query(rp.authorize_url()), "decision": "allow"})
+    assert forged.status_code == 400 and "location" not in forged.headers
+    assert browser.submit(page, "decision=allow").status_code == 302
+
+
+def test_id_token_hint_of_another_member_asks_for_a_login(app, db, rp, browser):
+    other = Browser(app, log_in(db)[1])
+    hint = sign_in(other, rp)["id_token"]
+    sign_in(browser, rp)
+    answer = browser.get(rp.authorize_url(id_token_hint=hint, prompt="none"))
+    assert query(answer.headers["location"])["error"] == "login_required"
+    answer = browser.get(rp.authorize_url(id_token_hint=hint))
+    assert answer.headers["location"].startswith("/account/login?")
