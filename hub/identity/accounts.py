@@ -86,11 +86,12 @@ def new_password_hash(passwords: Passwords, password: str) -> str:
     return passwords.hash(password)
 
 
-def check_password(password: str, *, field: str = "password") -> None:
+def check_password(password: str) -> None:
     if len(password or "") < PASSWORD_MIN:
-        raise Invalid(f"a password needs at least {PASSWORD_MIN} characters", slug="password-short", field=field)
+        raise Invalid(f"a password needs at least {PASSWORD_MIN} characters", slug="password-short",
+                      field="password")
     if len(password) > PASSWORD_MAX:
-        raise Invalid(f"a password has at most {PASSWORD_MAX} characters", slug="password-long", field=field)
+        raise Invalid(f"a password has at most {PASSWORD_MAX} characters", slug="password-long", field="password")
 
 
 def _name(raw: str | None, field: str) -> str | None:

@@ -128,14 +128,13 @@ def end(session: Session, session_id: uuid.UUID, *, now: datetime | None = None)
     )
 
 
-def end_all(
-    session: Session, account_id: uuid.UUID, *, keep: uuid.UUID | None = None, now: datetime | None = None
-) -> None:
-    """End every session of the account (but `keep`): after a password reset or change."""
-    condition = [LoginSession.account_id == account_id, LoginSession.ended_at.is_(None)]
-    if keep is not None:
-        condition.append(LoginSession.id != keep)
-    session.execute(update(LoginSession).where(*condition).values(ended_at=now or utcnow()))
+def end_all(session: Session, account_id: uuid.UUID, *, now: datetime | None = None) -> None:
+    """End every session of the account: after a password reset."""
+    session.execute(
+        update(LoginSession)
+        .where(LoginSession.account_id == account_id, LoginSession.ended_at.is_(None))
+        .values(ended_at=now or utcnow())
+    )
 
 
 def account_claims(session: Session, account_id: uuid.UUID) -> dict:

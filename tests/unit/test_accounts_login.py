@@ -75,14 +75,15 @@ def test_logging_in_again_renews_the_same_accounts_session_and_ends_anothers(db)
         assert login.from_cookie(session, new_cookie) is None
 
 
-def test_end_all_keeps_only_the_named_session(db):
-    account = _account(db)
+def test_end_all_ends_only_that_accounts_sessions(db):
+    account, other = _account(db), _account(db)
     a, _ = db.write(lambda s: login.start(s, account, ("pwd",), ttl=TTL))
     b, _ = db.write(lambda s: login.start(s, account, ("pwd",), ttl=TTL))
-    db.write(lambda s: login.end_all(s, account.id, keep=b.session_id))
+    kept, _ = db.write(lambda s: login.start(s, other, ("pwd",), ttl=TTL))
+    db.write(lambda s: login.end_all(s, account.id))
     with db.read() as session:
-        assert login.load(session, a.session_id) is None
-        assert login.load(session, b.session_id) is not None
+        assert login.load(session, a.session_id) is None and login.load(session, b.session_id) is None
+        assert login.load(session, kept.session_id) is not None
 
 
 def test_account_claims_are_only_those_the_account_holds(db):
