@@ -69,7 +69,7 @@ class RelyingParty:
                                         code_verifier=self.verifier, **extra)
 
     def jwks(self) -> dict:
-        return self.session.get(f"{ISSUER}/oauth/jwks").json()
+        return self.session.get(f"{ISSUER}/oauth/jwks", withhold_token=True).json()
 
     def verify_id_token(self, id_token: str, access_token: str | None) -> dict:
         """Signature against the published JWKS, then iss, aud, exp, iat, auth_time, nonce

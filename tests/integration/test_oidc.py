@@ -342,3 +342,23 @@ def test_id_token_hint_of_another_member_asks_for_a_login(app, db, rp, browser):
     assert query(answer.headers["location"])["error"] == "login_required"
     answer = browser.get(rp.authorize_url(id_token_hint=hint))
     assert answer.headers["location"].startswith("/account/login?")
+
+
+def test_client_secret_post_authenticates_too(browser, rp):
+    code = _code(browser, rp)
+    answer = rp.session.post(f"{ISSUER}/oauth/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": rp.redirect_uri,
+        "code_verifier": rp.verifier, "client_id": rp.client_id,
+        "client_secret": rp.session.client_secret}, withhold_token=True)
+    assert answer.status_code == 200, answer.text
+    assert rp.verify_id_token(answer.json()["id_token"], answer.json()["access_token"])
+
+
+def test_forged_id_token_hint_is_refused(rp, browser):
+    token = sign_in(browser, rp)
+    header, payload, signature = token["id_token"].split(".")
+    forged = ".".join([header, payload, signature[::-1]])
+    answer = browser.get(rp.authorize_url(id_token_hint=forged))
+    assert query(answer.headers["location"])["error"] == "invalid_request"
+    logout = browser.get("/oauth/logout", params={"id_token_hint": forged})
+    assert logout.status_code == 400 and "location" not in logout.headers
