@@ -290,6 +290,16 @@ def test_claims_request_puts_only_named_claims_in_the_id_token(rp, browser):
     assert claims["email"].endswith("@example.com") and "name" not in claims and "shoe_size" not in claims
 
 
+def test_claims_request_for_userinfo_needs_no_scope(app, brand, browser):
+    rp = RelyingParty(app, brand["client_id"], brand["client_secret"], "https://brand.example/cb",
+                      scope="openid")
+    page = browser.get(rp.authorize_url(claims='{"userinfo": {"given_name": null}}'))
+    assert "Your given name" in page.text and "Your email address" not in page.text
+    token = rp.exchange(browser.submit(page, "decision=allow").headers["location"])
+    assert rp.session.get(f"{ISSUER}/oauth/userinfo").json() == {
+        "sub": rp.verify_id_token(token["id_token"], None)["sub"], "given_name": "Siti"}
+
+
 def test_pairwise_subjects_per_partner(app, ops, partner, other_partner, browser, rp):
     mine = rp.verify_id_token(sign_in(browser, rp)["id_token"], None)["sub"]
     sibling = register(ops, partner.code)  # another client of the same partner: same sector

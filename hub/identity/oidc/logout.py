@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
@@ -96,7 +95,7 @@ def notify_clients(session: Session, session_id: uuid.UUID) -> int:
 
 
 def deliver(db: Database, keys: KeyStore, issuer: str, session_id: str, client_id: str,
-            subject: str, post: Callable = requests.post) -> str:
+            subject: str) -> str:
     """POST one logout token (the task's body; idempotent: a client may get it twice)."""
     key = f"{session_id}:{client_id}"
     with db.read() as session:
@@ -107,8 +106,8 @@ def deliver(db: Database, keys: KeyStore, issuer: str, session_id: str, client_i
     token = issue.logout_token(keys, issuer=issuer, client_id=client_id, subject=subject,
                                session_id=uuid.UUID(session_id))
     try:
-        response = post(client.backchannel_logout_uri, data={"logout_token": token},
-                        timeout=HTTP_TIMEOUT, allow_redirects=False)
+        response = requests.post(client.backchannel_logout_uri, data={"logout_token": token},
+                                 timeout=HTTP_TIMEOUT, allow_redirects=False)
         delivered = response.status_code in (200, 204)
         outcome = f"HTTP {response.status_code}"
     except requests.RequestException as exc:
