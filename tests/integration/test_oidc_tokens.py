@@ -222,3 +222,12 @@ def test_rotated_keys_stay_published_until_their_tokens_expire(db, settings, par
     # cache), a key is no longer published.
     store = KeyStore(db, settings.secret_key, refresh=0, token_lifetime=-60)
     assert {k["kid"] for k in store.public_jwks()["keys"]} == {new_kid}
+
+
+def test_back_channel_topic_is_routed_to_its_celery_task():
+    from hub import tasks
+
+    task = tasks.celery.tasks[tasks.TOPICS[logout.BACKCHANNEL_TOPIC]]
+    assert task.name == tasks.BACKCHANNEL_LOGOUT_TASK
+    # The outbox payload is the task's keyword arguments.
+    assert set(task.__wrapped__.__code__.co_varnames[:3]) == {"session_id", "client_id", "subject"}
