@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, InsecureTransportError, InvalidScopeError, grants
@@ -482,6 +483,48 @@ def end_session():
     return _page("oidc/logged_out.html")
 
 
+# CORS: browser apps (public clients) call these from their own origin. The metadata and keys
+# are public; the token endpoints and userinfo answer only the origins of registered
+# redirect URIs.
+PUBLIC_PATHS = ("/.well-known/openid-configuration", "/oauth/jwks")
+CLIENT_PATHS = ("/oauth/token", "/oauth/revoke", "/oauth/userinfo")
+ORIGINS_TTL = 30.0
+
+
+class Origins:
+    def __init__(self, hub: Hub):
+        self.hub = hub
+        self._origins: set[str] = set()
+        self._loaded_at = float("-inf")
+
+    def allowed(self, origin: str) -> bool:
+        # Stale, or an origin not seen yet (a client registered since): look again, at most
+        # once a second for unknown origins.
+        age = time.monotonic() - self._loaded_at
+        if age > ORIGINS_TTL or (origin not in self._origins and age > 1):
+            with self.hub.db.read() as session:
+                self._origins = brand_clients.web_origins(session)
+            self._loaded_at = time.monotonic()
+        return origin in self._origins
+
+
+def _cors(origins: Origins):
+    def add_headers(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if not origin or request.path not in PUBLIC_PATHS + CLIENT_PATHS:
+            return response
+        if request.path in PUBLIC_PATHS:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        elif origins.allowed(origin):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers.add("Vary", "Origin")
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+            response.headers["Access-Control-Max-Age"] = "600"
+        return response
+    return add_headers
+
+
 def init_oauth(flask_app: Flask, hub: Hub, audience: str) -> None:
     def query_client(client_id):
         if "\x00" in client_id:
@@ -532,6 +575,8 @@ def init_oauth(flask_app: Flask, hub: Hub, audience: str) -> None:
     def introspect_token():
         return respond(lambda: server.create_endpoint_response(Introspection.ENDPOINT_NAME))
 
+    # A browser's CORS preflight gets Flask's automatic OPTIONS answer, with `_cors`'s headers.
+    flask_app.after_request(_cors(Origins(hub)))
     for language, texts in oidc_text.MESSAGES.items():
         i18n.MESSAGES[language].update(texts)
     flask_app.register_blueprint(blueprint)

@@ -231,3 +231,15 @@ def test_back_channel_topic_is_routed_to_its_celery_task():
     assert task.name == tasks.BACKCHANNEL_LOGOUT_TASK
     # The outbox payload is the task's keyword arguments.
     assert set(task.__wrapped__.__code__.co_varnames[:3]) == {"session_id", "client_id", "subject"}
+
+
+def test_cors_for_browser_apps_of_registered_origins(http, brand):
+    allowed = {"Origin": "https://brand.example"}
+    preflight = http.options("/oauth/token", headers={**allowed, "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://brand.example"
+    stranger = http.options("/oauth/token", headers={"Origin": "https://evil.example",
+                                                     "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in stranger.headers
+    keys = http.get("/oauth/jwks", headers={"Origin": "https://evil.example"})
+    assert keys.headers["access-control-allow-origin"] == "*"

@@ -120,3 +120,14 @@ def find(session: Session, client_id: str) -> BrandClient | None:
         post_logout_redirect_uris=tuple(oidc.post_logout_redirect_uris),
         backchannel_logout_uri=oidc.backchannel_logout_uri, public=oidc.public,
     )
+
+
+def web_origins(session: Session) -> set[str]:
+    """The origins (scheme://host[:port]) of every active brand client's redirect URIs: the
+    pages whose scripts may call the token, revocation and userinfo endpoints (CORS)."""
+    rows = session.scalars(
+        select(OidcClient.redirect_uris)
+        .join(ApiClient, ApiClient.client_id == OidcClient.client_id)
+        .where(ApiClient.revoked_at.is_(None))
+    )
+    return {f"{p.scheme}://{p.netloc}" for uris in rows for p in map(urlsplit, uris)}
