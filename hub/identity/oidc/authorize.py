@@ -5,7 +5,7 @@ record, and says what to do: show an error page (the client or redirect_uri cann
 trusted, so never redirect), redirect back with an OAuth error, send the browser to the
 login page, ask for consent, or issue a code.
 
-Deliberate differences from Authlib's own authorization endpoint (authlib-provider-notes.md):
+Deliberate differences from Authlib's own authorization endpoint (its known pitfalls as a provider):
 redirect_uri is required and matched exactly (no fallback to a registered one), PKCE is S256
 only and required of public clients, nonce is optional, and auth_time is the login's real one.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -64,8 +64,7 @@ class AskConsent:
     client: BrandClient
     scopes: list[str]
     claims: list[str]
-    ui_locales: str | None
-    params: dict = field(default_factory=dict)  # the request, to post back with the decision
+    params: dict  # the request, to post back with the decision
 
 
 @dataclass(frozen=True)
@@ -234,7 +233,7 @@ def decide(session: Session, keys: KeyStore, issuer: str, secret_key: str, param
                                                      wanted_claims):
         if "none" in req.prompts:
             return req.error("consent_required", "the member has not agreed to share this")
-        return AskConsent(req.client, req.scopes, wanted_claims, req.ui_locales, req.params)
+        return AskConsent(req.client, req.scopes, wanted_claims, req.params)
     return _issue(session, req, login, secret_key)
 
 
