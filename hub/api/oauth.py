@@ -475,9 +475,7 @@ def end_session():
         elif asked.hinted_session != member.session_id:
             fields = {k: v for k, v in params.items() if k != web_session.CSRF_FIELD}
             return _page("oidc/logout_confirm.html", params=fields)
-        sid = member.session_id
-        hub.db.write(lambda s: logout.end_login_session(s, sid))
-        web_session.logout_current()  # clears the cookie (the session has ended already)
+        web_session.logout_current()  # ends the session, queues the back-channel notices
     if asked.redirect_to:
         return _redirect(asked.redirect_to)
     return _page("oidc/logged_out.html")

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from hub.crypto import seal, unseal
 from hub.db import utcnow
 from hub.errors import Invalid
-from hub.identity import login
+from hub.identity import signout
 from hub.identity.account_models import AccountToken, MemberAccount, RecoveryCode
 from hub.programs.models import Member
 
@@ -355,8 +355,8 @@ def reset_password(
     session: Session, token: str, password_hash: str, *, now: datetime | None = None
 ) -> MemberAccount:
     """Set a new password (hashed by `new_password_hash`) with a mailed token: every other
-    reset token and every login session of the account end with it. The mail proved the
-    address, so it is verified too."""
+    reset token and every login session of the account end with it (and the brands signed in
+    during them are told). The mail proved the address, so it is verified too."""
     now = now or utcnow()
     account = _spend_token(session, token, RESET_PASSWORD, now)
     account.password_hash = password_hash
@@ -369,5 +369,5 @@ def reset_password(
                AccountToken.used_at.is_(None))
         .values(used_at=now)
     )
-    login.end_all(session, account.id, now=now)
+    signout.end_all(session, account.id, now=now)
     return account

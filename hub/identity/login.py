@@ -96,17 +96,17 @@ def start(
     The cookie is always new, so a cookie planted before the login is worth nothing after it
     (session fixation). Logging in again on a browser whose session is the same account's
     (`replacing`, e.g. a forced re-authentication) renews that session in place: its `sid`
-    stays, with a fresh auth_time. Another account's session is ended instead.
+    stays, with a fresh auth_time. Another account's live session is refused (ValueError):
+    the caller ends it first with hub.identity.signout.end, which tells its brands.
     """
     now = now or utcnow()
     token = secrets.token_urlsafe(32)
     row = None
     if replacing is not None:
         found = _live(session, LoginSession.id == replacing, now)
-        if found is not None and found[0].account_id == account.id:
-            row = found[0]
-        else:
-            end(session, replacing, now=now)
+        if found is not None and found[0].account_id != account.id:
+            raise ValueError("another account's session: end it with hub.identity.signout.end first")
+        row = found[0] if found is not None else None
     if row is None:
         row = LoginSession(id=uuid.uuid4(), account_id=account.id, created_at=now)
         session.add(row)
@@ -119,22 +119,25 @@ def start(
     return _as_login(row, account), token
 
 
-def end(session: Session, session_id: uuid.UUID, *, now: datetime | None = None) -> None:
-    """Log out (idempotent: an ended or unknown session stays as it is)."""
-    session.execute(
+def end(session: Session, session_id: uuid.UUID, *, now: datetime | None = None) -> bool:
+    """Mark a session ended (idempotent): whether this call ended it. To log out, use
+    hub.identity.signout.end, which also tells the brands."""
+    return session.execute(
         update(LoginSession)
         .where(LoginSession.id == session_id, LoginSession.ended_at.is_(None))
         .values(ended_at=now or utcnow())
-    )
+    ).rowcount == 1
 
 
-def end_all(session: Session, account_id: uuid.UUID, *, now: datetime | None = None) -> None:
-    """End every session of the account: after a password reset."""
-    session.execute(
+def end_all(session: Session, account_id: uuid.UUID, *, now: datetime | None = None) -> list[uuid.UUID]:
+    """Mark every session of the account ended: the ids of those that were not yet (expired
+    ones included: a brand may still hold a session for them). Through hub.identity.signout."""
+    return list(session.scalars(
         update(LoginSession)
         .where(LoginSession.account_id == account_id, LoginSession.ended_at.is_(None))
         .values(ended_at=now or utcnow())
-    )
+        .returning(LoginSession.id)
+    ))
 
 
 def account_claims(session: Session, account_id: uuid.UUID) -> dict:

@@ -16,7 +16,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.exceptions import BadRequest
 
 from hub.errors import Invalid
-from hub.identity import accounts, mail, ratelimit
+from hub.identity import accounts, mail, ratelimit, signout
 from hub.identity import login as login_sessions
 from hub.identity.account_models import MemberAccount
 from hub.identity.ratelimit import Limited
@@ -146,8 +146,16 @@ def _email_subject(raw: str) -> str:
 def _logged_in(account: MemberAccount, amr: tuple[str, ...], next_url: str):
     current = current_login()
     ttl = state().hub.settings.login_session_ttl
-    started, cookie = _db().write(lambda s: login_sessions.start(
-        s, account, amr, ttl=timedelta(seconds=ttl), replacing=current.session_id if current else None))
+
+    def work(s):
+        # Another account's session on this browser ends (its brands are told); the same
+        # account's is renewed in place, keeping its sid.
+        if current is not None and current.account_id != account.id:
+            signout.end(s, current.session_id)
+        return login_sessions.start(s, account, amr, ttl=timedelta(seconds=ttl),
+                                    replacing=current.session_id if current else None)
+
+    started, cookie = _db().write(work)
     web_session.begin(started, cookie)
     return redirect(next_url)
 

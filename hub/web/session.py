@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, abort, g, request, url_for
 
-from hub.identity import login
+from hub.identity import login, signout
 from hub.identity.login import Login
 from hub.web.state import state
 
@@ -64,10 +64,10 @@ def begin(logged_in: Login, cookie: str) -> None:
 
 
 def logout_current() -> None:
-    """End the login session and clear the cookie."""
+    """End the login session (telling the brands signed in during it) and clear the cookie."""
     current = current_login()
     if current is not None:
-        state().hub.db.write(lambda s: login.end(s, current.session_id))
+        state().hub.db.write(lambda s: signout.end(s, current.session_id))
     g.hub_login = None
     g.hub_login_cookie = ""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
+
 from hub.db import utcnow
 from hub.identity import login
 from hub.identity.account_models import LoginSession, MemberAccount
@@ -52,14 +54,14 @@ def test_ended_expired_and_unknown_sessions_load_as_none(db):
         assert login.from_cookie(session, cookie, now=utcnow() + login.LAST_SEEN_GRANULARITY)[1]
         assert login.load(session, uuid.uuid4()) is None
         assert login.from_cookie(session, cookie + "x") is None
-    db.write(lambda s: login.end(s, started.session_id))
-    db.write(lambda s: login.end(s, started.session_id))  # idempotent
+    assert db.write(lambda s: login.end(s, started.session_id)) is True
+    assert db.write(lambda s: login.end(s, started.session_id)) is False  # idempotent
     with db.read() as session:
         assert login.load(session, started.session_id) is None
         assert login.from_cookie(session, cookie) is None
 
 
-def test_logging_in_again_renews_the_same_accounts_session_and_ends_anothers(db):
+def test_logging_in_again_renews_the_same_accounts_session_and_refuses_to_replace_anothers(db):
     account, other = _account(db), _account(db)
     first, old_cookie = db.write(lambda s: login.start(s, account, ("pwd",), ttl=TTL))
     later = utcnow() + timedelta(minutes=10)
@@ -67,6 +69,10 @@ def test_logging_in_again_renews_the_same_accounts_session_and_ends_anothers(db)
         lambda s: login.start(s, account, ("pwd", "otp"), ttl=TTL, replacing=first.session_id, now=later)
     )
     assert again.session_id == first.session_id and again.auth_time == later and again.amr == ("pwd", "otp")
+    # Another account's live session must be ended first (hub.identity.signout tells its brands).
+    with pytest.raises(ValueError):
+        db.write(lambda s: login.start(s, other, ("pwd",), ttl=TTL, replacing=first.session_id))
+    assert db.write(lambda s: login.end(s, first.session_id))
     switched, _ = db.write(lambda s: login.start(s, other, ("pwd",), ttl=TTL, replacing=first.session_id))
     with db.read() as session:
         assert login.from_cookie(session, old_cookie) is None  # a new cookie on every login
@@ -80,7 +86,8 @@ def test_end_all_ends_only_that_accounts_sessions(db):
     a, _ = db.write(lambda s: login.start(s, account, ("pwd",), ttl=TTL))
     b, _ = db.write(lambda s: login.start(s, account, ("pwd",), ttl=TTL))
     kept, _ = db.write(lambda s: login.start(s, other, ("pwd",), ttl=TTL))
-    db.write(lambda s: login.end_all(s, account.id))
+    assert set(db.write(lambda s: login.end_all(s, account.id))) == {a.session_id, b.session_id}
+    assert db.write(lambda s: login.end_all(s, account.id)) == []
     with db.read() as session:
         assert login.load(session, a.session_id) is None and login.load(session, b.session_id) is None
         assert login.load(session, kept.session_id) is not None

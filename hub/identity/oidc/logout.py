@@ -1,10 +1,11 @@
 """Logout: RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) and back-channel
 logout (OpenID Connect Back-Channel Logout 1.0).
 
-When a login session ends here, every client the member signed in to during that session
-and that registered a backchannel_logout_uri gets a signed logout token, POSTed by a Celery
-task through the outbox: the notices go out only if the logout committed, and are retried
-when a client is down.
+When a login session ends (hub.identity.signout: a logout here or on the account pages, a
+password reset), every client the member signed in to during that session and that
+registered a backchannel_logout_uri gets a signed logout token, POSTed by a Celery task
+through the outbox: the notices go out only if the logout committed, and are retried when a
+client is down.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.db import Database, utcnow
-from hub.identity import login as logins
 from hub.identity.keys import KeyStore
 from hub.identity.oidc import clients, grants, issue, jwts
 from hub.identity.oidc.authorize import with_query
@@ -74,15 +74,10 @@ def end_session_request(session: Session, keys: KeyStore, issuer: str, params: d
     return EndSession(redirect_to, hinted_session)
 
 
-def end_login_session(session: Session, session_id: uuid.UUID) -> None:
-    """Log out: end the login session and, in the same transaction, queue its notices."""
-    notify_clients(session, session_id)
-    logins.end(session, session_id)
-
-
 def notify_clients(session: Session, session_id: uuid.UUID) -> int:
     """Queue a back-channel logout notice to every client with a backchannel_logout_uri that
-    the member signed in to during this login session; call in the logout's transaction."""
+    the member signed in to during this login session; hub.identity.signout calls it in the
+    transaction that ends the session."""
     queued = 0
     for client_id, subject in grants.session_clients(session, session_id):
         client = clients.find(session, client_id)
