@@ -29,8 +29,7 @@ from hub.identity.oidc import clients as brand_clients
 from hub.identity.oidc import grants as oidc_grants
 from hub.identity.oidc.clients import BrandClient
 from hub.identity.oidc.models import Grant
-from hub.api import oidc_text
-from hub.web import i18n
+from hub.api import oidc_text  # noqa: F401  (adds the pages' texts to hub.web.i18n)
 from hub.web import session as web_session
 
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -575,6 +574,4 @@ def init_oauth(flask_app: Flask, hub: Hub, audience: str) -> None:
 
     # A browser's CORS preflight gets Flask's automatic OPTIONS answer, with `_cors`'s headers.
     flask_app.after_request(_cors(Origins(hub)))
-    for language, texts in oidc_text.MESSAGES.items():
-        i18n.MESSAGES[language].update(texts)
     flask_app.register_blueprint(blueprint)

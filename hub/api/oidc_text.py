@@ -1,7 +1,10 @@
-"""The OpenID provider's page texts, in the languages of hub/web/i18n.py (merged into its
-MESSAGES by hub.api.oauth.init_oauth, so `t()` and its every-key-in-both-languages test
-cover them). Scopes and claims are described in plain words: what the brand will get."""
+"""The OpenID provider's page texts, in the languages of hub/web/i18n.py, added to its
+catalogue when this module is imported (hub/api/oauth.py imports it), so `t()` and the
+every-key-in-both-languages test cover them. Scopes and claims are described in plain words:
+what the brand will get."""
 from __future__ import annotations
+
+from hub.web import i18n
 
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
@@ -65,3 +68,5 @@ MESSAGES: dict[str, dict[str, str]] = {
         "oidc.logged_out_text": "Anda sudah keluar dari akun koalisi Anda.",
     },
 }
+
+i18n.add_messages(MESSAGES)

@@ -4,6 +4,8 @@
 (OIDC's, also what the language links use; remembered in a cookie), else that cookie, else
 the browser's Accept-Language, else English. `t(key, **values)` is the text in that language.
 Every visible string goes through `t`; tests check that both languages have every key.
+The account pages' texts are below; another part of the hub adds its own with `add_messages`
+where it defines them, at import (the OpenID provider's: hub/api/oidc_text.py).
 """
 from __future__ import annotations
 
@@ -200,6 +202,22 @@ MESSAGES: dict[str, dict[str, str]] = {
         "mail.reset_body": "Halo,\n\nUntuk memilih kata sandi baru bagi akun koalisi Anda, buka tautan ini:\n\n{link}\n\nTautan berlaku satu jam. Jika Anda tidak memintanya, abaikan pesan ini: kata sandi Anda tetap sama.\n",
     },
 }
+
+
+def add_messages(catalogue: dict[str, dict[str, str]]) -> None:
+    """Add texts to the catalogue: every language, the same keys in each, and no key that
+    already has another text (a clash would silently change someone else's page)."""
+    if set(catalogue) != set(SUPPORTED):
+        raise ValueError(f"texts for {sorted(catalogue)}, not for {sorted(SUPPORTED)}")
+    keys = catalogue[DEFAULT].keys()
+    for language, texts in catalogue.items():
+        if texts.keys() != keys:
+            raise ValueError(f"{language} differs from {DEFAULT} in {sorted(texts.keys() ^ keys)}")
+        clashes = sorted(k for k, text in texts.items() if MESSAGES[language].get(k, text) != text)
+        if clashes:
+            raise ValueError(f"{language} already has other texts for {clashes}")
+    for language, texts in catalogue.items():
+        MESSAGES[language].update(texts)
 
 
 def _supported(tag: str) -> str | None:
