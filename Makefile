@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PG_URL    ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run test test-services bench bench-relay clean
+.PHONY: install run test test-services bench bench-relay bench-sso clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench: install
 RELAY_REDIS_URL ?= redis://127.0.0.1:6379/14
 bench-relay: install
 	$(BIN)/python bench/relay.py --database-url $(PG_URL) --redis-url $(RELAY_REDIS_URL)
+
+## bench-sso: authorization-code flows and introspections per second on PostgreSQL (one JSON line)
+bench-sso: install
+	$(BIN)/python bench/sso.py --database-url $(PG_URL)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

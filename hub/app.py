@@ -13,15 +13,17 @@ from starlette.exceptions import HTTPException
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from hub.api import lean, problems, runtime
-from hub.api.oauth import init_token_endpoint
+from hub.api.oauth import init_oauth
 from hub.api.validation import decorate_once, security_map, validator_map
 from hub.db import Database
 from hub.errors import DomainError
 from hub.identity.keys import KeyStore
+from hub.identity.oidc.issue import LOGOUT_TOKEN_TTL
 from hub.identity.tokens import TokenVerifier
 from hub.ledger import LedgerError
 from hub.rewards.registry import configured_providers
 from hub.settings import Settings
+from hub.web import init_web
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "openapi"
 
@@ -44,7 +46,9 @@ class HubApp(connexion.FlaskApp):
 def create_app(settings: Settings | None = None, *, validate_responses: bool = False) -> HubApp:
     settings = settings or Settings.from_env()
     db = Database(settings.database_url, settings.db_pool_size)
-    keys = KeyStore(db, settings.secret_key)
+    # Replaced signing keys stay published as long as the longest-lived token they signed.
+    keys = KeyStore(db, settings.secret_key,
+                    token_lifetime=max(settings.access_token_ttl, settings.id_token_ttl, LOGOUT_TOKEN_TTL))
     audience = settings.issuer.rstrip("/") + "/v1"
     hub = runtime.Hub(settings, db, keys, TokenVerifier(keys, settings.issuer, audience),
                       configured_providers(settings))
@@ -72,7 +76,8 @@ def create_app(settings: Settings | None = None, *, validate_responses: bool = F
     flask_app.register_error_handler(LedgerError, problems.ledger_error)
     flask_app.register_error_handler(UnicodeEncodeError, problems.unencodable_text)
     flask_app.register_error_handler(Exception, _unexpected)
-    init_token_endpoint(flask_app, hub, audience)
+    init_oauth(flask_app, hub, audience)
+    init_web(flask_app, hub)  # the member account pages (/account/...)
 
     @flask_app.get("/healthz")
     def healthz():

@@ -263,17 +263,39 @@ def clients():
 @click.option("--partner", default=None, help="Partner code; omit for an ops client.")
 @click.option("--name", required=True)
 @click.option("--scope", "scopes", multiple=True, help="Repeat for several; default: all of its kind.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True,
+              help="Makes a brand client (OpenID Connect sign-in); repeat for several.")
+@click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True,
+              help="Where RP-initiated logout may return (brand clients); repeatable.")
+@click.option("--backchannel-logout-uri", default=None, help="Where logout tokens are POSTed (brand clients).")
+@click.option("--public", is_flag=True, help="A brand app with no secret (PKCE required).")
 @click.option("--json", "as_json", is_flag=True)
-def clients_create(partner, name, scopes, as_json):
+def clients_create(partner, name, scopes, redirect_uris, post_logout_redirect_uris, backchannel_logout_uri,
+                   public, as_json):
     """Create a client. The secret is printed this once: the hub keeps only its hash."""
     from hub.identity.clients import create_client
+    from hub.identity.oidc import clients as brand_clients
     from hub.programs import service
+
+    brand = bool(redirect_uris)
+    if not brand and (post_logout_redirect_uris or backchannel_logout_uri or public):
+        raise click.UsageError("--post-logout-redirect-uri, --backchannel-logout-uri and --public "
+                               "are for brand clients: give --redirect-uri too")
 
     def work(s):
         partner_id = service.partner_by_code(s, partner).id if partner else None
-        client, secret = create_client(s, name=name, partner_id=partner_id, scopes=list(scopes))
-        return {"client_id": client.client_id, "client_secret": secret,
-                "partner": partner, "scopes": client.scopes.split()}
+        if brand:
+            client, secret = brand_clients.register(
+                s, name=name, partner_id=partner_id, redirect_uris=list(redirect_uris),
+                post_logout_redirect_uris=list(post_logout_redirect_uris),
+                backchannel_logout_uri=backchannel_logout_uri, public=public, scopes=list(scopes))
+        else:
+            client, secret = create_client(s, name=name, partner_id=partner_id, scopes=list(scopes))
+        created = {"client_id": client.client_id, "client_secret": secret,
+                   "partner": partner, "scopes": client.scopes.split()}
+        if brand:
+            created.update(redirect_uris=list(redirect_uris), public=public)
+        return created
 
     _out(_run(work), as_json)
 
@@ -315,6 +337,34 @@ def keys_rotate():
     settings = Settings.from_env()
     kid = KeyStore(_db(), settings.secret_key).rotate()
     console.print(f"signing with key [bold]{kid}[/]")
+
+
+@main.group()
+def accounts():
+    """Member accounts."""
+
+
+@accounts.command("mail")
+@click.option("--to", "to", default=None, help="Only the mail to this address.")
+@click.option("--limit", default=5, show_default=True, help="How many messages, newest first.")
+def accounts_mail(to, limit):
+    """Print the latest mail to members (verification and reset links): in development the
+    hub sends none, it keeps each message in the database (sealed)."""
+    from hub.identity import mail
+    from hub.identity.accounts import normalise_email
+
+    settings = Settings.from_env()
+    try:
+        to = normalise_email(to) if to else None
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with _db().read() as session:
+        messages = mail.latest(session, settings.secret_key, limit=limit, to=to)
+    if not messages:
+        click.echo("no mail")
+    for message in messages:
+        click.echo(f"--- #{message.id} {message.created_at:%Y-%m-%d %H:%M:%S}Z to {message.to}\n"
+                   f"Subject: {message.subject}\n\n{message.body}")
 
 
 @main.group()

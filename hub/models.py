@@ -1,7 +1,22 @@
 """Every table, so that Base.metadata (and Alembic) sees the whole schema."""
 from hub.db import Base
 from hub.idempotency import IdempotencyKey
+from hub.identity.account_models import (
+    AccountToken,
+    LoginSession,
+    MemberAccount,
+    OutgoingMail,
+    RecoveryCode,
+)
 from hub.identity.models import ApiClient, SigningKey
+from hub.identity.oidc.models import (
+    AuthorizationCode,
+    Consent,
+    Grant,
+    OidcClient,
+    PairwiseSubject,
+    RefreshToken,
+)
 from hub.ledger.models import Account, Transfer
 from hub.notify.outbox import OutboxMessage
 from hub.programs.models import (
@@ -16,18 +31,29 @@ from hub.rewards.models import ProviderEvent, Redemption, Reward
 
 __all__ = [
     "Account",
+    "AccountToken",
     "ApiClient",
+    "AuthorizationCode",
+    "Consent",
     "Base",
+    "Grant",
     "IdempotencyKey",
+    "LoginSession",
     "Member",
+    "MemberAccount",
+    "OidcClient",
     "OutboxMessage",
+    "PairwiseSubject",
+    "OutgoingMail",
     "Membership",
     "MembershipIdentifier",
     "Partner",
     "PointTransaction",
     "Program",
     "ProviderEvent",
+    "RecoveryCode",
     "Redemption",
+    "RefreshToken",
     "Reward",
     "SigningKey",
     "Transfer",

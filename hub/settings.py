@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 INSTANCE_DIR = Path(os.environ.get("HUB_INSTANCE_DIR", Path.cwd() / "instance"))
 
@@ -27,6 +28,11 @@ def _instance_secret() -> str:
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"HUB_{name}", default)
+
+
+def _flag(value: str) -> bool | None:
+    """An on/off setting that may be left unset ("")."""
+    return None if not value else value.lower() in ("1", "true", "yes", "on")
 
 
 # What one major unit of a currency is worth in coalition units; prices provider rewards
@@ -75,6 +81,23 @@ class Settings:
     relay_max_attempts: int = 12
     outbox_lease: float = 60.0
     task_queue: str = "hub"  # the broker queue the relay's tasks go through
+    # Member login sessions (hub/identity/login.py): how long one lasts, and whether its cookie
+    # is Secure. None: Secure unless the issuer is plain http on this machine (`make run`);
+    # turning it off for any other issuer is refused (login_cookie_secure).
+    login_session_ttl: int = 14 * 24 * 3600
+    cookie_secure: bool | None = None
+    # The OpenID provider (hub/identity/oidc): ID tokens are read once by the client, so they
+    # live briefly; refresh tokens (offline_access) are rotated on every use.
+    id_token_ttl: int = 600
+    refresh_token_ttl: int = 30 * 24 * 3600
+
+    @property
+    def login_cookie_secure(self) -> bool:
+        issuer = urlsplit(self.issuer)
+        local = issuer.scheme == "http" and issuer.hostname in ("127.0.0.1", "localhost", "::1")
+        if self.cookie_secure is False and not local:
+            raise ValueError("HUB_COOKIE_SECURE may be off only for an http://localhost issuer")
+        return (not local) if self.cookie_secure is None else self.cookie_secure
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -98,4 +121,8 @@ class Settings:
             relay_max_attempts=int(_env("RELAY_MAX_ATTEMPTS", "12")),
             outbox_lease=float(_env("OUTBOX_LEASE", "60")),
             task_queue=_env("TASK_QUEUE", "hub"),
+            login_session_ttl=int(_env("LOGIN_SESSION_TTL", str(14 * 24 * 3600))),
+            cookie_secure=_flag(_env("COOKIE_SECURE", "")),
+            id_token_ttl=int(_env("ID_TOKEN_TTL", "600")),
+            refresh_token_ttl=int(_env("REFRESH_TOKEN_TTL", str(30 * 24 * 3600))),
         )

@@ -21,8 +21,9 @@ from hub.settings import INSTANCE_DIR, Settings
 RELAY_TASK = "hub.relay_redemptions"
 SYNC_TASK = "hub.sync_catalogs"
 NOOP_TASK = "hub.noop"
+BACKCHANNEL_LOGOUT_TASK = "hub.backchannel_logout"
 # Outbox topic -> task name.
-TOPICS = {"rewards.relay": RELAY_TASK}
+TOPICS = {"rewards.relay": RELAY_TASK, "oidc.backchannel_logout": BACKCHANNEL_LOGOUT_TASK}
 
 
 def broker_url(settings: Settings) -> str:
@@ -104,6 +105,25 @@ def sync_catalogs() -> dict:
 
     settings, db, providers, _ = _services()
     return sync_all(db, providers)
+
+
+@celery.task(name=BACKCHANNEL_LOGOUT_TASK, autoretry_for=(OperationalError,), retry_backoff=True,
+             retry_backoff_max=60, max_retries=None)
+def backchannel_logout(session_id: str, client_id: str, subject: str) -> str:
+    """POST a logout token to a client (hub/identity/oidc/logout.py; the outbox retries)."""
+    from hub.identity.oidc import logout
+
+    settings, db, _, _ = _services()
+    return logout.deliver(db, _signing_keys(), settings.issuer, session_id, client_id, subject)
+
+
+@functools.cache
+def _signing_keys():
+    """The worker's key store (one per process; it reloads after a rotation by itself)."""
+    from hub.identity.keys import KeyStore
+
+    settings, db, _, _ = _services()
+    return KeyStore(db, settings.secret_key)
 
 
 @functools.cache

@@ -1,22 +1,36 @@
 from hub.api.common import created
 from hub.api.security import actor
+from hub.errors import Invalid
 from hub.identity import clients
+from hub.identity.oidc import clients as brand_clients
 from hub.programs import service
+
+BRAND_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "backchannel_logout_uri", "public")
 
 
 def create(body, token_info):
     def work(s):
         partner = service.partner_by_code(s, body["partner"]) if body.get("partner") else None
-        client, secret = clients.create_client(
-            s, name=body["name"], partner_id=partner.id if partner else None, scopes=body.get("scopes")
-        )
-        return 201, {
-            "client_id": client.client_id,
-            "client_secret": secret,
-            "name": client.name,
-            "partner": body.get("partner"),
-            "scopes": client.scopes.split(),
-        }
+        partner_id = partner.id if partner else None
+        answer = {"name": body["name"], "partner": body.get("partner")}
+        if body.get("redirect_uris"):
+            client, secret = brand_clients.register(
+                s, name=body["name"], partner_id=partner_id, redirect_uris=body["redirect_uris"],
+                post_logout_redirect_uris=body.get("post_logout_redirect_uris", []),
+                backchannel_logout_uri=body.get("backchannel_logout_uri"),
+                public=body.get("public", False), scopes=body.get("scopes"))
+            answer.update({k: body[k] for k in BRAND_FIELDS if k in body})
+            answer.setdefault("public", False)
+        elif any(k in body for k in BRAND_FIELDS):
+            raise Invalid("a brand client's settings need redirect_uris",
+                                        slug="invalid-client-metadata")
+        else:
+            client, secret = clients.create_client(s, name=body["name"], partner_id=partner_id,
+                                                   scopes=body.get("scopes"))
+        answer.update(client_id=client.client_id, scopes=client.scopes.split())
+        if secret:
+            answer["client_secret"] = secret
+        return 201, answer
 
     # The secret is shown once: a replay of this request answers without it.
     return created(actor(token_info), body, work, redact=("client_secret",))

@@ -5,13 +5,25 @@ import uuid
 
 from hub.actor import Actor
 from hub.api import runtime
+from hub.identity.oidc import issue
 
 
 def token_info(token: str) -> dict | None:
-    claims = runtime.current().tokens.verify(token)
+    hub = runtime.current()
+    claims = hub.tokens.verify(token)
     if claims is None:
         return None
-    return {**claims, "scope": claims.get("scope", "").split()}
+    info = {**claims, "scope": claims.get("scope", "").split()}
+    if "gid" in claims:
+        # A member's token (single sign-on): valid only while its grant is, and it names the
+        # member by a pairwise sub, so the member comes from the grant.
+        with hub.db.read() as session:
+            grant = issue.member_grant(session, claims)
+        if grant is None:
+            return None
+        info["member_id"] = str(grant.member_id)
+        info.pop("partner_id", None)
+    return info
 
 
 def actor(token_info: dict) -> Actor:

@@ -26,6 +26,7 @@ from hub.actor import Actor
 from hub.db import bind_values, insert_many, one_of, run, utcnow, values_shape
 from hub.errors import Conflict, DomainError, Invalid, NotFound
 from hub.ledger.models import Account
+from hub.identity.oidc import subjects
 from hub.ledger.service import AccountInfo
 from hub.programs.models import (
     Membership,
@@ -148,8 +149,13 @@ def _parse(index: int, body: dict, kind: str, value: str, program: _Program | No
     )
 
 
-def _member_ref(body: dict) -> tuple[str, str]:
+def _member_ref(session: Session, actor: Actor, body: dict) -> tuple[str, str]:
     ((kind, value),) = body["member"].items()
+    if kind == "subject":
+        # The partner's pairwise sub (single sign-on) stands for the member it was issued for;
+        # an unknown one stays a subject, which no membership has: member-not-found.
+        member_id = subjects.member_for(session, str(actor.partner_id), value)
+        return ("member_id", str(member_id)) if member_id else (kind, value)
     return kind, normalise(kind, value)
 
 
@@ -284,7 +290,7 @@ def _same(txn, item: _Parsed) -> bool:
 
 def earn(session: Session, actor: Actor, bodies: list[tuple[int, dict]]) -> dict[int, ItemResult]:
     """Post purchases; each gets its own result. Refused items write nothing."""
-    refs = {index: (body["program"], *_member_ref(body)) for index, body in bodies}
+    refs = {index: (body["program"], *_member_ref(session, actor, body)) for index, body in bodies}
     single_txn_id = bodies[0][1]["transaction_id"] if len(bodies) == 1 else None
     found = _resolve(session, actor, list(refs.values()), single_txn_id)
     results: dict[int, ItemResult] = {}

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from hub import ledger, money, pagination
 from hub.actor import Actor
 from hub.errors import Conflict, Invalid, NotFound
+from hub.identity.oidc import subjects
 from hub.ledger import models as ledger_models
 from hub.programs.models import (
     IDENTIFIER_KINDS,
@@ -288,9 +289,25 @@ def balances(session: Session, actor: Actor, member_id: uuid.UUID) -> list[Balan
     ]
 
 
+def own_balances(session: Session, member_id: uuid.UUID) -> list[tuple[str, BalanceView]]:
+    """A member's own view (their access token): every membership, with its partner's code."""
+    rows = session.execute(
+        select(Membership, Program, Partner.code)
+        .join(Program, Program.id == Membership.program_id)
+        .join(Partner, Partner.id == Program.partner_id)
+        .where(Membership.member_id == member_id)
+        .order_by(Program.code)
+    ).all()
+    return [(code, BalanceView(program, ledger.balance(session, m.account_id)))
+            for m, program, code in rows]
+
+
 def resolve_membership(session: Session, program: Program, ref: dict) -> Membership:
     """The membership a purchase names, by exactly one identifier."""
     ((kind, value),) = ref.items()
+    if kind == "subject":
+        member_id = subjects.member_for(session, str(program.partner_id), value)
+        kind, value = ("member_id", str(member_id)) if member_id else (kind, value)
     if kind == "member_id":
         q = select(Membership).where(
             Membership.member_id == uuid.UUID(value), Membership.program_id == program.id

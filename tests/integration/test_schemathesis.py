@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import secrets
+import uuid
 from decimal import ROUND_DOWN, Decimal
 
 import pytest
@@ -45,6 +46,9 @@ from hub import pagination
 from hub.api import runtime
 from hub.rewards.providers import WebhookEvent
 from hub.identity.clients import PARTNER_SCOPES
+from hub.identity.oidc.clients import MEMBER_SCOPES
+from tests.integration.oidc_support import Browser, RelyingParty, log_in
+from tests.integration.test_oidc import register, sign_in
 
 CHECKS = [
     not_a_server_error,
@@ -89,7 +93,7 @@ class Seed:
     values, so a positive case stays positive and a negative one keeps what makes it negative.
     """
 
-    def __init__(self, partner):
+    def __init__(self, partner, member_session=None):
         self.partner = partner.code
         self.program = partner.program
         self.identifiers = {
@@ -100,6 +104,10 @@ class Seed:
         }
         self.member = partner.enrol(**self.identifiers)
         self.identifiers["member_id"] = self.member
+        # The member signed in on the partner's brand site (single sign-on): their access token
+        # for /v1/me, the pairwise `subject` the partner knows them by, and a second partner's
+        # consent for DELETE /v1/me/consents/{partner} to withdraw.
+        self.member_token, self.identifiers["subject"], self.consented = member_session(self.member)
         self.purchase = partner.buy(self.member, "100000000", txn="st-purchase-1")["id"]
         self.cursors = [pagination.encode(self.program), pagination.encode(1), *ODD_CURSORS]
         self.reward = f"ST-{secrets.token_hex(4).upper()}"
@@ -136,6 +144,8 @@ class Seed:
         return case
 
     def _path(self, path):
+        if "partner" in path:
+            path["partner"] = self.consented
         if "member_id" in path:
             path["member_id"] = self.member
         if "transaction_id" in path:
@@ -234,8 +244,22 @@ def statuses():
     return collections.defaultdict(collections.Counter)
 
 
+def _member_session(app, db, ops, partner, second_partner, member_id):
+    """The seeded member signs in on a brand site of each partner: (access token of the first,
+    the first partner's pairwise sub for them, the second partner's code)."""
+    browser = Browser(app, log_in(db, member_id=uuid.UUID(member_id))[1])
+    tokens = []
+    for owner in (partner, second_partner):
+        brand = register(ops, owner.code)
+        rp = RelyingParty(app, brand["client_id"], brand["client_secret"], "https://brand.example/cb")
+        token = sign_in(browser, rp)
+        tokens.append((token["access_token"], rp.verify_id_token(token["id_token"], None)["sub"]))
+    (access_token, subject), _ = tokens
+    return access_token, subject, second_partner.code
+
+
 @pytest.fixture
-def api_schema(request, app, ops, partner, statuses):
+def api_schema(request, app, db, ops, partner, make_partner, statuses):
     # schemathesis 4.32 renames the pytest node per operation through `node._nodeid`, which
     # pytest 9.2 no longer has (it became `_id`); without one its lazy schemas fail at once.
     if not hasattr(request.node, "_nodeid"):
@@ -246,18 +270,21 @@ def api_schema(request, app, ops, partner, statuses):
     schema = schemathesis.openapi.from_asgi(
         "/v1/openapi.json", app, config=schemathesis.Config.from_dict(CONFIG)
     )
-    seed = Seed(partner)
-    tokens = {"partner": partner.api.headers["Authorization"], "ops": ops.headers["Authorization"]}
+    seed = Seed(partner, lambda member: _member_session(app, db, ops, partner, make_partner(), member))
+    tokens = {"partner": partner.api.headers["Authorization"], "ops": ops.headers["Authorization"],
+              "member": f"Bearer {seed.member_token}"}
 
     class Tokens:
         """A partner token if one of the operation's security requirements needs only partner
-        scopes, else an ops token."""
+        scopes, a member's if it needs only member scopes, else an ops token."""
 
         def get(self, case, ctx):
             default = ctx.operation.schema.raw_schema.get("security", [])
             for requirement in ctx.operation.definition.raw.get("security", default):
                 if all(set(scopes) <= set(PARTNER_SCOPES) for scopes in requirement.values()):
                     return tokens["partner"]
+                if all(set(scopes) <= set(MEMBER_SCOPES) for scopes in requirement.values()):
+                    return tokens["member"]
             return tokens["ops"]
 
         def set(self, case, data, ctx):

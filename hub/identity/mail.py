@@ -1,0 +1,56 @@
+"""Mail to members, written to the outgoing_mail table in the caller's transaction (so no
+mail goes out for work that did not commit). There is no mail server in development:
+`hub accounts mail` prints the latest messages. Bodies hold live links, so they are sealed
+with HUB_SECRET_KEY, and the log names the recipient only in part and never the body.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.crypto import seal, unseal
+from hub.db import utcnow
+from hub.identity.account_models import OutgoingMail
+
+log = logging.getLogger(__name__)
+PURPOSE = "outgoing-mail"
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    to: str
+    subject: str
+    body: str
+    created_at: datetime
+
+
+def redact(address: str) -> str:
+    """s***@example.com: enough to tell messages apart in a log, not to collect addresses."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def send(session: Session, secret_key: str, *, to: str, subject: str, body: str) -> None:
+    row = OutgoingMail(
+        to_address=to, subject=subject, body_sealed=seal(secret_key, PURPOSE, body.encode()), created_at=utcnow()
+    )
+    session.add(row)
+    session.flush()
+    log.info("mail %s queued to %s: %s", row.id, redact(to), subject)
+
+
+def latest(session: Session, secret_key: str, *, limit: int = 10, to: str | None = None) -> list[Message]:
+    """The newest messages first (to one address if given)."""
+    query = select(OutgoingMail).order_by(OutgoingMail.id.desc()).limit(limit)
+    if to is not None:
+        query = query.where(OutgoingMail.to_address == to)
+    return [
+        Message(row.id, row.to_address, row.subject, unseal(secret_key, PURPOSE, row.body_sealed).decode(),
+                row.created_at)
+        for row in session.scalars(query)
+    ]

@@ -1,0 +1,37 @@
+"""Signing the provider's own JWTs (ID tokens, logout tokens) and reading back an
+`id_token_hint`, with the KeyStore's keys (RS256 only: `alg: none` and HMAC are refused)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from hub.identity.keys import ALG, KeyStore
+from hub.identity.tokens import jwt_header
+
+
+def sign(keys: KeyStore, claims: dict, typ: str = "JWT") -> str:
+    key_set = keys.signing_key()
+    (key,) = key_set.keys
+    return jwt.encode({"alg": ALG, "kid": key.kid, "typ": typ}, claims, key_set, algorithms=[ALG])
+
+
+def half_hash(value: str) -> str:
+    """at_hash / c_hash for RS256 (OIDC Core 3.1.3.6): the left half of SHA-256, base64url."""
+    digest = hashlib.sha256(value.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+
+
+def read_own(keys: KeyStore, token: str, issuer: str) -> dict | None:
+    """The claims of a JWT this provider signed (expired or not: an id_token_hint may be),
+    or None when it is not one (forged, malformed, another issuer)."""
+    try:
+        keys.expect(jwt_header(token).get("kid"))
+        decoded = jwt.decode(token, KeySet.import_key_set(keys.public_jwks()), algorithms=[ALG])
+    except (JoseError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    claims = decoded.claims
+    return claims if claims.get("iss") == issuer else None

@@ -1,0 +1,26 @@
+"""Server-rendered pages on the Flask app under connexion: member accounts (hub/web/accounts.py)
+and the glue the other pages share (login session and CSRF in session.py, i18n.py)."""
+from __future__ import annotations
+
+from flask import Flask
+
+from hub.api.runtime import Hub
+from hub.identity.accounts import Passwords
+from hub.identity.ratelimit import limiter_for
+from hub.web import accounts, i18n, session
+from hub.web.state import WebState
+
+
+def init_web(flask_app: Flask, hub: Hub) -> None:
+    settings = hub.settings
+    flask_app.extensions["hub_web"] = WebState(
+        hub=hub,
+        passwords=Passwords(),
+        limiter=limiter_for(settings.broker_url),
+        cookie_secure=settings.login_cookie_secure,
+    )
+    flask_app.context_processor(i18n.template_globals)
+    flask_app.context_processor(session.template_globals)
+    session.init_app(flask_app)
+    i18n.init_app(flask_app)
+    flask_app.register_blueprint(accounts.blueprint)

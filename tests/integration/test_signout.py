@@ -1,0 +1,155 @@
+"""Every way a login session ends tells the brands the member signed in to during it (OpenID
+back-channel logout, through hub.identity.signout): the account pages' logout, a password
+reset, another account logging in on the same browser. (/oauth/logout: test_oidc_tokens.py.)"""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+import responses
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from sqlalchemy import select
+
+from hub.api import runtime
+from hub.identity import accounts, login, signout
+from hub.identity.account_models import MemberAccount
+from hub.identity.oidc import logout
+from hub.identity.oidc.models import Grant
+from hub.notify.outbox import OutboxMessage
+from tests.conftest import ISSUER
+from tests.integration.oidc_support import Browser, RelyingParty, log_in
+from tests.integration.test_oidc import register, sign_in
+
+BACKCHANNEL_URI = "https://brand.example/backchannel"
+PASSWORD = "a new long password"
+
+
+@pytest.fixture
+def brand(ops, partner):
+    return register(ops, partner.code, backchannel_logout_uri=BACKCHANNEL_URI)
+
+
+@pytest.fixture
+def rp(app, brand):
+    return RelyingParty(app, brand["client_id"], brand["client_secret"], "https://brand.example/cb")
+
+
+@pytest.fixture
+def quiet_rp(app, ops, partner):
+    """A brand of the same partner without a back-channel logout URI: never notified."""
+    created = register(ops, partner.code)
+    return RelyingParty(app, created["client_id"], created["client_secret"], "https://brand.example/cb")
+
+
+@pytest.fixture
+def member(db):
+    return log_in(db)
+
+
+@pytest.fixture
+def browser(app, member):
+    return Browser(app, member[1])
+
+
+def _csrf(page) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+
+def _notices(db, sid) -> list[OutboxMessage]:
+    with db.read() as s:
+        return list(s.scalars(select(OutboxMessage).where(
+            OutboxMessage.topic == logout.BACKCHANNEL_TOPIC, OutboxMessage.key.startswith(f"{sid}:"))))
+
+
+@responses.activate
+def _delivered_claims(db, rp, message: OutboxMessage) -> dict:
+    """Run the Celery task's body on the queued payload against a mocked brand: the claims of
+    the logout token it POSTed, checked against the published keys."""
+    responses.add(responses.POST, BACKCHANNEL_URI, status=200)
+    hub = runtime.current()
+    assert logout.deliver(db, hub.keys, ISSUER, **message.payload) == "delivered"
+    (call,) = responses.calls
+    sent = dict(p.split("=", 1) for p in call.request.body.split("&"))["logout_token"]
+    return jwt.decode(sent, KeySet.import_key_set(rp.jwks()), algorithms=["RS256"]).claims
+
+
+def _assert_told(db, rp, sid) -> None:
+    """Exactly one notice for this session, to this client, whose token names them."""
+    (message,) = _notices(db, sid)
+    assert message.key == f"{sid}:{rp.client_id}" and message.done_at is None
+    with db.read() as s:
+        subject = s.scalar(select(Grant.subject).where(Grant.session_id == sid, Grant.client_id == rp.client_id))
+    assert message.payload == {"session_id": str(sid), "client_id": rp.client_id, "subject": subject}
+    claims = _delivered_claims(db, rp, message)
+    assert claims["iss"] == ISSUER and claims["aud"] == rp.client_id
+    assert claims["sid"] == str(sid) and claims["sub"] == subject
+    assert claims["events"] == {"http://schemas.openid.net/event/backchannel-logout": {}}
+
+
+def test_logout_on_the_account_pages_tells_the_brands(db, app, rp, browser, member):
+    sign_in(browser, rp)
+    sid = member[0].session_id
+    assert _notices(db, sid) == []
+    page = browser.get("/account/security")
+    assert page.status_code == 200
+    answer = browser.post("/account/logout", {"csrf_token": _csrf(page)})
+    assert answer.status_code == 302
+    with db.read() as s:
+        assert login.load(s, sid) is None
+    _assert_told(db, rp, sid)
+    # The brand's next silent authorization request finds no login.
+    assert "login_required" in browser.get(rp.authorize_url(prompt="none")).headers["location"]
+
+
+def test_a_password_reset_tells_the_brands_of_every_session_it_ends(db, app, rp, quiet_rp, browser, member):
+    sign_in(browser, rp)
+    sign_in(browser, quiet_rp)
+    first = member[0]
+    with db.read() as s:
+        account = s.get(MemberAccount, first.account_id)
+    # A second browser of the same member, signed in to the brand too.
+    second, second_cookie = db.write(lambda s: login.start(s, s.get(MemberAccount, account.id), ("pwd",),
+                                                            ttl=timedelta(hours=1)))
+    sign_in(Browser(app, second_cookie), rp)
+    # Reset from a third browser, logged out, with the mailed token.
+    token = db.write(lambda s: accounts.request_reset(s, account.email))
+    elsewhere = Browser(app)
+    page = elsewhere.get("/account/reset/new", params={"token": token})
+    done = elsewhere.post("/account/reset/new", {"csrf_token": _csrf(page), "token": token,
+                                                 "password": PASSWORD, "confirm": PASSWORD})
+    assert done.status_code == 200, done.text
+    with db.read() as s:
+        assert login.load(s, first.session_id) is None and login.load(s, second.session_id) is None
+    _assert_told(db, rp, first.session_id)
+    _assert_told(db, rp, second.session_id)
+
+
+def test_another_account_logging_in_on_the_browser_tells_the_first_ones_brands(db, app, rp, browser, member):
+    sign_in(browser, rp)
+    sid = member[0].session_id
+    passwords = app.app.extensions["hub_web"].passwords
+    other = log_in(db)[0]
+    email = db.write(lambda s: _set_password(s, other.account_id, passwords.hash(PASSWORD)))
+    page = browser.get("/account/login", params={"force": "1", "next": "/account/security"})
+    answer = browser.post("/account/login", {"csrf_token": _csrf(page), "email": email, "password": PASSWORD,
+                                             "next": "/account/security", "force": "1"})
+    assert answer.status_code == 302 and answer.headers["location"].endswith("/account/security")
+    with db.read() as s:
+        assert login.load(s, sid) is None
+    _assert_told(db, rp, sid)
+
+
+def test_logging_out_twice_queues_the_notices_once(db, app, rp, browser, member):
+    sign_in(browser, rp)
+    sid = member[0].session_id
+    assert db.write(lambda s: signout.end(s, sid)) is True
+    assert db.write(lambda s: signout.end(s, sid)) is False
+    assert len(_notices(db, sid)) == 1
+
+
+def _set_password(session, account_id, password_hash) -> str:
+    account = session.get(MemberAccount, account_id)
+    account.password_hash = password_hash
+    return account.email
