@@ -109,12 +109,13 @@ def sync_catalogs() -> dict:
 
 @celery.task(name=BACKCHANNEL_LOGOUT_TASK, autoretry_for=(OperationalError,), retry_backoff=True,
              retry_backoff_max=60, max_retries=None)
-def backchannel_logout(session_id: str, client_id: str, subject: str) -> str:
-    """POST a logout token to a client (hub/identity/oidc/logout.py; the outbox retries)."""
+def backchannel_logout(payloads: list[dict]) -> list[str]:
+    """POST a logout token for each outbox payload ({"session_id", "client_id", "subject"}) of
+    the batch (hub/identity/oidc/logout.py; the outbox retries a failed one)."""
     from hub.identity.oidc import logout
 
     settings, db, _, _ = _services()
-    return logout.deliver(db, _signing_keys(), settings.issuer, session_id, client_id, subject)
+    return [logout.deliver(db, _signing_keys(), settings.issuer, **payload) for payload in payloads]
 
 
 @functools.cache

@@ -224,15 +224,6 @@ def test_rotated_keys_stay_published_until_their_tokens_expire(db, settings, par
     assert {k["kid"] for k in store.public_jwks()["keys"]} == {new_kid}
 
 
-def test_back_channel_topic_is_routed_to_its_celery_task():
-    from hub import tasks
-
-    task = tasks.celery.tasks[tasks.TOPICS[logout.BACKCHANNEL_TOPIC]]
-    assert task.name == tasks.BACKCHANNEL_LOGOUT_TASK
-    # The outbox payload is the task's keyword arguments.
-    assert set(task.__wrapped__.__code__.co_varnames[:3]) == {"session_id", "client_id", "subject"}
-
-
 def test_cors_for_browser_apps_of_registered_origins(http, brand):
     allowed = {"Origin": "https://brand.example"}
     preflight = http.options("/oauth/token", headers={**allowed, "Access-Control-Request-Method": "POST"})
