@@ -55,7 +55,7 @@ def create_app(brand: Brand, client: Client) -> Flask:
         client_kwargs={"scope": SCOPE, "code_challenge_method": "S256",
                        "token_endpoint_auth_method": "client_secret_basic", "timeout": 10},
     )
-    app.extensions["brandsite"] = {"brand": brand, "sessions": sessions}
+    app.extensions["brandsite"] = {"brand": brand, "sessions": sessions, "hub": hub}
 
     def current() -> BrandSession | None:
         return sessions.get(session.get("key"))
