@@ -81,7 +81,8 @@ def _carry_notices(db, rp) -> dict[str, dict]:
     with patch.object(tasks, "_services", lambda: worker_services), \
             patch.object(tasks, "_signing_keys", lambda: runtime.current().keys):
         for name, (payloads,) in published:
-            assert name == tasks.BACKCHANNEL_LOGOUT_TASK
+            if name != tasks.BACKCHANNEL_LOGOUT_TASK:
+                continue  # other tests' messages due in the shared database (relay orders)
             assert tasks.celery.tasks[name].apply(args=(payloads,)).get() == ["delivered"] * len(payloads)
     keys = KeySet.import_key_set(rp.jwks())
     tokens = [dict(p.split("=", 1) for p in call.request.body.split("&"))["logout_token"] for call in responses.calls]
