@@ -115,9 +115,32 @@ def sandbox(host, port, pending_delay, timeout_sleep, webhook_url):
     fakes.serve(host, port, pending_delay=pending_delay, timeout_sleep=timeout_sleep, webhook_url=webhook_url)
 
 
+def _brand_sites() -> list:
+    """The example brand sites (partners/brandsite), each with the OAuth client `hub demo seed`
+    registered for it; none when the demo is not seeded."""
+    import subprocess
+
+    from hub import demo as demo_data
+    from partners.brandsite.config import BRANDS_DIR
+
+    if not demo_data.CREDENTIALS.exists():
+        console.print("no demo brand sites: run `hub demo seed` first to have them")
+        return []
+    brands = json.loads(demo_data.CREDENTIALS.read_text()).get("brands", {})
+    issuer = Settings.from_env().issuer
+    sites = []
+    for code, client in brands.items():
+        env = {**os.environ, "BRAND_ISSUER": issuer, "BRAND_CLIENT_ID": client["client_id"],
+               "BRAND_CLIENT_SECRET": client["client_secret"]}
+        sites.append(subprocess.Popen([sys.executable, "-m", "partners.brandsite", str(BRANDS_DIR / f"{code}.json")],
+                                      env=env))
+    return sites
+
+
 @main.command()
 def up():
-    """Everything on one machine: sandbox providers, a worker, the dispatcher and the API."""
+    """Everything on one machine: sandbox providers, a worker, the dispatcher, the example
+    brand sites and the API."""
     import signal
     import subprocess
 
@@ -126,6 +149,7 @@ def up():
         subprocess.Popen(hub + ["sandbox"]),
         subprocess.Popen(hub + ["worker", "--beat"]),
         subprocess.Popen(hub + ["dispatch"]),
+        *_brand_sites(),
     ]
     try:
         subprocess.run(hub + ["rewards", "sync", "--wait"], check=False)

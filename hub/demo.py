@@ -2,6 +2,8 @@
 
 Seeding is idempotent. Client secrets are shown once by design, so the demo keeps its own
 in instance/demo-credentials.json (owner-only) to print the quick start again on every run.
+The example brand sites (partners/brandsite/brands/*.json) get their OAuth clients here too,
+also idempotently: `hub up` starts each brand with its client from that file.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from sqlalchemy import select
 from hub.actor import Actor
 from hub.db import Database, utcnow
 from hub.identity.clients import create_client
+from hub.identity.oidc import clients as brand_clients
 from hub.programs import earning, service
 from hub.programs.models import Partner
 from hub.rewards import catalog
@@ -31,15 +34,46 @@ def seed(db: Database) -> dict:
     with db.read() as s:
         seeded = s.scalar(select(Partner.id).where(Partner.code == spec["partners"][0]["code"]))
     if seeded and CREDENTIALS.exists():
-        return json.loads(CREDENTIALS.read_text())
-    if seeded:
+        creds = json.loads(CREDENTIALS.read_text())
+    elif seeded:
         raise SystemExit(f"demo partners exist but {CREDENTIALS} is gone; use a fresh database")
-    creds = db.write(lambda s: _seed(s, spec))
+    else:
+        creds = db.write(lambda s: _seed(s, spec))
+        _save(creds)
+    if db.write(lambda s: _register_brands(s, creds)):
+        _save(creds)
+    return creds
+
+
+def _save(creds: dict) -> None:
     INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
     fd = os.open(CREDENTIALS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(creds, fh, indent=2)
-    return creds
+
+
+def _register_brands(s, creds: dict) -> bool:
+    """A confidential OIDC client for each example brand site, unless the credentials file
+    already holds a live one with the same URIs (a database seeded before the brand sites
+    existed, or a brand file whose port changed, gets a new one). Whether any was added."""
+    from partners.brandsite.config import demo_brands
+
+    brands, changed = creds.setdefault("brands", {}), False
+    for brand in demo_brands():
+        uris = {"redirect_uri": brand.redirect_uri, "post_logout_redirect_uri": brand.post_logout_redirect_uri,
+                "backchannel_logout_uri": brand.backchannel_logout_uri}
+        known = brands.get(brand.code)
+        if known and all(known.get(k) == v for k, v in uris.items()) and brand_clients.find(s, known["client_id"]):
+            continue
+        partner_id = service.partner_by_code(s, brand.partner).id
+        client, secret = brand_clients.register(
+            s, name=f"{brand.name} website", partner_id=partner_id, redirect_uris=[brand.redirect_uri],
+            post_logout_redirect_uris=[brand.post_logout_redirect_uri],
+            backchannel_logout_uri=brand.backchannel_logout_uri)
+        brands[brand.code] = {"client_id": client.client_id, "client_secret": secret, "url": brand.base_url + "/",
+                              **uris}
+        changed = True
+    return changed
 
 
 def _seed(s, spec: dict) -> dict:
@@ -97,4 +131,13 @@ Redeem as the airline (TERBANG) for Citra: a gift card and a donation, relayed t
       -d '{{"reward":"<a code from the list>","program":"MILES","member":{{"external_id":"ff-778899"}},"amount":"10.00"}}' \\
       {base}/v1/redemptions
   curl -s -H "Authorization: Bearer $TOKEN" {base}/v1/redemptions/<id>     # pending, then fulfilled
+""", soft_wrap=True, highlight=False)
+    brands = creds.get("brands", {})
+    if brands:
+        sites = "  ".join(f"{code}: {b['url']}" for code, b in brands.items())
+        console.print(f"""Single sign-on: the example brand sites ({sites})
+  1. Open {next(iter(brands.values()))['url']} and log in: create an account on the hub (Sign up), then
+     print the verification mail with `hub accounts mail` and open its link.
+  2. Open the other brand's site: already signed in (it asks once whether to share your profile with that partner).
+  3. Log out on one brand: you are logged out of both (back-channel logout).
 """, soft_wrap=True, highlight=False)

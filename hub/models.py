@@ -3,6 +3,7 @@ from hub.db import Base
 from hub.idempotency import IdempotencyKey
 from hub.identity.account_models import (
     AccountToken,
+    LinkRequest,
     LoginSession,
     MemberAccount,
     OutgoingMail,
@@ -38,6 +39,7 @@ __all__ = [
     "Base",
     "Grant",
     "IdempotencyKey",
+    "LinkRequest",
     "LoginSession",
     "Member",
     "MemberAccount",

@@ -97,3 +97,28 @@ class OutgoingMail(Base):
     subject: Mapped[str] = mapped_column(String(200))
     body_sealed: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LinkRequest(Base):
+    """A member's request to link a program membership (by card number or partner member
+    id) to their account, and the one-time code mailed to the membership's email on file.
+
+    A request is recorded whether or not the card was found (membership_id and code_hash are
+    then empty), so the pages answer the same either way and tell nothing about the card."""
+
+    __tablename__ = "link_requests"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("member_accounts.id"), index=True)
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    membership_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("memberships.id"), default=None)
+    # The Member the membership belonged to when the code was sent: linking moves it only
+    # from that member (a concurrent link or enrolment makes the code worthless).
+    from_member_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    # HMAC-SHA256 of the code, keyed from HUB_SECRET_KEY and bound to this request's id: a
+    # 6-digit code's plain hash would be reversed by trying a million values.
+    code_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    attempts: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

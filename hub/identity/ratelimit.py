@@ -39,6 +39,12 @@ SIGNUP_IP = Rule("signup-ip", 10, 60 * 60)
 SIGNUP_EMAIL = Rule("signup-email", 3, 60 * 60)
 RESET_ACCOUNT = Rule("reset-account", 3, 60 * 60)
 RESET_IP = Rule("reset-ip", 20, 60 * 60)
+# Account linking (hub/identity/linking.py): every request mails a code, so requests are
+# counted per account and per card (known or not: the limit tells nothing about the card);
+# wrong codes per account, like the second factor (each request also dies after 5).
+LINK_START_ACCOUNT = Rule("link-start-account", 5, 60 * 60)
+LINK_START_CARD = Rule("link-start-card", 3, 60 * 60)
+LINK_CODE_ACCOUNT = Rule("link-code-account", 5, 15 * 60)
 
 
 class Limited(Exception):

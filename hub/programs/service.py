@@ -356,6 +356,27 @@ def history(
     }
     if not accounts:
         raise NotFound(f"member has no membership in {program_code}", slug="membership-not-found")
+    return _movements(session, accounts, cursor, limit)
+
+
+def own_history(
+    session: Session, member_id: uuid.UUID, cursor: str | None, limit: int
+) -> tuple[list[Movement], str | None]:
+    """A member's own movements across all their programs, newest first (their dashboard)."""
+    accounts = {account_id: code for account_id, code in session.execute(
+        select(Membership.account_id, Program.code)
+        .join(Program, Program.id == Membership.program_id)
+        .where(Membership.member_id == member_id)
+    )}
+    if not accounts:
+        return [], None
+    return _movements(session, accounts, cursor, limit)
+
+
+def _movements(
+    session: Session, accounts: dict[int, str], cursor: str | None, limit: int
+) -> tuple[list[Movement], str | None]:
+    """Movements of these accounts (ledger account id -> program code), newest first."""
     before = _id_cursor(cursor)
     t = ledger_models.Transfer
     resolver = t.__table__.alias("resolver")

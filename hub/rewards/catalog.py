@@ -275,3 +275,60 @@ def sync_provider(session: Session, provider: str, kind: str, items: Iterable[Ca
 def _provider_code(provider: str, product: str) -> str:
     safe = "".join(c if c.isalnum() else "-" for c in product.upper())
     return f"{provider.upper()}-{safe}"[:64]
+
+
+# --- a member's rewards within reach -----------------------------------------------------
+
+@dataclass(frozen=True)
+class Offer:
+    """A reward the member can pay now: from `program_code`, `points` of it (for a provider
+    reward, at the face value `amount_minor`, the smallest it offers that they can pay)."""
+
+    reward: Reward
+    program_code: str
+    points: int
+    amount_minor: int | None
+
+
+def within_reach(
+    session: Session,
+    actor: Actor,
+    rates: Mapping[str, Decimal],
+    available: list[tuple[Program, int]],
+    *,
+    limit: int = 10,
+    scan: int = 500,
+) -> list[Offer]:
+    """Rewards available now that the member (actor.member_id) can pay in one of their
+    programs, given each program's available points, in the order of `available`; at most
+    `limit`, looking through at most `scan` rewards of the catalog."""
+    offers: list[Offer] = []
+    cursor, seen = None, 0
+    while len(offers) < limit and seen < scan:
+        views, cursor = list_rewards(session, actor, rates, available=True, cursor=cursor,
+                                     limit=min(100, scan - seen))
+        seen += len(views)
+        for view in views:
+            offer = _first_affordable(view.reward, rates, available)
+            if offer is not None:
+                offers.append(offer)
+                if len(offers) == limit:
+                    break
+        if cursor is None:
+            break
+    return offers
+
+
+def _first_affordable(reward: Reward, rates, available: list[tuple[Program, int]]) -> Offer | None:
+    faces = sorted(reward.denominations or []) if reward.provider else [None]
+    for program, points_available in available:
+        if reward.program_id is not None and reward.program_id != program.id:
+            continue
+        for face in faces:
+            try:
+                points = price(reward, program, rates, face)
+            except Invalid:
+                break  # a currency with no unit rate: not priced
+            if 0 < points <= min(points_available, MAX_POINTS):
+                return Offer(reward, program.code, points, face)
+    return None

@@ -1,4 +1,5 @@
-"""Server-rendered pages on the Flask app under connexion: member accounts (hub/web/accounts.py)
+"""Server-rendered pages on the Flask app under connexion: member accounts (hub/web/accounts.py),
+the member's dashboard and account linking (hub/web/dashboard.py),
 and the glue the other pages share (login session and CSRF in session.py, i18n.py)."""
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from flask import Flask
 from hub.api.runtime import Hub
 from hub.identity.accounts import Passwords
 from hub.identity.ratelimit import limiter_for
-from hub.web import accounts, i18n, session
+from hub.web import accounts, dashboard, i18n, session
 from hub.web.state import WebState
 
 
@@ -24,3 +25,4 @@ def init_web(flask_app: Flask, hub: Hub) -> None:
     session.init_app(flask_app)
     i18n.init_app(flask_app)
     flask_app.register_blueprint(accounts.blueprint)
+    flask_app.register_blueprint(dashboard.blueprint)

@@ -1,4 +1,5 @@
-"""The member account pages under /account: login (and its second-factor step), sign-up,
+"""The member account pages under /account (the dashboard at /account/ itself is
+hub/web/dashboard.py): login (and its second-factor step), sign-up,
 email verification, password reset, security settings (TOTP, recovery codes), logout.
 
 Thin: each POST checks the rate limits, runs one domain call of hub/identity/accounts.py in
@@ -93,11 +94,6 @@ def _absolute(endpoint: str, **values) -> str:
 
 def _mfa_signer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(_secret_key(), salt="hub-login-second-factor")
-
-
-@blueprint.get("/")
-def home():
-    return redirect(url_for(".security"))
 
 
 @blueprint.route("/login", methods=["GET", "POST"])

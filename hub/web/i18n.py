@@ -240,6 +240,14 @@ def t(key: str, **values) -> str:
     return MESSAGES[locale()][key].format(**values)
 
 
+def number(value, places: int = 0) -> str:
+    """A number as this language writes it: 12,345.50 in English, 12.345,50 in Indonesian."""
+    text = f"{value:,.{places}f}"
+    if locale() == "id":
+        text = text.translate(str.maketrans(",.", ".,"))
+    return text
+
+
 def language_url(code: str) -> str:
     """This page in another language."""
     args = {k: v for k, v in request.args.items() if k != "ui_locales"}
@@ -247,7 +255,8 @@ def language_url(code: str) -> str:
 
 
 def template_globals() -> dict:
-    return {"t": t, "locale": locale, "languages": lambda: LANGUAGES, "language_url": language_url}
+    return {"t": t, "locale": locale, "languages": lambda: LANGUAGES, "language_url": language_url,
+            "number": number}
 
 
 def _remember(response):

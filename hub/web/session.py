@@ -26,7 +26,7 @@ from hub.web.state import state
 LOGIN_COOKIE = "hub_login"
 CSRF_COOKIE = "hub_csrf"
 CSRF_FIELD = "csrf_token"
-HOME = "/account/security"
+HOME = "/account/"  # the dashboard (hub/web/dashboard.py)
 
 
 def cookie_name(base: str) -> str:

@@ -1,4 +1,4 @@
-"""Every visible string of the pages (the account pages' and the OpenID provider's) exists in
+"""Every visible string of the pages (the account pages', the dashboard's and the OpenID provider's) exists in
 English and in Bahasa Indonesia."""
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 
 import hub.api.oidc_text  # its import adds the provider's texts, as hub/api/oauth.py's does
 from hub.identity.oidc import claims, clients
-from hub.web import i18n
+from hub.identity import linking
+from hub.web import dashboard, i18n
 from hub.web.i18n import MESSAGES
 
 HUB = Path(__file__).resolve().parents[2] / "hub"
@@ -32,7 +33,14 @@ def test_every_key_the_pages_use_exists():
     for path in [*WEB.glob("templates/**/*.html"), *WEB.glob("*.py"), *HUB.glob("api/templates/**/*.html"),
                  HUB / "api" / "oauth.py"]:
         used |= set(re.findall(r"""\bt\(\s*["']([\w.\-]+)["']""", path.read_text()))
-    used |= {f"notice.{slug}" for slug in ("totp-off",)}
+    used |= {f"notice.{slug}" for slug in ("totp-off", *dashboard.NOTICES)}
+    # The dashboard's keys made from values: transfer codes, statuses, refusals' slugs.
+    used |= {f"dash.code.{code}" for code in ("earn", "bonus", "reversal", "redemption", "conversion", "expiry",
+                                              "adjustment", "other")}
+    used |= {f"dash.state.{status}" for status in ("posted", "pending", "voided")}
+    used |= {f"redeem.error.{slug}" for slug in (*dashboard.REDEEM_ERRORS, "insufficient", "other")}
+    used |= {f"link.error.{status}" for status in (linking.CODE_EXPIRED, linking.TOO_MANY, linking.ALREADY_MEMBER,
+                                                   linking.LINKED_ELSEWHERE)}
     # The consent page names each scope and claim it asks for (t("oidc.scope." ~ scope)).
     used = {key for key in used if not key.endswith(".")}
     used |= {f"oidc.scope.{scope}" for scope in clients.MEMBER_SCOPES}
@@ -40,7 +48,7 @@ def test_every_key_the_pages_use_exists():
     assert "oidc.consent_title" in used
     assert used and used <= MESSAGES["en"].keys(), used - MESSAGES["en"].keys()
     # error.<slug>: every slug hub.identity.accounts raises has a message.
-    source = (WEB.parent / "identity" / "accounts.py").read_text()
+    source = (WEB.parent / "identity" / "accounts.py").read_text() + (WEB.parent / "identity" / "linking.py").read_text()
     slugs = set(re.findall(r'slug="([\w-]+)"', source)) | {"login-wrong", "code-wrong", "password-mismatch"}
     assert {f"error.{slug}" for slug in slugs} <= MESSAGES["en"].keys()
 
