@@ -111,19 +111,29 @@ class Browser:
         return self.post(action, fields)
 
 
-def log_in(db, amr=("pwd",), member_id=None) -> tuple[login.Login, str]:
-    """A member (new, or this one) with an account, logged in: (login, cookie value)."""
+def log_in(db, amr=("pwd",), member_id=None, verified=True) -> tuple[login.Login, str]:
+    """A member (new, or this one) with an account (its email verified unless `verified` is
+    False), logged in: (login, cookie value)."""
     def work(s):
         if member_id is None:
             member = Member()
             s.add(member)
             s.flush()
         account = MemberAccount(member_id=member_id or member.id, email=f"m{secrets.token_hex(5)}@example.com",
-                                email_verified_at=utcnow(), password_hash="unused in these tests",
+                                email_verified_at=utcnow() if verified else None, password_hash="unused in these tests",
                                 given_name="Siti", family_name="Rahayu", locale="id")
         s.add(account)
         s.flush()
         return login.start(s, account, tuple(amr), ttl=timedelta(hours=1))
+    return db.write(work)
+
+
+def log_in_again(db, previous: login.Login, amr=("pwd",)) -> tuple[login.Login, str]:
+    """The same account logging in again on its browser (a forced re-authentication): the
+    session is renewed in place, with a fresh auth_time and a new cookie."""
+    def work(s):
+        account = s.get(MemberAccount, previous.account_id)
+        return login.start(s, account, tuple(amr), ttl=timedelta(hours=1), replacing=previous.session_id)
     return db.write(work)
 
 

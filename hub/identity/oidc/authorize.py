@@ -11,6 +11,9 @@ only and required of public clients, nonce is optional, and auth_time is the log
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -32,10 +35,14 @@ if TYPE_CHECKING:
 
 PROMPTS = ("none", "login", "consent", "select_account")
 NONCE_MAX = 255  # oidc_codes.nonce
-# Set on the way back from a forced login: the login must be at least this recent (Unix
-# time). It replaces prompt=login / max_age, which would otherwise send the browser to the
-# login page forever. Forging it gains nothing: the ID token carries the true auth_time.
+# Set on the way back from a forced login: "<ms>.<mac>", the login must be at least this
+# recent (Unix time, milliseconds). It replaces prompt=login / max_age, which would otherwise
+# send the browser to the login page forever. The mac (HMAC-SHA256 with HUB_SECRET_KEY) binds
+# it to the time the hub chose and to this request's client_id, redirect_uri, state and
+# nonce: a marker that is missing its mac, forged, moved to another request or older than
+# AUTH_AFTER_TTL is ignored, so prompt=login / max_age are honoured again.
 AUTH_AFTER = "auth_after"
+AUTH_AFTER_TTL = 3600  # seconds: how long the member may take on the login page
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,7 @@ def with_query(uri: str, query: dict) -> str:
 
 
 def _parse(session: Session, keys: KeyStore, issuer: str, params: dict,
-           repeated: frozenset = frozenset()) -> AuthRequest | ErrorPage:
+           repeated: frozenset = frozenset(), secret_key: str | None = None) -> AuthRequest | ErrorPage:
     if any("\x00" in value for value in params.values()):
         return ErrorPage("malformed request")  # no database (PostgreSQL) stores a NUL
     if repeated & {"client_id", "redirect_uri"}:
@@ -124,12 +131,12 @@ def _parse(session: Session, keys: KeyStore, issuer: str, params: dict,
     try:
         if repeated:  # RFC 6749 3.1: no parameter more than once
             raise _Refused("invalid_request", f"{', '.join(sorted(repeated))} given more than once")
-        return _checked(req, keys, issuer)
+        return _checked(req, keys, issuer, secret_key)
     except _Refused as refused:
         return req.error(refused.error, refused.description)
 
 
-def _checked(req: AuthRequest, keys: KeyStore, issuer: str) -> AuthRequest:
+def _checked(req: AuthRequest, keys: KeyStore, issuer: str, secret_key: str | None) -> AuthRequest:
     p = req.params
     if p.get("request"):
         raise _Refused("request_not_supported", "request objects are not supported")
@@ -156,7 +163,7 @@ def _checked(req: AuthRequest, keys: KeyStore, issuer: str) -> AuthRequest:
     if not prompts <= set(PROMPTS) or ("none" in prompts and len(prompts) > 1):
         raise _Refused("invalid_request", "invalid prompt")
     max_age = _non_negative(p.get("max_age"), "max_age")
-    auth_after = _non_negative(p.get(AUTH_AFTER), AUTH_AFTER)
+    auth_after = _marker(secret_key, p, time.time())
     try:
         claims = claim_sets.parse_request(p.get("claims"))
     except claim_sets.ClaimsRequestError as exc:
@@ -185,30 +192,52 @@ def _non_negative(value: str | None, name: str) -> int | None:
     return int(value)
 
 
+def _marker_mac(secret_key: str, ms: int, params: dict) -> str:
+    bound = [ms] + [params.get(name) for name in ("client_id", "redirect_uri", "state", "nonce")]
+    message = ("oidc-auth-after:" + json.dumps(bound)).encode()
+    return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _marker(secret_key: str | None, params: dict, now: float) -> int | None:
+    """The time (ms) a genuine, recent return-trip marker of this request says, else None."""
+    value = params.get(AUTH_AFTER)
+    if not value or secret_key is None:
+        return None
+    ms, _, mac = value.partition(".")
+    if not re.fullmatch(r"[0-9]{1,15}", ms) or not hmac.compare_digest(
+            mac.encode(), _marker_mac(secret_key, int(ms), params).encode()):
+        return None
+    return int(ms) if 0 <= now * 1000 - int(ms) <= AUTH_AFTER_TTL * 1000 else None
+
+
 def _needs_login(req: AuthRequest, login: Login | None, secret_key: str, now: float) -> bool:
     if login is None:
         return True
     auth_time = login.auth_time.timestamp()
-    if req.auth_after is not None:
-        return auth_time < req.auth_after
+    if req.id_token_hint is not None:
+        # The hint names who the client believes is logged in; someone else must log in again
+        # (on the return trip from a forced login too).
+        expected = subjects.derive(secret_key, req.client.sector, login.member_id)
+        if req.id_token_hint.get("sub") != expected:
+            return True
+    if req.auth_after is not None:  # a genuine marker (see AUTH_AFTER)
+        return auth_time * 1000 < req.auth_after
     if "login" in req.prompts:
         return True
     if req.max_age is not None and now - auth_time > req.max_age:
         return True
-    if req.id_token_hint is not None:
-        # The hint names who the client believes is logged in; someone else must log in again.
-        expected = subjects.derive(secret_key, req.client.sector, login.member_id)
-        return req.id_token_hint.get("sub") != expected
     return False
 
 
-def _return_url(req: AuthRequest, now: float) -> str:
-    """Where the login page sends the browser back: this request, minus what forced the login."""
+def _return_url(req: AuthRequest, secret_key: str, now: float) -> str:
+    """Where the login page sends the browser back: this request, minus what forced the
+    login, plus a signed marker that the login must be newer than now."""
     params = {k: v for k, v in req.params.items() if k not in ("prompt", "max_age", AUTH_AFTER)}
     prompts = req.prompts - {"login"}
     if prompts:
         params["prompt"] = " ".join(sorted(prompts))
-    params[AUTH_AFTER] = str(int(now))  # the login that follows is newer than this
+    ms = int(now * 1000)
+    params[AUTH_AFTER] = f"{ms}.{_marker_mac(secret_key, ms, params)}"
     return "/oauth/authorize?" + urlencode(params)
 
 
@@ -217,14 +246,14 @@ def decide(session: Session, keys: KeyStore, issuer: str, secret_key: str, param
     """What to answer to an authorization request. `consent_given`: the member has just said
     yes on the consent page (and its form was checked by the caller). `repeated`: the names
     of parameters the request gave more than once (`params` holds their first values)."""
-    req = _parse(session, keys, issuer, params, repeated)
+    req = _parse(session, keys, issuer, params, repeated, secret_key)
     if not isinstance(req, AuthRequest):
         return req
     now = time.time()
     if _needs_login(req, login, secret_key, now):
         if "none" in req.prompts:
             return req.error("login_required", "the member must log in")
-        return NeedLogin(_return_url(req, now), login is not None, req.login_hint, req.ui_locales)
+        return NeedLogin(_return_url(req, secret_key, now), login is not None, req.login_hint, req.ui_locales)
     wanted_claims = sorted(claim_sets.requested(req.scopes, req.claims))
     sector = req.client.sector
     if consent_given:

