@@ -69,3 +69,14 @@ def test_marker_keeps_the_id_token_hint_check(app, db, rp, browser):
     stranger = Browser(app, log_in(db)[1])
     answer = stranger.get(back)
     assert answer.status_code == 302 and answer.headers["location"].startswith("/account/login?")
+
+
+def test_unverified_account_cannot_authorize(app, db, rp):
+    unverified = Browser(app, log_in(db, verified=False)[1])
+    for extra in ({}, {"prompt": "none"}):
+        answer = unverified.get(rp.authorize_url(**extra))
+        assert answer.status_code == 302
+        answer_query = query(answer.headers["location"])
+        assert answer.headers["location"].startswith(rp.redirect_uri + "?")
+        assert answer_query["error"] == "access_denied" and answer_query["state"] == rp.state
+        assert "code" not in answer_query

@@ -8,6 +8,7 @@ login page, ask for consent, or issue a code.
 Deliberate differences from Authlib's own authorization endpoint (its known pitfalls as a provider):
 redirect_uri is required and matched exactly (no fallback to a registered one), PKCE is S256
 only and required of public clients, nonce is optional, and auth_time is the login's real one.
+An account whose email address is not verified gets `access_denied`.
 """
 from __future__ import annotations
 
@@ -254,6 +255,11 @@ def decide(session: Session, keys: KeyStore, issuer: str, secret_key: str, param
         if "none" in req.prompts:
             return req.error("login_required", "the member must log in")
         return NeedLogin(_return_url(req, secret_key, now), login is not None, req.login_hint, req.ui_locales)
+    if not login.email_verified:
+        # A brand learns the member's email and trusts the hub's account: not before the
+        # member has proved the address (the link mailed at sign-up). An OAuth error, with or
+        # without prompt=none, so the brand can tell the member; no code, no consent recorded.
+        return req.error("access_denied", "the member has not confirmed their email address")
     wanted_claims = sorted(claim_sets.requested(req.scopes, req.claims))
     sector = req.client.sector
     if consent_given:
