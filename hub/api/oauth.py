@@ -440,7 +440,7 @@ def userinfo():
             return _bearer_error(401, "invalid_token")
         if "openid" not in claims.get("scope", "").split():
             return _bearer_error(403, "insufficient_scope")
-        info = issue.userinfo(session, grant)
+        info = issue.userinfo(session, grant, claims.get("scope", ""))
     response = jsonify(info)
     response.headers.update(NO_STORE)
     return response

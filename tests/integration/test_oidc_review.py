@@ -80,3 +80,13 @@ def test_unverified_account_cannot_authorize(app, db, rp):
         assert answer.headers["location"].startswith(rp.redirect_uri + "?")
         assert answer_query["error"] == "access_denied" and answer_query["state"] == rp.state
         assert "code" not in answer_query
+
+
+def test_userinfo_follows_the_scope_narrowed_at_refresh(rp, browser):
+    token = sign_in(browser, rp)
+    sub = rp.verify_id_token(token["id_token"], None)["sub"]
+    assert "email" in rp.session.get(f"{ISSUER}/oauth/userinfo").json()
+    narrowed = rp.session.refresh_token(f"{ISSUER}/oauth/token", refresh_token=token["refresh_token"],
+                                        scope="openid")
+    assert narrowed["scope"] == "openid"
+    assert rp.session.get(f"{ISSUER}/oauth/userinfo").json() == {"sub": sub}

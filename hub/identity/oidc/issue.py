@@ -44,10 +44,12 @@ def id_token(session: Session, keys: KeyStore, *, issuer: str, ttl: int, grant: 
     return jwts.sign(keys, claims)
 
 
-def userinfo(session: Session, grant: Grant) -> dict:
-    """The claims the member consented to share with this grant: its scopes' and those named
-    for userinfo by its `claims` request; `sub` always."""
-    names = claim_sets.for_scopes(grant.scope.split()) | set(grant.claims.get("userinfo", ()))
+def userinfo(session: Session, grant: Grant, token_scope: str) -> dict:
+    """The claims the member consented to share with this grant: those of its scopes that the
+    access token still holds (`token_scope`, narrower after a refresh with `scope`) and those
+    named for userinfo by its `claims` request; `sub` always."""
+    scopes = set(grant.scope.split()) & set(token_scope.split())
+    names = claim_sets.for_scopes(sorted(scopes)) | set(grant.claims.get("userinfo", ()))
     held = logins.account_claims(session, grant.account_id)
     return {"sub": grant.subject, **claim_sets.select(held, names)}
 
