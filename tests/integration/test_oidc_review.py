@@ -4,9 +4,11 @@ access token's (narrowed) scope, and only ID tokens serve as id_token_hint."""
 from __future__ import annotations
 
 import time
+import uuid
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import select
 
 from tests.conftest import ISSUER
 from tests.integration.oidc_support import Browser, log_in, log_in_again, query
@@ -90,3 +92,28 @@ def test_userinfo_follows_the_scope_narrowed_at_refresh(rp, browser):
                                         scope="openid")
     assert narrowed["scope"] == "openid"
     assert rp.session.get(f"{ISSUER}/oauth/userinfo").json() == {"sub": sub}
+
+
+def test_a_logout_token_is_no_id_token_hint(db, app, rp, browser, member):
+    from hub.api import runtime
+    from hub.identity.oidc import issue
+    from hub.identity.oidc.models import Grant
+
+    sign_in(browser, rp)
+    sid = member[0].session_id
+    with db.read() as s:
+        subject = s.scalar(select(Grant.subject).where(Grant.session_id == sid))
+    token = issue.logout_token(runtime.current().keys, issuer=ISSUER, client_id=rp.client_id,
+                               subject=subject, session_id=uuid.UUID(str(sid)))
+    answer = browser.get("/oauth/logout", params={"id_token_hint": token})
+    assert answer.status_code in (200, 400) and "location" not in answer.headers
+    # Still logged in: a silent authorization still gets a code.
+    assert "code=" in browser.get(rp.authorize_url(prompt="none")).headers["location"]
+
+
+def test_an_access_token_is_no_id_token_hint(rp, browser):
+    token = sign_in(browser, rp)
+    answer = browser.get(rp.authorize_url(id_token_hint=token["access_token"]))
+    assert query(answer.headers["location"])["error"] == "invalid_request"
+    logout = browser.get("/oauth/logout", params={"id_token_hint": token["access_token"]})
+    assert logout.status_code == 400 and "location" not in logout.headers

@@ -132,12 +132,13 @@ def _parse(session: Session, keys: KeyStore, issuer: str, params: dict,
     try:
         if repeated:  # RFC 6749 3.1: no parameter more than once
             raise _Refused("invalid_request", f"{', '.join(sorted(repeated))} given more than once")
-        return _checked(req, keys, issuer, secret_key)
+        return _checked(session, req, keys, issuer, secret_key)
     except _Refused as refused:
         return req.error(refused.error, refused.description)
 
 
-def _checked(req: AuthRequest, keys: KeyStore, issuer: str, secret_key: str | None) -> AuthRequest:
+def _checked(session: Session, req: AuthRequest, keys: KeyStore, issuer: str,
+             secret_key: str | None) -> AuthRequest:
     p = req.params
     if p.get("request"):
         raise _Refused("request_not_supported", "request objects are not supported")
@@ -171,7 +172,7 @@ def _checked(req: AuthRequest, keys: KeyStore, issuer: str, secret_key: str | No
         raise _Refused("invalid_request", str(exc)) from exc
     hint = None
     if p.get("id_token_hint"):
-        hint = jwts.read_own(keys, p["id_token_hint"], issuer)
+        hint = jwts.read_id_token(session, keys, p["id_token_hint"], issuer)
         if hint is None:
             raise _Refused("invalid_request", "id_token_hint is not an ID token of this provider")
     nonce = p.get("nonce") or None

@@ -1,5 +1,7 @@
 """Signing the provider's own JWTs (ID tokens, logout tokens) and reading back an
-`id_token_hint`, with the KeyStore's keys (RS256 only: `alg: none` and HMAC are refused)."""
+`id_token_hint`, with the KeyStore's keys (RS256 only: `alg: none` and HMAC are refused).
+The same keys sign access tokens (typ at+jwt) and logout tokens (typ logout+jwt): neither is
+accepted as an id_token_hint."""
 from __future__ import annotations
 
 import base64
@@ -8,8 +10,10 @@ import hashlib
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from sqlalchemy.orm import Session
 
 from hub.identity.keys import ALG, KeyStore
+from hub.identity.oidc import clients
 from hub.identity.tokens import jwt_header
 
 
@@ -25,13 +29,31 @@ def half_hash(value: str) -> str:
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
-def read_own(keys: KeyStore, token: str, issuer: str) -> dict | None:
-    """The claims of a JWT this provider signed (expired or not: an id_token_hint may be),
-    or None when it is not one (forged, malformed, another issuer)."""
+def read_own(keys: KeyStore, token: str, issuer: str) -> tuple[dict, dict] | None:
+    """The header and claims of a JWT this provider signed (expired or not: an id_token_hint
+    may be), or None when it is not one (forged, malformed, another issuer)."""
     try:
         keys.expect(jwt_header(token).get("kid"))
         decoded = jwt.decode(token, KeySet.import_key_set(keys.public_jwks()), algorithms=[ALG])
     except (JoseError, ValueError, KeyError, TypeError, AttributeError):
         return None
     claims = decoded.claims
-    return claims if claims.get("iss") == issuer else None
+    return (decoded.header, claims) if claims.get("iss") == issuer else None
+
+
+def read_id_token(session: Session, keys: KeyStore, token: str, issuer: str) -> dict | None:
+    """The claims of an ID token this provider issued (an `id_token_hint`), or None: besides
+    read_own's checks, its typ is JWT (not at+jwt or logout+jwt), it has no `events` (a
+    logout token's), a `sub`, and its one audience is a registered brand client."""
+    found = read_own(keys, token, issuer)
+    if found is None:
+        return None
+    header, claims = found
+    if str(header.get("typ", "JWT")).upper() != "JWT" or "events" in claims:
+        return None
+    audience = claims.get("aud")
+    if isinstance(audience, list) and len(audience) == 1:
+        audience = audience[0]
+    if not isinstance(audience, str) or not isinstance(claims.get("sub"), str):
+        return None
+    return claims if clients.find(session, audience) is not None else None

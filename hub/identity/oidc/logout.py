@@ -47,13 +47,13 @@ def end_session_request(session: Session, keys: KeyStore, issuer: str, params: d
     registered for the client that the id_token_hint (or client_id) names."""
     hint_claims = None
     if params.get("id_token_hint"):
-        hint_claims = jwts.read_own(keys, params["id_token_hint"], issuer)
+        hint_claims = jwts.read_id_token(session, keys, params["id_token_hint"], issuer)
         if hint_claims is None:
             raise LogoutRequestError("id_token_hint is not an ID token of this provider")
     client_id = params.get("client_id")
     if hint_claims is not None:
         audience = hint_claims.get("aud")
-        hinted = audience if isinstance(audience, str) else (audience or [None])[0]
+        hinted = audience if isinstance(audience, str) else audience[0]  # one, a client's
         if client_id and client_id != hinted:
             raise LogoutRequestError("client_id is not the audience of id_token_hint")
         client_id = hinted
