@@ -109,8 +109,11 @@ def _typed(kind: str, value: str) -> str:
 
 
 def card_subject(program_code: str, identifier: str) -> str:
-    """Whom the per-card limit counts (whether or not the card exists)."""
-    return f"{program_code.strip()}|{identifier.strip()}"
+    """Whom the per-card limit counts (whether or not the card exists): the value as `start`
+    looks it up, so that 1234 5678 and 1234-5678 share one limit. The card number's form (no
+    spaces or dashes) covers the member id too: two spellings that find the same membership
+    always share it (member ids that differ only by dashes share a limit, which is harmless)."""
+    return f"{program_code.strip()}|{_typed('card_number', identifier.strip())}"
 
 
 def start(session: Session, secret_key: str, account: MemberAccount, program_code: str, identifier: str,

@@ -352,6 +352,17 @@ def test_link_requests_are_rate_limited_per_card(flask_app, db, settings, card, 
     assert _start(browser, card["partner"].program, card["number"]).status_code == 429
 
 
+def test_the_per_card_limit_counts_every_spelling_of_the_card(flask_app, db, settings, card, clock):
+    number = card["number"]
+    spaced = " ".join(number[i:i + 4] for i in range(0, len(number), 4))
+    spellings = [number, spaced, spaced.replace(" ", "-"), f" {number[:6]} {number[6:]} "]
+    for spelling in spellings[:3]:
+        browser, _ = _logged_in(flask_app, db, settings)
+        assert _start(browser, card["partner"].program, spelling).status_code == 200
+    browser, _ = _logged_in(flask_app, db, settings)
+    assert _start(browser, card["partner"].program, spellings[3]).status_code == 429
+
+
 def test_a_membership_of_another_coalition_account_is_not_taken(db, settings, card):
     """Domain level: the right code does not move a membership another account holds."""
     def setup(s):
