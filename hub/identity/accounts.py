@@ -211,9 +211,23 @@ def totp_enabled(account: MemberAccount) -> bool:
     return account.totp_enabled_at is not None
 
 
-def begin_totp(session: Session, secret_key: str, account: MemberAccount) -> str:
+def confirm_password(passwords: Passwords, account: MemberAccount, password: str) -> str:
+    """Check the account's current password (before a transaction: argon2 is slow on purpose):
+    the hash it matched, the proof `begin_totp` takes. Raises Invalid if it is wrong."""
+    if not passwords.verify(account.password_hash, password or ""):
+        raise Invalid("that is not your password", slug="password-wrong", field="password")
+    return account.password_hash
+
+
+def begin_totp(session: Session, secret_key: str, account: MemberAccount, password_proof: str) -> str:
     """A new secret for the member's app (replacing an unconfirmed one): its otpauth URI.
-    The second factor is off until `confirm_totp` sees a code made from it."""
+    The second factor is off until `confirm_totp` sees a code made from it.
+
+    It takes the current password (`password_proof`, from `confirm_password`; refused if the
+    password changed since), so that a browser left logged in is not enough to tie the
+    account to someone else's app."""
+    if not hmac.compare_digest(password_proof or "", account.password_hash):
+        raise Invalid("that is not your password", slug="password-wrong", field="password")
     if totp_enabled(account):
         raise Invalid("two-step verification is already on", slug="totp-already-on")
     secret = pyotp.random_base32()
@@ -288,11 +302,19 @@ def disable_totp(
         raise Invalid("two-step verification is off", slug="totp-off")
     if not check_second_factor(session, secret_key, account, code, now=now):
         raise Invalid("that code is not right", slug="code-wrong", field="code")
+    # The account's sessions and OIDC grants stay: turning the factor off takes a current
+    # code, so whoever does it already holds the factor, and ending the member's other logins
+    # would not keep them out (a password reset is what ends everything).
+    _clear_totp(session, account, now or utcnow())
+
+
+def _clear_totp(session: Session, account: MemberAccount, now: datetime) -> None:
+    """The second factor off: its secret (even one not yet confirmed) and unused recovery codes."""
     account.totp_secret_sealed = None
     account.totp_enabled_at = None
     account.totp_last_step = None
     session.execute(update(RecoveryCode).where(RecoveryCode.account_id == account.id,
-                                               RecoveryCode.used_at.is_(None)).values(used_at=now or utcnow()))
+                                               RecoveryCode.used_at.is_(None)).values(used_at=now))
 
 
 def regenerate_recovery_codes(
@@ -355,14 +377,20 @@ def reset_password(
     session: Session, token: str, password_hash: str, *, now: datetime | None = None
 ) -> MemberAccount:
     """Set a new password (hashed by `new_password_hash`) with a mailed token: every other
-    reset token and every login session of the account end with it (and the brands signed in
-    during them are told). The mail proved the address, so it is verified too."""
+    reset token, every login session and every OIDC grant of the account end with it (and the
+    brands signed in during the sessions are told). The mail proved the address, so it is
+    verified too.
+
+    If the address had never been verified, the second factor (and its recovery codes) goes
+    too: whoever set it up had not proved the mailbox, and may have signed up with someone
+    else's address to keep a way in after its owner takes it back by this reset."""
     now = now or utcnow()
     account = _spend_token(session, token, RESET_PASSWORD, now)
     account.password_hash = password_hash
     account.password_changed_at = now
     if account.email_verified_at is None:
         account.email_verified_at = now
+        _clear_totp(session, account, now)
     session.execute(
         update(AccountToken)
         .where(AccountToken.account_id == account.id, AccountToken.purpose == RESET_PASSWORD,

@@ -4,8 +4,10 @@ memory (the embedded default, one process).
 
 Login and second-factor rules count failures only, so a member who logs in often is never
 slowed down; sign-up and reset rules count every request, since each one sends a mail.
-The check and the count are two steps: concurrent attempts may pass a limit by the number of
-requests in flight, which does not matter for guessing a password.
+Counting is atomic: `Limiter.attempt` counts first (Redis INCR's answer, or under the lock in
+memory) and refuses the request if that made it one too many, so however many guesses are
+in flight at once, at most `limit` of them are tried. Rules that count failures take a
+success back (`Attempt.succeeded`).
 """
 from __future__ import annotations
 
@@ -28,9 +30,15 @@ class Rule:
     window: int  # seconds
 
 
-# Per account (subject: the normalised email, known or not, so that a limit never tells
-# whether an account exists) and per client IP.
-LOGIN_ACCOUNT = Rule("login-account", 10, 15 * 60)
+# Failed logins, per account (subject: the normalised email, known or not, so that a limit
+# never tells whether an account exists) from one client IP, per client IP, and per account
+# from anywhere. Keyed by email alone, a stranger's 10 wrong passwords would lock the member
+# out everywhere; keyed by email and IP, they lock out only that IP, and the member logs in
+# from their own. The trade-off: guesses spread over many addresses are held only by the
+# per-account ceiling (5 times higher), which someone with many addresses can still reach to
+# lock an account out for up to 15 minutes; below it, a guesser gets 10 tries per address.
+LOGIN_ACCOUNT = Rule("login-account", 10, 15 * 60)  # subject: login_subject(email, ip)
+LOGIN_EMAIL = Rule("login-email", 50, 15 * 60)
 LOGIN_IP = Rule("login-ip", 100, 15 * 60)
 # A 6-digit code: 5 failures per 5 minutes leave an attacker about one chance in 60,000 a day.
 SECOND_FACTOR_ACCOUNT = Rule("2fa-account", 5, 5 * 60)
@@ -45,6 +53,11 @@ RESET_IP = Rule("reset-ip", 20, 60 * 60)
 LINK_START_ACCOUNT = Rule("link-start-account", 5, 60 * 60)
 LINK_START_CARD = Rule("link-start-card", 3, 60 * 60)
 LINK_CODE_ACCOUNT = Rule("link-code-account", 5, 15 * 60)
+
+
+def login_subject(email: str, ip: str) -> str:
+    """Whom LOGIN_ACCOUNT counts: one account's failures from one client IP."""
+    return f"{email}|{ip}"
 
 
 class Limited(Exception):
@@ -63,16 +76,20 @@ class MemoryCounters:
         self._counts: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> int:
-        with self._lock:
-            return self._counts.get(key, (0, 0.0))[0]
-
-    def incr(self, key: str, expires_at: float, now: float) -> None:
+    def incr(self, key: str, expires_at: float, now: float) -> int:
+        """Count one, atomically: the new count."""
         with self._lock:
             if len(self._counts) > 10_000:  # forget windows that are over
                 self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
             count, _ = self._counts.get(key, (0, expires_at))
             self._counts[key] = (count + 1, expires_at)
+            return count + 1
+
+    def decr(self, key: str, expires_at: float, now: float) -> None:
+        with self._lock:
+            count, _ = self._counts.get(key, (0, expires_at))
+            if count > 0:
+                self._counts[key] = (count - 1, expires_at)
 
 
 class RedisCounters:
@@ -81,15 +98,34 @@ class RedisCounters:
     def __init__(self, client: redis.Redis):
         self.redis = client
 
-    def get(self, key: str) -> int:
-        return int(self.redis.get(key) or 0)
-
-    def incr(self, key: str, expires_at: float, now: float) -> None:
+    def incr(self, key: str, expires_at: float, now: float) -> int:
+        """Count one, atomically (INCR): the new count."""
         with self.redis.pipeline() as pipe:
             pipe.incr(key)
             # Redis keeps real time: the window's length (not the clock's end) sets the expiry.
             pipe.expire(key, max(1, int(expires_at - now) + 1))
+            count, _ = pipe.execute()
+        return int(count)
+
+    def decr(self, key: str, expires_at: float, now: float) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.decr(key)
+            pipe.expire(key, max(1, int(expires_at - now) + 1))  # never a key without expiry
             pipe.execute()
+
+
+class Attempt:
+    """The counts one request added (from `Limiter.attempt`)."""
+
+    def __init__(self, limiter: Limiter, counted: list[tuple[Rule, str, float]]):
+        self._limiter = limiter
+        self._counted = counted
+
+    def succeeded(self) -> None:
+        """Take the counts back: for rules that count failures only (a right password or
+        code). Idempotent."""
+        counted, self._counted = self._counted, []
+        self._limiter._uncount(counted)
 
 
 class Limiter:
@@ -102,32 +138,35 @@ class Limiter:
         digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
         return f"hub:rl:{rule.name}:{digest}:{int(now // rule.window)}"
 
-    def check(self, rule: Rule, subject: str) -> None:
-        """Raise Limited if the subject has used up this window."""
+    def attempt(self, rule: Rule, subject: str, *also: tuple[Rule, str]) -> Attempt:
+        """Count one request against the subject (and each further (rule, subject) pair), then
+        raise Limited if that made it more than a rule's limit in its window; a refused request
+        counts against none of them. Rules that count failures only call `succeeded()` on the
+        answer when the request turned out right."""
         now = self.clock()
-        try:
-            count = self.counters.get(self._key(rule, subject, now))
-        except redis.RedisError as exc:
-            # Fail open: an outage of Redis must not lock every member out. Logged loudly.
-            log.error("rate limit store unavailable (%s): %s not checked", type(exc).__name__, rule.name)
-            return
-        if count >= rule.limit:
-            window_end = (int(now // rule.window) + 1) * rule.window
-            raise Limited(rule, max(1, int(window_end - now)))
+        counted: list[tuple[Rule, str, float]] = []
+        for each_rule, each_subject in ((rule, subject), *also):
+            window_end = (int(now // each_rule.window) + 1) * each_rule.window
+            key = self._key(each_rule, each_subject, now)
+            try:
+                count = self.counters.incr(key, window_end, now)
+            except redis.RedisError as exc:
+                # Fail open: an outage of Redis must not lock every member out. Logged loudly.
+                log.error("rate limit store unavailable (%s): %s not checked", type(exc).__name__, each_rule.name)
+                continue
+            counted.append((each_rule, key, window_end))
+            if count > each_rule.limit:
+                self._uncount(counted)
+                raise Limited(each_rule, max(1, int(window_end - now)))
+        return Attempt(self, counted)
 
-    def hit(self, rule: Rule, subject: str) -> None:
-        """Count one event against the subject."""
+    def _uncount(self, counted: list[tuple[Rule, str, float]]) -> None:
         now = self.clock()
-        window_end = (int(now // rule.window) + 1) * rule.window
-        try:
-            self.counters.incr(self._key(rule, subject, now), window_end, now)
-        except redis.RedisError as exc:
-            log.error("rate limit store unavailable (%s): %s not counted", type(exc).__name__, rule.name)
-
-    def attempt(self, rule: Rule, subject: str) -> None:
-        """Check, then count: for rules that count every request."""
-        self.check(rule, subject)
-        self.hit(rule, subject)
+        for rule, key, window_end in counted:
+            try:
+                self.counters.decr(key, window_end, now)
+            except redis.RedisError as exc:
+                log.error("rate limit store unavailable (%s): %s not taken back", type(exc).__name__, rule.name)
 
 
 def limiter_for(broker_url: str) -> Limiter:

@@ -108,18 +108,14 @@ def login():
         return render_template("login.html", email=hint, next=next_url, force=force, errors={})
 
     email, password = request.form.get("email", ""), request.form.get("password", "")
-    subject = _email_subject(email)
-    limiter = state().limiter
-    limiter.check(ratelimit.LOGIN_ACCOUNT, subject)
-    limiter.check(ratelimit.LOGIN_IP, client_ip())
+    tries = _password_attempt(_email_subject(email), ratelimit.LOGIN_IP)
     passwords = state().passwords
     with _db().read() as session:
         account = accounts.authenticate(session, passwords, email, password)
-    if account is None:
-        limiter.hit(ratelimit.LOGIN_ACCOUNT, subject)
-        limiter.hit(ratelimit.LOGIN_IP, client_ip())
+    if account is None:  # counted
         errors = {"form": t("error.login-wrong")}
         return render_template("login.html", email=email, next=next_url, force=force, errors=errors), 400
+    tries.succeeded()
     if passwords.needs_rehash(account.password_hash):
         new_hash = passwords.hash(password)
         _db().write(lambda s: accounts.rehash(s, account, new_hash))
@@ -129,6 +125,14 @@ def login():
         web_session.set_cookie(response, MFA_COOKIE, pending, max_age=MFA_MAX_AGE)
         return response
     return _logged_in(account, ("pwd",), next_url)
+
+
+def _password_attempt(email: str, *also: ratelimit.Rule) -> ratelimit.Attempt:
+    """Count a password about to be checked against the login limits (per account from this
+    IP, per account from anywhere, and `also` per IP); the caller takes it back if right."""
+    ip = client_ip()
+    return state().limiter.attempt(ratelimit.LOGIN_ACCOUNT, ratelimit.login_subject(email, ip),
+                                   (ratelimit.LOGIN_EMAIL, email), *((rule, ip) for rule in also))
 
 
 def _email_subject(raw: str) -> str:
@@ -182,15 +186,14 @@ def second_factor():
     if request.method == "GET":
         return render_template("code.html", next=next_url, errors={})
 
-    limiter = state().limiter
-    limiter.check(ratelimit.SECOND_FACTOR_ACCOUNT, str(account.id))
-    limiter.check(ratelimit.SECOND_FACTOR_IP, client_ip())
+    # Counted before the code is checked (taken back if right): parallel guesses cannot pass the limit.
+    tries = state().limiter.attempt(ratelimit.SECOND_FACTOR_ACCOUNT, str(account.id),
+                                    (ratelimit.SECOND_FACTOR_IP, client_ip()))
     code = request.form.get("code", "")
     if not _db().write(lambda s: accounts.check_second_factor(
             s, _secret_key(), s.get(MemberAccount, account.id), code)):
-        limiter.hit(ratelimit.SECOND_FACTOR_ACCOUNT, str(account.id))
-        limiter.hit(ratelimit.SECOND_FACTOR_IP, client_ip())
         return render_template("code.html", next=next_url, errors={"code": t("error.code-wrong")}), 400
+    tries.succeeded()
     response = _logged_in(account, ("pwd", "otp"), next_url)
     web_session.clear_cookie(response, MFA_COOKIE)
     return response
@@ -350,15 +353,15 @@ def _with_code(action, done):
     account = _account()
     if account is None:
         return redirect(login_url(url_for(".security")))
-    limiter = state().limiter
-    limiter.check(ratelimit.SECOND_FACTOR_ACCOUNT, str(account.id))
+    tries = state().limiter.attempt(ratelimit.SECOND_FACTOR_ACCOUNT, str(account.id))
     code = request.form.get("code", "")
     try:
         result = _db().write(lambda s: action(s, _secret_key(), s.get(MemberAccount, account.id), code))
     except Invalid as exc:
-        if exc.slug == "code-wrong":
-            limiter.hit(ratelimit.SECOND_FACTOR_ACCOUNT, str(account.id))
+        if exc.slug != "code-wrong":  # only wrong codes count
+            tries.succeeded()
         return _security_page(account, _errors(exc), status=400)
+    tries.succeeded()
     return done(result)
 
 
@@ -367,8 +370,12 @@ def totp_begin():
     account = _account()
     if account is None:
         return redirect(login_url(url_for(".security")))
+    # The current password, counted like a login's (a logged-in browser may guess it too).
+    tries = _password_attempt(account.email)
     try:
-        _db().write(lambda s: accounts.begin_totp(s, _secret_key(), s.get(MemberAccount, account.id)))
+        proof = accounts.confirm_password(state().passwords, account, request.form.get("password", ""))
+        tries.succeeded()
+        _db().write(lambda s: accounts.begin_totp(s, _secret_key(), s.get(MemberAccount, account.id), proof))
     except Invalid as exc:
         return _security_page(account, _errors(exc), status=400)
     return redirect(url_for(".security"))

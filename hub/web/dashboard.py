@@ -239,15 +239,16 @@ def link_code():
     except ValueError:
         return _link_failed("code-expired")
     program_name = request.form.get("program_name", "")[:200]
-    limiter = state().limiter
-    limiter.check(ratelimit.LINK_CODE_ACCOUNT, str(account.id))
+    # Counted before the code is checked, so parallel guesses cannot pass the limit; only
+    # wrong codes stay counted.
+    tries = state().limiter.attempt(ratelimit.LINK_CODE_ACCOUNT, str(account.id))
     secret_key = _settings().secret_key
     outcome = _db().write(lambda s: linking.confirm(s, secret_key, s.get(MemberAccount, account.id), request_id,
                                                     request.form.get("code", "")))
+    if outcome.status not in (linking.CODE_WRONG, linking.TOO_MANY):
+        tries.succeeded()
     if outcome.status == linking.LINKED:
         return redirect(url_for(".home", done="linked"), 303)
-    if outcome.status in (linking.CODE_WRONG, linking.TOO_MANY):
-        limiter.hit(ratelimit.LINK_CODE_ACCOUNT, str(account.id))
     if outcome.status == linking.CODE_WRONG:
         return _code_form(request_id, program_name, {"code": t("link.wrong_code", left=outcome.attempts_left)},
                           status=400)

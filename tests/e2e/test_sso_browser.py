@@ -239,6 +239,7 @@ def test_sign_up_log_in_with_totp_then_sso_across_two_brands_and_logout_of_both(
         submit()
         wait.until(lambda d: "/account/login" not in d.current_url)
         b.get(f"{hub}/account/security")
+        fill(password=PASSWORD)  # turning it on asks for the password
         submit()  # "Turn on"
         secret = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "code.secret"))[0].text.replace(" ", "")
         codes = Codes(secret)

@@ -15,11 +15,13 @@ from sqlalchemy import func, select
 from hub.cli import main as hub_cli
 from hub.db import utcnow
 from hub.identity import login as login_sessions
-from hub.identity import mail, ratelimit
+from hub.identity import accounts, mail, ratelimit
 from hub.identity.account_models import LoginSession, MemberAccount, OutgoingMail
 from hub.identity.ratelimit import Limiter, MemoryCounters, Rule
 from hub.web.i18n import MESSAGES
-from tests.conftest import ISSUER
+from tests.conftest import ISSUER, Api
+from tests.integration import oidc_support as oidc
+from tests.integration.test_oidc import register, sign_in
 
 PASSWORD = "correct horse battery"
 
@@ -167,7 +169,7 @@ def test_sign_up_verify_login_totp_recovery_code_and_reset(flask_app, browser, d
     assert email in page and MESSAGES["en"]["email_verified"] in page
 
     # Turn TOTP on: the otpauth URI, then one valid code, then ten recovery codes shown once.
-    browser.post("/account/security/totp", {})
+    browser.post("/account/security/totp", {"password": PASSWORD})
     browser.get("/account/security")
     totp = _totp_from(browser.text())
     assert browser.post("/account/security/totp/confirm", {"code": "000000"}).status_code == 400
@@ -213,11 +215,75 @@ def test_sign_up_verify_login_totp_recovery_code_and_reset(flask_app, browser, d
     assert Browser(flask_app).login(email, "a new long password").headers["Location"].startswith("/account/login/code")
 
 
+def test_turning_totp_on_needs_the_current_password(flask_app, browser, db, settings, clock):
+    email = _signed_up_and_verified(browser, db, settings)
+    browser.login(email)
+    page = browser.get("/account/security").get_data(as_text=True)
+    assert 'id="password"' in page and 'autocomplete="current-password"' in page
+    for password in ("", "wrong password 123"):
+        refused = browser.post("/account/security/totp", {"password": password})
+        assert refused.status_code == 400 and 'id="password-error"' in refused.get_data(as_text=True)
+    with db.read() as session:
+        assert session.scalar(select(MemberAccount).where(MemberAccount.email == email)).totp_secret_sealed is None
+    assert browser.post("/account/security/totp", {"password": PASSWORD}).status_code == 302
+    assert 'href="otpauth://' in browser.get("/account/security").get_data(as_text=True)
+
+
+def test_a_reset_of_an_unverified_account_removes_a_second_factor_set_up_before(flask_app, db, settings):
+    """An impostor signs up with the member's address (never verified), logs in and turns
+    on two-step verification; the member resets the password from the mail: the impostor's
+    app and recovery codes no longer open the account."""
+    email, impostor = _email(), Browser(flask_app)
+    _sign_up(impostor, email)
+    impostor.login(email)
+    impostor.get("/account/security")
+    impostor.post("/account/security/totp", {"password": PASSWORD})
+    impostor.get("/account/security")
+    totp = _totp_from(impostor.text())
+    codes = _codes_from(impostor.post("/account/security/totp/confirm", {"code": totp.now()}).get_data(as_text=True))
+    assert len(codes) == 10
+    member = Browser(flask_app)
+    member.submit("/account/reset", "/account/reset", email=email)
+    member.get(_mail_link(db, settings, email))
+    assert member.post("/account/reset/new", {"token": re.search(r'name="token" value="([^"]+)"', member.text()).group(1),
+                                              "password": "the members own password",
+                                              "confirm": "the members own password"}).status_code == 200
+    assert impostor.get("/account/security").status_code == 302  # logged out
+    assert member.login(email, "the members own password").headers["Location"] == "/account/security"  # no code step
+    with db.read() as session:
+        account = session.scalar(select(MemberAccount).where(MemberAccount.email == email))
+        assert account.totp_secret_sealed is None and account.email_verified_at is not None
+        assert accounts.recovery_codes_left(session, account) == 0
+
+
+def test_a_password_reset_revokes_the_brands_tokens(app, ops, partner, http, db):
+    """Tokens a brand got through the code flow stop working when the password is reset:
+    the refresh token is refused (invalid_grant), the access token too (401)."""
+    brand = register(ops, partner.code)
+    rp = oidc.RelyingParty(app, brand["client_id"], brand["client_secret"], "https://brand.example/cb")
+    started, cookie = oidc.log_in(db)
+    token = sign_in(oidc.Browser(app, cookie), rp)
+    assert Api(http, token["access_token"]).get("/v1/me").status_code == 200
+    with db.read() as session:
+        email = session.get(MemberAccount, started.account_id).email
+    token_link = db.write(lambda s: accounts.request_reset(s, email))
+    elsewhere = oidc.Browser(app)
+    page = elsewhere.get("/account/reset/new", params={"token": token_link})
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    assert elsewhere.post("/account/reset/new", {"csrf_token": csrf, "token": token_link, "password": PASSWORD,
+                                                 "confirm": PASSWORD}).status_code == 200
+    refreshed = rp.session.post(f"{ISSUER}/oauth/token", data={
+        "grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+        auth=(rp.client_id, rp.session.client_secret), withhold_token=True)
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+    assert Api(http, token["access_token"]).get("/v1/me").status_code == 401
+
+
 def test_regenerate_codes_and_turn_totp_off_need_a_current_code(flask_app, browser, db, settings):
     email = _signed_up_and_verified(browser, db, settings)
     browser.login(email)
     browser.get("/account/security")
-    browser.post("/account/security/totp", {})
+    browser.post("/account/security/totp", {"password": PASSWORD})
     browser.get("/account/security")
     totp = _totp_from(browser.text())
     old = _codes_from(browser.post("/account/security/totp/confirm", {"code": totp.now()}).get_data(as_text=True))
@@ -298,15 +364,35 @@ def test_a_reset_with_different_passwords_or_a_bad_token_changes_nothing(browser
 
 # --- rate limits ---------------------------------------------------------------------
 
-def test_failed_logins_are_limited_per_account_with_a_clear_429(flask_app, db, settings, clock):
+def test_failed_logins_are_limited_per_account_and_ip_with_a_clear_429(flask_app, db, settings, clock):
     email = _signed_up_and_verified(Browser(flask_app), db, settings)
+    guesser = Browser(flask_app, ip="10.98.0.1")
     for _ in range(ratelimit.LOGIN_ACCOUNT.limit):
-        assert Browser(flask_app).login(email, "wrong password 123").status_code == 400
-    limited = Browser(flask_app).login(email)  # even the right password, from anywhere
+        assert guesser.login(email, "wrong password 123").status_code == 400
+    limited = guesser.login(email)  # even the right password, from there
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
     assert MESSAGES["en"]["too_many_title"] in limited.get_data(as_text=True)
-    assert Browser(flask_app).login(email.upper(), "x" * 12).status_code == 429  # the same account
+    assert Browser(flask_app, ip="10.98.0.1").login(email.upper(), "x" * 12).status_code == 429  # the same account
     clock.now += ratelimit.LOGIN_ACCOUNT.window
+    assert guesser.login(email).status_code == 302
+
+
+def test_a_stranger_failing_logins_does_not_lock_the_member_out(flask_app, db, settings, clock):
+    email = _signed_up_and_verified(Browser(flask_app), db, settings)
+    stranger = Browser(flask_app, ip="10.97.0.1")
+    for _ in range(ratelimit.LOGIN_ACCOUNT.limit):
+        assert stranger.login(email, "wrong password 123").status_code == 400
+    assert stranger.login(email, "wrong password 123").status_code == 429
+    assert Browser(flask_app, ip="10.97.0.2").login(email).status_code == 302  # the member, elsewhere
+
+
+def test_failed_logins_from_many_ips_reach_a_per_account_ceiling(flask_app, db, settings, clock, monkeypatch):
+    monkeypatch.setattr(ratelimit, "LOGIN_EMAIL", Rule("login-email", 4, 900))
+    email = _signed_up_and_verified(Browser(flask_app), db, settings)
+    for _ in range(4):
+        assert Browser(flask_app).login(email, "wrong password 123").status_code == 400
+    assert Browser(flask_app).login(email).status_code == 429
+    clock.now += 900
     assert Browser(flask_app).login(email).status_code == 302
 
 
@@ -324,7 +410,7 @@ def test_second_factor_guesses_are_limited(flask_app, db, settings, clock):
     email = _signed_up_and_verified(browser, db, settings)
     browser.login(email)
     browser.get("/account/security")
-    browser.post("/account/security/totp", {})
+    browser.post("/account/security/totp", {"password": PASSWORD})
     browser.get("/account/security")
     totp = _totp_from(browser.text())
     browser.post("/account/security/totp/confirm", {"code": totp.now()})

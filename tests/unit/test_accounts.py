@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import uuid
 from datetime import timedelta
 
 import pyotp
@@ -15,6 +16,7 @@ from hub.db import utcnow
 from hub.errors import Invalid
 from hub.identity import accounts, login, mail
 from hub.identity.account_models import AccountToken, MemberAccount, OutgoingMail, RecoveryCode
+from hub.identity.oidc.models import Grant
 from hub.programs.models import Member
 
 SECRET = "unit-test-secret-key"
@@ -153,8 +155,13 @@ def test_a_hash_with_old_parameters_is_upgraded_unless_the_password_changed(db):
 
 # --- the second factor ---------------------------------------------------------------
 
+def _begin(db, done) -> str:
+    proof = accounts.confirm_password(FAST, _account(db, done.account_id), PASSWORD)
+    return db.write(lambda s: accounts.begin_totp(s, SECRET, s.get(MemberAccount, done.account_id), proof))
+
+
 def _enrol(db, done) -> tuple[pyotp.TOTP, list[str]]:
-    uri = db.write(lambda s: accounts.begin_totp(s, SECRET, s.get(MemberAccount, done.account_id)))
+    uri = _begin(db, done)
     totp = pyotp.parse_uri(uri)
     now = utcnow() - timedelta(seconds=60)  # a past step, so that tests can use the current one
     codes = db.write(lambda s: accounts.confirm_totp(
@@ -169,7 +176,7 @@ def _second_factor(db, done, code, now=None) -> bool:
 
 def test_totp_is_on_only_after_a_valid_code_and_its_secret_is_sealed(db):
     done = _sign_up(db)
-    uri = db.write(lambda s: accounts.begin_totp(s, SECRET, s.get(MemberAccount, done.account_id)))
+    uri = _begin(db, done)
     totp = pyotp.parse_uri(uri)
     assert uri.startswith("otpauth://totp/") and "Coalition%20Hub" in uri
     account = _account(db, done.account_id)
@@ -242,6 +249,21 @@ def test_disabling_totp_needs_a_code_and_voids_the_recovery_codes(db):
         assert accounts.recovery_codes_left(session, account) == 0
 
 
+def test_enrolment_needs_the_current_password(db):
+    """A browser left logged in is not enough to put an attacker's app on the account."""
+    done = _sign_up(db)
+    with pytest.raises(Invalid) as refused:
+        accounts.confirm_password(FAST, _account(db, done.account_id), "not the password")
+    assert refused.value.slug == "password-wrong" and refused.value.extra["field"] == "password"
+    proof = accounts.confirm_password(FAST, _account(db, done.account_id), PASSWORD)
+    # A proof of a password that has changed since is refused.
+    db.write(lambda s: setattr(s.get(MemberAccount, done.account_id), "password_hash", FAST.hash("changed password")))
+    with pytest.raises(Invalid) as stale:
+        db.write(lambda s: accounts.begin_totp(s, SECRET, s.get(MemberAccount, done.account_id), proof))
+    assert stale.value.slug == "password-wrong"
+    assert _account(db, done.account_id).totp_secret_sealed is None
+
+
 # --- password reset --------------------------------------------------------------------
 
 def test_reset_sets_the_password_ends_every_session_and_works_once(db):
@@ -260,6 +282,52 @@ def test_reset_sets_the_password_ends_every_session_and_works_once(db):
     for token in (second, first):  # used, and the other one voided with it
         with pytest.raises(Invalid):
             db.write(lambda s: accounts.reset_password(s, token, FAST.hash("yet another password")))
+
+
+def _grant(session, account: MemberAccount) -> Grant:
+    grant = Grant(client_id="brand", sector="sector", member_id=account.member_id, account_id=account.id,
+                  session_id=uuid.uuid4(), subject=secrets.token_hex(8), scope="openid", claims={},
+                  auth_time=utcnow(), amr="pwd")
+    session.add(grant)
+    session.flush()
+    return grant
+
+
+def test_reset_revokes_every_live_grant_of_the_account_only(db):
+    done, other = _sign_up(db), _sign_up(db)
+    mine = db.write(lambda s: [_grant(s, s.get(MemberAccount, done.account_id)).id for _ in range(2)])
+    theirs = db.write(lambda s: _grant(s, s.get(MemberAccount, other.account_id)).id)
+    token = db.write(lambda s: accounts.request_reset(s, done.email))
+    db.write(lambda s: accounts.reset_password(s, token, FAST.hash("a brand new password")))
+    with db.read() as session:
+        assert all(session.get(Grant, g).revoked_at is not None for g in mine)
+        assert session.get(Grant, theirs).revoked_at is None
+
+
+def test_reset_of_an_unverified_account_clears_its_second_factor(db):
+    """Whoever set up the second factor before the address was proved may have been an
+    impostor who signed up with someone else's address; the reset proves the mailbox."""
+    done = _sign_up(db)
+    _enrol(db, done)
+    token = db.write(lambda s: accounts.request_reset(s, done.email))
+    db.write(lambda s: accounts.reset_password(s, token, FAST.hash("a brand new password")))
+    account = _account(db, done.account_id)
+    assert not accounts.totp_enabled(account) and account.totp_secret_sealed is None
+    assert account.email_verified_at is not None
+    with db.read() as session:
+        assert accounts.recovery_codes_left(session, account) == 0
+
+
+def test_reset_of_a_verified_account_keeps_its_second_factor(db):
+    done = _sign_up(db)
+    db.write(lambda s: setattr(s.get(MemberAccount, done.account_id), "email_verified_at", utcnow()))
+    _enrol(db, done)
+    token = db.write(lambda s: accounts.request_reset(s, done.email))
+    db.write(lambda s: accounts.reset_password(s, token, FAST.hash("a brand new password")))
+    account = _account(db, done.account_id)
+    assert accounts.totp_enabled(account)
+    with db.read() as session:
+        assert accounts.recovery_codes_left(session, account) == 10
 
 
 def test_reset_of_an_unknown_email_gives_nothing_and_expired_tokens_fail(db):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
+import time
 
 import pytest
 import redis
@@ -35,14 +37,13 @@ def limiter(request):
 def test_a_subject_is_limited_in_its_window_then_free_again(limiter):
     subject = secrets.token_hex(8)
     for _ in range(RULE.limit):
-        limiter.check(RULE, subject)
-        limiter.hit(RULE, subject)
+        limiter.attempt(RULE, subject)
     with pytest.raises(Limited) as limited:
-        limiter.check(RULE, subject)
+        limiter.attempt(RULE, subject)
     assert limited.value.retry_after == 20 and limited.value.rule is RULE  # 1_000_000 is 40 s into its window
-    limiter.check(RULE, secrets.token_hex(8))  # another subject is not limited
+    limiter.attempt(RULE, secrets.token_hex(8))  # another subject is not limited
     limiter.clock.now += 20
-    limiter.check(RULE, subject)
+    limiter.attempt(RULE, subject)
 
 
 def test_attempt_counts_every_request(limiter):
@@ -53,16 +54,65 @@ def test_attempt_counts_every_request(limiter):
         limiter.attempt(RULE, subject)
 
 
+def test_a_successful_attempt_is_not_counted(limiter):
+    """Rules that count failures only: the caller takes a success back."""
+    subject = secrets.token_hex(8)
+    for _ in range(RULE.limit * 3):
+        limiter.attempt(RULE, subject).succeeded()
+    for _ in range(RULE.limit):
+        limiter.attempt(RULE, subject)
+    with pytest.raises(Limited):
+        limiter.attempt(RULE, subject)
+
+
+def test_attempt_on_several_rules_counts_all_or_none(limiter):
+    subject, other = secrets.token_hex(8), secrets.token_hex(8)
+    wide = Rule("test-wide", 100, 60)
+    for _ in range(RULE.limit):
+        limiter.attempt(RULE, subject, (wide, other))
+    for _ in range(5):  # refused by the first rule: the second counts nothing
+        with pytest.raises(Limited) as limited:
+            limiter.attempt(wide, other, (RULE, subject))
+        assert limited.value.rule is RULE
+    for _ in range(wide.limit - RULE.limit):
+        limiter.attempt(wide, other)
+    with pytest.raises(Limited):
+        limiter.attempt(wide, other)
+
+
+def test_concurrent_attempts_never_pass_the_limit(limiter):
+    """Guesses sent in parallel: each is counted before it is tried, so at most `limit` of
+    them are tried however many are in flight."""
+    subject, threads = secrets.token_hex(8), 24
+    barrier, passed, lock = threading.Barrier(threads), [], threading.Lock()
+
+    def guess():
+        barrier.wait()
+        try:
+            limiter.attempt(RULE, subject)
+        except Limited:
+            return
+        time.sleep(0.05)  # the (wrong) guess being checked, with the others in flight
+        with lock:
+            passed.append(1)
+
+    workers = [threading.Thread(target=guess) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(passed) == RULE.limit
+
+
 def test_subjects_are_not_stored_in_clear():
     counters = MemoryCounters()
-    Limiter(counters).hit(RULE, "someone@example.com")
+    Limiter(counters).attempt(RULE, "someone@example.com")
     assert not any("someone" in key for key in counters._counts)
 
 
 def test_an_unreachable_redis_fails_open_and_logs(caplog):
     limiter = Limiter(RedisCounters(redis.Redis(port=1, socket_connect_timeout=0.2)))
-    limiter.hit(RULE, "x")
-    limiter.check(RULE, "x")
+    limiter.attempt(RULE, "x").succeeded()
     assert "rate limit store unavailable" in caplog.text
 
 
