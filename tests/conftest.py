@@ -42,12 +42,28 @@ def database_url(tmp_path_factory):
         admin.dispose()
 
 
+def _forget_rate_limits(redis_url: str) -> None:
+    """Rate-limit counters live in the test Redis for up to an hour, keyed by IP (127.0.0.1
+    for every test): one run's sign-ups and failed logins must not refuse the next run's."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match="hub:rl:*", count=1000):
+            client.delete(key)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
-def settings(database_url, tmp_path_factory) -> Settings:
+def settings(database_url, tmp_path_factory):
     migrations.upgrade(database_url)
-    return Settings(
+    redis_url = os.environ.get("HUB_TEST_REDIS_URL", "")
+    if redis_url:
+        _forget_rate_limits(redis_url)
+    yield Settings(
         database_url=database_url,
-        broker_url=os.environ.get("HUB_TEST_REDIS_URL", ""),
+        broker_url=redis_url,
         secret_key=SECRET_KEY,
         issuer=ISSUER,
         access_token_ttl=3600,
@@ -56,6 +72,8 @@ def settings(database_url, tmp_path_factory) -> Settings:
         host="127.0.0.1",
         port=8000,
     )
+    if redis_url:
+        _forget_rate_limits(redis_url)
 
 
 @pytest.fixture(scope="session")

@@ -232,6 +232,9 @@ def test_sign_up_log_in_with_totp_then_sso_across_two_brands_and_logout_of_both(
         link = re.search(r"http://\S+/account/verify\?\S+", message.body).group(0)
         b.get(link)
         submit()  # the link's page only shows a button: pressing it confirms the address
+        # Wait for the answer page (no token field): a navigation started before the POST's
+        # answer arrives would race it.
+        wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "input[name=token]"))
 
         # Log in and turn on two-step verification with the key the page shows.
         b.get(f"{hub}/account/login")
