@@ -9,6 +9,7 @@ import secrets
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
@@ -139,3 +140,20 @@ def log_in_again(db, previous: login.Login, amr=("pwd",)) -> tuple[login.Login, 
 
 def query(url: str) -> dict:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+# Fixtures shared by the OIDC test modules, which import them (each defines its own `brand`).
+
+@pytest.fixture
+def rp(app, brand):
+    return RelyingParty(app, brand["client_id"], brand["client_secret"], "https://brand.example/cb")
+
+
+@pytest.fixture
+def member(db):
+    return log_in(db)
+
+
+@pytest.fixture
+def browser(app, member):
+    return Browser(app, member[1])

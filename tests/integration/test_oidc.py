@@ -12,6 +12,7 @@ from authlib.oidc.discovery import OpenIDProviderMetadata
 
 from tests.conftest import ISSUER, Api
 from tests.integration.oidc_support import Browser, RelyingParty, log_in, query
+from tests.integration.oidc_support import browser, member, rp  # noqa: F401  (fixtures)
 
 PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi"}
 
@@ -30,21 +31,6 @@ def register(ops, partner_code: str, **extra) -> dict:
 def brand(ops, partner):
     created = register(ops, partner.code)
     return created
-
-
-@pytest.fixture
-def rp(app, brand):
-    return RelyingParty(app, brand["client_id"], brand["client_secret"], "https://brand.example/cb")
-
-
-@pytest.fixture
-def member(db):
-    return log_in(db)
-
-
-@pytest.fixture
-def browser(app, member):
-    return Browser(app, member[1])
 
 
 def sign_in(browser, rp, **extra) -> dict:

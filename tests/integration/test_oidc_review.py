@@ -12,17 +12,8 @@ from sqlalchemy import select
 
 from tests.conftest import ISSUER
 from tests.integration.oidc_support import Browser, log_in, log_in_again, query
-from tests.integration.test_oidc import brand, rp, sign_in  # noqa: F401  (fixtures)
-
-
-@pytest.fixture
-def member(db):
-    return log_in(db)
-
-
-@pytest.fixture
-def browser(app, member):
-    return Browser(app, member[1])
+from tests.integration.oidc_support import browser, member, rp  # noqa: F401  (fixtures)
+from tests.integration.test_oidc import brand, sign_in  # noqa: F401  (fixtures)
 
 
 def _with(url: str, **extra) -> str:

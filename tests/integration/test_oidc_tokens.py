@@ -22,27 +22,13 @@ from hub.identity.oidc.models import Grant
 from hub.notify.outbox import OutboxMessage
 from tests.conftest import ISSUER, Api, token_for
 from tests.integration.oidc_support import Browser, RelyingParty, log_in
+from tests.integration.oidc_support import browser, member, rp  # noqa: F401  (fixtures)
 from tests.integration.test_oidc import register, sign_in
 
 
 @pytest.fixture
 def brand(ops, partner):
     return register(ops, partner.code, backchannel_logout_uri="https://brand.example/backchannel")
-
-
-@pytest.fixture
-def rp(app, brand):
-    return RelyingParty(app, brand["client_id"], brand["client_secret"], "https://brand.example/cb")
-
-
-@pytest.fixture
-def member(db):
-    return log_in(db)
-
-
-@pytest.fixture
-def browser(app, member):
-    return Browser(app, member[1])
 
 
 def introspect(rp, token, auth=None, **extra):

@@ -25,6 +25,7 @@ from hub.notify.dispatcher import celery_publisher
 from hub.notify.outbox import OutboxMessage
 from tests.conftest import ISSUER
 from tests.integration.oidc_support import Browser, RelyingParty, log_in
+from tests.integration.oidc_support import browser, member, rp  # noqa: F401  (fixtures)
 from tests.integration.test_oidc import register, sign_in
 
 BACKCHANNEL_URI = "https://brand.example/backchannel"
@@ -37,25 +38,10 @@ def brand(ops, partner):
 
 
 @pytest.fixture
-def rp(app, brand):
-    return RelyingParty(app, brand["client_id"], brand["client_secret"], "https://brand.example/cb")
-
-
-@pytest.fixture
 def quiet_rp(app, ops, partner):
     """A brand of the same partner without a back-channel logout URI: never notified."""
     created = register(ops, partner.code)
     return RelyingParty(app, created["client_id"], created["client_secret"], "https://brand.example/cb")
-
-
-@pytest.fixture
-def member(db):
-    return log_in(db)
-
-
-@pytest.fixture
-def browser(app, member):
-    return Browser(app, member[1])
 
 
 def _csrf(page) -> str:
