@@ -35,7 +35,7 @@ SCOPE = "openid email offline_access me:read"
 def setup(url: str) -> dict:
     """Schema, a partner, its brand client, a member logged in who consented (services)."""
     from hub import migrations
-    from hub.db import Database
+    from hub.db import Database, utcnow
     from hub.identity import consent, login
     from hub.identity.account_models import MemberAccount
     from hub.identity.oidc import clients as brand_clients
@@ -55,7 +55,8 @@ def setup(url: str) -> dict:
             s.add(member)
             s.flush()
             account = MemberAccount(member_id=member.id, email="bench@example.com",
-                                    password_hash="not used by the benchmark")
+                                    password_hash="not used by the benchmark",
+                                    email_verified_at=utcnow())  # unverified accounts may not sign in to brands
             s.add(account)
             s.flush()
             _, cookie = login.start(s, account, ("pwd",), ttl=timedelta(hours=1))
