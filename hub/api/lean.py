@@ -1,11 +1,12 @@
-"""The lean path: POST /v1/transactions and POST /v1/transactions/batch without the framework.
+"""The lean path: the hot POSTs (the ROUTES below: purchases, batches, redemptions) without the
+framework.
 
 WHY: py-spy profiles of `bench/earn.py` put about 60% of a worker's CPU per purchase in the
 framework stack: connexion's middleware chain (error middlewares, Swagger UI, three starlette
 routers, context), a2wsgi's hand-offs between the event loop and a worker thread (one per
 message), Flask's dispatch and connexion's Flask decorators. The earning itself was ~30%.
 
-WHAT STAYS THE SAME: for these two operations this module composes connexion's own per-operation
+WHAT STAYS THE SAME: for these operations this module composes connexion's own per-operation
 pieces, built once at start-up from the same spec, security map, validator map and error
 handlers as the connexion app:
 
@@ -15,10 +16,11 @@ handlers as the connexion app:
         -> [ResponseValidationOperation, when the app validates responses]
           -> LeanEndpoint: the handler in a worker thread
 
-and the handler is the one the Flask route runs (`hub.api.transactions.post_purchase` /
-`post_batch`), its errors mapped by the same `problems.handler_problem`. So tokens, scopes,
-problem types, statuses and details, Idempotency-Key handling and response bodies are those of
-the connexion path, by construction; tests/integration/test_lean_path.py compares the two.
+and the handler is the one the Flask route runs (`hub.api.transactions.post_purchase`,
+`post_batch`, `hub.api.redemptions.post`), its errors mapped by the same
+`problems.handler_problem`. So tokens, scopes, problem types, statuses and details,
+Idempotency-Key handling and response bodies are those of the connexion path, by construction;
+tests/integration/test_lean_path.py compares the two.
 
 WHAT IS SKIPPED: connexion's routing (a request is taken only on an exact method and path, with
 no query string and no root path; anything else goes to connexion unchanged), the Swagger UI
