@@ -34,7 +34,9 @@ _programs = Program.__table__
 _memberships = Membership.__table__
 _identifiers = MembershipIdentifier.__table__
 _accounts = Account.__table__
-_INSERT = insert(Redemption.__table__)  # `run` applies no column defaults: every column is given
+_INSERT = insert(Redemption.__table__)
+# `run` applies no column defaults, so every row starts from every column unset.
+_UNSET = dict.fromkeys(c.name for c in Redemption.__table__.c)
 
 RELAY_TOPIC = "rewards.relay"
 TRANSFER_CODE = "redemption"
@@ -112,6 +114,7 @@ def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> Redempti
         ref_id=str(redemption_id),
     )
     row = dict(
+        _UNSET,
         id=redemption_id,
         reward_id=reward.id,
         member_id=payer.member_id,
@@ -122,15 +125,7 @@ def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> Redempti
         caused_by=actor.ref,
         created_at=now,
         provider=reward.provider,
-        recipient_sealed=None,
-        delivery_sealed=None,
-        relay_deadline=None,
-        resolved_at=None,
-        provider_order_id=None,
-        failure=None,
-        receipt=None,
         attempts=0,
-        lease_until=None,
     )
     if reward.provider is None:
         (row["transfer_id"],) = ledger.post(session, [spec], known=[payer.account])
