@@ -53,6 +53,20 @@ class RedeemedCode:
     nonce: str | None
 
 
+def _use_once(session: Session, key_column, key: str, used_column, grant_id: uuid.UUID,
+              now: datetime) -> bool:
+    """Mark a single-use secret (a code, a refresh token) used, in one conditional UPDATE so
+    two concurrent uses cannot both win. A second use means it leaked: revoke its grant, and
+    with it every token issued from it (RFC 6749 4.1.2 for codes, RFC 9700 4.14 for
+    refresh tokens)."""
+    claimed = session.execute(
+        update(key_column.class_).where(key_column == key, used_column.is_(None)).values({used_column: now})
+    ).rowcount
+    if not claimed:
+        revoke(session, grant_id)
+    return bool(claimed)
+
+
 def redeem_code(session: Session, code: str, client_id: str) -> RedeemedCode | None:
     """The code's grant if the code is valid for this client, claimed so it cannot be used
     again; None otherwise. A second use revokes the grant (the caller must commit that even
@@ -64,13 +78,8 @@ def redeem_code(session: Session, code: str, client_id: str) -> RedeemedCode | N
     if grant.client_id != client_id:
         return None
     now = utcnow()
-    claimed = session.execute(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.code_hash == row.code_hash, AuthorizationCode.used_at.is_(None))
-        .values(used_at=now)
-    ).rowcount
-    if not claimed:
-        revoke(session, grant.id)
+    if not _use_once(session, AuthorizationCode.code_hash, row.code_hash, AuthorizationCode.used_at,
+                     grant.id, now):
         return None
     if row.expires_at <= now or grant.revoked_at is not None:
         return None
@@ -90,13 +99,8 @@ def rotate_refresh_token(session: Session, token: str) -> Grant | None:
     if row is None:
         return None
     now = utcnow()
-    claimed = session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.token_hash == row.token_hash, RefreshToken.rotated_at.is_(None))
-        .values(rotated_at=now)
-    ).rowcount
-    if not claimed:
-        revoke(session, row.grant_id)
+    if not _use_once(session, RefreshToken.token_hash, row.token_hash, RefreshToken.rotated_at,
+                     row.grant_id, now):
         return None
     grant = session.get(Grant, row.grant_id)
     if row.expires_at <= now or grant.revoked_at is not None:
