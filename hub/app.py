@@ -17,6 +17,7 @@ from hub.api.oauth import init_oauth
 from hub.api.validation import decorate_once, security_map, validator_map
 from hub.db import Database
 from hub.errors import DomainError
+from hub.exchange import hosted
 from hub.identity.keys import KeyStore
 from hub.identity.oidc.issue import LOGOUT_TOKEN_TTL
 from hub.identity.tokens import TokenVerifier
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None, *, validate_responses: bool = F
                     token_lifetime=max(settings.access_token_ttl, settings.id_token_ttl, LOGOUT_TOKEN_TTL))
     audience = settings.issuer.rstrip("/") + "/v1"
     hub = runtime.Hub(settings, db, keys, TokenVerifier(keys, settings.issuer, audience),
-                      configured_providers(settings))
+                      configured_providers(settings), hosted.configured(settings.providers))
     runtime.install(hub)
 
     app = HubApp(

@@ -1,5 +1,6 @@
 """Every table, so that Base.metadata (and Alembic) sees the whole schema."""
 from hub.db import Base
+from hub.exchange.models import Conversion, ConversionPair, MemberTransfer, ProgramRate
 from hub.idempotency import IdempotencyKey
 from hub.identity.account_models import (
     AccountToken,
@@ -28,9 +29,14 @@ from hub.programs.models import (
     PointTransaction,
     Program,
 )
-from hub.rewards.models import ProviderEvent, Redemption, Reward
+from hub.rewards.models import ProviderEvent, Redemption, RedemptionLeg, Reward
 
 __all__ = [
+    "RedemptionLeg",
+    "ProgramRate",
+    "MemberTransfer",
+    "ConversionPair",
+    "Conversion",
     "Account",
     "AccountToken",
     "ApiClient",

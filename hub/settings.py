@@ -73,6 +73,11 @@ class Settings:
     # outlast every retry and lookup (design.md, rule 5); after it, the order needs review.
     redemption_hold: int = 7 * 24 * 3600
     providers: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Conversions (hub/exchange): how long a quote may be executed, and how long the local leg
+    # of a conversion with a partner-hosted program stays reserved while its remote leg is
+    # relayed (it must outlast the partner's slowest settlement, such as a nightly batch).
+    quote_ttl: int = 300
+    conversion_hold: int = 7 * 24 * 3600
     # The relay (hub/rewards/relay.py): a claim's lease must outlast a lookup plus an order
     # with their timeouts; the outbox republishes a message with no outcome after its lease.
     relay_lease: float = 60.0
@@ -115,6 +120,8 @@ class Settings:
             unit_rates=parse_unit_rates(_env("UNIT_RATES", DEFAULT_UNIT_RATES)),
             redemption_hold=int(_env("REDEMPTION_HOLD", str(7 * 24 * 3600))),
             providers=_provider_config(),
+            quote_ttl=int(_env("QUOTE_TTL", "300")),
+            conversion_hold=int(_env("CONVERSION_HOLD", str(7 * 24 * 3600))),
             relay_lease=float(_env("RELAY_LEASE", "60")),
             relay_backoff_base=float(_env("RELAY_BACKOFF_BASE", "2")),
             relay_backoff_cap=float(_env("RELAY_BACKOFF_CAP", "600")),

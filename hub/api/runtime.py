@@ -20,6 +20,7 @@ class Hub:
     keys: KeyStore
     tokens: TokenVerifier
     providers: dict = field(default_factory=dict)  # reward provider connectors, by name
+    hosted: dict = field(default_factory=dict)  # partner-hosted program connectors, by name
 
 
 _current: Hub | None = None

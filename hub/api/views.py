@@ -62,6 +62,8 @@ def movement(m: Movement) -> dict:
         "points": m.points,
         "status": m.status,
         "hub_transaction_id": m.hub_transaction_id,
+        "ref_type": m.ref_type,
+        "ref_id": m.ref_id,
         "created_at": ts(m.created_at),
     }
 

@@ -15,6 +15,7 @@ from hub.identity.models import ApiClient
 PARTNER_SCOPES = (
     "members:read", "members:write", "transactions:read", "transactions:write",
     "rewards:read", "rewards:write", "redemptions:read", "redemptions:write",
+    "conversions:read", "conversions:write",
 )
 OPS_SCOPES = ("ops:read", "ops:write")
 ALL_SCOPES = PARTNER_SCOPES + OPS_SCOPES

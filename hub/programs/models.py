@@ -39,6 +39,16 @@ class Program(Base):
     issuance_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
     # Where redeemed points go (a system account: no cached balance, never locked).
     redemption_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    # Conversions in and out pass through it (a system account too), so that settlement
+    # sees what each program gave and received.
+    clearing_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    # The connector of a partner-hosted program (hub.exchange.hosted): its balances live in
+    # the partner's system, not in this ledger. None: the hub holds the balances.
+    hosted_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Member-to-member transfers (family sharing): at most this many points per transfer
+    # and per sender in 24 hours. None: transfers are closed in this program.
+    transfer_max_points: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    transfer_daily_limit: Mapped[int | None] = mapped_column(BigInteger, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from hub import ledger, money, pagination
 from hub.actor import Actor
 from hub.errors import Conflict, Invalid, NotFound
+from hub.exchange.models import ProgramRate
 from hub.identity.oidc import subjects
 from hub.ledger import models as ledger_models
 from hub.programs.models import (
@@ -28,6 +29,7 @@ CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,15}$")  # as the spec's Code schema
 MEMBER_ACCOUNT = "member"
 ISSUANCE_ACCOUNT = "issuance"
 REDEMPTION_ACCOUNT = "redemption"
+CLEARING_ACCOUNT = "clearing"
 # What the cursors this API issues encode: a partner or program code, or a ledger transfer
 # id (a BIGINT). Anything else decoded from a cursor is refused before it reaches a query
 # (where it failed as a 500: int() of a string, an id past BIGINT, a NUL for PostgreSQL).
@@ -93,7 +95,10 @@ def create_program(
     point_value: Decimal,
     earn_currency: str,
     earn_rate: Decimal,
+    hosted_by: str | None = None,
 ) -> Program:
+    """A program and its system accounts; its point value opens its rate history.
+    `hosted_by`: the connector of a program whose balances the partner keeps."""
     partner = partner_by_code(session, partner_code)
     money.exponent(earn_currency)
     _check_code(code)
@@ -104,9 +109,9 @@ def create_program(
     if session.scalar(select(Program.id).where(Program.code == code)):
         raise Conflict(f"program {code} already exists", slug="program-exists")
     program_id = uuid.uuid4()
-    issuance, redemption = (
+    issuance, redemption, clearing = (
         ledger.open_account(session, program_id, code, cached=False, no_overdraft=False)
-        for code in (ISSUANCE_ACCOUNT, REDEMPTION_ACCOUNT)
+        for code in (ISSUANCE_ACCOUNT, REDEMPTION_ACCOUNT, CLEARING_ACCOUNT)
     )
     program = Program(
         id=program_id,
@@ -118,9 +123,13 @@ def create_program(
         earn_rate=earn_rate,
         issuance_account_id=issuance,
         redemption_account_id=redemption,
+        clearing_account_id=clearing,
+        hosted_by=hosted_by,
     )
     session.add(program)
     session.flush()
+    session.add(ProgramRate(program_id=program_id, point_value=point_value, valid_from=program.created_at,
+                            set_by=f"program {code} created"))
     return program
 
 
@@ -336,6 +345,8 @@ class Movement:
     points: int
     status: str
     hub_transaction_id: str | None
+    ref_type: str | None  # what it belongs to: transaction, redemption, conversion, ...
+    ref_id: str | None
     created_at: object
 
 
@@ -412,6 +423,8 @@ def _movements(
                 points=amount if credit else -amount,
                 status=status,
                 hub_transaction_id=transfer.ref_id if transfer.ref_type == "transaction" else None,
+                ref_type=transfer.ref_type,
+                ref_id=transfer.ref_id,
                 created_at=transfer.created_at,
             )
         )

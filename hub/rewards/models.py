@@ -94,6 +94,18 @@ class Redemption(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
+class RedemptionLeg(Base):
+    """A pooled redemption's share paid from one program (one pending or posted transfer
+    each). A redemption paid from one program has no legs: its own columns say it all."""
+
+    __tablename__ = "redemption_legs"
+
+    redemption_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("redemptions.id"), primary_key=True)
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+    transfer_id: Mapped[int] = mapped_column(BigInteger)
+
+
 class ProviderEvent(Base):
     """Webhook events already handled, so that a replayed event id is ignored."""
 

@@ -16,7 +16,7 @@ from hub.identity.models import ApiClient
 from hub.identity.oidc.models import OidcClient
 
 # What a brand's client may ask a member for. `me:*` reach the member's own /v1/me API.
-MEMBER_SCOPES = ("openid", "profile", "email", "phone", "offline_access", "me:read", "me:write")
+MEMBER_SCOPES = ("openid", "profile", "email", "phone", "offline_access", "me:read", "me:write", "me:points")
 DEFAULT_SCOPES = ("openid", "profile", "email", "phone", "offline_access", "me:read")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 

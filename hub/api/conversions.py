@@ -1,0 +1,121 @@
+"""Conversion rates, pairs, quotes and conversions (hub/exchange)."""
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from hub import pagination
+from hub.api import common, runtime
+from hub.api.common import db, flask_call, flask_reply, ok
+from hub.api.security import actor
+from hub.api.views import ts
+from hub.exchange import conversions, rates
+from hub.exchange.models import PENDING
+
+
+def _terms() -> conversions.Terms:
+    settings = runtime.current().settings
+    return conversions.Terms(settings.secret_key, timedelta(seconds=settings.quote_ttl),
+                             timedelta(seconds=settings.conversion_hold))
+
+
+def list_rates(token_info, program=None, include_closed=False):
+    with db().read() as s:
+        pairs = rates.list_pairs(s, actor(token_info), program, include_closed)
+        return ok({"items": [pair_view(p) for p in pairs]})
+
+
+def set_rate(body, token_info):
+    caller = actor(token_info)
+    rate = db().write(lambda s: rates.set_rate(s, body["program"], Decimal(body["point_value"]), caller.ref))
+    return ok(rate_view(rate, body["program"]), 201)
+
+
+def rate_history(program, token_info, cursor=None, limit=50):
+    before = pagination.decode(cursor)
+    with db().read() as s:
+        items = rates.rate_history(s, program, datetime.fromisoformat(before) if before else None, limit + 1)
+        page = items[:limit]
+        next_cursor = pagination.encode(page[-1].valid_from.isoformat()) if len(items) > limit else None
+        return ok({"items": [rate_view(r, program) for r in page], "next_cursor": next_cursor})
+
+
+def set_pair(from_program, to_program, body, token_info):
+    caller = actor(token_info)
+
+    def work(s):
+        rates.set_pair(s, from_program, to_program, open=body["open"], fee_bps=body.get("fee_bps", 0),
+                       min_points=body.get("min_points", 1), increment=body.get("increment", 1),
+                       updated_by=caller.ref)
+        (view,) = [p for p in rates.list_pairs(s, caller, from_program, include_closed=True) if p.to_code == to_program]
+        return pair_view(view)
+
+    return ok(db().write(work))
+
+
+def create_quote(body, token_info):
+    caller, terms = actor(token_info), _terms()
+    with db().read() as s:
+        quote, remote_check = conversions.quote(s, caller, body, terms)
+    if remote_check is not None:
+        remote_check.run(runtime.current().hosted)
+    return ok(quote_view(quote, terms.secret_key), 201)
+
+
+def create(body, token_info):
+    caller = actor(token_info)
+
+    def work(s):
+        view = conversions.execute(s, caller, body, _terms())
+        return (202 if view.conversion.state == PENDING else 201), conversion_view(view)
+
+    return flask_reply(common.create(flask_call(), caller, body, work))
+
+
+def list_conversions(token_info, member_id=None, cursor=None, limit=50):
+    with db().read() as s:
+        items, next_cursor = conversions.list_conversions(
+            s, actor(token_info), cursor, limit, uuid.UUID(member_id) if member_id else None)
+        return ok({"items": [conversion_view(v) for v in items], "next_cursor": next_cursor})
+
+
+def get(conversion_id, token_info):
+    with db().read() as s:
+        return ok(conversion_view(conversions.get(s, actor(token_info), uuid.UUID(conversion_id))))
+
+
+def pair_view(p: rates.PairView) -> dict:
+    example = p.rate
+    return {
+        "from": p.from_code, "to": p.to_code, "open": p.open,
+        "from_value": format(p.from_value, "f"), "to_value": format(p.to_value, "f"),
+        "fee_bps": p.fee_bps, "min_points": p.min_points, "increment": p.increment,
+        "example": {"points": p.increment, "receive": example.points_out,
+                    "fee_units": format(example.fee_units, "f")},
+        "updated_at": ts(p.updated_at),
+    }
+
+
+def rate_view(r, program_code: str) -> dict:
+    return {"program": program_code, "point_value": format(r.point_value.normalize(), "f"),
+            "valid_from": ts(r.valid_from), "set_by": r.set_by}
+
+
+def quote_view(q: conversions.Quote, secret_key: str) -> dict:
+    return {
+        "quote": q.sign(secret_key), "id": str(q.id), "member_id": str(q.member_id), "from": q.from_code,
+        "to": q.to_code, "points": q.points_in, "receive": q.points_out,
+        "from_value": format(q.from_value, "f"), "to_value": format(q.to_value, "f"),
+        "fee_bps": q.fee_bps, "fee_units": format(q.fee_units, "f"), "expires_at": ts(q.expires_at),
+    }
+
+
+def conversion_view(v: conversions.ConversionView) -> dict:
+    c = v.conversion
+    return {
+        "id": str(c.id), "quote_id": str(c.quote_id), "state": c.state, "member_id": str(c.member_id),
+        "from": v.from_code, "to": v.to_code, "points": c.points_in, "receive": c.points_out,
+        "from_value": format(c.from_value, "f"), "to_value": format(c.to_value, "f"),
+        "fee_bps": c.fee_bps, "fee_units": format(c.fee_units, "f"), "units": format(c.units_out, "f"),
+        "hosted_side": c.hosted_side, "failure": c.failure, "created_at": ts(c.created_at),
+        "resolved_at": ts(c.resolved_at) if c.resolved_at else None,
+    }

@@ -1,0 +1,1 @@
+"""Conversion of points between programs, pooling and member-to-member transfers (no Flask)."""
