@@ -146,6 +146,7 @@ class Partner:
     """A partner with one program (earning 1 point per 1,000 IDR) and its API client."""
 
     def __init__(self, ops: Api, http, currency="IDR", points_per_unit="0.001", point_value="10"):
+        self.ops = ops
         self.code = unique_code("P")
         self.program = unique_code("G")
         self.currency = currency
