@@ -303,13 +303,34 @@ _NEXT_IDS = text(
 )
 
 
+# Up to this many rows (a conversion's two legs), one multi-row INSERT built once: one round
+# trip where the sequence and the COPY take two, and few enough parameters for psycopg's
+# parse cache. RETURNING's order is not promised to be VALUES', so each id comes back with
+# its row's accounts, which tell the rows apart (_distinct_legs).
+_FEW_ROWS = 3
+
+
+def _insert_few_statement(n: int):
+    values = [{c: bindparam(f"{c}_{k}", type_=_transfers.c[c].type) for c in _ROW_COLUMNS} for k in range(n)]
+    return insert(_transfers).values(values).returning(_transfers.c.id, _transfers.c.debit_account_id,
+                                                       _transfers.c.credit_account_id)
+
+
+_INSERT_FEW = {n: _insert_few_statement(n) for n in range(2, _FEW_ROWS + 1)}
+
+
 def _insert(session: Session, rows: list[dict]) -> list[int]:
     """Insert transfers; their ids in the order of `rows`."""
     conn = session.connection()
     if len(rows) == 1:
         ((transfer_id,),), _ = run_once(conn, _INSERT_ONE, rows[0])
         return [transfer_id]
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and len(rows) <= _FEW_ROWS and _distinct_legs(rows):
+        returned, _ = run_once(conn, _INSERT_FEW[len(rows)],
+                               {f"{c}_{k}": row[c] for k, row in enumerate(rows) for c in _ROW_COLUMNS})
+        by_leg = {(debit, credit): transfer_id for transfer_id, debit, credit in returned}
+        return [by_leg[row["debit_account_id"], row["credit_account_id"]] for row in rows]
+    if conn.dialect.name == "postgresql" and len(rows) > _FEW_ROWS:
         # Many rows with RETURNING become one statement with 13 parameters a row, which
         # psycopg parses in Python uncached (most of a 1000-item batch's time). Taking the
         # ids from the sequence first lets the insert be a COPY instead.
@@ -322,6 +343,12 @@ def _insert(session: Session, rows: list[dict]) -> list[int]:
         )
         return ids
     return list(conn.execute(_INSERT_MANY, rows).scalars())
+
+
+def _distinct_legs(rows: list[dict]) -> bool:
+    """Whether each row moves between its own pair of accounts (how _INSERT_FEW's answer is
+    matched back to the rows)."""
+    return len({(row["debit_account_id"], row["credit_account_id"]) for row in rows}) == len(rows)
 
 
 def post(
