@@ -368,6 +368,15 @@ def get(session: Session, actor: Actor, conversion_id: uuid.UUID) -> ConversionV
     return ConversionView(*row)
 
 
+def by_ids(session: Session, actor: Actor, ids: list[uuid.UUID]) -> dict[uuid.UUID, ConversionView]:
+    """Several conversions at once, by id (those the caller may see): the member's dashboard
+    names both programs of each conversion leg in their activity."""
+    if not ids:
+        return {}
+    rows = session.execute(_query(actor).where(Conversion.id.in_(ids)))
+    return {row[0].id: ConversionView(*row) for row in rows}
+
+
 def list_conversions(session: Session, actor: Actor, cursor: str | None, limit: int,
                      member_id: uuid.UUID | None = None) -> tuple[list[ConversionView], str | None]:
     """Newest first: a member's own, a partner's (either side is its program), or all (ops)."""
