@@ -2,20 +2,26 @@
 client, on the test database (SQLite or PostgreSQL)."""
 from __future__ import annotations
 
+import dataclasses
+import html
 import re
 import secrets
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, update
 
 from hub.db import utcnow
+from hub.exchange import conversions, rates
+from hub.exchange.hosted import HostedUnavailable, MemberCheck
 from hub.identity import consent, linking, mail
 from hub.identity.account_models import LinkRequest, MemberAccount
 from hub.identity.oidc.models import Consent
 from hub.ledger.verify import verify
-from hub.programs.models import Membership, Partner as PartnerRow
+from hub.notify import outbox
+from hub.programs.models import Membership, Partner as PartnerRow, Program
 from hub.web.i18n import MESSAGES
 from tests.conftest import unique_code
 from tests.integration.test_account_pages import (  # noqa: F401  (fixtures)
@@ -128,7 +134,7 @@ def test_both_languages_render(browser, member):
     indonesian = _plain(browser.get("/account/?ui_locales=id").get_data(as_text=True))
     assert '<html lang="id">' in indonesian
     for key in ("dash.title", "dash.balances_title", "dash.history_title", "dash.rewards_title",
-                "dash.consents_title", "dash.memberships_title", "dash.convert_note"):
+                "dash.consents_title", "dash.memberships_title", "dash.convert_title", "dash.no_conversions"):
         assert ID[key] in indonesian, key
     # Numbers as Indonesian writes them.
     assert "1.200" in indonesian and "12.000,00" in indonesian
@@ -186,6 +192,305 @@ def test_redeem_refuses_a_form_without_its_csrf_token(browser, member):
     forged = browser.post("/account/redeem", {**fields, "csrf_token": "0" * 64}, csrf=False)
     assert forged.status_code == 400
     assert _available(first, member) == 1200
+
+
+# --- convert -----------------------------------------------------------------------------
+
+def _open_pair(db, source: str, target: str, open: bool = True, **terms) -> None:
+    db.write(lambda s: rates.set_pair(s, source, target, open=open, updated_by="test", **terms))
+
+
+@pytest.fixture
+def convertible(member, db):
+    """The member, with first -> second open: 1% fee, at least 100 points in steps of 100.
+    (first's point is worth 10 units, second's 2: 100 first points buy 495 second points.)"""
+    _open_pair(db, member["first"].program, member["second"].program, fee_bps=100, min_points=100, increment=100)
+    return member
+
+
+def _section(page: str, title_id: str) -> str:
+    return page.split(f'id="{title_id}"', 1)[1].split("</section>", 1)[0]
+
+
+def _quote(browser, pair: str, points: str):
+    browser.get("/account/")
+    return browser.post("/account/convert/quote", {"pair": pair, "points": points})
+
+
+def _confirm_form(page: str) -> dict:
+    form = re.search(r'<form method="post" action="/account/convert">(.*?)</form>', page, re.S)
+    return dict(re.findall(r'name="(\w+)" value="([^"]*)"', form.group(1)))
+
+
+def _balances(member) -> tuple[int, int]:
+    return _available(member["first"], member), _available(member["second"], member)
+
+
+def test_the_convert_form_offers_only_pairs_the_member_can_use(browser, convertible, db, make_partner):
+    first, second = convertible["first"], convertible["second"]
+    third = make_partner(point_value="5")  # the member has no membership in it
+    _open_pair(db, first.program, third.program)
+    _open_pair(db, third.program, first.program)
+    _open_pair(db, second.program, first.program, open=False)
+    page = _plain(browser.get("/account/").get_data(as_text=True))
+    section = _section(page, "convert-title")
+    assert 'action="/account/convert/quote"' in section
+    assert re.findall(r'<option value="([^"]+)"', section) == [f"{first.program}:{second.program}"]
+    assert third.program not in section
+    # The published rate: what one step buys after the fee, the fee, the minimum and the step.
+    assert EN["dash.rate_value"].format(points="100", source=first.program, receive="495",
+                                        target=second.program) in section
+    assert "<td class=\"num\">1%</td>" in section and section.count('<td class="num">100</td>') == 2
+    # Accessible: a label for each field, the hint tied to its field, a caption, scoped headers.
+    assert '<label for="convert-pair">' in section and '<label for="convert-points">' in section
+    assert 'aria-describedby="convert-points-hint"' in section and "<caption>" in section
+    assert 'scope="row"' in section
+    # In Indonesian too.
+    indonesian = _plain(browser.get("/account/?ui_locales=id").get_data(as_text=True))
+    assert ID["dash.convert_title"] in indonesian and ID["dash.rate_value"].format(
+        points="100", source=first.program, receive="495", target=second.program) in indonesian
+
+
+def test_without_a_usable_pair_the_section_says_so(browser, member, db):
+    _open_pair(db, member["second"].program, member["first"].program, open=False)
+    section = _section(_plain(browser.get("/account/").get_data(as_text=True)), "convert-title")
+    assert EN["dash.no_conversions"] in section and "<form" not in section
+
+
+def test_the_quote_page_shows_what_the_member_gives_and_gets(browser, convertible):
+    first, second = convertible["first"], convertible["second"]
+    response = _quote(browser, f"{first.program}:{second.program}", "1,000")
+    page = _plain(response.get_data(as_text=True))
+    assert response.status_code == 200, page
+    # 1,000 x 10 units = 10,000 units, less 1% (100 units) = 9,900 units: 4,950 second points.
+    assert EN["convert.points_of"].format(points="1,000", program=f"Program {first.program}") in page
+    assert EN["convert.points_of"].format(points="4,950", program=f"Program {second.program}") in page
+    assert EN["convert.fee_value"].format(units="100", percent="1") in page
+    assert re.search(r'<time datetime="[^"]+">\d\d:\d\d UTC</time>', page)
+    fields = _confirm_form(page)
+    assert set(fields) == {"csrf_token", "quote", "key"} and fields["quote"] and fields["key"]
+    assert 'href="/account/#convert-title"' in page  # Cancel
+    # Nothing moved yet.
+    assert _balances(convertible) == (1200, 3000)
+    indonesian = _plain(browser.post("/account/convert/quote?ui_locales=id",
+                                     {"pair": f"{first.program}:{second.program}", "points": "1.000"})
+                        .get_data(as_text=True))
+    assert ID["convert.points_of"].format(points="4.950", program=f"Program {second.program}") in indonesian
+
+
+def test_confirming_converts_once_and_both_legs_read_as_one_conversion(browser, convertible, db):
+    first, second = convertible["first"], convertible["second"]
+    fields = _confirm_form(_quote(browser, f"{first.program}:{second.program}", "500").get_data(as_text=True))
+    done = browser.post("/account/convert", fields, csrf=False)
+    page = _plain(done.get_data(as_text=True))
+    assert done.status_code == 201, page
+    assert EN["convert.done_title"] in page and EN["convert.done_text"].format(
+        points="500", source=f"Program {first.program}", receive="2,475", target=f"Program {second.program}") in page
+    assert _balances(convertible) == (700, 5475)
+    # A reload or a second press replays; the same quote under another key is a used quote
+    # (the member still holds enough points: the quote is what refuses).
+    for _ in range(2):
+        again = browser.post("/account/convert", fields, csrf=False)
+        assert again.status_code == 200 and EN["convert.replayed_title"] in again.get_data(as_text=True)
+    used = browser.post("/account/convert", {**fields, "key": "another"}, csrf=False)
+    assert used.status_code == 409 and EN["convert.error.quote-used"] in used.get_data(as_text=True)
+    assert _balances(convertible) == (700, 5475)
+    with db.read() as s:
+        assert verify(s).ok
+    # The activity: both legs, each named as the one conversion first -> second.
+    home = _plain(browser.get("/account/").get_data(as_text=True))
+    label = EN["dash.code.conversion_between"].format(source=f"Program {first.program}",
+                                                      target=f"Program {second.program}")
+    assert home.count(html.escape(label)) == 2 and "−500" in home and "+2,475" in home
+    assert "700" in _section(home, "balances-title") and "5,475" in _section(home, "balances-title")
+    history = _plain(browser.get("/account/history").get_data(as_text=True))
+    assert history.count(html.escape(label)) == 2
+
+
+QUOTE_REFUSALS = [
+    # (pair, points typed, status, slug)
+    ("first:second", "50", 422, "below-minimum"),
+    ("first:second", "150", 422, "off-increment"),
+    ("first:second", "1300", 409, "insufficient-points"),
+    ("first:second", "10000000000000000", 400, "invalid-points"),
+    ("first:second", "abc", 400, "invalid-points"),
+    ("first:second", "1.5", 400, "invalid-points"),
+    ("first:second", "0", 400, "invalid-points"),
+    ("second:first", "1000", 422, "conversion-closed"),
+    ("first:first", "1000", 422, "same-program"),
+    ("first:third", "1000", 422, "not-a-member"),
+    ("", "1000", 400, "no-pair"),
+    ("first:NOSUCH", "1000", 404, "other"),
+]
+
+
+@pytest.mark.parametrize("pair, points, status, slug", QUOTE_REFUSALS, ids=[r[3] + "-" + r[1] for r in QUOTE_REFUSALS])
+def test_a_refused_quote_says_why_and_moves_nothing(browser, convertible, db, make_partner, pair, points, status,
+                                                     slug):
+    third = make_partner(point_value="5")
+    _open_pair(db, convertible["first"].program, third.program)
+    codes = {"first": convertible["first"].program, "second": convertible["second"].program, "third": third.program}
+    pair = ":".join(codes.get(side, side) for side in pair.split(":")) if pair else ""
+    refused = _quote(browser, pair, points)
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == status and EN[f"convert.error.{slug}"] in page, page
+    assert EN["convert.failed_title"] in page and 'role="alert"' in page
+    assert 'action="/account/convert"' not in page
+    assert _balances(convertible) == (1200, 3000)
+
+
+def test_a_refused_conversion_says_why_and_moves_nothing(browser, convertible, db, settings):
+    first, second = convertible["first"], convertible["second"]
+    pair = f"{first.program}:{second.program}"
+    fields = _confirm_form(_quote(browser, pair, "1000").get_data(as_text=True))
+    quote = conversions.Quote.read(settings.secret_key, fields["quote"])
+
+    def refused(signed: str, status: int, slug: str) -> str:
+        response = browser.post("/account/convert", {**fields, "quote": signed, "key": secrets.token_hex(8)},
+                                csrf=False)
+        page = response.get_data(as_text=True)
+        assert response.status_code == status and EN[f"convert.error.{slug}"] in page, page
+        return page
+
+    # Expired: the message links back to the form for a new quote.
+    expired = dataclasses.replace(quote, expires_at=utcnow() - timedelta(seconds=1)).sign(settings.secret_key)
+    page = refused(expired, 409, "quote-expired")
+    assert f'<a href="/account/#convert-title">{EN["convert.new_quote"]}</a>' in page
+    # Tampered with (more points out), or not a quote at all.
+    tampered = dataclasses.replace(quote, points_out=quote.points_out + 1).sign("not the hub's key")
+    refused(tampered, 422, "invalid-quote")
+    refused("ünïcode.quote", 422, "invalid-quote")
+    refused("", 422, "invalid-quote")
+    # Another member's quote.
+    theirs = dataclasses.replace(quote, member_id=uuid.uuid4()).sign(settings.secret_key)
+    refused(theirs, 422, "invalid-quote")
+    # The rate moved since the quote.
+    db.write(lambda s: rates.set_rate(s, second.program, Decimal("2.5"), "test"))
+    assert f'href="/account/#convert-title"' in refused(fields["quote"], 409, "quote-stale")
+    db.write(lambda s: rates.set_rate(s, second.program, Decimal("2"), "test"))
+    # The points were spent between the quote and the confirmation.
+    one, two = (_confirm_form(_quote(browser, pair, "1000").get_data(as_text=True)) for _ in range(2))
+    assert browser.post("/account/convert", one, csrf=False).status_code == 201
+    response = browser.post("/account/convert", two, csrf=False)
+    assert response.status_code == 409 and EN["convert.error.insufficient-points"] in response.get_data(as_text=True)
+    # The pair closed.
+    three = _confirm_form(_quote(browser, pair, "100").get_data(as_text=True))
+    _open_pair(db, first.program, second.program, open=False)
+    response = browser.post("/account/convert", three, csrf=False)
+    assert response.status_code == 422 and EN["convert.error.conversion-closed"] in response.get_data(as_text=True)
+    assert _balances(convertible) == (200, 7950)  # only the one conversion
+    with db.read() as s:
+        assert verify(s).ok
+
+
+def test_convert_forms_need_a_csrf_token_and_a_login(browser, convertible, flask_app):
+    pair = f"{convertible['first'].program}:{convertible['second'].program}"
+    browser.get("/account/")
+    assert browser.post("/account/convert/quote", {"pair": pair, "points": "1000"}, csrf=False).status_code == 400
+    fields = _confirm_form(_quote(browser, pair, "1000").get_data(as_text=True))
+    assert browser.post("/account/convert", {**fields, "csrf_token": "0" * 64}, csrf=False).status_code == 400
+    stranger = Browser(flask_app)
+    assert stranger.client.post("/account/convert", data=fields).status_code in (302, 400)
+    assert _balances(convertible) == (1200, 3000)
+
+
+class FakePartner:
+    """A partner-hosted program's connector that only answers member checks."""
+
+    def __init__(self, balance: int | None = None, down: bool = False):
+        self.balance, self.down, self.checks = balance, down, 0
+
+    def validate(self, member_id: str) -> MemberCheck:
+        self.checks += 1
+        if self.down:
+            raise HostedUnavailable("no answer")
+        return MemberCheck(valid=True, balance=self.balance)
+
+
+@pytest.fixture
+def hosted(convertible, db, make_partner, web_state, monkeypatch):
+    """A third program, hosted by its partner ("Partner <code>"), and the member's membership
+    in it (with the external_id the partner knows them by)."""
+    partner = make_partner(point_value="5")
+    connector = f"dash{secrets.token_hex(4)}"
+    db.write(lambda s: s.execute(update(Program).where(Program.code == partner.program).values(hosted_by=connector)))
+    _give(db, partner.enrol(), convertible["member_id"])
+    fake = FakePartner(balance=5000)
+    monkeypatch.setitem(web_state.hub.hosted, connector, fake)
+    return {**convertible, "hosted": partner, "fake": fake}
+
+
+def _drop_remote_leg(db) -> None:
+    """The pending conversion's remote leg is the saga's (hub/exchange/saga.py); these tests
+    check the pages only, so its outbox message is closed, and no other test's dispatcher
+    gets a topic it may not know."""
+    with db.read() as s:
+        keys = s.scalars(select(outbox.OutboxMessage.key).where(
+            outbox.OutboxMessage.topic == conversions.REMOTE_TOPIC, outbox.OutboxMessage.done_at.is_(None))).all()
+    for key in keys:
+        db.write(lambda s, key=key: outbox.complete(s, conversions.REMOTE_TOPIC, key))
+
+
+def test_a_hosted_membership_shows_who_holds_its_points_without_asking_them(browser, hosted):
+    partner, fake = hosted["hosted"], hosted["fake"]
+    page = _plain(browser.get("/account/").get_data(as_text=True))
+    row = re.search(rf"<tr> <th scope=\"row\">Program {partner.program} .*?</tr>", page).group(0)
+    assert EN["dash.held_by"].format(partner=f"Partner {partner.code}") in row and 'class="num"' not in row
+    assert EN["dash.hosted_note"] in page
+    assert EN["dash.total_value"].format(units="18,000.00") in page  # only the hub's balances
+    assert fake.checks == 0
+    indonesian = browser.get("/account/?ui_locales=id").get_data(as_text=True)
+    assert ID["dash.held_by"].format(partner=f"Partner {partner.code}") in indonesian
+
+
+def test_converting_into_a_hosted_program_is_pending_with_the_points_reserved(browser, hosted, db):
+    first, partner = hosted["first"], hosted["hosted"]
+    _open_pair(db, first.program, partner.program, min_points=100, increment=100)
+    quote = _plain(_quote(browser, f"{first.program}:{partner.program}", "1000").get_data(as_text=True))
+    assert EN["convert.to_hosted_note"].format(partner=f"Partner {partner.code}", source=f"Program {first.program}",
+                                               target=f"Program {partner.program}") in quote
+    done = browser.post("/account/convert", _confirm_form(quote), csrf=False)
+    page = _plain(done.get_data(as_text=True))
+    _drop_remote_leg(db)
+    assert done.status_code == 202, page
+    # 1,000 x 10 units / 5 = 2,000 points at the partner.
+    assert EN["convert.pending_title"] in page and EN["convert.pending_to_text"].format(
+        points="1,000", source=f"Program {first.program}", receive="2,000", target=f"Program {partner.program}",
+        partner=f"Partner {partner.code}") in page
+    # Reserved, not spent: available drops, the reservation shows, the history says in progress.
+    assert _available(first, hosted) == 200
+    home = _plain(browser.get("/account/").get_data(as_text=True))
+    row = re.search(rf"<tr> <th scope=\"row\">Program {first.program} .*?</tr>", home).group(0)
+    assert re.findall(r'<td class="num">([^<]+)</td>', row)[:2] == ["200", "1,000"]
+    assert EN["dash.state.pending"] in _section(home, "history-title")
+    with db.read() as s:
+        assert verify(s).ok
+
+
+def test_converting_out_of_a_hosted_program_asks_the_partner_first(browser, hosted, db):
+    first, partner, fake = hosted["first"], hosted["hosted"], hosted["fake"]
+    _open_pair(db, partner.program, first.program, min_points=100, increment=100)
+    pair = f"{partner.program}:{first.program}"
+    # The partner does not answer, or the member holds too few points there.
+    fake.down = True
+    refused = _quote(browser, pair, "1000")
+    assert refused.status_code == 503 and EN["convert.error.partner-unavailable"] in refused.get_data(as_text=True)
+    fake.down, fake.balance = False, 500
+    refused = _quote(browser, pair, "1000")
+    assert refused.status_code == 409 and EN["convert.error.insufficient-points"] in refused.get_data(as_text=True)
+    fake.balance = 5000
+    quote = _plain(_quote(browser, pair, "1000").get_data(as_text=True))
+    assert EN["convert.from_hosted_note"].format(partner=f"Partner {partner.code}", source=f"Program {partner.program}",
+                                                 target=f"Program {first.program}") in quote
+    done = browser.post("/account/convert", _confirm_form(quote), csrf=False)
+    page = _plain(done.get_data(as_text=True))
+    _drop_remote_leg(db)
+    assert done.status_code == 202 and EN["convert.pending_from_text"].format(
+        points="1,000", source=f"Program {partner.program}", receive="500", target=f"Program {first.program}",
+        partner=f"Partner {partner.code}") in page
+    assert _available(first, hosted) == 1200  # the credit waits for the partner
+    with db.read() as s:
+        assert verify(s).ok
 
 
 # --- consents ----------------------------------------------------------------------------

@@ -39,6 +39,8 @@ def test_every_key_the_pages_use_exists():
                                               "adjustment", "other")}
     used |= {f"dash.state.{status}" for status in ("posted", "pending", "voided")}
     used |= {f"redeem.error.{slug}" for slug in (*dashboard.REDEEM_ERRORS, "insufficient", "other")}
+    used |= {f"convert.error.{slug}" for slug in (*dashboard.CONVERT_ERRORS, "other")}
+    used |= {"convert.done_title", "convert.pending_title"}  # t(title_key)
     used |= {f"link.error.{status}" for status in (linking.CODE_EXPIRED, linking.TOO_MANY, linking.ALREADY_MEMBER,
                                                    linking.LINKED_ELSEWHERE)}
     # The consent page names each scope and claim it asks for (t("oidc.scope." ~ scope)).
