@@ -29,6 +29,7 @@ import pyotp
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -205,7 +206,7 @@ class Codes:
 def test_sign_up_log_in_with_totp_then_sso_across_two_brands_and_logout_of_both(stack, browser, db, settings):
     hub, brand_a, brand_b = stack["issuer"], stack["a"], stack["b"]
     b = browser
-    wait = WebDriverWait(b, 15)
+    wait = WebDriverWait(b, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
     email = f"sso-{uuid.uuid4().hex[:8]}@example.com"
 
     def fill(**fields):
@@ -217,9 +218,12 @@ def test_sign_up_log_in_with_totp_then_sso_across_two_brands_and_logout_of_both(
     def submit():
         b.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
 
-    def status(base: str) -> str:
-        wait.until(lambda d: d.current_url.startswith(base) and d.find_elements(By.ID, "status"))
-        return b.find_element(By.ID, "status").text
+    def status(base: str, expected: str = "") -> str:
+        """The brand page's status line once it says `expected` (a click that leaves a brand
+        page for the same brand's next one would otherwise read the old page, or lose it
+        while reading it: a stale element)."""
+        return wait.until(lambda d: d.current_url.startswith(base) and expected in (
+            text := d.find_element(By.ID, "status").text) and text)
 
     try:
         # Sign up on the hub; the verification mail is kept in the database (no mail server).
@@ -254,7 +258,7 @@ def test_sign_up_log_in_with_totp_then_sso_across_two_brands_and_logout_of_both(
 
         # Brand A: not signed in (its silent check at the hub says login_required).
         b.get(f"{brand_a}/")
-        assert "not signed in" in status(brand_a)
+        status(brand_a, "not signed in")
         b.find_element(By.ID, "login").click()
         # The hub asks for the password, then the code, then consent to share with partner A.
         wait.until(lambda d: d.current_url.startswith(f"{hub}/account/login"))
@@ -266,7 +270,7 @@ def test_sign_up_log_in_with_totp_then_sso_across_two_brands_and_logout_of_both(
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "button[name=decision][value=allow]"))
         assert "Kopi Kita" in b.page_source
         b.find_element(By.CSS_SELECTOR, "button[name=decision][value=allow]").click()
-        assert "Signed in as Siti Rahayu" in status(brand_a)
+        status(brand_a, "Signed in as Siti Rahayu")
         assert b.find_element(By.ID, "member-email").text == email
         assert b.find_elements(By.ID, "points") and not b.find_elements(By.ID, "points-error")
 
@@ -277,14 +281,14 @@ def test_sign_up_log_in_with_totp_then_sso_across_two_brands_and_logout_of_both(
         assert b.current_url.startswith(f"{hub}/oauth/") and "Toko Buku Pelita" in b.page_source
         assert not b.find_elements(By.CSS_SELECTOR, "input[type=password]")
         b.find_element(By.CSS_SELECTOR, "button[name=decision][value=allow]").click()
-        assert "Signed in as Siti Rahayu" in status(brand_b)
+        status(brand_b, "Signed in as Siti Rahayu")
         assert not b.find_elements(By.ID, "points-error")
 
         # Log out on brand A (RP-initiated): the hub ends its session and tells brand B
         # (back-channel, through the outbox, the dispatcher and the worker).
         b.get(f"{brand_a}/")
         b.find_element(By.ID, "logout").click()
-        assert "not signed in" in status(brand_a)
+        status(brand_a, "not signed in")
         assert "signed out" in b.find_element(By.CSS_SELECTOR, ".notice").text
 
         def b_signed_out():
@@ -305,9 +309,9 @@ def test_sign_up_log_in_with_totp_then_sso_across_two_brands_and_logout_of_both(
         wait.until(lambda d: "/account/login/code" in d.current_url)
         fill(code=codes.next())
         submit()
-        assert "Signed in as Siti Rahayu" in status(brand_a)
+        status(brand_a, "Signed in as Siti Rahayu")
         b.get(f"{brand_b}/")
-        assert "Signed in as Siti Rahayu" in status(brand_b)
+        status(brand_b, "Signed in as Siti Rahayu")
     except Exception:
         print(f"browser at {b.current_url}:\n{b.page_source[:3000]}\n{stack['procs'].logs()}")
         raise
