@@ -263,8 +263,8 @@ def test_the_quote_page_shows_what_the_member_gives_and_gets(browser, convertibl
     page = _plain(response.get_data(as_text=True))
     assert response.status_code == 200, page
     # 1,000 x 10 units = 10,000 units, less 1% (100 units) = 9,900 units: 4,950 second points.
-    assert EN["convert.points_of"].format(points="1,000", program=f"Program {first.program}") in page
-    assert EN["convert.points_of"].format(points="4,950", program=f"Program {second.program}") in page
+    assert EN["convert.points_of"].format(points="1,000", code=first.program, program=f"Program {first.program}") in page
+    assert EN["convert.points_of"].format(points="4,950", code=second.program, program=f"Program {second.program}") in page
     assert EN["convert.fee_value"].format(units="100", percent="1") in page
     assert re.search(r'<time datetime="[^"]+">\d\d:\d\d UTC</time>', page)
     fields = _confirm_form(page)
@@ -275,7 +275,8 @@ def test_the_quote_page_shows_what_the_member_gives_and_gets(browser, convertibl
     indonesian = _plain(browser.post("/account/convert/quote?ui_locales=id",
                                      {"pair": f"{first.program}:{second.program}", "points": "1.000"})
                         .get_data(as_text=True))
-    assert ID["convert.points_of"].format(points="4.950", program=f"Program {second.program}") in indonesian
+    assert ID["convert.points_of"].format(points="4.950", code=second.program,
+                                    program=f"Program {second.program}") in indonesian
 
 
 def test_confirming_converts_once_and_both_legs_read_as_one_conversion(browser, convertible, db):
@@ -285,7 +286,7 @@ def test_confirming_converts_once_and_both_legs_read_as_one_conversion(browser, 
     page = _plain(done.get_data(as_text=True))
     assert done.status_code == 201, page
     assert EN["convert.done_title"] in page and EN["convert.done_text"].format(
-        points="500", source=f"Program {first.program}", receive="2,475", target=f"Program {second.program}") in page
+        points="500", source=first.program, receive="2,475", target=second.program) in page
     assert _balances(convertible) == (700, 5475)
     # A reload or a second press replays; the same quote under another key is a used quote
     # (the member still holds enough points: the quote is what refuses).
@@ -447,15 +448,15 @@ def test_converting_into_a_hosted_program_is_pending_with_the_points_reserved(br
     first, partner = hosted["first"], hosted["hosted"]
     _open_pair(db, first.program, partner.program, min_points=100, increment=100)
     quote = _plain(_quote(browser, f"{first.program}:{partner.program}", "1000").get_data(as_text=True))
-    assert EN["convert.to_hosted_note"].format(partner=f"Partner {partner.code}", source=f"Program {first.program}",
-                                               target=f"Program {partner.program}") in quote
+    assert EN["convert.to_hosted_note"].format(partner=f"Partner {partner.code}", source=first.program,
+                                               target=partner.program) in quote
     done = browser.post("/account/convert", _confirm_form(quote), csrf=False)
     page = _plain(done.get_data(as_text=True))
     _drop_remote_leg(db)
     assert done.status_code == 202, page
     # 1,000 x 10 units / 5 = 2,000 points at the partner.
     assert EN["convert.pending_title"] in page and EN["convert.pending_to_text"].format(
-        points="1,000", source=f"Program {first.program}", receive="2,000", target=f"Program {partner.program}",
+        points="1,000", source=first.program, receive="2,000", target=partner.program,
         partner=f"Partner {partner.code}") in page
     # Reserved, not spent: available drops, the reservation shows, the history says in progress.
     assert _available(first, hosted) == 200
@@ -480,13 +481,13 @@ def test_converting_out_of_a_hosted_program_asks_the_partner_first(browser, host
     assert refused.status_code == 409 and EN["convert.error.insufficient-points"] in refused.get_data(as_text=True)
     fake.balance = 5000
     quote = _plain(_quote(browser, pair, "1000").get_data(as_text=True))
-    assert EN["convert.from_hosted_note"].format(partner=f"Partner {partner.code}", source=f"Program {partner.program}",
-                                                 target=f"Program {first.program}") in quote
+    assert EN["convert.from_hosted_note"].format(partner=f"Partner {partner.code}", source=partner.program,
+                                                 target=first.program) in quote
     done = browser.post("/account/convert", _confirm_form(quote), csrf=False)
     page = _plain(done.get_data(as_text=True))
     _drop_remote_leg(db)
     assert done.status_code == 202 and EN["convert.pending_from_text"].format(
-        points="1,000", source=f"Program {partner.program}", receive="500", target=f"Program {first.program}",
+        points="1,000", source=partner.program, receive="500", target=first.program,
         partner=f"Partner {partner.code}") in page
     assert _available(first, hosted) == 1200  # the credit waits for the partner
     with db.read() as s:
