@@ -7,6 +7,8 @@ A member signs up, verifies the address from the mail the hub kept, turns on TOT
 in on brand A with password + code; brand B then signs them in with no login form (its
 partner differs, so the hub asks once for consent: a click). Logging out on brand A logs them
 out of brand B too. Logging in on A again, B is signed in at once, with no page at all.
+Then, with memberships in both brands' programs, they convert A points into B points on the
+hub's dashboard (the form, the quote, Confirm), and brand B's page shows the new points.
 
 Debian's chromium and chromium-driver are installed here when missing; if that fails, the
 test fails (it never skips).
@@ -31,11 +33,16 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
+from sqlalchemy import select
 
+from hub import ledger
+from hub.exchange import rates
 from hub.identity import mail
+from hub.identity.account_models import MemberAccount
 from hub.identity.oidc import clients as brand_clients
 from hub.programs import service
+from hub.programs.models import Membership, Program
 from partners.brandsite.config import Brand
 from tests.conftest import unique_code
 from tests.e2e.relay_stack import free_port, wait_for
@@ -161,7 +168,8 @@ def stack(settings, db, tmp_path_factory):
         procs.wait_http("serve", f"{issuer}/healthz")
         for key, (brand, _, _) in brands.items():
             procs.wait_http(f"brand-{key}", f"{brand.base_url}/healthz")
-        yield {"issuer": issuer, "a": brands["a"][0].base_url, "b": brands["b"][0].base_url, "procs": procs}
+        yield {"issuer": issuer, "a": brands["a"][0].base_url, "b": brands["b"][0].base_url, "procs": procs,
+               "programs": {key: brand.program for key, (brand, _, _) in brands.items()}}
     finally:
         procs.stop()
 
@@ -180,6 +188,22 @@ def browser(tmp_path_factory):
         yield driver
     finally:
         driver.quit()
+
+
+def _member_with_points(db, email: str, holdings: dict[str, int]) -> None:
+    """Test set-up: the account's member joins these programs with these points (as linking
+    cards that earned them would)."""
+    def work(s):
+        member_id = s.scalar(select(MemberAccount.member_id).where(MemberAccount.email == email))
+        for code, points in holdings.items():
+            program = s.scalar(select(Program).where(Program.code == code))
+            account = ledger.open_account(s, program.id, service.MEMBER_ACCOUNT, cached=True, no_overdraft=True)
+            s.add(Membership(member_id=member_id, program_id=program.id, account_id=account))
+            s.flush()
+            if points:
+                ledger.post(s, [ledger.TransferSpec(debit=program.issuance_account_id, credit=account, amount=points,
+                                                    code="bonus", ledger=program.id, caused_by="test")])
+    db.write(work)
 
 
 class Codes:
@@ -312,6 +336,31 @@ def test_sign_up_log_in_with_totp_then_sso_across_two_brands_and_logout_of_both(
         status(brand_a, "Signed in as Siti Rahayu")
         b.get(f"{brand_b}/")
         status(brand_b, "Signed in as Siti Rahayu")
+
+        # Convert on the hub's dashboard: 1,000 A points (10 units each, 1% fee) buy 990 B
+        # points (10 units each). Brand B's page then shows them (it reads /v1/me each time).
+        program_a, program_b = stack["programs"]["a"], stack["programs"]["b"]
+        _member_with_points(db, email, {program_a: 1200, program_b: 0})
+        db.write(lambda s: rates.set_pair(s, program_a, program_b, open=True, fee_bps=100, min_points=100,
+                                          increment=100, updated_by="test"))
+        b.get(f"{hub}/account/")
+        Select(b.find_element(By.ID, "convert-pair")).select_by_value(f"{program_a}:{program_b}")
+        fill(**{"convert-points": "1,000"})
+        b.find_element(By.CSS_SELECTOR, "form.convert button[type=submit]").click()
+        confirm = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "form[action='/account/convert'] button"))
+        offer = b.find_element(By.CSS_SELECTOR, "dl.quote").text
+        assert f"1,000 {program_a} points (Kopi Kita Points)" in offer, offer
+        assert f"990 {program_b} points (Toko Buku Pelita Points)" in offer, offer
+        confirm[0].click()
+        done = wait.until(lambda d: d.current_url.endswith("/account/convert") and d.find_element(By.TAG_NAME, "h1").text)
+        assert done == "Points converted", b.page_source
+        b.get(f"{hub}/account/")
+        history = b.find_element(By.ID, "history-title").find_element(By.XPATH, "..").text
+        assert history.count("Conversion Kopi Kita Points → Toko Buku Pelita Points") == 2, history
+        b.get(f"{brand_b}/")
+        status(brand_b, "Signed in as Siti Rahayu")
+        row = b.find_element(By.CSS_SELECTOR, f"#points tr[data-program='{program_b}']")
+        assert row.find_elements(By.TAG_NAME, "td")[1].text == "990"
     except Exception:
         print(f"browser at {b.current_url}:\n{b.page_source[:3000]}\n{stack['procs'].logs()}")
         raise
