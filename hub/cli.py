@@ -278,6 +278,22 @@ def programs_create(partner, code, name, point_value, currency, points_per_unit,
     _out({"id": str(program.id), "code": program.code, "partner": partner}, as_json)
 
 
+@programs.command("transfer-policy")
+@click.option("--code", required=True, help="Program code.")
+@click.option("--max-points", type=click.IntRange(min=1), default=None, help="At most this many points a transfer.")
+@click.option("--daily-limit", type=click.IntRange(min=1), default=None,
+              help="At most this many points per sender in any 24 hours.")
+@click.option("--json", "as_json", is_flag=True)
+def programs_transfer_policy(code, max_points, daily_limit, as_json):
+    """Open member-to-member transfers with these caps; with neither, close them."""
+    from hub.actor import Actor
+    from hub.api.views import transfer_policy
+    from hub.exchange import transfers
+
+    ops = Actor(client_id="cli", partner_id=None, scopes=frozenset({"ops:write"}))
+    _out(transfer_policy(_run(lambda s: transfers.set_policy(s, ops, code, max_points, daily_limit))), as_json)
+
+
 @main.group()
 def rates():
     """Conversion rates (point values in coalition units) and pairs."""

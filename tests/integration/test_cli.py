@@ -94,3 +94,17 @@ def test_ops_set_rates_and_pairs_from_the_command_line(run, make_partner):
     refused = run("rates", "pair", a.program, a.program)
     assert refused.exit_code == 1 and "two different programs" in refused.output
     assert run("rates", "set", b.program, "0").exit_code == 1
+
+
+def test_ops_open_and_close_member_transfers_from_the_command_line(run, partner):
+    opened = run("programs", "transfer-policy", "--code", partner.program, "--max-points", "50", "--daily-limit",
+                 "200", "--json")
+    assert opened.exit_code == 0, opened.output
+    assert json.loads(opened.output) == {"program": partner.program, "open": True, "max_points": 50,
+                                         "daily_limit": 200}
+    (program,) = partner.api.get("/v1/programs").json()["items"]
+    assert program["transfer_policy"]["daily_limit"] == 200
+    closed = run("programs", "transfer-policy", "--code", partner.program, "--json")
+    assert json.loads(closed.output)["open"] is False
+    wrong = run("programs", "transfer-policy", "--code", partner.program, "--max-points", "300", "--daily-limit", "200")
+    assert wrong.exit_code == 1 and "daily_limit" in wrong.output
