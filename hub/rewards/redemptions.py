@@ -297,8 +297,7 @@ def _payer(session: Session, actor: Actor, body: dict) -> _Payer:
     if actor.member_id is not None:
         kind, value = "member_id", actor.member_id
     elif "member" in body:
-        ((kind, value),) = body["member"].items()
-        value = uuid.UUID(value) if kind == "member_id" else normalise(kind, value)
+        kind, value = _member_ref(session, actor, body["member"])
     else:
         kind = value = None
     partner_only = actor.member_id is None
@@ -347,8 +346,8 @@ def _pooled(session: Session, actor: Actor, body: dict, reward, rates: Mapping[s
         raise Invalid("name each program once", slug="duplicate-program")
     member_id = _pooling_member(session, actor, body, named)
     sources = _sources(session, actor, member_id, named)
+    by_code = {s.program.code: s for s in sources}
     if split is not None:
-        by_code = {s.program.code: s for s in sources}
         wanted = [(by_code[leg["program"]], leg["points"]) for leg in split]
         pooling.check_split(price, [(s.program.code, s.program.point_value, points) for s, points in wanted])
         for source, points in wanted:
@@ -365,7 +364,6 @@ def _pooled(session: Session, actor: Actor, body: dict, reward, rates: Mapping[s
             codes = ", ".join(c.code for c in candidates) or "no program"
             raise Conflict(f"the member's available points ({codes}) together are worth less than the price, "
                            f"{price} units", slug="insufficient-points")
-        by_code = {s.program.code: s for s in sources}
         wanted = [(by_code[leg.code], leg.points) for leg in planned]
     legs = [_Leg(source.program, source.account, points) for source, points in wanted]
     for leg in legs:
@@ -382,19 +380,16 @@ def _pooling_member(session: Session, actor: Actor, body: dict, named: list[str]
         return actor.member_id
     if "member" not in body:
         raise Invalid("name the member the points belong to", slug="member-required")
-    ((kind, value),) = body["member"].items()
+    kind, value = _member_ref(session, actor, body["member"])
     if kind == "subject":
-        member_id = subjects.member_for(session, str(actor.partner_id), value)
-        if member_id is None:
-            raise NotFound("no member with that subject", slug="member-not-found")
-        return member_id
+        raise NotFound("no member with that subject", slug="member-not-found")
     if kind == "member_id":
-        return uuid.UUID(value)  # a member in none of the caller's programs: member-not-found in _sources
+        return value  # a member in none of the caller's programs: member-not-found in _sources
     p, m, i = _programs, _memberships, _identifiers
     q = (
         select(m.c.member_id).distinct()
         .join_from(i, m, m.c.id == i.c.membership_id).join(p, p.c.id == i.c.program_id)
-        .where(p.c.partner_id == actor.partner_id, i.c.kind == kind, i.c.value == normalise(kind, value))
+        .where(p.c.partner_id == actor.partner_id, i.c.kind == kind, i.c.value == value)
     )
     if named is not None:
         q = q.where(p.c.code.in_(named))
@@ -457,6 +452,17 @@ def _member_email(session: Session, member_id: uuid.UUID, first_program_id: uuid
         .order_by(case((m.c.program_id == first_program_id, 0), else_=1), i.c.value)
         .limit(1)
     )
+
+
+def _member_ref(session: Session, actor: Actor, ref: dict) -> tuple[str, object]:
+    """The (kind, value) a partner names a member by: a member id (as a UUID), or an
+    identifier (normalised). Its pairwise subject (single sign-on) stands for the member it
+    was issued for; an unknown one stays a subject, which no membership has."""
+    ((kind, value),) = ref.items()
+    if kind == "subject":
+        member_id = subjects.member_for(session, str(actor.partner_id), value)
+        return ("member_id", member_id) if member_id else (kind, value)
+    return kind, uuid.UUID(value) if kind == "member_id" else normalise(kind, value)
 
 
 def _recipient(email: str | None, body: dict) -> dict:

@@ -24,6 +24,7 @@ from tests.integration.test_redemptions import (  # noqa: F401  (provider is a f
     CARD,
     in_house,
     member_api,
+    pairwise_subject,
     provider,
     reward_code,
     run_relay,
@@ -303,7 +304,7 @@ def test_a_partner_pools_only_its_own_programs(pool, other_partner, db):
     assert_verified(db)
 
 
-def test_a_partner_names_the_member_by_an_identifier_of_its_programs(pool, db):
+def test_a_partner_names_the_member_by_an_identifier_or_subject(pool, db):
     member = pool.member(a=3, b=10)
     body = {"reward": pool.coalition_reward("55"), "pay_with": {"strategy": "cheapest_first"},
             "member": {"email": pool.emails[member].upper()}}
@@ -312,8 +313,15 @@ def test_a_partner_names_the_member_by_an_identifier_of_its_programs(pool, db):
     assert response.json()["member_id"] == member
     # B first: 10 B (40 units), then 2 A (20); 60 is more than 55 by a whole B point: 9 B + 2 A.
     assert legs(response.json()) == [(pool.b, 9), (pool.a, 2)]
+    by_subject = {**body, "member": {"subject": pairwise_subject(db, pool.partner, member)},
+                  "reward": pool.coalition_reward("5")}
+    # 1 B left (4 units) and A rounds the other unit up to a point (10 units): the B point is
+    # not needed after all, so A alone pays.
+    assert legs(pool.partner.api.post("/v1/redemptions", by_subject).json()) == [(pool.a, 1)]
     missing = {**body, "member": {"email": "nobody@example.com"}}
     assert_problem(pool.partner.api.post("/v1/redemptions", missing), 404, "member-not-found")
+    unknown = {**body, "member": {"subject": "A" * 43}}
+    assert_problem(pool.partner.api.post("/v1/redemptions", unknown), 404, "member-not-found")
     assert_problem(pool.partner.api.post("/v1/redemptions", {k: v for k, v in body.items() if k != "member"}),
                    422, "member-required")
     assert_verified(db)
