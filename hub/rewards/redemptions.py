@@ -339,6 +339,8 @@ def _pooled(session: Session, actor: Actor, body: dict, reward, rates: Mapping[s
         raise Invalid(f"{reward.code} is priced in one program's points: pay it with `program`",
                       slug="reward-not-poolable")
     price = catalog.price_in_units(reward, rates, amount_minor)
+    if not price > 0:  # a unit rate of zero: nothing to split
+        raise Invalid(f"{reward.code} has no price in units", slug="invalid-price")
     pay_with = body["pay_with"]
     split = pay_with.get("split")
     named = [leg["program"] for leg in split] if split is not None else pay_with.get("order")
@@ -353,7 +355,7 @@ def _pooled(session: Session, actor: Actor, body: dict, reward, rates: Mapping[s
         for source, points in wanted:
             # The ledger refuses an overdraft anyway; this says which program falls short.
             if points > source.available:
-                raise Conflict(f"the member has {max(source.available, 0)} {source.program.code} points available, "
+                raise Conflict(f"the member has {source.available} {source.program.code} points available, "
                                f"the split takes {points}", slug="insufficient-points")
     else:
         candidates = [pooling.Source(s.program.code, s.program.point_value, s.available) for s in sources]
