@@ -93,7 +93,7 @@ class Seed:
     values, so a positive case stays positive and a negative one keeps what makes it negative.
     """
 
-    def __init__(self, partner, member_session=None):
+    def __init__(self, partner, ops, member_session=None):
         self.partner = partner.code
         self.program = partner.program
         self.identifiers = {
@@ -115,6 +115,12 @@ class Seed:
         self.reward = f"ST-{secrets.token_hex(4).upper()}"
         made = partner.api.post("/v1/rewards", {"code": self.reward, "kind": "discount", "name": "10% off",
                                                 "program": self.program, "points": 1})
+        assert made.status_code == 201, made.text
+        # A coalition reward priced in units (only ops make those): what `pay_with` can pay,
+        # 10 units, one of the seeded program's points.
+        self.pooled_reward = f"ST-{secrets.token_hex(4).upper()}"
+        made = ops.post("/v1/rewards", {"code": self.pooled_reward, "kind": "discount", "name": "10% off",
+                                        "units": "10"})
         assert made.status_code == 201, made.text
         self.redemption = partner.api.post(
             "/v1/redemptions", {"reward": self.reward, "program": self.program, "member": {"member_id": self.member}}
@@ -276,6 +282,14 @@ class Seed:
         kind = next(iter(body.get("member") or {"member_id": None}))
         body.update(reward=self.reward, program=self.program, member={kind: self.identifiers[kind]})
         body.pop("amount", None)  # the seeded reward has a fixed price
+        pay_with = body.get("pay_with")
+        if pay_with is not None:  # pooled: exactly one of program and pay_with, a unit-priced reward
+            del body["program"]
+            body["reward"] = self.pooled_reward
+            if "order" in pay_with:
+                pay_with["order"] = [self.program]
+            if "split" in pay_with:
+                pay_with["split"] = [{"program": self.program, "points": 1}]
 
     def _quote(self, body, rnd):
         kind = next(iter(body.get("member") or {"member_id": None}))
@@ -349,7 +363,7 @@ def api_schema(request, app, db, ops, partner, make_partner, statuses):
     schema = schemathesis.openapi.from_asgi(
         "/v1/openapi.json", app, config=schemathesis.Config.from_dict(CONFIG)
     )
-    seed = Seed(partner, lambda member: _member_session(app, db, ops, partner, make_partner(), member))
+    seed = Seed(partner, ops, lambda member: _member_session(app, db, ops, partner, make_partner(), member))
     tokens = {"partner": partner.api.headers["Authorization"], "ops": ops.headers["Authorization"],
               "member": f"Bearer {seed.member_token}"}
 
