@@ -148,6 +148,7 @@ class Partner:
 
     def __init__(self, ops: Api, http, currency="IDR", points_per_unit="0.001", point_value="10",
                  hosted_by: str | None = None):
+        self.ops = ops
         self.code = unique_code("P")
         self.program = unique_code("G")
         self.currency = currency

@@ -1,9 +1,8 @@
 """Conversion rates, pairs, quotes and conversions (hub/exchange)."""
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
-from hub import pagination
 from hub.api import common, runtime
 from hub.api.common import db, flask_call, flask_reply, ok
 from hub.api.security import actor
@@ -31,12 +30,9 @@ def set_rate(body, token_info):
 
 
 def rate_history(program, token_info, cursor=None, limit=50):
-    before = pagination.decode(cursor)
     with db().read() as s:
-        items = rates.rate_history(s, program, datetime.fromisoformat(before) if before else None, limit + 1)
-        page = items[:limit]
-        next_cursor = pagination.encode(page[-1].valid_from.isoformat()) if len(items) > limit else None
-        return ok({"items": [rate_view(r, program) for r in page], "next_cursor": next_cursor})
+        items, next_cursor = rates.rate_history(s, program, cursor, limit)
+        return ok({"items": [rate_view(r, program) for r in items], "next_cursor": next_cursor})
 
 
 def set_pair(from_program, to_program, body, token_info):

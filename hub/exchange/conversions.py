@@ -220,6 +220,9 @@ def _amounts(pair: ConversionPair, source: _Side, target: _Side, points: int) ->
     amounts = rates.convert(points, source.program.point_value, target.program.point_value, pair.fee_bps)
     if amounts.points_out < 1:
         raise Invalid(f"{points} {code} points buy no {target.program.code} point", slug="below-minimum")
+    if amounts.points_out > rates.MAX_POINTS:
+        raise Invalid(f"{points} {code} points buy more {target.program.code} points than one conversion may move",
+                      slug="above-maximum")
     return amounts
 
 
@@ -285,6 +288,21 @@ def _insert_once(session: Session, row: dict) -> None:
         raise Conflict("this quote has already been used", slug="quote-used") from exc
 
 
+def _cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The (created_at, id) a page ends at; anything not issued by list_conversions is a 422."""
+    after = pagination.decode(cursor)
+    if after is None:
+        return None
+    try:
+        at, last = after
+        at = datetime.fromisoformat(at)
+        if at.tzinfo is None:
+            raise ValueError("naive")
+        return at, uuid.UUID(last)
+    except (TypeError, ValueError) as exc:
+        raise Invalid("cursor is not one this API issued", slug="invalid-cursor") from exc
+
+
 @dataclass(frozen=True)
 class ConversionView:
     conversion: Conversion
@@ -321,9 +339,9 @@ def list_conversions(session: Session, actor: Actor, cursor: str | None, limit: 
     q = _query(actor).order_by(Conversion.created_at.desc(), Conversion.id.desc()).limit(limit + 1)
     if member_id is not None:
         q = q.where(Conversion.member_id == member_id)
-    after = pagination.decode(cursor)
+    after = _cursor(cursor)
     if after is not None:
-        at, last = datetime.fromisoformat(after[0]), uuid.UUID(after[1])
+        at, last = after
         q = q.where(or_(Conversion.created_at < at, and_(Conversion.created_at == at, Conversion.id < last)))
     rows = [ConversionView(*row) for row in session.execute(q)]
     more = len(rows) > limit

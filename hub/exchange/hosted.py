@@ -24,7 +24,9 @@ class RemoteStatus(str, enum.Enum):
     PENDING = "pending"      # accepted, not settled yet: ask status() again later
     FAILURE = "failure"      # definitively not applied (refused, insufficient balance, ...)
     UNKNOWN = "unknown"      # may or may not be applied (systemError, timeout, 5xx): ask status()
-    RETRY = "retry"          # surely not applied, may succeed later (refused connection, 429)
+    RETRY = "retry"          # debit/credit/reversal only: surely not applied, may succeed later
+                             # (refused connection, 429). status() answers UNKNOWN instead: a
+                             # question that did not get through proves nothing.
     NOT_FOUND = "not_found"  # status() only: the partner has no transaction with this reference
 
 

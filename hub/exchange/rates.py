@@ -19,6 +19,7 @@ from fractions import Fraction
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from hub import pagination
 from hub.actor import Actor
 from hub.db import utcnow
 from hub.errors import Invalid, NotFound
@@ -92,13 +93,17 @@ def set_rate(session: Session, program_code: str, point_value: Decimal, set_by: 
     return rate
 
 
-def rate_history(session: Session, program_code: str, cursor_before: datetime | None, limit: int) -> list[ProgramRate]:
-    """A program's rates, newest first."""
+def rate_history(session: Session, program_code: str, cursor: str | None,
+                 limit: int) -> tuple[list[ProgramRate], str | None]:
+    """A program's rates, newest first (ids grow with valid_from: a rate takes effect when
+    it is set)."""
+    before = pagination.id_cursor(cursor)
     program = _program(session, program_code)
     q = select(ProgramRate).where(ProgramRate.program_id == program.id)
-    if cursor_before is not None:
-        q = q.where(ProgramRate.valid_from < cursor_before)
-    return list(session.scalars(q.order_by(ProgramRate.valid_from.desc(), ProgramRate.id.desc()).limit(limit)))
+    if before is not None:
+        q = q.where(ProgramRate.id < before)
+    rows = list(session.scalars(q.order_by(ProgramRate.id.desc()).limit(limit + 1)))
+    return rows[:limit], pagination.encode(rows[limit - 1].id) if len(rows) > limit else None
 
 
 def set_pair(
@@ -161,7 +166,3 @@ def _program(session: Session, code: str, lock: bool = False) -> Program:
     if program is None:
         raise NotFound(f"no program {code}", slug="program-not-found")
     return program
-
-
-def program_id(session: Session, code: str) -> uuid.UUID:
-    return _program(session, code).id

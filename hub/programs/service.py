@@ -31,23 +31,15 @@ ISSUANCE_ACCOUNT = "issuance"
 REDEMPTION_ACCOUNT = "redemption"
 CLEARING_ACCOUNT = "clearing"
 # What the cursors this API issues encode: a partner or program code, or a ledger transfer
-# id (a BIGINT). Anything else decoded from a cursor is refused before it reaches a query
-# (where it failed as a 500: int() of a string, an id past BIGINT, a NUL for PostgreSQL).
-_MAX_ID = 2**63 - 1
+# id (a BIGINT, pagination.id_cursor). Anything else decoded from a cursor is refused before
+# it reaches a query (where it failed as a 500: int() of a string, an id past BIGINT, a NUL
+# for PostgreSQL).
 
 
 def code_cursor(cursor: str | None) -> str | None:
     after = pagination.decode(cursor)
     if after is None or (isinstance(after, str) and "\x00" not in after):
         return after
-    raise Invalid("cursor is not one this API issued", slug="invalid-cursor")
-
-
-def _id_cursor(cursor: str | None) -> int | None:
-    before = pagination.decode(cursor)
-    # bool is an int to Python, but never a position we issue.
-    if before is None or (type(before) is int and 0 < before <= _MAX_ID):
-        return before
     raise Invalid("cursor is not one this API issued", slug="invalid-cursor")
 
 
@@ -388,7 +380,7 @@ def _movements(
     session: Session, accounts: dict[int, str], cursor: str | None, limit: int
 ) -> tuple[list[Movement], str | None]:
     """Movements of these accounts (ledger account id -> program code), newest first."""
-    before = _id_cursor(cursor)
+    before = pagination.id_cursor(cursor)
     t = ledger_models.Transfer
     resolver = t.__table__.alias("resolver")
     q = (

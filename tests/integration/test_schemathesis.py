@@ -117,6 +117,7 @@ class Seed:
         self.redemption = partner.api.post(
             "/v1/redemptions", {"reward": self.reward, "program": self.program, "member": {"member_id": self.member}}
         ).json()["id"]
+        self._conversions(partner)
         self.bodies = {
             "POST /members": self._enrolment,
             "POST /transactions": self._purchase,
@@ -126,7 +127,33 @@ class Seed:
             "POST /clients": self._client,
             "POST /rewards": self._reward,
             "POST /redemptions": self._redemption,
+            "POST /conversions/quotes": self._quote,
+            "POST /conversions": self._conversion,
+            "POST /conversions/rates": self._rate,
         }
+
+    def _conversions(self, partner):
+        """A second program of the partner, the member in it, the pair between the two open,
+        and one conversion done; a third program, in no pair, whose rate the run may change."""
+        self.program_b, self.program_c = (f"G{letter}{secrets.token_hex(3).upper()}" for letter in "BC")
+        for code in (self.program_b, self.program_c):
+            made = partner.ops.post("/v1/programs", {"partner": self.partner, "code": code, "name": code,
+                                                     "point_value": "4", "earn_rule": {"currency": "IDR",
+                                                                                       "points_per_unit": "0.001"}})
+            assert made.status_code == 201, made.text
+        assert partner.api.post("/v1/members", {"program": self.program_b, "member_id": self.member}).status_code == 201
+        for source, target in ((self.program, self.program_b), (self.program_b, self.program)):
+            opened = partner.ops.http.put(f"/v1/conversions/pairs/{source}/{target}", json={"open": True},
+                                          headers=partner.ops.headers)
+            assert opened.status_code == 200, opened.text
+        self.partner_api = partner.api
+        self.conversion = partner.api.post("/v1/conversions", {"quote": self._new_quote(10)}).json()["id"]
+
+    def _new_quote(self, points: int) -> str:
+        made = self.partner_api.post("/v1/conversions/quotes", {
+            "from": self.program, "to": self.program_b, "points": points, "member": {"member_id": self.member}})
+        assert made.status_code == 201, made.text
+        return made.json()["quote"]
 
     def apply(self, case, rnd):
         # A quarter stay as generated: unknown codes and ids must give clean 404s too.
@@ -154,6 +181,12 @@ class Seed:
             path["redemption_id"] = self.redemption
         if "provider" in path:
             path["provider"] = WEBHOOK_PROVIDER
+        if "conversion_id" in path:
+            path["conversion_id"] = self.conversion
+        if "program" in path:
+            path["program"] = self.program_c
+        if "from_program" in path:  # the way back: A -> B stays open for the quotes
+            path["from_program"], path["to_program"] = self.program_b, self.program
 
     def _query(self, query, rnd):
         if "program" in query:
@@ -218,6 +251,18 @@ class Seed:
         kind = next(iter(body.get("member") or {"member_id": None}))
         body.update(reward=self.reward, program=self.program, member={kind: self.identifiers[kind]})
         body.pop("amount", None)  # the seeded reward has a fixed price
+
+    def _quote(self, body, rnd):
+        kind = next(iter(body.get("member") or {"member_id": None}))
+        body.update({"from": self.program, "to": self.program_b, "member": {kind: self.identifiers[kind]}})
+        body["points"] = rnd.choice([body["points"], 1 + body["points"] % 1000])
+
+    def _conversion(self, body, rnd):
+        if rnd.random() < 0.75:  # else the generated string: refused as no quote of ours
+            body["quote"] = self._new_quote(1 + rnd.randrange(100))
+
+    def _rate(self, body, rnd):
+        body["program"] = self.program_c  # a new rate for A or B would refuse the seeded quotes
 
     @staticmethod
     def _amount(amount, limit=10**12):
