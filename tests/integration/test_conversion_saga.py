@@ -338,7 +338,8 @@ def test_a_leg_surely_never_applied_is_compensated_when_giving_up(coalition, db)
 
 
 def test_a_retry_after_a_maybe_applied_leg_is_not_compensated(coalition, db):
-    """RETRY from a lookup says the question did not get through, not that nothing exists."""
+    """status() should answer UNKNOWN when its question does not get through (hosted.py); a
+    connector answering RETRY there anyway proves nothing either: never compensated for it."""
     c = coalition
     conversion = c.convert(into_airline=False)
     c.fake.send_script = [RemoteResult(S.UNKNOWN)]
