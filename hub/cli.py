@@ -108,7 +108,8 @@ def dispatch(poll, listen):
 @click.option("--timeout-sleep", default=3.0, show_default=True, help="Seconds a +timeout answer is held back.")
 @click.option("--webhook-url", default=None, help="Where the Tremendous fake posts signed events.")
 def sandbox(host, port, pending_delay, timeout_sleep, webhook_url):
-    """Serve the fake reward providers (Tango, Tremendous, GlobalGiving) for development."""
+    """Serve the fake reward providers (Tango, Tremendous, GlobalGiving) and the fake
+    partner-hosted program (LCP, at /lcp) for development."""
     from hub import sandbox as fakes
 
     console.print(f"sandbox providers on http://{host}:{port}/<provider>/")
@@ -139,8 +140,8 @@ def _brand_sites() -> list:
 
 @main.command()
 def up():
-    """Everything on one machine: sandbox providers, a worker, the dispatcher, the example
-    brand sites and the API."""
+    """Everything on one machine: the sandbox (reward providers and the hosted airline's
+    LCP API), a worker, the dispatcher, the example brand sites and the API."""
     import signal
     import subprocess
 
