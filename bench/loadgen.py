@@ -6,8 +6,12 @@ reads the response with minimal parsing (status line, Content-Length or chunked 
 keeps as little CPU as it can away from the server under test.
 
 Reads a JSON config on stdin, prints one JSON result on stdout:
-  {"mode": "single"|"batch", "host", "port", "token", "program", "members": [[kind, value], ...],
-   "clients", "seconds", "warmup", "stagger", "batch_size", "occurred_at", "seed"}
+  {"mode": "single"|"batch"|"convert", "host", "port", "token", "program", "members": [[kind, value], ...],
+   "clients", "seconds", "warmup", "stagger", "batch_size", "occurred_at", "seed",
+   "programs": [code, code] (convert)}
+In "convert" mode one unit of work is a member's conversion as a client makes it: a quote
+(POST /v1/conversions/quotes) and its execution (POST /v1/conversions), in either direction
+between the two programs at random.
 Result: {"ok", "errors", "statuses", "latencies_ms" percentiles, "purchases", ...}.
 Only requests that finish after the warm-up and before the end are counted.
 """
@@ -22,6 +26,7 @@ import sys
 import time
 
 _CREATED = re.compile(rb'"created":\s*(\d+)')
+_QUOTE = re.compile(rb'"quote":\s*"([A-Za-z0-9_.-]+)"')
 
 
 def _head(path: str, host: str, port: int, token: str) -> bytes:
@@ -56,6 +61,35 @@ class Body:
         )
 
 
+class Conversions:
+    """Quote bodies: a random member, direction and amount (in steps of 100)."""
+
+    def __init__(self, cfg: dict, client: int):
+        self.rng = random.Random(cfg.get("seed", 1) * 1000 + client)
+        self.members = [value.encode() for kind, value in cfg["members"] if kind == "member_id"]
+        a, b = (code.encode() for code in cfg["programs"])
+        self.directions = [(a, b), (b, a)]
+
+    def quote(self) -> bytes:
+        source, target = self.rng.choice(self.directions)
+        return b'{"from":"%s","to":"%s","points":%d,"member":{"member_id":"%s"}}' % (
+            source, target, 100 * self.rng.randrange(1, 11), self.rng.choice(self.members))
+
+
+async def _exchange(reader, writer, head: bytes, body: bytes, timeout: float) -> tuple[int, bytes]:
+    writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return await asyncio.wait_for(_read_response(reader), timeout)
+
+
+async def _convert(reader, writer, heads: tuple[bytes, bytes], bodies: Conversions, timeout: float):
+    """A quote, then its execution: the execution's answer (or the quote's refusal)."""
+    status, resp = await _exchange(reader, writer, heads[0], bodies.quote(), timeout)
+    m = _QUOTE.search(resp) if status == 201 else None
+    if m is None:
+        return status, resp
+    return await _exchange(reader, writer, heads[1], b'{"quote":"%s"}' % m.group(1), timeout)
+
+
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
@@ -82,9 +116,14 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 async def _client(cfg: dict, index: int, start: float, measure_from: float, end: float, out: dict):
     mode = cfg["mode"]
-    path = "/v1/transactions" if mode == "single" else "/v1/transactions/batch"
-    head = _head(path, cfg["host"], cfg["port"], cfg["token"])
-    bodies = Body(cfg, index)
+    if mode == "convert":
+        heads = tuple(_head(p, cfg["host"], cfg["port"], cfg["token"]) for p in ("/v1/conversions/quotes",
+                                                                                  "/v1/conversions"))
+        bodies = Conversions(cfg, index)
+    else:
+        path = "/v1/transactions" if mode == "single" else "/v1/transactions/batch"
+        head = _head(path, cfg["host"], cfg["port"], cfg["token"])
+        bodies = Body(cfg, index)
     batch_size = cfg.get("batch_size", 1000)
     reader = writer = None
     # Clients arrive one after another (as tills do), not in one burst: a burst is accepted
@@ -98,12 +137,14 @@ async def _client(cfg: dict, index: int, start: float, measure_from: float, end:
             reader, writer = await asyncio.open_connection(cfg["host"], cfg["port"])
         if mode == "single":
             body = bodies.one()
-        else:
+        elif mode == "batch":
             body = b'{"items":[' + b",".join(bodies.one() for _ in range(batch_size)) + b"]}"
         t0 = time.perf_counter()
         try:
-            writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
-            status, resp = await asyncio.wait_for(_read_response(reader), cfg.get("timeout", 30))
+            if mode == "convert":
+                status, resp = await _convert(reader, writer, heads, bodies, cfg.get("timeout", 30))
+            else:
+                status, resp = await _exchange(reader, writer, head, body, cfg.get("timeout", 30))
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
             out["exceptions"][type(exc).__name__] = out["exceptions"].get(type(exc).__name__, 0) + 1
             writer.close()
@@ -121,7 +162,7 @@ async def _client(cfg: dict, index: int, start: float, measure_from: float, end:
             continue
         key = str(status)
         out["statuses"][key] = out["statuses"].get(key, 0) + 1
-        if mode == "single":
+        if mode in ("single", "convert"):
             if status == 201:
                 out["latencies"].append(t1 - t0)
             elif len(out["error_samples"]) < 5:
@@ -154,7 +195,7 @@ async def run(cfg: dict) -> dict:
         *(_client(cfg, i, start, measure_from, end, out) for i in range(cfg["clients"]))
     )
     lat = sorted(out.pop("latencies"))
-    ok_status = "201" if cfg["mode"] == "single" else "200"
+    ok_status = "200" if cfg["mode"] == "batch" else "201"
     ok = len(lat)
     errors = sum(n for s, n in out["statuses"].items() if s != ok_status) + (
         out["statuses"].get(ok_status, 0) - ok

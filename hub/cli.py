@@ -322,6 +322,71 @@ def programs_create(partner, code, name, point_value, currency, points_per_unit,
     _out({"id": str(program.id), "code": program.code, "partner": partner}, as_json)
 
 
+@programs.command("transfer-policy")
+@click.option("--code", required=True, help="Program code.")
+@click.option("--max-points", type=click.IntRange(min=1), default=None, help="At most this many points a transfer.")
+@click.option("--daily-limit", type=click.IntRange(min=1), default=None,
+              help="At most this many points per sender in any 24 hours.")
+@click.option("--json", "as_json", is_flag=True)
+def programs_transfer_policy(code, max_points, daily_limit, as_json):
+    """Open member-to-member transfers with these caps; with neither, close them."""
+    from hub.actor import Actor
+    from hub.api.views import transfer_policy
+    from hub.exchange import transfers
+
+    ops = Actor(client_id="cli", partner_id=None, scopes=frozenset({"ops:write"}))
+    _out(transfer_policy(_run(lambda s: transfers.set_policy(s, ops, code, max_points, daily_limit))), as_json)
+
+
+@main.group()
+def rates():
+    """Conversion rates (point values in coalition units) and pairs."""
+
+
+@rates.command("set")
+@click.argument("program")
+@click.argument("point_value")
+def rates_set(program, point_value):
+    """Give PROGRAM a new POINT_VALUE, effective now (the old one stays in its history)."""
+    from hub.exchange import rates as exchange
+
+    valid_from = _run(lambda s: exchange.set_rate(s, program, _decimal(point_value), "cli").valid_from)
+    _out({"program": program, "point_value": point_value, "valid_from": valid_from.isoformat()}, False)
+
+
+@rates.command("pair")
+@click.argument("from_program")
+@click.argument("to_program")
+@click.option("--closed", is_flag=True, help="Close this direction instead of opening it.")
+@click.option("--fee-bps", type=int, default=0, show_default=True)
+@click.option("--minimum", type=int, default=1, show_default=True, help="Least source points per conversion.")
+@click.option("--increment", type=int, default=1, show_default=True, help="Source points in steps of this.")
+def rates_pair(from_program, to_program, closed, fee_bps, minimum, increment):
+    """Open (or close) conversions from FROM_PROGRAM into TO_PROGRAM, with their terms."""
+    from hub.exchange import rates as exchange
+
+    _run(lambda s: exchange.set_pair(s, from_program, to_program, open=not closed, fee_bps=fee_bps,
+                                     min_points=minimum, increment=increment, updated_by="cli"))
+    _out({"pair": f"{from_program} -> {to_program}", "open": not closed, "fee_bps": fee_bps,
+          "minimum": minimum, "increment": increment}, False)
+
+
+@rates.command("list")
+@click.option("--all", "include_closed", is_flag=True, help="Closed pairs too.")
+def rates_list(include_closed):
+    """Every pair with its current rates, and what one step buys."""
+    from hub.actor import Actor
+    from hub.exchange import rates as exchange
+
+    with _db().read() as s:
+        pairs = exchange.list_pairs(s, Actor("cli", None, frozenset()), include_closed=include_closed)
+    table = Table("from", "to", "open", "values", "fee bps", "min / step", "one step buys")
+    for p in pairs:
+        table.add_row(p.from_code, p.to_code, "yes" if p.open else "no", f"{p.from_value} -> {p.to_value}",
+                      str(p.fee_bps), f"{p.min_points} / {p.increment}", f"{p.increment} -> {p.rate.points_out}")
+    console.print(table)
+
+
 @main.group()
 def clients():
     """OAuth2 API clients."""

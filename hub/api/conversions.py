@@ -4,7 +4,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from hub.api import common, runtime
-from hub.api.common import db, flask_call, flask_reply, ok
+from hub.api.common import Call, Reply, db, flask_call, flask_reply, ok
 from hub.api.security import actor
 from hub.api.views import ts
 from hub.exchange import conversions, rates
@@ -49,22 +49,32 @@ def set_pair(from_program, to_program, body, token_info):
 
 
 def create_quote(body, token_info):
+    return flask_reply(post_quote(flask_call(), body, token_info))
+
+
+def post_quote(call: Call, body: dict, token_info: dict) -> Reply:
+    """What `create_quote` does, without Flask: the lean path (hub/api/lean.py) runs it too."""
     caller, terms = actor(token_info), _terms()
     with db().read() as s:
         quote, remote_check = conversions.quote(s, caller, body, terms)
     if remote_check is not None:
         remote_check.run(runtime.current().hosted)
-    return ok(quote_view(quote, terms.secret_key), 201)
+    return Reply(201, quote_view(quote, terms.secret_key))
 
 
 def create(body, token_info):
+    return flask_reply(post(flask_call(), body, token_info))
+
+
+def post(call: Call, body: dict, token_info: dict) -> Reply:
+    """What `create` does, without Flask (the lean path runs it too)."""
     caller = actor(token_info)
 
     def work(s):
         view = conversions.execute(s, caller, body, _terms())
         return (202 if view.conversion.state == PENDING else 201), conversion_view(view)
 
-    return flask_reply(common.create(flask_call(), caller, body, work))
+    return common.create(call, caller, body, work)
 
 
 def list_conversions(token_info, member_id=None, cursor=None, limit=50):

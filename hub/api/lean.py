@@ -1,5 +1,5 @@
-"""The lean path: the hot POSTs (the ROUTES below: purchases, batches, redemptions) without the
-framework.
+"""The lean path: the hot POSTs (the ROUTES below: purchases, batches, redemptions, quotes and
+conversions) without the framework.
 
 WHY: py-spy profiles of `bench/earn.py` put about 60% of a worker's CPU per purchase in the
 framework stack: connexion's middleware chain (error middlewares, Swagger UI, three starlette
@@ -17,7 +17,8 @@ handlers as the connexion app:
           -> LeanEndpoint: the handler in a worker thread
 
 and the handler is the one the Flask route runs (`hub.api.transactions.post_purchase`,
-`post_batch`, `hub.api.redemptions.post`), its errors mapped by the same
+`post_batch`, `hub.api.redemptions.post`, `hub.api.conversions.post_quote` and `post`), its
+errors mapped by the same
 `problems.handler_problem`. So tokens, scopes, problem types, statuses and details,
 Idempotency-Key handling and response bodies are those of the connexion path, by construction;
 tests/integration/test_lean_path.py compares the two.
@@ -43,7 +44,7 @@ from connexion.security import SecurityHandlerFactory
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hub.api import problems, redemptions, transactions
+from hub.api import conversions, problems, redemptions, transactions
 from hub.api.common import Call, Reply
 from hub.api.validation import BODY_KEY, CachedJSONRequestBodyValidator
 
@@ -52,6 +53,8 @@ ROUTES: dict[tuple[str, str], Callable[[Call, dict, dict], Reply]] = {
     ("post", "/transactions"): transactions.post_purchase,
     ("post", "/transactions/batch"): transactions.post_batch,
     ("post", "/redemptions"): redemptions.post,
+    ("post", "/conversions/quotes"): conversions.post_quote,
+    ("post", "/conversions"): conversions.post,
 }
 
 

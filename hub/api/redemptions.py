@@ -75,6 +75,7 @@ def redemption(v: redemptions.RedemptionView) -> dict:
         "program": v.program_code,
         "member_id": str(r.member_id),
         "points": r.points,
+        "legs": [{"program": leg.program_code, "points": leg.points} for leg in v.legs],
         "amount": money.to_major(r.amount_minor, r.currency) if r.amount_minor is not None else None,
         "currency": r.currency,
         "provider": r.provider,

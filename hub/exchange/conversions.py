@@ -24,8 +24,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import SimpleNamespace
 
-from sqlalchemy import and_, func, insert, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from hub import ledger, pagination
@@ -45,7 +45,11 @@ TRANSFER_CODE = "conversion"
 REMOTE_TOPIC = "exchange.remote_leg"
 _QUOTE_PURPOSE = b"hub conversion quote v1"
 _conversions = Conversion.__table__
-_INSERT = insert(_conversions)
+# ON CONFLICT is spelled per dialect in SQLAlchemy; the hub runs on these two.
+_INSERT_ONCE = {
+    name: dialect_insert(_conversions).on_conflict_do_nothing(index_elements=["quote_id"]).returning(_conversions.c.id)
+    for name, dialect_insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 _UNSET = dict.fromkeys(c.name for c in _conversions.c)
 
 
@@ -111,28 +115,64 @@ class _Side:
 
     program: SimpleNamespace  # id, code, partner_id, point_value, clearing_account_id, hosted_by
     account: AccountInfo | None
+    available: int  # the member's available points there (0 for a hosted program: not held here)
     remote_member: str | None  # the member's number at the partner (hosted programs)
 
 
-def _load_sides(session: Session, member_id: uuid.UUID, from_code: str, to_code: str) -> tuple[_Side, _Side]:
+@dataclass(frozen=True)
+class _Pair:
+    fee_bps: int
+    min_points: int
+    increment: int
+
+
+def _sides_statement():
+    """Both programs (by code), the member's account in each with its balance, their number
+    at a hosting partner, and the pair's terms (on the source's row): one round trip."""
     p, m, a, i = Program.__table__, Membership.__table__, Account.__table__, MembershipIdentifier.__table__
+    cp = ConversionPair.__table__
     remote = (select(i.c.value).where(i.c.membership_id == m.c.id, i.c.kind == "external_id")
               .limit(1).scalar_subquery())
-    q = (
+    target_id = select(p.c.id).where(p.c.code == bindparam("to_code")).scalar_subquery()
+    return (
         select(p.c.id, p.c.code, p.c.partner_id, p.c.point_value, p.c.clearing_account_id, p.c.hosted_by,
-               a.c.id, a.c.ledger, a.c.cached, a.c.no_overdraft, remote)
-        .select_from(p.outerjoin(m, and_(m.c.program_id == p.c.id, m.c.member_id == member_id))
-                     .outerjoin(a, a.c.id == m.c.account_id))
-        .where(p.c.code.in_((from_code, to_code)))
+               a.c.id, a.c.ledger, a.c.cached, a.c.no_overdraft,
+               a.c.credits_posted - a.c.debits_posted - a.c.debits_pending, remote,
+               cp.c.open, cp.c.fee_bps, cp.c.min_points, cp.c.increment)
+        .select_from(
+            p.outerjoin(m, and_(m.c.program_id == p.c.id, m.c.member_id == bindparam("member")))
+            .outerjoin(a, a.c.id == m.c.account_id)
+            .outerjoin(cp, and_(cp.c.from_program_id == p.c.id, cp.c.to_program_id == target_id))
+        )
+        .where(p.c.code.in_([bindparam("from_code"), bindparam("to_code")]))
     )
-    sides = {}
-    for pid, code, partner_id, value, clearing, hosted_by, *account, remote_member in session.execute(q):
+
+
+_SIDES = _sides_statement()
+
+
+def _load(session: Session, actor: Actor, member_id: uuid.UUID, from_code: str,
+          to_code: str) -> tuple[_Side, _Side, _Pair]:
+    """The two sides and the pair's terms; refuses what cannot convert at all, or not by
+    this caller (a partner converts out of its own programs only)."""
+    rows, _ = run(session.connection(), _SIDES, {"member": member_id, "from_code": from_code, "to_code": to_code})
+    sides, pair = {}, None
+    for (pid, code, partner_id, value, clearing, hosted_by, *account, available, remote_member,
+         is_open, fee_bps, min_points, increment) in rows:
         program = SimpleNamespace(id=pid, code=code, partner_id=partner_id, point_value=Decimal(value),
                                   clearing_account_id=clearing, hosted_by=hosted_by)
-        sides[code] = _Side(program, AccountInfo(*account) if account[0] is not None else None, remote_member)
+        sides[code] = _Side(program, AccountInfo(*account) if account[0] is not None else None,
+                            available or 0, remote_member)
+        if code == from_code and is_open:
+            pair = _Pair(fee_bps, min_points, increment)
     for code in (from_code, to_code):
         if code not in sides:
             raise NotFound(f"no program {code}", slug="program-not-found")
+    if actor.member_id is None:
+        if sides[from_code].program.partner_id != actor.partner_id:
+            raise NotFound(f"no program {from_code}", slug="program-not-found")
+        if sides[from_code].account is None:
+            raise NotFound(f"no member of {from_code} with that member_id", slug="member-not-found")
     for code in (from_code, to_code):
         side = sides[code]
         if side.account is None:
@@ -140,15 +180,9 @@ def _load_sides(session: Session, member_id: uuid.UUID, from_code: str, to_code:
         if side.program.hosted_by and not side.remote_member:
             raise Invalid(f"the member's {code} membership has no external_id to name them to the partner",
                           slug="not-a-member")
-    return sides[from_code], sides[to_code]
-
-
-def _pair(session: Session, source: _Side, target: _Side) -> ConversionPair:
-    pair = session.get(ConversionPair, (source.program.id, target.program.id))
-    if pair is None or not pair.open:
-        raise Invalid(f"{source.program.code} cannot be converted into {target.program.code}",
-                      slug="conversion-closed")
-    return pair
+    if pair is None:
+        raise Invalid(f"{from_code} cannot be converted into {to_code}", slug="conversion-closed")
+    return sides[from_code], sides[to_code], pair
 
 
 def _member_of(session: Session, actor: Actor, body: dict) -> uuid.UUID:
@@ -156,12 +190,15 @@ def _member_of(session: Session, actor: Actor, body: dict) -> uuid.UUID:
     only out of its own programs (it spends its own programs' points, as for redemptions)."""
     if actor.member_id is not None:
         return actor.member_id
+    if "member" not in body:
+        raise Invalid("name the member the points belong to", slug="member-required")
+    ((kind, value),) = body["member"].items()
+    if kind == "member_id":  # no query: _load checks the program is the partner's and the membership
+        return uuid.UUID(value)
     program = session.scalar(select(Program).where(Program.code == body["from"],
                                                    Program.partner_id == actor.partner_id))
     if program is None:
         raise NotFound(f"no program {body['from']}", slug="program-not-found")
-    if "member" not in body:
-        raise Invalid("name the member the points belong to", slug="member-required")
     return resolve_membership(session, program, body["member"]).member_id
 
 
@@ -173,13 +210,12 @@ def quote(session: Session, actor: Actor, body: dict, terms: Terms) -> tuple[Quo
     if from_code == to_code:
         raise Invalid("convert between two different programs", slug="same-program")
     member_id = _member_of(session, actor, body)
-    source, target = _load_sides(session, member_id, from_code, to_code)
-    pair = _pair(session, source, target)
+    source, target, pair = _load(session, actor, member_id, from_code, to_code)
     amounts = _amounts(pair, source, target, points)
     check = None
     if source.program.hosted_by:
         check = RemoteCheck(source.program.hosted_by, source.program.code, source.remote_member, points)
-    elif ledger.balance(session, source.account.id).available < points:
+    elif source.available < points:
         raise ledger.InsufficientFunds(source.account.id)
     q = Quote(uuid.uuid4(), member_id, from_code, to_code, points, amounts.points_out,
               source.program.point_value, target.program.point_value, pair.fee_bps, amounts.fee_units,
@@ -211,7 +247,7 @@ class RemoteCheck:
                            slug="insufficient-points")
 
 
-def _amounts(pair: ConversionPair, source: _Side, target: _Side, points: int) -> rates.Amounts:
+def _amounts(pair: _Pair, source: _Side, target: _Side, points: int) -> rates.Amounts:
     code = source.program.code
     if points < pair.min_points:
         raise Invalid(f"{code} converts at least {pair.min_points} points", slug="below-minimum")
@@ -237,8 +273,7 @@ def execute(session: Session, actor: Actor, body: dict, terms: Terms) -> "Conver
     now = utcnow()
     if now >= q.expires_at:
         raise Conflict("the quote has expired: ask for a new one", slug="quote-expired")
-    source, target = _load_sides(session, member_id, q.from_code, q.to_code)
-    pair = _pair(session, source, target)
+    source, target, pair = _load(session, actor, member_id, q.from_code, q.to_code)
     amounts = _amounts(pair, source, target, q.points_in)
     if (source.program.point_value, target.program.point_value, pair.fee_bps, amounts.points_out) != (
             q.from_value, q.to_value, q.fee_bps, q.points_out):
@@ -279,28 +314,13 @@ def _leg(side: _Side, points: int, *, debit: bool, conversion_id: uuid.UUID, act
 
 
 def _insert_once(session: Session, row: dict) -> None:
-    """Insert the conversion; a quote already executed (unique quote_id) refuses it. The
-    savepoint keeps the outer transaction usable for the problem's answer."""
-    try:
-        with session.begin_nested():
-            run(session.connection(), _INSERT, row)
-    except IntegrityError as exc:
-        raise Conflict("this quote has already been used", slug="quote-used") from exc
-
-
-def _cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    """The (created_at, id) a page ends at; anything not issued by list_conversions is a 422."""
-    after = pagination.decode(cursor)
-    if after is None:
-        return None
-    try:
-        at, last = after
-        at = datetime.fromisoformat(at)
-        if at.tzinfo is None:
-            raise ValueError("naive")
-        return at, uuid.UUID(last)
-    except (TypeError, ValueError) as exc:
-        raise Invalid("cursor is not one this API issued", slug="invalid-cursor") from exc
+    """Insert the conversion; a quote already executed (unique quote_id) refuses it. A
+    concurrent execution of the same quote waits for the first to commit, then inserts
+    nothing (no savepoint's two extra round trips)."""
+    conn = session.connection()
+    inserted, _ = run(conn, _INSERT_ONCE[conn.dialect.name], row)
+    if not inserted:
+        raise Conflict("this quote has already been used", slug="quote-used")
 
 
 @dataclass(frozen=True)
@@ -336,16 +356,9 @@ def get(session: Session, actor: Actor, conversion_id: uuid.UUID) -> ConversionV
 def list_conversions(session: Session, actor: Actor, cursor: str | None, limit: int,
                      member_id: uuid.UUID | None = None) -> tuple[list[ConversionView], str | None]:
     """Newest first: a member's own, a partner's (either side is its program), or all (ops)."""
-    q = _query(actor).order_by(Conversion.created_at.desc(), Conversion.id.desc()).limit(limit + 1)
+    q = _query(actor)
     if member_id is not None:
         q = q.where(Conversion.member_id == member_id)
-    after = _cursor(cursor)
-    if after is not None:
-        at, last = after
-        q = q.where(or_(Conversion.created_at < at, and_(Conversion.created_at == at, Conversion.id < last)))
-    rows = [ConversionView(*row) for row in session.execute(q)]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = pagination.encode([rows[-1].conversion.created_at.isoformat(), str(rows[-1].conversion.id)]) \
-        if more else None
-    return rows, next_cursor
+    rows, next_cursor = pagination.newest_first(session, q, Conversion.created_at, Conversion.id, cursor, limit,
+                                                lambda row: (row[0].created_at, row[0].id))
+    return [ConversionView(*row) for row in rows], next_cursor

@@ -303,13 +303,34 @@ _NEXT_IDS = text(
 )
 
 
+# Up to this many rows (a conversion's two legs), one multi-row INSERT built once: one round
+# trip where the sequence and the COPY take two, and few enough parameters for psycopg's
+# parse cache. RETURNING's order is not promised to be VALUES', so each id comes back with
+# its row's accounts, which tell the rows apart (_distinct_legs).
+_FEW_ROWS = 3
+
+
+def _insert_few_statement(n: int):
+    values = [{c: bindparam(f"{c}_{k}", type_=_transfers.c[c].type) for c in _ROW_COLUMNS} for k in range(n)]
+    return insert(_transfers).values(values).returning(_transfers.c.id, _transfers.c.debit_account_id,
+                                                       _transfers.c.credit_account_id)
+
+
+_INSERT_FEW = {n: _insert_few_statement(n) for n in range(2, _FEW_ROWS + 1)}
+
+
 def _insert(session: Session, rows: list[dict]) -> list[int]:
     """Insert transfers; their ids in the order of `rows`."""
     conn = session.connection()
     if len(rows) == 1:
         ((transfer_id,),), _ = run_once(conn, _INSERT_ONE, rows[0])
         return [transfer_id]
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and len(rows) <= _FEW_ROWS and _distinct_legs(rows):
+        returned, _ = run_once(conn, _INSERT_FEW[len(rows)],
+                               {f"{c}_{k}": row[c] for k, row in enumerate(rows) for c in _ROW_COLUMNS})
+        by_leg = {(debit, credit): transfer_id for transfer_id, debit, credit in returned}
+        return [by_leg[row["debit_account_id"], row["credit_account_id"]] for row in rows]
+    if conn.dialect.name == "postgresql" and len(rows) > _FEW_ROWS:
         # Many rows with RETURNING become one statement with 13 parameters a row, which
         # psycopg parses in Python uncached (most of a 1000-item batch's time). Taking the
         # ids from the sequence first lets the insert be a COPY instead.
@@ -322,6 +343,12 @@ def _insert(session: Session, rows: list[dict]) -> list[int]:
         )
         return ids
     return list(conn.execute(_INSERT_MANY, rows).scalars())
+
+
+def _distinct_legs(rows: list[dict]) -> bool:
+    """Whether each row moves between its own pair of accounts (how _INSERT_FEW's answer is
+    matched back to the rows)."""
+    return len({(row["debit_account_id"], row["credit_account_id"]) for row in rows}) == len(rows)
 
 
 def post(
@@ -421,31 +448,42 @@ def _insert_resolution(insert_for_dialect):
 _INSERT_RESOLUTION = {"postgresql": _insert_resolution(postgresql.insert), "sqlite": _insert_resolution(sqlite.insert)}
 
 
-def _resolve(session: Session, pending: _Pending, phase: str, amount: int, caused_by: str) -> int:
-    infos = account_info(session, (pending.debit_account_id, pending.credit_account_id))
+def _resolve(session: Session, resolutions: Sequence[tuple[_Pending, int]], phase: str, caused_by: str) -> list[int]:
+    """Resolve each (reservation, amount posted) with a transfer of `phase`; their ids. The
+    balance changes are applied together, so every lock is taken in ascending account order."""
+    infos = account_info(session, {a for p, _ in resolutions for a in (p.debit_account_id, p.credit_account_id)})
     deltas: dict[int, _Delta] = defaultdict(_Delta)
-    deltas[pending.debit_account_id].debits_pending -= pending.amount
-    deltas[pending.credit_account_id].credits_pending -= pending.amount
-    if phase == POST_PENDING:
-        deltas[pending.debit_account_id].debits_posted += amount
-        deltas[pending.credit_account_id].credits_posted += amount
-    spec = TransferSpec(
-        debit=pending.debit_account_id,
-        credit=pending.credit_account_id,
-        amount=amount,
-        code=pending.code,
-        ledger=pending.ledger,
-        caused_by=caused_by,
-        ref_type=pending.ref_type,
-        ref_id=pending.ref_id,
-    )
     conn = session.connection()
-    row = _row(spec, phase, utcnow(), pending_id=pending.id)
-    inserted, _ = run_once(conn, _INSERT_RESOLUTION[conn.dialect.name], row)
-    if not inserted:
-        raise PendingAlreadyResolved(f"pending transfer {pending.id} is already resolved")
+    now = utcnow()
+    ids = []
+    for pending, amount in resolutions:
+        deltas[pending.debit_account_id].debits_pending -= pending.amount
+        deltas[pending.credit_account_id].credits_pending -= pending.amount
+        if phase == POST_PENDING:
+            deltas[pending.debit_account_id].debits_posted += amount
+            deltas[pending.credit_account_id].credits_posted += amount
+        spec = TransferSpec(
+            debit=pending.debit_account_id,
+            credit=pending.credit_account_id,
+            amount=amount,
+            code=pending.code,
+            ledger=pending.ledger,
+            caused_by=caused_by,
+            ref_type=pending.ref_type,
+            ref_id=pending.ref_id,
+        )
+        row = _row(spec, phase, now, pending_id=pending.id)
+        inserted, _ = run_once(conn, _INSERT_RESOLUTION[conn.dialect.name], row)
+        if not inserted:
+            raise PendingAlreadyResolved(f"pending transfer {pending.id} is already resolved")
+        ids.append(inserted[0][0])
     _apply(session, deltas, infos)
-    return inserted[0][0]
+    return ids
+
+
+def _check_live(pending: _Pending) -> None:
+    if pending.timeout_at is not None and pending.timeout_at <= utcnow():
+        raise PendingExpired(f"pending transfer {pending.id} timed out")
 
 
 def post_pending(
@@ -456,15 +494,31 @@ def post_pending(
     amount = pending.amount if amount is None else amount
     if not 0 < amount <= pending.amount:
         raise InvalidTransfer(f"post amount must be 1..{pending.amount}")
-    if pending.timeout_at is not None and pending.timeout_at <= utcnow():
-        raise PendingExpired(f"pending transfer {pending_id} timed out")
-    return _resolve(session, pending, POST_PENDING, amount, caused_by)
+    _check_live(pending)
+    return _resolve(session, [(pending, amount)], POST_PENDING, caused_by)[0]
+
+
+def post_pending_many(session: Session, pending_ids: Sequence[int], caused_by: str) -> list[int]:
+    """Post several reservations in full, linked: all or none (one transaction, balance locks
+    in ascending account order, resolutions in ascending pending id order, so two resolvers
+    of the same set cannot deadlock). Every one is checked before anything is written, so
+    one that timed out refuses them all and leaves the transaction clean. The resolving
+    transfers' ids, in ascending order of `pending_ids`."""
+    pendings = [_load_pending(session, i) for i in sorted(pending_ids)]
+    for pending in pendings:
+        _check_live(pending)
+    return _resolve(session, [(p, p.amount) for p in pendings], POST_PENDING, caused_by)
 
 
 def void_pending(session: Session, pending_id: int, caused_by: str) -> int:
     """Release a reservation. Allowed after its timeout too: that is how it expires."""
-    pending = _load_pending(session, pending_id)
-    return _resolve(session, pending, VOID_PENDING, pending.amount, caused_by)
+    return void_pending_many(session, [pending_id], caused_by)[0]
+
+
+def void_pending_many(session: Session, pending_ids: Sequence[int], caused_by: str) -> list[int]:
+    """Release several reservations, linked (in the same orders as `post_pending_many`)."""
+    pendings = [_load_pending(session, i) for i in sorted(pending_ids)]
+    return _resolve(session, [(p, p.amount) for p in pendings], VOID_PENDING, caused_by)
 
 
 def balance(session: Session, account_id: int) -> Balance:

@@ -99,6 +99,19 @@ def test_dashboard_shows_balances_values_history_and_rewards(browser, member):
     assert 'href="/account/security"' in page and 'href="/account/link"' in page
 
 
+def test_dashboard_history_names_a_transfer_between_members(browser, member):
+    first = member["first"]
+    opened = first.api.http.put(f"/v1/programs/{first.program}/transfer-policy", headers=first.api.headers,
+                                json={"max_points": 500, "daily_limit": 500})
+    assert opened.status_code == 200
+    given = first.api.post("/v1/member-transfers", {"program": first.program, "points": 200,
+                                                    "to": {"member_id": first.enrol()},
+                                                    "from": {"member_id": str(member["member_id"])}})
+    assert given.status_code == 201, given.text
+    page = _plain(browser.get("/account/").get_data(as_text=True))
+    assert EN["dash.code.transfer"] in page and "\u2212200" in page  # a minus sign, not a hyphen
+
+
 def test_dashboard_history_pages_with_a_more_link(browser, member):
     first = member["first"]
     for _ in range(11):

@@ -1,5 +1,6 @@
-"""The lean path (hub/api/lean.py) answers POST /v1/transactions, /v1/transactions/batch and
-/v1/redemptions exactly as connexion's stack (routing, security, validation, Flask) does.
+"""The lean path (hub/api/lean.py) answers POST /v1/transactions, /v1/transactions/batch,
+/v1/redemptions, /v1/conversions/quotes and /v1/conversions exactly as connexion's stack
+(routing, security, validation, Flask) does.
 
 Every test sends the same request twice: once to the app as served (`lean`: create_app's
 HubApp, which takes these operations itself) and once to connexion's middleware alone
@@ -15,6 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.conftest import ISSUER, Api, assert_problem, token_for
+from tests.integration.test_conversions import pair  # noqa: F401  (a fixture)
 from tests.integration.test_redemptions import in_house, rich_member
 
 # What a client can see of a response, besides its body.
@@ -346,8 +348,11 @@ def test_redemptions_malformed_json_is_the_same_400(paths, partner, content):
         ({"member": {"external_id": "nobody"}}, 404, "member-not-found"),
         ({"amount": "10.00"}, 422, "amount-not-allowed"),
         ({"points": "too many"}, 400, "invalid-request"),
+        ({"pay_with": {"strategy": "cheapest_first"}}, 422, "invalid-payment"),
+        ({"pay_with": {"strategy": "dearest_first"}}, 400, "invalid-request"),
     ],
-    ids=["unknown-field", "recipient", "reward", "program", "member", "amount", "extra"],
+    ids=["unknown-field", "recipient", "reward", "program", "member", "amount", "extra", "program-and-pay-with",
+         "pay-with-schema"],
 )
 def test_redemption_refusals_are_the_same_problem(paths, partner, change, status, slug):
     member = rich_member(partner)
@@ -394,3 +399,57 @@ def test_a_redemption_is_the_framework_s_201_and_replays_across_paths(paths, par
     other = paths.framework.post("/v1/redemptions", json=body, headers=partner.api.headers)
     assert other.status_code == 201 and list(other.json()) == list(order)
     assert partner.balance(member)["posted"] == 5_000_000 - 1000
+
+
+# --- POST /v1/conversions/quotes and /v1/conversions ------------------------------------------
+
+@pytest.fixture
+def convertible(pair):
+    a, b, member = pair
+    return a, {"from": a.program, "to": b.program, "points": 1000, "member": {"member_id": member}}
+
+
+@pytest.mark.parametrize("path", ["/v1/conversions/quotes", "/v1/conversions"])
+def test_conversions_unauthenticated_and_unscoped_are_the_same(paths, http, convertible, path):
+    a, body = convertible
+    lean, framework = paths.both(path, json_body=body, headers={"Authorization": "Bearer a.b.c"})
+    assert_problem(lean, 401, "unauthenticated")
+    assert_same(lean, framework)
+    reader = Api(http, token_for(http, a.client_id, a.secret, scope="transactions:read"))
+    lean, framework = paths.both(path, json_body=body, headers=auth(reader))
+    assert_problem(lean, 403, "insufficient-scope")
+    assert_same(lean, framework)
+
+
+@pytest.mark.parametrize(
+    "change, status, slug",
+    [
+        ({"bogus": 1}, 400, "invalid-request"),
+        ({"points": 0}, 400, "invalid-request"),
+        ({"points": 1050}, 422, "off-increment"),
+        ({"points": 900}, 422, "below-minimum"),
+        ({"points": 100_000}, 409, "insufficient-points"),
+        ({"to": "NOPE"}, 404, "program-not-found"),
+    ],
+    ids=["unknown-field", "zero", "increment", "minimum", "insufficient", "program"],
+)
+def test_quote_refusals_are_the_same_problem(paths, convertible, change, status, slug):
+    a, body = convertible
+    lean, framework = paths.both("/v1/conversions/quotes", json_body={**body, **change}, headers=auth(a.api))
+    assert_problem(lean, status, slug)
+    assert_same(lean, framework)
+
+
+def test_a_conversion_is_the_framework_s_201_and_a_used_quote_the_same_409(paths, convertible):
+    a, body = convertible
+    quoted, framework_quote = paths.both("/v1/conversions/quotes", json_body=body, headers=auth(a.api))
+    assert quoted.status_code == framework_quote.status_code == 201
+    assert list(quoted.json()) == list(framework_quote.json())  # same view; ids and expiry differ
+    done = paths.http.post("/v1/conversions", json={"quote": quoted.json()["quote"]}, headers=auth(a.api))
+    assert done.status_code == 201
+    shown = paths.framework.get(f"/v1/conversions/{done.json()['id']}", headers=a.api.headers)
+    assert shown.status_code == 200 and shown.content == done.content
+    lean, framework = paths.both("/v1/conversions", json_body={"quote": quoted.json()["quote"]},
+                                 headers=auth(a.api))
+    assert_problem(lean, 409, "quote-used")
+    assert_same(lean, framework)
