@@ -108,7 +108,8 @@ def dispatch(poll, listen):
 @click.option("--timeout-sleep", default=3.0, show_default=True, help="Seconds a +timeout answer is held back.")
 @click.option("--webhook-url", default=None, help="Where the Tremendous fake posts signed events.")
 def sandbox(host, port, pending_delay, timeout_sleep, webhook_url):
-    """Serve the fake reward providers (Tango, Tremendous, GlobalGiving) for development."""
+    """Serve the fake reward providers (Tango, Tremendous, GlobalGiving) and the fake
+    partner-hosted program (LCP, at /lcp) for development."""
     from hub import sandbox as fakes
 
     console.print(f"sandbox providers on http://{host}:{port}/<provider>/")
@@ -139,8 +140,8 @@ def _brand_sites() -> list:
 
 @main.command()
 def up():
-    """Everything on one machine: sandbox providers, a worker, the dispatcher, the example
-    brand sites and the API."""
+    """Everything on one machine: the sandbox (reward providers and the hosted airline's
+    LCP API), a worker, the dispatcher, the example brand sites and the API."""
     import signal
     import subprocess
 
@@ -221,6 +222,49 @@ def redemptions_requeue(redemption_id):
 
     _run(work)
     console.print(f"requeued {redemption_id}")
+
+
+@main.group()
+def conversions():
+    """Conversions between programs."""
+
+
+@conversions.command("review")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def conversions_review(as_json):
+    """List conversions that need review: the partner of a hosted program gave no definitive
+    answer about the remote leg (its local leg is still reserved)."""
+    from hub.exchange import saga
+
+    with _db().read() as session:
+        rows = [{"id": str(c.id), "hosted_side": c.hosted_side, "points": c.points_in, "receive": c.points_out,
+                 "remote_member": c.remote_member, "remote_transaction_id": c.remote_transaction_id,
+                 "attempts": c.attempts, "failure": c.failure} for c in saga.needing_review(session)]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    table = Table("id", "side", "points", "receive", "attempts", "failure")
+    for r in rows:
+        table.add_row(r["id"], r["hosted_side"], str(r["points"]), str(r["receive"]), str(r["attempts"]),
+                      r["failure"] or "")
+    console.print(table)
+
+
+@conversions.command("requeue")
+@click.argument("conversion_id")
+def conversions_requeue(conversion_id):
+    """Hand a conversion that needs review back to the saga: it asks the partner first, and
+    sends the remote leg again only if the partner has no record of it."""
+    import uuid
+
+    from hub.exchange import saga
+
+    try:
+        conversion = uuid.UUID(conversion_id)
+    except ValueError as exc:
+        raise click.BadParameter(f"{conversion_id!r} is not a conversion id") from exc
+    _run(lambda session: saga.requeue(session, conversion))
+    console.print(f"requeued {conversion_id}")
 
 
 @main.group()

@@ -27,6 +27,7 @@ def program(p: Program, partner_code: str) -> dict:
         "name": p.name,
         "point_value": format(p.point_value, "f"),
         "earn_rule": {"currency": p.earn_currency, "points_per_unit": format(p.earn_rate, "f")},
+        "hosted_by": p.hosted_by,
         "transfer_policy": transfer_policy(policy_of(p)),
         "created_at": ts(p.created_at),
     }

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -31,6 +30,7 @@ from hub import ledger
 from hub.db import Database, bind_values, one_of, run, utcnow, values_shape
 from hub.errors import Conflict
 from hub.notify import outbox
+from hub.notify.breaker import Breaker
 from hub.rewards import catalog, redemptions
 from hub.rewards.models import (
     FAILED, FULFILLED, NEEDS_REVIEW, PENDING, ProviderEvent, Redemption, RedemptionLeg, Reward,
@@ -142,7 +142,7 @@ class Relay:
         self.secret_key = secret_key
         self.policy = policy
         # Per process: a worker that sees a provider failing stops calling it for a while.
-        self.breakers = {name: _Breaker(policy.breaker_failures, policy.breaker_reset) for name in providers}
+        self.breakers = {name: Breaker(policy.breaker_failures, policy.breaker_reset) for name in providers}
         self._parallel = parallel
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -236,51 +236,6 @@ class Relay:
             raise
         breaker.success()
         return answer
-
-
-class _Breaker:
-    """A circuit breaker per provider and process: `failures` unhealthy answers in a row open
-    it; after `reset` seconds one trial call may go (half-open); its success closes it, its
-    failure opens it again.
-
-    Not pybreaker's: its CircuitBreaker.call holds the breaker's lock for the whole guarded
-    call (danielfm/pybreaker#3), so in a threads pool every call to one provider waited for
-    the one before. Here the lock guards only the bookkeeping; calls run concurrently."""
-
-    def __init__(self, failures: int, reset: float):
-        self.max_failures = failures
-        self.reset = reset
-        self._lock = threading.Lock()
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial = False
-
-    def admit(self) -> bool:
-        with self._lock:
-            if self._opened_at is None:
-                return True
-            if self._trial or time.monotonic() < self._opened_at + self.reset:
-                return False
-            self._trial = True  # half-open: this call is the trial; others wait for its answer
-            return True
-
-    def success(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._opened_at = None
-            self._trial = False
-
-    def failure(self) -> None:
-        with self._lock:
-            self._failures += 1
-            if self._trial or self._failures >= self.max_failures:
-                self._opened_at = time.monotonic()
-            self._trial = False
-
-    def abandon(self) -> None:
-        """The admitted call ended without an answer about the provider: free the trial."""
-        with self._lock:
-            self._trial = False
 
 
 def _ask(provider: Provider, claim: _Claim) -> tuple[Outcome, bool]:
