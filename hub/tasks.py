@@ -67,6 +67,7 @@ def _services():
 @functools.cache
 def _build_services():
     from hub.db import Database
+    from hub.notify.policy import RelayPolicy
     from hub.rewards import relay
     from hub.rewards.registry import configured_providers
 
@@ -78,7 +79,7 @@ def _build_services():
         pool_size = max(pool_size, int(os.environ.get("HUB_WORKER_CONCURRENCY") or 0))
     db = Database(settings.database_url, pool_size)
     providers = configured_providers(settings)
-    policy = relay.RelayPolicy.from_settings(settings)
+    policy = RelayPolicy.from_settings(settings)
     return settings, db, providers, relay.Relay(db, providers, settings.secret_key, policy, parallel=_parallel())
 
 
@@ -103,7 +104,7 @@ def _saga():
 @functools.cache
 def _build_saga():
     from hub.exchange import hosted, saga
-    from hub.rewards.relay import RelayPolicy
+    from hub.notify.policy import RelayPolicy
 
     settings, db, _, _ = _services()
     return saga.Saga(db, hosted.configured(settings.providers), RelayPolicy.from_settings(settings),

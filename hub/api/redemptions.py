@@ -10,6 +10,7 @@ from hub.api.security import actor
 from hub.api.views import ts
 from hub.db import utcnow
 from hub.errors import DomainError, NotFound
+from hub.notify.policy import RelayPolicy
 from hub.rewards import redemptions, relay
 from hub.rewards.models import PENDING
 from hub.rewards.providers import WebhookRejected
@@ -59,7 +60,7 @@ def provider_webhook(provider, body):
         raise InvalidSignature(str(exc)) from exc
     status = hub.db.write(
         lambda s: relay.handle_event(s, hub.settings.secret_key, provider, event,
-                                     relay.RelayPolicy.from_settings(hub.settings))
+                                     RelayPolicy.from_settings(hub.settings))
     )
     # handle_event answers "replayed", "ignored", "unknown" (no such order) or the order's state.
     shown = {"replayed": "replayed", "ignored": "ignored", "unknown": "ignored"}.get(status, "applied")

@@ -42,8 +42,8 @@ from hub.exchange.hosted import HostedProgram, RemoteResult, RemoteStatus
 from hub.exchange.models import COMPLETED, FAILED, NEEDS_REVIEW, PENDING, Conversion
 from hub.notify import outbox
 from hub.notify.breaker import Breaker
+from hub.notify.policy import RelayPolicy
 from hub.programs.models import Program
-from hub.rewards.relay import RelayPolicy
 
 log = logging.getLogger(__name__)
 CAUSED_BY = "saga"

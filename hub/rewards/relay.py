@@ -30,6 +30,7 @@ from hub import ledger
 from hub.db import Database, bind_values, one_of, run, utcnow, values_shape
 from hub.errors import Conflict
 from hub.notify import outbox
+from hub.notify.policy import RelayPolicy
 from hub.notify.breaker import Breaker
 from hub.rewards import catalog, redemptions
 from hub.rewards.models import (
@@ -99,21 +100,6 @@ def _reservations(session: Session, redemption_id: uuid.UUID, order: _Locked) ->
         return [order.transfer_id]
     rows, _ = run(session.connection(), _LEG_TRANSFERS, {"rid": redemption_id})
     return [transfer_id for (transfer_id,) in rows]
-
-
-@dataclass(frozen=True)
-class RelayPolicy:
-    lease: timedelta = timedelta(seconds=120)  # longer than any provider call with its timeouts
-    backoff_base: float = 2.0                  # seconds; doubles per attempt, full jitter
-    backoff_cap: float = 600.0
-    max_attempts: int = 12
-    breaker_failures: int = 5                  # consecutive unhealthy answers that open a breaker
-    breaker_reset: float = 30.0                # seconds before a half-open trial call
-
-    @classmethod
-    def from_settings(cls, settings) -> "RelayPolicy":
-        return cls(lease=timedelta(seconds=settings.relay_lease), backoff_base=settings.relay_backoff_base,
-                   backoff_cap=settings.relay_backoff_cap, max_attempts=settings.relay_max_attempts)
 
 
 @dataclass(frozen=True)

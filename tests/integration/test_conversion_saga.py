@@ -27,7 +27,7 @@ from hub.exchange.models import Conversion
 from hub.ledger.verify import verify
 from hub.notify.outbox import OutboxMessage
 from hub.programs.models import Membership, Program
-from hub.rewards.relay import RelayPolicy
+from hub.notify.policy import RelayPolicy
 from tests.conftest import Partner, assert_problem, unique_code
 from tests.integration.test_conversions import join
 

@@ -20,6 +20,7 @@ from hub.db import utcnow
 from hub.identity.oidc import subjects
 from hub.ledger.verify import verify
 from hub.notify.outbox import OutboxMessage
+from hub.notify.policy import RelayPolicy
 from hub.programs.models import Partner
 from hub.rewards import catalog, relay
 from hub.rewards.models import Redemption, Reward
@@ -27,7 +28,7 @@ from hub.rewards.providers import CatalogItem, Kind, Outcome, Status, WebhookEve
 from tests.conftest import Api, assert_problem, unique_code
 
 CARD = {"code": "ABCD-1234", "pin": "9876", "url": "https://cards.example/abcd"}
-POLICY = relay.RelayPolicy(lease=timedelta(seconds=30), backoff_base=0.01, backoff_cap=0.02,
+POLICY = RelayPolicy(lease=timedelta(seconds=30), backoff_base=0.01, backoff_cap=0.02,
                            max_attempts=4, breaker_failures=3, breaker_reset=60)
 
 
