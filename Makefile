@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PG_URL    ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run test test-services bench bench-relay bench-sso clean
+.PHONY: install run test test-services bench bench-relay bench-sso bench-convert clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench: install
 RELAY_REDIS_URL ?= redis://127.0.0.1:6379/14
 bench-relay: install
 	$(BIN)/python bench/relay.py --database-url $(PG_URL) --redis-url $(RELAY_REDIS_URL)
+
+## bench-convert: conversions (quote + execution) per second against pgbench, on PostgreSQL
+bench-convert: install
+	$(BIN)/python bench/convert.py --database-url $(PG_URL)
 
 ## bench-sso: authorization-code flows and introspections per second on PostgreSQL (one JSON line)
 bench-sso: install

@@ -108,7 +108,8 @@ def dispatch(poll, listen):
 @click.option("--timeout-sleep", default=3.0, show_default=True, help="Seconds a +timeout answer is held back.")
 @click.option("--webhook-url", default=None, help="Where the Tremendous fake posts signed events.")
 def sandbox(host, port, pending_delay, timeout_sleep, webhook_url):
-    """Serve the fake reward providers (Tango, Tremendous, GlobalGiving) for development."""
+    """Serve the fake reward providers (Tango, Tremendous, GlobalGiving) and the fake
+    partner-hosted program (LCP, at /lcp) for development."""
     from hub import sandbox as fakes
 
     console.print(f"sandbox providers on http://{host}:{port}/<provider>/")
@@ -139,8 +140,8 @@ def _brand_sites() -> list:
 
 @main.command()
 def up():
-    """Everything on one machine: sandbox providers, a worker, the dispatcher, the example
-    brand sites and the API."""
+    """Everything on one machine: the sandbox (reward providers and the hosted airline's
+    LCP API), a worker, the dispatcher, the example brand sites and the API."""
     import signal
     import subprocess
 
@@ -224,6 +225,49 @@ def redemptions_requeue(redemption_id):
 
 
 @main.group()
+def conversions():
+    """Conversions between programs."""
+
+
+@conversions.command("review")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def conversions_review(as_json):
+    """List conversions that need review: the partner of a hosted program gave no definitive
+    answer about the remote leg (its local leg is still reserved)."""
+    from hub.exchange import saga
+
+    with _db().read() as session:
+        rows = [{"id": str(c.id), "hosted_side": c.hosted_side, "points": c.points_in, "receive": c.points_out,
+                 "remote_member": c.remote_member, "remote_transaction_id": c.remote_transaction_id,
+                 "attempts": c.attempts, "failure": c.failure} for c in saga.needing_review(session)]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    table = Table("id", "side", "points", "receive", "attempts", "failure")
+    for r in rows:
+        table.add_row(r["id"], r["hosted_side"], str(r["points"]), str(r["receive"]), str(r["attempts"]),
+                      r["failure"] or "")
+    console.print(table)
+
+
+@conversions.command("requeue")
+@click.argument("conversion_id")
+def conversions_requeue(conversion_id):
+    """Hand a conversion that needs review back to the saga: it asks the partner first, and
+    sends the remote leg again only if the partner has no record of it."""
+    import uuid
+
+    from hub.exchange import saga
+
+    try:
+        conversion = uuid.UUID(conversion_id)
+    except ValueError as exc:
+        raise click.BadParameter(f"{conversion_id!r} is not a conversion id") from exc
+    _run(lambda session: saga.requeue(session, conversion))
+    console.print(f"requeued {conversion_id}")
+
+
+@main.group()
 def db():
     """Database schema."""
 
@@ -276,6 +320,71 @@ def programs_create(partner, code, name, point_value, currency, points_per_unit,
         )
     )
     _out({"id": str(program.id), "code": program.code, "partner": partner}, as_json)
+
+
+@programs.command("transfer-policy")
+@click.option("--code", required=True, help="Program code.")
+@click.option("--max-points", type=click.IntRange(min=1), default=None, help="At most this many points a transfer.")
+@click.option("--daily-limit", type=click.IntRange(min=1), default=None,
+              help="At most this many points per sender in any 24 hours.")
+@click.option("--json", "as_json", is_flag=True)
+def programs_transfer_policy(code, max_points, daily_limit, as_json):
+    """Open member-to-member transfers with these caps; with neither, close them."""
+    from hub.actor import Actor
+    from hub.api.views import transfer_policy
+    from hub.exchange import transfers
+
+    ops = Actor(client_id="cli", partner_id=None, scopes=frozenset({"ops:write"}))
+    _out(transfer_policy(_run(lambda s: transfers.set_policy(s, ops, code, max_points, daily_limit))), as_json)
+
+
+@main.group()
+def rates():
+    """Conversion rates (point values in coalition units) and pairs."""
+
+
+@rates.command("set")
+@click.argument("program")
+@click.argument("point_value")
+def rates_set(program, point_value):
+    """Give PROGRAM a new POINT_VALUE, effective now (the old one stays in its history)."""
+    from hub.exchange import rates as exchange
+
+    valid_from = _run(lambda s: exchange.set_rate(s, program, _decimal(point_value), "cli").valid_from)
+    _out({"program": program, "point_value": point_value, "valid_from": valid_from.isoformat()}, False)
+
+
+@rates.command("pair")
+@click.argument("from_program")
+@click.argument("to_program")
+@click.option("--closed", is_flag=True, help="Close this direction instead of opening it.")
+@click.option("--fee-bps", type=int, default=0, show_default=True)
+@click.option("--minimum", type=int, default=1, show_default=True, help="Least source points per conversion.")
+@click.option("--increment", type=int, default=1, show_default=True, help="Source points in steps of this.")
+def rates_pair(from_program, to_program, closed, fee_bps, minimum, increment):
+    """Open (or close) conversions from FROM_PROGRAM into TO_PROGRAM, with their terms."""
+    from hub.exchange import rates as exchange
+
+    _run(lambda s: exchange.set_pair(s, from_program, to_program, open=not closed, fee_bps=fee_bps,
+                                     min_points=minimum, increment=increment, updated_by="cli"))
+    _out({"pair": f"{from_program} -> {to_program}", "open": not closed, "fee_bps": fee_bps,
+          "minimum": minimum, "increment": increment}, False)
+
+
+@rates.command("list")
+@click.option("--all", "include_closed", is_flag=True, help="Closed pairs too.")
+def rates_list(include_closed):
+    """Every pair with its current rates, and what one step buys."""
+    from hub.actor import Actor
+    from hub.exchange import rates as exchange
+
+    with _db().read() as s:
+        pairs = exchange.list_pairs(s, Actor("cli", None, frozenset()), include_closed=include_closed)
+    table = Table("from", "to", "open", "values", "fee bps", "min / step", "one step buys")
+    for p in pairs:
+        table.add_row(p.from_code, p.to_code, "yes" if p.open else "no", f"{p.from_value} -> {p.to_value}",
+                      str(p.fee_bps), f"{p.min_points} / {p.increment}", f"{p.increment} -> {p.rate.points_out}")
+    console.print(table)
 
 
 @main.group()

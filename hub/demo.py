@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from hub.actor import Actor
 from hub.db import Database, utcnow
+from hub.exchange import rates
 from hub.identity.clients import create_client
 from hub.identity.oidc import clients as brand_clients
 from hub.programs import earning, service
-from hub.programs.models import Partner
+from hub.programs.models import Membership, MembershipIdentifier, Partner, Program
 from hub.rewards import catalog
 from hub.settings import INSTANCE_DIR, Settings
 
@@ -32,13 +34,16 @@ CREDENTIALS = INSTANCE_DIR / "demo-credentials.json"
 def seed(db: Database) -> dict:
     spec = json.loads(COALITION.read_text())
     with db.read() as s:
-        seeded = s.scalar(select(Partner.id).where(Partner.code == spec["partners"][0]["code"]))
-    if seeded and CREDENTIALS.exists():
+        existing = set(s.scalars(select(Partner.code)))
+    creds = None
+    if spec["partners"][0]["code"] in existing:
+        if not CREDENTIALS.exists():
+            raise SystemExit(f"demo partners exist but {CREDENTIALS} is gone; use a fresh database")
         creds = json.loads(CREDENTIALS.read_text())
-    elif seeded:
-        raise SystemExit(f"demo partners exist but {CREDENTIALS} is gone; use a fresh database")
-    else:
-        creds = db.write(lambda s: _seed(s, spec))
+    # Partners added to the demo since this database was seeded are seeded now.
+    missing = [p for p in spec["partners"] if p["code"] not in existing]
+    if missing:
+        creds = db.write(lambda s: _seed(s, spec, missing, creds))
         _save(creds)
     if db.write(lambda s: _register_brands(s, creds)):
         _save(creds)
@@ -76,35 +81,64 @@ def _register_brands(s, creds: dict) -> bool:
     return changed
 
 
-def _seed(s, spec: dict) -> dict:
-    ops, ops_secret = create_client(s, name="demo ops console", partner_id=None)
-    creds = {"ops": {"client_id": ops.client_id, "client_secret": ops_secret}, "partners": {}}
+def _seed(s, spec: dict, partners: list[dict], creds: dict | None) -> dict:
+    """Seed these partners of the spec (and an ops client on a fresh database), then open the
+    demo's conversion pairs. Returns the credentials, the new ones added."""
+    if creds is None:
+        ops, ops_secret = create_client(s, name="demo ops console", partner_id=None)
+        creds = {"ops": {"client_id": ops.client_id, "client_secret": ops_secret}, "partners": {}}
+    else:
+        creds = {**creds, "partners": dict(creds["partners"])}  # a retried transaction starts afresh
     when = (utcnow() - timedelta(days=1)).isoformat()
-    for p in spec["partners"]:
+    for p in partners:
         partner = service.create_partner(s, p["code"], p["name"])
         for prog in p["programs"]:
             service.create_program(
                 s, partner_code=p["code"], code=prog["code"], name=prog["name"],
                 point_value=Decimal(prog["point_value"]), earn_currency=prog["currency"],
-                earn_rate=Decimal(prog["points_per_unit"]),
+                earn_rate=Decimal(prog["points_per_unit"]), hosted_by=prog.get("hosted_by"),
             )
         client, secret = create_client(s, name=f"{p['name']} back end", partner_id=partner.id)
         creds["partners"][p["code"]] = {"client_id": client.client_id, "client_secret": secret}
         actor = Actor(client.client_id, partner.id, frozenset(client.scopes.split()))
         program = p["programs"][0]
         for m in p["members"]:
-            identifiers = {k: v for k, v in m.items() if k != "purchases"}
-            service.enrol(s, actor, {"program": program["code"], **identifiers})
+            identifiers = {k: v for k, v in m.items() if k not in ("purchases", "same_member_as")}
+            enrolled = service.enrol(s, actor, {"program": program["code"], **identifiers})
+            if "same_member_as" in m:
+                _link(s, enrolled.id, **m["same_member_as"])
             purchases = [
                 (i, {"program": program["code"], "member": {"external_id": m["external_id"]},
                      "transaction_id": txn, "amount": amount, "currency": program["currency"],
                      "occurred_at": when})
                 for i, (txn, amount) in enumerate(m["purchases"])
             ]
-            earning.earn(s, actor, purchases)
+            if purchases:
+                earning.earn(s, actor, purchases)
         for reward in p.get("rewards", []):
             catalog.create_reward(s, actor, reward)
+    pairs = spec.get("conversions")
+    if pairs:
+        codes = pairs["open_between"]
+        for source in codes:
+            for target in codes:
+                if source != target:
+                    rates.set_pair(s, source, target, open=True, fee_bps=pairs.get("fee_bps", 0),
+                                   updated_by="demo seed")
     return creds
+
+
+def _link(s, member_id: uuid.UUID, program: str, external_id: str) -> None:
+    """Make the member just enrolled the same person as a member of another partner's
+    program, as account linking does once the member has proved both cards are theirs
+    (hub/identity/linking.py): their new membership moves to that coalition member."""
+    target = s.scalar(
+        select(Membership.member_id)
+        .join(MembershipIdentifier, MembershipIdentifier.membership_id == Membership.id)
+        .join(Program, Program.id == Membership.program_id)
+        .where(Program.code == program, MembershipIdentifier.kind == "external_id",
+               MembershipIdentifier.value == external_id))
+    s.execute(update(Membership).where(Membership.member_id == member_id).values(member_id=target))
 
 
 def print_quickstart(console: Console, settings: Settings, creds: dict) -> None:
@@ -131,6 +165,23 @@ Redeem as the airline (TERBANG) for Citra: a gift card and a donation, relayed t
       -d '{{"reward":"<a code from the list>","program":"MILES","member":{{"external_id":"ff-778899"}},"amount":"10.00"}}' \\
       {base}/v1/redemptions
   curl -s -H "Authorization: Bearer $TOKEN" {base}/v1/redemptions/<id>     # pending, then fulfilled
+""", soft_wrap=True, highlight=False)
+    langit = creds["partners"].get("LANGIT")
+    if langit:
+        console.print(f"""Convert Ani's points (KOPI, BUKU, MILES and SKY convert into each other, 1% fee). SKY is Langit
+Airways' SkyMiles, kept by the airline itself (its LCP API, here the sandbox): Ani is SKY-0001 there.
+As the coffee shop, KOPI points into SkyMiles (the miles are credited at the airline, then the KOPI points posted):
+  TOKEN=$(curl -s -u {kopi['client_id']}:{kopi['client_secret']} \\
+      -d grant_type=client_credentials {base}/oauth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  QUOTE=$(curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+      -d '{{"from":"KOPI","to":"SKY","points":150,"member":{{"external_id":"kopi-0001"}}}}' \\
+      {base}/v1/conversions/quotes | python3 -c 'import json,sys; print(json.load(sys.stdin)["quote"])')
+  curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d "{{\\"quote\\":\\"$QUOTE\\"}}" \\
+      {base}/v1/conversions                      # 202 pending; GET /v1/conversions/<id>: completed
+As the airline (LANGIT, client {langit['client_id']}, secret {langit['client_secret']}), SkyMiles back into KOPI:
+  the same with '{{"from":"SKY","to":"KOPI","points":1000,"member":{{"external_id":"SKY-0001"}}}}'.
+  The sandbox's magic amounts (points % 100): 1099 declines (failed, nothing moves), 1095 settles after a
+  second, 1097 answers systemError but applied (the saga asks, then completes). Stuck ones: `hub conversions review`.
 """, soft_wrap=True, highlight=False)
     brands = creds.get("brands", {})
     if brands:

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, or_
 
 from hub.errors import Invalid
 
@@ -33,3 +37,38 @@ def id_cursor(cursor: str | None) -> int | None:
     if before is None or (type(before) is int and 0 < before <= _MAX_ID):
         return before
     raise Invalid("cursor is not one this API issued", slug="invalid-cursor")
+
+
+def newest_first(session, q, at, row_id, cursor: str | None, limit: int, position) -> tuple[list, str | None]:
+    """A page of the statement `q`, newest first by the columns (`at`, `row_id`): a creation
+    time, and a unique id to order rows created at the same instant. `position(row)` is that
+    row's (time, id); the cursor carries the last row's, so rows added since the first page
+    do not shift the next one (no row shows twice)."""
+    q = q.order_by(at.desc(), row_id.desc()).limit(limit + 1)
+    after = _position(cursor)
+    if after is not None:
+        when, last = after
+        q = q.where(or_(at < when, and_(at == when, row_id < last)))
+    rows = list(session.execute(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if not more:
+        return rows, None
+    when, last = position(rows[-1])
+    return rows, encode([when.isoformat(), str(last)])
+
+
+def _position(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The (time, id) a `newest_first` cursor carries. Anything else is refused here, not in
+    the query: a naive time or a string that is no UUID failed there as a 500."""
+    value = decode(cursor)
+    if value is None:
+        return None
+    try:
+        when, last = value
+        when, last = datetime.fromisoformat(when), uuid.UUID(last)
+        if when.tzinfo is None:
+            raise ValueError("a naive time")
+        return when.astimezone(timezone.utc), last  # out of range in UTC: OverflowError
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise Invalid("cursor is not one this API issued", slug="invalid-cursor") from exc

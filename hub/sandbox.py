@@ -1,7 +1,8 @@
 """The reward providers' sandbox: every partners.<name>.sandbox fake in one HTTP server.
 
-Each fake is mounted at /<name> (/tango, /tremendous, /globalgiving), which is where the
-connectors' default base_url points (http://127.0.0.1:8090/<name>/...). In-process:
+Each fake is mounted at /<name> (/tango, /tremendous, /globalgiving, and /lcp: the partner-
+hosted program's API), which is where the connectors' default base_url points
+(http://127.0.0.1:8090/<name>/...). In-process:
 
     server, url = start(port=0, pending_delay=0.1)   # a free port; url = "http://127.0.0.1:<port>"
     ...

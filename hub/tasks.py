@@ -19,11 +19,13 @@ from sqlalchemy.exc import OperationalError
 from hub.settings import INSTANCE_DIR, Settings
 
 RELAY_TASK = "hub.relay_redemptions"
+CONVERSION_TASK = "hub.relay_conversions"
 SYNC_TASK = "hub.sync_catalogs"
 NOOP_TASK = "hub.noop"
 BACKCHANNEL_LOGOUT_TASK = "hub.backchannel_logout"
 # Outbox topic -> task name.
-TOPICS = {"rewards.relay": RELAY_TASK, "oidc.backchannel_logout": BACKCHANNEL_LOGOUT_TASK}
+TOPICS = {"rewards.relay": RELAY_TASK, "oidc.backchannel_logout": BACKCHANNEL_LOGOUT_TASK,
+          "exchange.remote_leg": CONVERSION_TASK}
 
 
 def broker_url(settings: Settings) -> str:
@@ -65,6 +67,7 @@ def _services():
 @functools.cache
 def _build_services():
     from hub.db import Database
+    from hub.notify.policy import RelayPolicy
     from hub.rewards import relay
     from hub.rewards.registry import configured_providers
 
@@ -76,14 +79,36 @@ def _build_services():
         pool_size = max(pool_size, int(os.environ.get("HUB_WORKER_CONCURRENCY") or 0))
     db = Database(settings.database_url, pool_size)
     providers = configured_providers(settings)
-    policy = relay.RelayPolicy.from_settings(settings)
-    # Orders of one task call their providers concurrently, up to 4 per pool thread in all:
-    # four times the calls in flight of one order per task, without opening hundreds of
-    # connections to one provider at once (a claimed order waits at most a few provider
-    # calls for a thread, far less than its lease). The threads hold a database connection
-    # only for their short transactions, never during a provider call.
-    parallel = 4 * int(os.environ.get("HUB_WORKER_CONCURRENCY") or 4)
-    return settings, db, providers, relay.Relay(db, providers, settings.secret_key, policy, parallel=parallel)
+    policy = RelayPolicy.from_settings(settings)
+    return settings, db, providers, relay.Relay(db, providers, settings.secret_key, policy, parallel=_parallel())
+
+
+def _parallel() -> int:
+    """Relay threads per process. Orders (or conversions) of one task call out concurrently,
+    up to 4 per pool thread in all: four times the calls in flight of one per task, without
+    opening hundreds of connections to one provider at once (a claimed one waits at most a
+    few calls for a thread, far less than its lease). The threads hold a database connection
+    only for their short transactions, never during a remote call."""
+    return 4 * int(os.environ.get("HUB_WORKER_CONCURRENCY") or 4)
+
+
+_saga_lock = threading.Lock()
+
+
+def _saga():
+    """The conversion saga of this worker process (its partner connectors and breakers)."""
+    with _saga_lock:
+        return _build_saga()
+
+
+@functools.cache
+def _build_saga():
+    from hub.exchange import hosted, saga
+    from hub.notify.policy import RelayPolicy
+
+    settings, db, _, _ = _services()
+    return saga.Saga(db, hosted.configured(settings.providers), RelayPolicy.from_settings(settings),
+                     parallel=_parallel())
 
 
 @celery.task(
@@ -97,6 +122,20 @@ def _build_services():
 def relay_redemptions(payloads: list[dict]) -> list[str]:
     """One relay attempt for each outbox payload ({"redemption_id": ...}) of the batch."""
     return _services()[3].run_many([uuid.UUID(p["redemption_id"]) for p in payloads])
+
+
+@celery.task(
+    name=CONVERSION_TASK,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=None,
+)
+def relay_conversions(payloads: list[dict]) -> list[str]:
+    """One saga attempt for the remote leg of each outbox payload ({"conversion_id": ...})
+    of the batch (hub/exchange/saga.py)."""
+    return _saga().run_many([uuid.UUID(p["conversion_id"]) for p in payloads])
 
 
 @celery.task(name=SYNC_TASK)

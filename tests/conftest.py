@@ -143,9 +143,11 @@ def ops(http, db) -> Api:
 
 
 class Partner:
-    """A partner with one program (earning 1 point per 1,000 IDR) and its API client."""
+    """A partner with one program (earning 1 point per 1,000 IDR) and its API client;
+    `hosted_by` makes it a partner-hosted program served by that connector."""
 
-    def __init__(self, ops: Api, http, currency="IDR", points_per_unit="0.001", point_value="10"):
+    def __init__(self, ops: Api, http, currency="IDR", points_per_unit="0.001", point_value="10",
+                 hosted_by: str | None = None):
         self.ops = ops
         self.code = unique_code("P")
         self.program = unique_code("G")
@@ -159,6 +161,7 @@ class Partner:
                 "name": f"Program {self.program}",
                 "point_value": point_value,
                 "earn_rule": {"currency": currency, "points_per_unit": points_per_unit},
+                **({"hosted_by": hosted_by} if hosted_by else {}),
             },
         )
         assert response.status_code == 201, response.text

@@ -52,7 +52,11 @@ def create(
     # The fingerprint serialises the whole body (1000 items for a batch): only worth it when
     # there is a key to bind it to.
     fingerprint = "" if key is None else idempotency.fingerprint(call.method, call.full_path, body)
-    outcome = idempotency.run(db(), actor.client_id, key, fingerprint, work, redact)
+    # Keys are the caller's own. Every member signed in on a brand comes with that brand's
+    # client_id, so a member's keys are scoped to the member: otherwise one member's request
+    # could replay another's stored answer (a body without the member in it, e.g. a transfer).
+    owner = actor.client_id if actor.member_id is None else actor.ref
+    outcome = idempotency.run(db(), owner, key, fingerprint, work, redact)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     return Reply(outcome.status, outcome.body, headers)
 

@@ -1,13 +1,18 @@
 from decimal import Decimal
 
-from hub.api import views
+from hub.api import runtime, views
 from hub.api.common import created, db, ok
 from hub.api.security import actor
+from hub.errors import Invalid
 from hub.programs import service
 
 
 def create(body, token_info):
+    hosted_by = body.get("hosted_by")
+
     def work(s):
+        if hosted_by is not None and hosted_by not in runtime.current().hosted:
+            raise Invalid(f"no hosted-program connector {hosted_by!r} is configured", slug="unknown-connector")
         program = service.create_program(
             s,
             partner_code=body["partner"],
@@ -16,6 +21,7 @@ def create(body, token_info):
             point_value=Decimal(body["point_value"]),
             earn_currency=body["earn_rule"]["currency"],
             earn_rate=Decimal(body["earn_rule"]["points_per_unit"]),
+            hosted_by=hosted_by,
         )
         return 201, views.program(program, body["partner"])
 

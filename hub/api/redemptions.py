@@ -10,6 +10,7 @@ from hub.api.security import actor
 from hub.api.views import ts
 from hub.db import utcnow
 from hub.errors import DomainError, NotFound
+from hub.notify.policy import RelayPolicy
 from hub.rewards import redemptions, relay
 from hub.rewards.models import PENDING
 from hub.rewards.providers import WebhookRejected
@@ -59,7 +60,7 @@ def provider_webhook(provider, body):
         raise InvalidSignature(str(exc)) from exc
     status = hub.db.write(
         lambda s: relay.handle_event(s, hub.settings.secret_key, provider, event,
-                                     relay.RelayPolicy.from_settings(hub.settings))
+                                     RelayPolicy.from_settings(hub.settings))
     )
     # handle_event answers "replayed", "ignored", "unknown" (no such order) or the order's state.
     shown = {"replayed": "replayed", "ignored": "ignored", "unknown": "ignored"}.get(status, "applied")
@@ -75,6 +76,7 @@ def redemption(v: redemptions.RedemptionView) -> dict:
         "program": v.program_code,
         "member_id": str(r.member_id),
         "points": r.points,
+        "legs": [{"program": leg.program_code, "points": leg.points} for leg in v.legs],
         "amount": money.to_major(r.amount_minor, r.currency) if r.amount_minor is not None else None,
         "currency": r.currency,
         "provider": r.provider,

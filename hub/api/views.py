@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from hub import money
+from hub.exchange.transfers import Policy, TransferView, policy_of
 from hub.programs.earning import TxnView
 from hub.programs.models import Partner, Program
 from hub.programs.service import BalanceView, MemberView, Movement
@@ -26,7 +27,25 @@ def program(p: Program, partner_code: str) -> dict:
         "name": p.name,
         "point_value": format(p.point_value, "f"),
         "earn_rule": {"currency": p.earn_currency, "points_per_unit": format(p.earn_rate, "f")},
+        "hosted_by": p.hosted_by,
+        "transfer_policy": transfer_policy(policy_of(p)),
         "created_at": ts(p.created_at),
+    }
+
+
+def transfer_policy(p: Policy) -> dict:
+    return {"program": p.program, "open": p.open, "max_points": p.max_points, "daily_limit": p.daily_limit}
+
+
+def member_transfer(t: TransferView) -> dict:
+    return {
+        "id": str(t.id),
+        "program": t.program,
+        "from_member_id": str(t.from_member_id),
+        "to_member_id": str(t.to_member_id),
+        "points": t.points,
+        "note": t.note,
+        "created_at": ts(t.created_at),
     }
 
 

@@ -323,21 +323,6 @@ def _insert_once(session: Session, row: dict) -> None:
         raise Conflict("this quote has already been used", slug="quote-used")
 
 
-def _cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    """The (created_at, id) a page ends at; anything not issued by list_conversions is a 422."""
-    after = pagination.decode(cursor)
-    if after is None:
-        return None
-    try:
-        at, last = after
-        at = datetime.fromisoformat(at)
-        if at.tzinfo is None:
-            raise ValueError("naive")
-        return at, uuid.UUID(last)
-    except (TypeError, ValueError) as exc:
-        raise Invalid("cursor is not one this API issued", slug="invalid-cursor") from exc
-
-
 @dataclass(frozen=True)
 class ConversionView:
     conversion: Conversion
@@ -380,16 +365,9 @@ def by_ids(session: Session, actor: Actor, ids: list[uuid.UUID]) -> dict[uuid.UU
 def list_conversions(session: Session, actor: Actor, cursor: str | None, limit: int,
                      member_id: uuid.UUID | None = None) -> tuple[list[ConversionView], str | None]:
     """Newest first: a member's own, a partner's (either side is its program), or all (ops)."""
-    q = _query(actor).order_by(Conversion.created_at.desc(), Conversion.id.desc()).limit(limit + 1)
+    q = _query(actor)
     if member_id is not None:
         q = q.where(Conversion.member_id == member_id)
-    after = _cursor(cursor)
-    if after is not None:
-        at, last = after
-        q = q.where(or_(Conversion.created_at < at, and_(Conversion.created_at == at, Conversion.id < last)))
-    rows = [ConversionView(*row) for row in session.execute(q)]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = pagination.encode([rows[-1].conversion.created_at.isoformat(), str(rows[-1].conversion.id)]) \
-        if more else None
-    return rows, next_cursor
+    rows, next_cursor = pagination.newest_first(session, q, Conversion.created_at, Conversion.id, cursor, limit,
+                                                lambda row: (row[0].created_at, row[0].id))
+    return [ConversionView(*row) for row in rows], next_cursor

@@ -24,8 +24,17 @@ from hub.identity.oidc.models import Consent
 from hub.programs.models import Partner
 
 
+# Scopes that share nothing about the member: `openid` alone gives the brand only its own
+# pairwise `sub` (hub/identity/oidc/subjects.py), a pseudonym no other partner can link. So a
+# brand that asks only for it signs the member in with no consent page; any scope or claim
+# that shares data (profile, email, phone, balances, ...) still needs the member's yes.
+SHARES_NOTHING = frozenset({"openid"})
+
+
 def missing(session: Session, member_id: uuid.UUID, sector: str, scopes, claims) -> bool:
     """Whether any of these scopes or claims was not granted to the sector yet."""
+    if set(scopes) <= SHARES_NOTHING and not claims:
+        return False
     row = session.get(Consent, (member_id, sector))
     if row is None:
         return True

@@ -15,8 +15,10 @@ from hub.ledger.service import (
     open_account,
     post,
     post_pending,
+    post_pending_many,
     reserve,
     void_pending,
+    void_pending_many,
 )
 
 __all__ = [
@@ -33,6 +35,8 @@ __all__ = [
     "open_account",
     "post",
     "post_pending",
+    "post_pending_many",
     "reserve",
     "void_pending",
+    "void_pending_many",
 ]

@@ -448,31 +448,42 @@ def _insert_resolution(insert_for_dialect):
 _INSERT_RESOLUTION = {"postgresql": _insert_resolution(postgresql.insert), "sqlite": _insert_resolution(sqlite.insert)}
 
 
-def _resolve(session: Session, pending: _Pending, phase: str, amount: int, caused_by: str) -> int:
-    infos = account_info(session, (pending.debit_account_id, pending.credit_account_id))
+def _resolve(session: Session, resolutions: Sequence[tuple[_Pending, int]], phase: str, caused_by: str) -> list[int]:
+    """Resolve each (reservation, amount posted) with a transfer of `phase`; their ids. The
+    balance changes are applied together, so every lock is taken in ascending account order."""
+    infos = account_info(session, {a for p, _ in resolutions for a in (p.debit_account_id, p.credit_account_id)})
     deltas: dict[int, _Delta] = defaultdict(_Delta)
-    deltas[pending.debit_account_id].debits_pending -= pending.amount
-    deltas[pending.credit_account_id].credits_pending -= pending.amount
-    if phase == POST_PENDING:
-        deltas[pending.debit_account_id].debits_posted += amount
-        deltas[pending.credit_account_id].credits_posted += amount
-    spec = TransferSpec(
-        debit=pending.debit_account_id,
-        credit=pending.credit_account_id,
-        amount=amount,
-        code=pending.code,
-        ledger=pending.ledger,
-        caused_by=caused_by,
-        ref_type=pending.ref_type,
-        ref_id=pending.ref_id,
-    )
     conn = session.connection()
-    row = _row(spec, phase, utcnow(), pending_id=pending.id)
-    inserted, _ = run_once(conn, _INSERT_RESOLUTION[conn.dialect.name], row)
-    if not inserted:
-        raise PendingAlreadyResolved(f"pending transfer {pending.id} is already resolved")
+    now = utcnow()
+    ids = []
+    for pending, amount in resolutions:
+        deltas[pending.debit_account_id].debits_pending -= pending.amount
+        deltas[pending.credit_account_id].credits_pending -= pending.amount
+        if phase == POST_PENDING:
+            deltas[pending.debit_account_id].debits_posted += amount
+            deltas[pending.credit_account_id].credits_posted += amount
+        spec = TransferSpec(
+            debit=pending.debit_account_id,
+            credit=pending.credit_account_id,
+            amount=amount,
+            code=pending.code,
+            ledger=pending.ledger,
+            caused_by=caused_by,
+            ref_type=pending.ref_type,
+            ref_id=pending.ref_id,
+        )
+        row = _row(spec, phase, now, pending_id=pending.id)
+        inserted, _ = run_once(conn, _INSERT_RESOLUTION[conn.dialect.name], row)
+        if not inserted:
+            raise PendingAlreadyResolved(f"pending transfer {pending.id} is already resolved")
+        ids.append(inserted[0][0])
     _apply(session, deltas, infos)
-    return inserted[0][0]
+    return ids
+
+
+def _check_live(pending: _Pending) -> None:
+    if pending.timeout_at is not None and pending.timeout_at <= utcnow():
+        raise PendingExpired(f"pending transfer {pending.id} timed out")
 
 
 def post_pending(
@@ -483,15 +494,31 @@ def post_pending(
     amount = pending.amount if amount is None else amount
     if not 0 < amount <= pending.amount:
         raise InvalidTransfer(f"post amount must be 1..{pending.amount}")
-    if pending.timeout_at is not None and pending.timeout_at <= utcnow():
-        raise PendingExpired(f"pending transfer {pending_id} timed out")
-    return _resolve(session, pending, POST_PENDING, amount, caused_by)
+    _check_live(pending)
+    return _resolve(session, [(pending, amount)], POST_PENDING, caused_by)[0]
+
+
+def post_pending_many(session: Session, pending_ids: Sequence[int], caused_by: str) -> list[int]:
+    """Post several reservations in full, linked: all or none (one transaction, balance locks
+    in ascending account order, resolutions in ascending pending id order, so two resolvers
+    of the same set cannot deadlock). Every one is checked before anything is written, so
+    one that timed out refuses them all and leaves the transaction clean. The resolving
+    transfers' ids, in ascending order of `pending_ids`."""
+    pendings = [_load_pending(session, i) for i in sorted(pending_ids)]
+    for pending in pendings:
+        _check_live(pending)
+    return _resolve(session, [(p, p.amount) for p in pendings], POST_PENDING, caused_by)
 
 
 def void_pending(session: Session, pending_id: int, caused_by: str) -> int:
     """Release a reservation. Allowed after its timeout too: that is how it expires."""
-    pending = _load_pending(session, pending_id)
-    return _resolve(session, pending, VOID_PENDING, pending.amount, caused_by)
+    return void_pending_many(session, [pending_id], caused_by)[0]
+
+
+def void_pending_many(session: Session, pending_ids: Sequence[int], caused_by: str) -> list[int]:
+    """Release several reservations, linked (in the same orders as `post_pending_many`)."""
+    pendings = [_load_pending(session, i) for i in sorted(pending_ids)]
+    return _resolve(session, [(p, p.amount) for p in pendings], VOID_PENDING, caused_by)
 
 
 def balance(session: Session, account_id: int) -> Balance:

@@ -39,12 +39,18 @@ def points_for_units(units: Decimal, program: Program) -> int:
     return math.ceil(units / program.point_value)
 
 
+def price_in_units(reward: Reward, rates: Mapping[str, Decimal], amount_minor: int | None) -> Decimal:
+    """The price of a reward payable from any program (not one priced in a program's
+    points): its units, or its face value's."""
+    if reward.price_units is not None:
+        return reward.price_units
+    return units_for(rates, reward.currency, amount_minor)
+
+
 def price(reward: Reward, program: Program, rates: Mapping[str, Decimal], amount_minor: int | None) -> int:
     if reward.program_id is not None:
         return reward.price_points
-    if reward.price_units is not None:
-        return points_for_units(reward.price_units, program)
-    return points_for_units(units_for(rates, reward.currency, amount_minor), program)
+    return points_for_units(price_in_units(reward, rates, amount_minor), program)
 
 
 def check_denomination(reward: Reward, amount: str | None) -> int | None:

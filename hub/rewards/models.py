@@ -59,6 +59,14 @@ class Reward(Base):
 
 
 class Redemption(Base):
+    """An order spending a member's points on a reward.
+
+    Paid from one program, its `program_id`, `points` and `transfer_id` say it all. Pooled
+    (paid from several programs), it has a RedemptionLeg for every leg, the first included,
+    and those three columns repeat its first leg (the lowest transfer id), so that they stay
+    non-null and code that knows nothing of pooling still finds a real program, points and
+    transfer there; only the legs hold the whole payment."""
+
     __tablename__ = "redemptions"
     __table_args__ = (
         Index("ix_redemptions_member_reward", "member_id", "reward_id"),
@@ -96,7 +104,8 @@ class Redemption(Base):
 
 class RedemptionLeg(Base):
     """A pooled redemption's share paid from one program (one pending or posted transfer
-    each). A redemption paid from one program has no legs: its own columns say it all."""
+    each). A redemption paid from one program has no legs: its own columns say it all. The
+    legs' transfers come from one ledger call, so their ids give the order they were paid in."""
 
     __tablename__ = "redemption_legs"
 

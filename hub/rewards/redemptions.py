@@ -3,6 +3,11 @@
 In-house rewards are issued at once (points posted). Gift cards and donations reserve the
 points (a pending transfer) and write an outbox message in the same transaction; the relay
 (hub/rewards/relay.py) then posts or voids the reservation.
+
+A reward priced in coalition units may be paid from several programs at once (pooling,
+`pay_with`): the member's own split, or one the hub plans (hub/exchange/pooling.py). Every
+leg is one transfer of one `ledger.post` or `ledger.reserve` call, so all are made or none;
+the relay resolves them together.
 """
 from __future__ import annotations
 
@@ -13,28 +18,32 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, case, func, insert, or_, select
+from sqlalchemy.orm import aliased
 from sqlalchemy.orm import Session
 
 from hub import crypto, ledger
 from hub.actor import Actor
 from hub.db import run, utcnow
 from hub.errors import Conflict, Invalid, NotFound
+from hub.exchange import pooling
+from hub.identity.oidc import subjects
 from hub.notify import outbox
 from hub.ledger.models import Account
 from hub.ledger.service import AccountInfo
 from hub.programs.models import Member, Membership, MembershipIdentifier, Program
 from hub.programs.service import normalise
 from hub.rewards import catalog
-from hub.rewards.models import FAILED, FULFILLED, PENDING, Redemption, Reward
+from hub.rewards.models import FAILED, FULFILLED, PENDING, Redemption, RedemptionLeg, Reward
 
 _programs = Program.__table__
 _memberships = Membership.__table__
 _identifiers = MembershipIdentifier.__table__
 _accounts = Account.__table__
 _INSERT = insert(Redemption.__table__)
+_INSERT_LEGS = insert(RedemptionLeg.__table__)
 # `run` applies no column defaults, so every row starts from every column unset.
 _UNSET = dict.fromkeys(c.name for c in Redemption.__table__.c)
 
@@ -55,12 +64,18 @@ class Terms:
     secret_key: str
 
 
+class LegView(NamedTuple):
+    program_code: str
+    points: int
+
+
 @dataclass(frozen=True)
 class RedemptionView:
     redemption: Redemption
     reward: Reward
     program_code: str
     delivery: dict | None  # decrypted, and only for a caller allowed to see it
+    legs: tuple[LegView, ...]  # what each program paid, in the order paid (one for an unpooled order)
 
 
 def reference(redemption_id: uuid.UUID) -> str:
@@ -91,35 +106,35 @@ def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> Redempti
         if reward.stock == 0:
             raise Conflict(f"{reward.code} is out of stock", slug="out-of-stock")
         raise Conflict(f"{reward.code} is not available now", slug="reward-unavailable")
-    payer = _payer(session, actor, body)
-    if reward.program_id is not None and reward.program_id != payer.program.id:
-        raise Invalid(f"{reward.code} is paid in another program's points", slug="wrong-program")
     amount_minor = catalog.check_denomination(reward, body.get("amount"))
-    points = catalog.price(reward, payer.program, terms.unit_rates, amount_minor)
-    if not 0 < points <= catalog.MAX_POINTS:
-        raise Invalid(f"{reward.code} cannot be priced in {payer.program.code}", slug="invalid-price")
-    recipient = _recipient(payer, body) if reward.provider else None
-    _check_member_limit(session, reward, payer.member_id)
+    payment = _payment(session, actor, body, reward, terms.unit_rates, amount_minor)
+    recipient = _recipient(payment.email, body) if reward.provider else None
+    _check_member_limit(session, reward, payment.member_id)
     catalog.take_stock(session, reward)
 
     redemption_id = uuid.uuid4()
-    spec = ledger.TransferSpec(
-        debit=payer.account.id,
-        credit=payer.program.redemption_account_id,
-        amount=points,
-        code=TRANSFER_CODE,
-        ledger=payer.program.id,
-        caused_by=actor.ref,
-        ref_type="redemption",
-        ref_id=str(redemption_id),
-    )
+    specs = [
+        ledger.TransferSpec(
+            debit=leg.account.id,
+            credit=leg.program.redemption_account_id,
+            amount=leg.points,
+            code=TRANSFER_CODE,
+            ledger=leg.program.id,
+            caused_by=actor.ref,
+            ref_type="redemption",
+            ref_id=str(redemption_id),
+        )
+        for leg in payment.legs
+    ]
+    known = [leg.account for leg in payment.legs]
+    first = payment.legs[0]
     row = dict(
         _UNSET,
         id=redemption_id,
         reward_id=reward.id,
-        member_id=payer.member_id,
-        program_id=payer.program.id,
-        points=points,
+        member_id=payment.member_id,
+        program_id=first.program.id,
+        points=first.points,
         amount_minor=amount_minor,
         currency=reward.currency if reward.provider else None,
         caused_by=actor.ref,
@@ -127,19 +142,30 @@ def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> Redempti
         provider=reward.provider,
         attempts=0,
     )
+    # One ledger call for every leg: all are made or none (and the member's accounts are
+    # locked in ascending id order).
     if reward.provider is None:
-        (row["transfer_id"],) = ledger.post(session, [spec], known=[payer.account])
+        transfer_ids = ledger.post(session, specs, known=known)
         row.update(state=FULFILLED, resolved_at=now,
                    delivery_sealed=seal(terms.secret_key, _in_house_delivery(reward)))
     else:
-        (row["transfer_id"],) = ledger.reserve(session, [spec], terms.hold, known=[payer.account])
+        transfer_ids = ledger.reserve(session, specs, terms.hold, known=known)
         row.update(state=PENDING, recipient_sealed=seal(terms.secret_key, recipient),
                    relay_deadline=now + terms.hold - min(DEADLINE_MARGIN, terms.hold / 2))
-    run(session.connection(), _INSERT, row)
+    row["transfer_id"] = transfer_ids[0]
+    conn = session.connection()
+    run(conn, _INSERT, row)
+    if len(payment.legs) > 1:
+        conn.execute(_INSERT_LEGS, [
+            {"redemption_id": redemption_id, "program_id": leg.program.id, "points": leg.points,
+             "transfer_id": transfer_id}
+            for leg, transfer_id in zip(payment.legs, transfer_ids)
+        ])
     if reward.provider is not None:
         outbox.enqueue(session, RELAY_TOPIC, str(redemption_id), {"redemption_id": str(redemption_id)})
     redemption = SimpleNamespace(**row)
-    return _view(redemption, reward, payer.program.code, actor, terms.secret_key)
+    legs = tuple(LegView(leg.program.code, leg.points) for leg in payment.legs)
+    return _view(redemption, reward, first.program.code, actor, terms.secret_key, legs)
 
 
 def get(session: Session, actor: Actor, redemption_id: uuid.UUID, secret_key: str) -> RedemptionView:
@@ -152,21 +178,76 @@ def get(session: Session, actor: Actor, redemption_id: uuid.UUID, secret_key: st
     if actor.member_id is not None:
         q = q.where(Redemption.member_id == actor.member_id)
     elif "ops:read" not in actor.scopes:
-        q = q.where(Program.partner_id == actor.partner_id)
+        # A partner sees the orders its programs' points paid for, wholly or in part.
+        leg_program = aliased(Program)
+        paid_a_leg = (
+            select(RedemptionLeg.redemption_id)
+            .join(leg_program, leg_program.id == RedemptionLeg.program_id)
+            .where(RedemptionLeg.redemption_id == Redemption.id, leg_program.partner_id == actor.partner_id)
+            .exists()
+        )
+        q = q.where(or_(Program.partner_id == actor.partner_id, paid_a_leg))
     row = session.execute(q).first()
     if row is None:
         raise NotFound(f"no redemption {redemption_id}", slug="redemption-not-found")
     redemption, reward, program = row
-    return _view(redemption, reward, program.code, actor, secret_key)
+    legs = session.execute(
+        select(Program.code, RedemptionLeg.points)
+        .join(Program, Program.id == RedemptionLeg.program_id)
+        .where(RedemptionLeg.redemption_id == redemption_id)
+        .order_by(RedemptionLeg.transfer_id)  # the order of the ledger call: the order paid
+    ).all()
+    shown = tuple(LegView(*leg) for leg in legs) or (LegView(program.code, redemption.points),)
+    return _view(redemption, reward, program.code, actor, secret_key, shown)
 
 
-def _view(redemption: Redemption, reward: Reward, program_code: str, actor: Actor, secret_key: str) -> RedemptionView:
+def _view(redemption: Redemption, reward: Reward, program_code: str, actor: Actor, secret_key: str,
+          legs: tuple[LegView, ...]) -> RedemptionView:
     # A gift card's code is the member's money: only the member sees it. An in-house
     # voucher is also checked by the partner that issued it, so its partner sees it too.
     owner = actor.member_id == redemption.member_id
     may_see = owner or (reward.provider is None and actor.member_id is None and actor.partner_id is not None)
     delivery = unseal(secret_key, redemption.delivery_sealed) if may_see else None
-    return RedemptionView(redemption, reward, program_code, delivery)
+    return RedemptionView(redemption, reward, program_code, delivery, legs)
+
+
+@dataclass(frozen=True)
+class _Leg:
+    """What one program pays: `points` out of the member's `account` in it."""
+
+    program: SimpleNamespace  # id, code, point_value, redemption_account_id
+    account: AccountInfo
+    points: int
+
+
+@dataclass(frozen=True)
+class _Payment:
+    member_id: uuid.UUID
+    legs: list[_Leg]   # one, or (pooled) several, in the order paid
+    email: str | None  # the member's email: in the (first) paying program's membership, else any
+
+
+def _payment(session: Session, actor: Actor, body: dict, reward, rates: Mapping[str, Decimal],
+             amount_minor: int | None) -> _Payment:
+    """Whose points pay, and how many of which programs'. The schema cannot say "exactly
+    one of `program` and `pay_with`", so it is said here."""
+    if ("program" in body) == ("pay_with" in body):
+        raise Invalid("pay from one program (`program`) or from several (`pay_with`): exactly one of them",
+                      slug="invalid-payment")
+    if "pay_with" in body:
+        return _pooled(session, actor, body, reward, rates, amount_minor)
+    payer = _payer(session, actor, body)
+    if reward.program_id is not None and reward.program_id != payer.program.id:
+        raise Invalid(f"{reward.code} is paid in another program's points", slug="wrong-program")
+    points = catalog.price(reward, payer.program, rates, amount_minor)
+    leg = _Leg(payer.program, payer.account, points)
+    _check_price(reward, leg)
+    return _Payment(payer.member_id, [leg], payer.email)
+
+
+def _check_price(reward, leg: _Leg) -> None:
+    if not 0 < leg.points <= catalog.MAX_POINTS:
+        raise Invalid(f"{reward.code} cannot be priced in {leg.program.code}", slug="invalid-price")
 
 
 @dataclass(frozen=True)
@@ -216,8 +297,7 @@ def _payer(session: Session, actor: Actor, body: dict) -> _Payer:
     if actor.member_id is not None:
         kind, value = "member_id", actor.member_id
     elif "member" in body:
-        ((kind, value),) = body["member"].items()
-        value = uuid.UUID(value) if kind == "member_id" else normalise(kind, value)
+        kind, value = _member_ref(session, actor, body["member"])
     else:
         kind = value = None
     partner_only = actor.member_id is None
@@ -239,14 +319,162 @@ def _payer(session: Session, actor: Actor, body: dict) -> _Payer:
     return _Payer(program, member_id, AccountInfo(*account), email)
 
 
-def _recipient(payer: _Payer, body: dict) -> dict:
+# --- pooling: one reward paid from several programs -----------------------------------------
+
+@dataclass(frozen=True)
+class _Source:
+    """A program that may pay a leg, and the member's account in it (None: not a member)."""
+
+    program: SimpleNamespace  # id, code, point_value, redemption_account_id, hosted_by
+    account: AccountInfo | None
+    available: int
+
+
+def _pooled(session: Session, actor: Actor, body: dict, reward, rates: Mapping[str, Decimal],
+            amount_minor: int | None) -> _Payment:
+    """The legs of `pay_with`: the caller's own split, checked, or one the hub plans over the
+    programs in the order asked (`order`) or cheapest first (every program the caller may
+    spend). A plan, or a split, of one leg is an ordinary one-program payment."""
+    if reward.program_id is not None:
+        raise Invalid(f"{reward.code} is priced in one program's points: pay it with `program`",
+                      slug="reward-not-poolable")
+    price = catalog.price_in_units(reward, rates, amount_minor)
+    if not price > 0:  # a unit rate of zero: nothing to split
+        raise Invalid(f"{reward.code} has no price in units", slug="invalid-price")
+    pay_with = body["pay_with"]
+    split = pay_with.get("split")
+    named = [leg["program"] for leg in split] if split is not None else pay_with.get("order")
+    if named is not None and len(set(named)) != len(named):
+        raise Invalid("name each program once", slug="duplicate-program")
+    member_id = _pooling_member(session, actor, body, named)
+    sources = _sources(session, actor, member_id, named)
+    by_code = {s.program.code: s for s in sources}
+    if split is not None:
+        wanted = [(by_code[leg["program"]], leg["points"]) for leg in split]
+        pooling.check_split(price, [(s.program.code, s.program.point_value, points) for s, points in wanted])
+        for source, points in wanted:
+            # The ledger refuses an overdraft anyway; this says which program falls short.
+            if points > source.available:
+                raise Conflict(f"the member has {source.available} {source.program.code} points available, "
+                               f"the split takes {points}", slug="insufficient-points")
+    else:
+        candidates = [pooling.Source(s.program.code, s.program.point_value, s.available) for s in sources]
+        if named is None:
+            candidates = pooling.cheapest_first(candidates)
+        planned = pooling.plan(price, candidates)
+        if planned is None:
+            codes = ", ".join(c.code for c in candidates) or "no program"
+            raise Conflict(f"the member's available points ({codes}) together are worth less than the price, "
+                           f"{price} units", slug="insufficient-points")
+        wanted = [(by_code[leg.code], leg.points) for leg in planned]
+    legs = [_Leg(source.program, source.account, points) for source, points in wanted]
+    for leg in legs:
+        _check_price(reward, leg)
+    wants_email = reward.provider is not None and not body.get("recipient")
+    email = _member_email(session, member_id, legs[0].program.id) if wants_email else None
+    return _Payment(member_id, legs, email)
+
+
+def _pooling_member(session: Session, actor: Actor, body: dict, named: list[str] | None) -> uuid.UUID:
+    """Whose points: a member's own; a partner names the member, by member id, by its
+    pairwise subject, or by an identifier in one of its programs (the named ones, if any)."""
+    if actor.member_id is not None:
+        return actor.member_id
+    if "member" not in body:
+        raise Invalid("name the member the points belong to", slug="member-required")
+    kind, value = _member_ref(session, actor, body["member"])
+    if kind == "subject":
+        raise NotFound("no member with that subject", slug="member-not-found")
+    if kind == "member_id":
+        return value  # a member in none of the caller's programs: member-not-found in _sources
+    p, m, i = _programs, _memberships, _identifiers
+    q = (
+        select(m.c.member_id).distinct()
+        .join_from(i, m, m.c.id == i.c.membership_id).join(p, p.c.id == i.c.program_id)
+        .where(p.c.partner_id == actor.partner_id, i.c.kind == kind, i.c.value == value)
+    )
+    if named is not None:
+        q = q.where(p.c.code.in_(named))
+    found = session.scalars(q.limit(2)).all()
+    if not found:
+        raise NotFound(f"no member with that {kind} in your programs", slug="member-not-found")
+    if len(found) > 1:
+        raise Invalid(f"that {kind} names different members in your programs: name the member by member_id",
+                      slug="ambiguous-member")
+    return found[0]
+
+
+def _sources(session: Session, actor: Actor, member_id: uuid.UUID, named: list[str] | None) -> list[_Source]:
+    """The programs named (in that order), or every program the caller may spend that the
+    member belongs to; each with the member's account and available points, in one
+    statement. A partner spends only its own programs' points; a member any of theirs.
+    Partner-hosted programs keep their balances at the partner: they cannot pay a leg."""
+    p, m, a = _programs, _memberships, _accounts
+    q = select(
+        p.c.id, p.c.code, p.c.point_value, p.c.redemption_account_id, p.c.hosted_by,
+        a.c.id, a.c.ledger, a.c.cached, a.c.no_overdraft,
+        a.c.credits_posted - a.c.debits_posted - a.c.debits_pending,
+    ).select_from(
+        p.outerjoin(m, (m.c.program_id == p.c.id) & (m.c.member_id == member_id)).outerjoin(a, a.c.id == m.c.account_id)
+    )
+    if actor.member_id is None:
+        q = q.where(p.c.partner_id == actor.partner_id)
+    if named is not None:
+        q = q.where(p.c.code.in_(named))
+    else:
+        q = q.where(m.c.id.is_not(None), p.c.hosted_by.is_(None))
+    found = {}
+    for pid, code, value, redemption_account_id, hosted_by, account_id, *account, available in session.execute(q):
+        program = SimpleNamespace(id=pid, code=code, point_value=Decimal(value),
+                                  redemption_account_id=redemption_account_id, hosted_by=hosted_by)
+        found[code] = _Source(program, AccountInfo(account_id, *account) if account_id is not None else None,
+                              available or 0)
+    if actor.member_id is None and not any(s.account for s in found.values()):
+        raise NotFound("no such member in your programs", slug="member-not-found")
+    if named is None:
+        return list(found.values())
+    for code in named:
+        if code not in found:
+            raise NotFound(f"no program {code}", slug="program-not-found")
+    for code in named:
+        if found[code].program.hosted_by:
+            raise Invalid(f"{code}'s points are kept by its partner: they cannot pay here", slug="program-cannot-pay")
+        if found[code].account is None:
+            raise Invalid(f"the member has no membership in {code}", slug="not-a-member")
+    return [found[code] for code in named]
+
+
+def _member_email(session: Session, member_id: uuid.UUID, first_program_id: uuid.UUID) -> str | None:
+    """The member's email: in the first paying program's membership, else in any (as for a
+    one-program order)."""
+    i, m = _identifiers, _memberships
+    return session.scalar(
+        select(i.c.value).join_from(i, m, m.c.id == i.c.membership_id)
+        .where(m.c.member_id == member_id, i.c.kind == "email")
+        .order_by(case((m.c.program_id == first_program_id, 0), else_=1), i.c.value)
+        .limit(1)
+    )
+
+
+def _member_ref(session: Session, actor: Actor, ref: dict) -> tuple[str, object]:
+    """The (kind, value) a partner names a member by: a member id (as a UUID), or an
+    identifier (normalised). Its pairwise subject (single sign-on) stands for the member it
+    was issued for; an unknown one stays a subject, which no membership has."""
+    ((kind, value),) = ref.items()
+    if kind == "subject":
+        member_id = subjects.member_for(session, str(actor.partner_id), value)
+        return ("member_id", member_id) if member_id else (kind, value)
+    return kind, uuid.UUID(value) if kind == "member_id" else normalise(kind, value)
+
+
+def _recipient(email: str | None, body: dict) -> dict:
     """Who receives the card or the donation receipt: as given, or the member's email."""
     given = body.get("recipient")
     if given:
         return {"email": normalise("email", given["email"]), "name": given.get("name", "")}
-    if payer.email is None:
+    if email is None:
         raise Invalid("the member has no email on file; give a recipient", slug="recipient-required")
-    return {"email": payer.email, "name": ""}
+    return {"email": email, "name": ""}
 
 
 def _check_member_limit(session: Session, reward: Reward, member_id: uuid.UUID) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.orm import Session
@@ -31,8 +30,12 @@ from hub import ledger
 from hub.db import Database, bind_values, one_of, run, utcnow, values_shape
 from hub.errors import Conflict
 from hub.notify import outbox
+from hub.notify.policy import RelayPolicy
+from hub.notify.breaker import Breaker
 from hub.rewards import catalog, redemptions
-from hub.rewards.models import FAILED, FULFILLED, NEEDS_REVIEW, PENDING, ProviderEvent, Redemption, Reward
+from hub.rewards.models import (
+    FAILED, FULFILLED, NEEDS_REVIEW, PENDING, ProviderEvent, Redemption, RedemptionLeg, Reward,
+)
 from hub.rewards.providers import Kind, OrderRequest, Outcome, Provider, Recipient, Status, WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ CAUSED_BY = "relay"
 # The relay's statements, built once (Core: no ORM unit of work on this path).
 _redemptions = Redemption.__table__
 _rewards = Reward.__table__
+_legs = RedemptionLeg.__table__
 
 
 def _claim_statement(shape: str):
@@ -66,14 +70,18 @@ def _claim_statement(shape: str):
 
 _CLAIM = {shape: _claim_statement(shape) for shape in ("one", "in", "array")}
 _STATE = select(_redemptions.c.state).where(_redemptions.c.id == bindparam("rid"))
-# The order, locked, and its reward's kind.
+# The order, locked, its reward's kind, and whether it is pooled: one probe of the legs'
+# primary key in the same statement, so an unpooled order costs no extra round trip.
 _LOCK = (
     select(_redemptions.c.state, _redemptions.c.attempts, _redemptions.c.transfer_id,
-           _redemptions.c.reward_id, _rewards.c.kind)
+           _redemptions.c.reward_id, _rewards.c.kind,
+           exists().where(_legs.c.redemption_id == _redemptions.c.id).label("pooled"))
     .join_from(_redemptions, _rewards, _rewards.c.id == _redemptions.c.reward_id)
     .where(_redemptions.c.id == bindparam("rid"))
     .with_for_update(of=_redemptions)
 )
+# A pooled order's reservations, one per leg (its own transfer_id is the first of them).
+_LEG_TRANSFERS = select(_legs.c.transfer_id).where(_legs.c.redemption_id == bindparam("rid"))
 
 
 class _Locked(NamedTuple):
@@ -82,21 +90,16 @@ class _Locked(NamedTuple):
     transfer_id: int
     reward_id: uuid.UUID
     kind: str
+    pooled: bool
 
 
-@dataclass(frozen=True)
-class RelayPolicy:
-    lease: timedelta = timedelta(seconds=120)  # longer than any provider call with its timeouts
-    backoff_base: float = 2.0                  # seconds; doubles per attempt, full jitter
-    backoff_cap: float = 600.0
-    max_attempts: int = 12
-    breaker_failures: int = 5                  # consecutive unhealthy answers that open a breaker
-    breaker_reset: float = 30.0                # seconds before a half-open trial call
-
-    @classmethod
-    def from_settings(cls, settings) -> "RelayPolicy":
-        return cls(lease=timedelta(seconds=settings.relay_lease), backoff_base=settings.relay_backoff_base,
-                   backoff_cap=settings.relay_backoff_cap, max_attempts=settings.relay_max_attempts)
+def _reservations(session: Session, redemption_id: uuid.UUID, order: _Locked) -> list[int]:
+    """Every reservation the order holds: resolved together, so that a pooled order's legs
+    are all posted or all voided."""
+    if not order.pooled:
+        return [order.transfer_id]
+    rows, _ = run(session.connection(), _LEG_TRANSFERS, {"rid": redemption_id})
+    return [transfer_id for (transfer_id,) in rows]
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ class Relay:
         self.secret_key = secret_key
         self.policy = policy
         # Per process: a worker that sees a provider failing stops calling it for a while.
-        self.breakers = {name: _Breaker(policy.breaker_failures, policy.breaker_reset) for name in providers}
+        self.breakers = {name: Breaker(policy.breaker_failures, policy.breaker_reset) for name in providers}
         self._parallel = parallel
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -221,51 +224,6 @@ class Relay:
         return answer
 
 
-class _Breaker:
-    """A circuit breaker per provider and process: `failures` unhealthy answers in a row open
-    it; after `reset` seconds one trial call may go (half-open); its success closes it, its
-    failure opens it again.
-
-    Not pybreaker's: its CircuitBreaker.call holds the breaker's lock for the whole guarded
-    call (danielfm/pybreaker#3), so in a threads pool every call to one provider waited for
-    the one before. Here the lock guards only the bookkeeping; calls run concurrently."""
-
-    def __init__(self, failures: int, reset: float):
-        self.max_failures = failures
-        self.reset = reset
-        self._lock = threading.Lock()
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial = False
-
-    def admit(self) -> bool:
-        with self._lock:
-            if self._opened_at is None:
-                return True
-            if self._trial or time.monotonic() < self._opened_at + self.reset:
-                return False
-            self._trial = True  # half-open: this call is the trial; others wait for its answer
-            return True
-
-    def success(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._opened_at = None
-            self._trial = False
-
-    def failure(self) -> None:
-        with self._lock:
-            self._failures += 1
-            if self._trial or self._failures >= self.max_failures:
-                self._opened_at = time.monotonic()
-            self._trial = False
-
-    def abandon(self) -> None:
-        """The admitted call ended without an answer about the provider: free the trial."""
-        with self._lock:
-            self._trial = False
-
-
 def _ask(provider: Provider, claim: _Claim) -> tuple[Outcome, bool]:
     looked_up = False
     if not claim.first_attempt:
@@ -289,7 +247,8 @@ def _checked(outcome: Outcome, surely_not_placed: bool) -> tuple[Outcome, bool]:
 def record(session: Session, secret_key: str, redemption_id: uuid.UUID, outcome: Outcome,
            policy: RelayPolicy, *, give_up: bool = False, surely_not_placed: bool = False) -> str:
     """Apply a provider's answer to a pending redemption, in one transaction with the ledger.
-    Used by the relay and by provider webhooks; a redemption already resolved is left alone."""
+    Used by the relay and by provider webhooks; a redemption already resolved is left alone.
+    A pooled order's reservations (one per leg) are posted, or voided, all together."""
     # One read (the order, locked, and its reward's kind) and one write of the order, after
     # the ledger's.
     rows, _ = run(session.connection(), _LOCK, {"rid": redemption_id})
@@ -317,7 +276,7 @@ def record(session: Session, secret_key: str, redemption_id: uuid.UUID, outcome:
         changes["provider_order_id"] = outcome.provider_order_id
     if status is Status.FULFILLED:
         try:
-            ledger.post_pending(session, order.transfer_id, CAUSED_BY)
+            ledger.post_pending_many(session, _reservations(session, redemption_id, order), CAUSED_BY)
         except ledger.PendingExpired:
             # Delivered after the hold ran out (a very late webhook): ops must settle it.
             _change(session, redemption_id, **changes, state=NEEDS_REVIEW,
@@ -332,7 +291,7 @@ def record(session: Session, secret_key: str, redemption_id: uuid.UUID, outcome:
             changes["delivery_sealed"] = redemptions.seal(secret_key, delivery)
         state = FULFILLED
     elif status is Status.FAILED:
-        ledger.void_pending(session, order.transfer_id, CAUSED_BY)
+        ledger.void_pending_many(session, _reservations(session, redemption_id, order), CAUSED_BY)
         catalog.return_stock(session, order.reward_id)
         changes["failure"] = (outcome.detail or "the provider refused the order")[:500]
         state = FAILED

@@ -52,7 +52,7 @@ def create_app(brand: Brand, client: Client) -> Flask:
         client_id=client.client_id,
         client_secret=client.client_secret,
         server_metadata_url=f"{client.issuer}/.well-known/openid-configuration",
-        client_kwargs={"scope": SCOPE, "code_challenge_method": "S256",
+        client_kwargs={"scope": brand.scope, "code_challenge_method": "S256",
                        "token_endpoint_auth_method": "client_secret_basic", "timeout": 10},
     )
     app.extensions["brandsite"] = {"brand": brand, "sessions": sessions, "hub": hub}
@@ -67,19 +67,29 @@ def create_app(brand: Brand, client: Client) -> Flask:
             # Silent single sign-on: is the member logged in at the hub already?
             return redirect(url_for("login", silent=1))
         points, points_error = None, None
-        if signed_in is not None:
+        if signed_in is not None and signed_in.shared:
             points, points_error = _points(hub, client, signed_in)
         return render_template("page.html", brand=brand, member=signed_in, points=points,
                                points_error=points_error, notice=request.args.get("notice"))
 
     @app.get("/login")
     def login():
-        extra = {"prompt": "none"} if request.args.get("silent") else {}
-        return hub.authorize_redirect(brand.redirect_uri, **extra)
+        """silent=1: is the member logged in at the hub and sharing with us? (prompt=none, the
+        full scope); silent=2: the same with the brand's own scope, after a consent_required;
+        share=1: the member asked to show their name and points here (may ask consent)."""
+        silent, extra = request.args.get("silent"), {}
+        scope = SCOPE if silent == "1" or request.args.get("share") else brand.scope
+        if silent:
+            extra["prompt"] = "none"
+        session["asked"] = scope
+        return hub.authorize_redirect(brand.redirect_uri, scope=scope, **extra)
 
     @app.get("/oidc/callback")
     def callback():
         error = request.args.get("error")
+        if error == "consent_required" and session.get("asked") != brand.scope:
+            # Not sharing with us (yet): a brand that can do with less signs in with that.
+            return redirect(url_for("login", silent=2))
         if error in CONTINUE_INTERACTIVELY:
             return redirect(url_for("login"))
         if error:
@@ -96,11 +106,13 @@ def create_app(brand: Brand, client: Client) -> Flask:
             session["checked"] = True
             return redirect(url_for("home", notice="sign-in-failed"))
         name = " ".join(filter(None, (profile.get("given_name"), profile.get("family_name"))))
+        granted = str(token.get("scope") or session.get("asked", brand.scope)).split()
         sessions.end(session.get("key"))
         session.clear()
         session["key"] = sessions.start(BrandSession(
             sid=claims.get("sid"), sub=claims["sub"], name=profile.get("name") or name,
             email=profile.get("email", ""), id_token=token["id_token"],
+            shared=set(SCOPE.split()) <= set(granted),
             token={k: token[k] for k in ("access_token", "token_type", "expires_at") if k in token}))
         return redirect(url_for("home"))
 

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BRANDS_DIR = Path(__file__).resolve().parent / "brands"
+# What a brand asks for to show the member's name and points: the member consents once per
+# partner. A brand may sign members in with `openid` alone (its brand file's "scope"): that
+# shares nothing but a pairwise id, so the hub asks no consent, and the page offers to share
+# more (SCOPE) when the member wants their points shown there.
 SCOPE = "openid profile email me:read"
 DEMO_BRANDS = ("kopi", "buku")  # brand A, brand B of the quick start
 
@@ -22,6 +26,7 @@ class Brand:
     tagline: str = ""
     colour: str = "#333333"
     host: str = "127.0.0.1"
+    scope: str = SCOPE  # what signing in asks for
 
     @property
     def base_url(self) -> str:

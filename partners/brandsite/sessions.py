@@ -18,6 +18,7 @@ class BrandSession:
     email: str
     id_token: str  # for RP-initiated logout (id_token_hint)
     token: dict  # access token (for GET /v1/me) and its expiry
+    shared: bool = True  # whether the member shares their name and points with this brand
     created_at: float = field(default_factory=time.time)
 
 

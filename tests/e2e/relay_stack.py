@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 
 PROVIDER_PATHS = {"tango": "tango/raas/v2", "tremendous": "tremendous/api/v2", "globalgiving": "globalgiving/api"}
+# Partner-hosted programs' connectors (hub.exchange.hosted), also served by the sandbox.
+HOSTED_PATHS = {"lcp": "lcp"}
 
 
 def free_port() -> int:
@@ -84,15 +86,19 @@ class Stack:
             "HUB_RELAY_BACKOFF_CAP": "1.5",
             "HUB_OUTBOX_LEASE": "6",
         }
-        for name, path in PROVIDER_PATHS.items():
-            key = name.upper()
-            self.env[f"HUB_PROVIDER_{key}_BASE_URL"] = f"{self.sandbox}/{path}"
-            self.env[f"HUB_PROVIDER_{key}_TIMEOUT_READ"] = "1.5"
+        for name, config in {**self.provider_config(), **self.hosted_config()}.items():
+            for key, value in config.items():
+                self.env[f"HUB_PROVIDER_{name.upper()}_{key.upper()}"] = value
         self.procs: dict[str, subprocess.Popen] = {}
 
     def provider_config(self) -> dict[str, dict[str, str]]:
         return {name: {"base_url": f"{self.sandbox}/{path}", "timeout_read": "1.5"}
                 for name, path in PROVIDER_PATHS.items()}
+
+    def hosted_config(self) -> dict[str, dict[str, str]]:
+        """The hosted programs' connector settings, as the worker gets them."""
+        return {name: {"base_url": f"{self.sandbox}/{path}", "timeout_read": "1.5"}
+                for name, path in HOSTED_PATHS.items()}
 
     def _start(self, name: str, *args: str) -> None:
         log = open(self.workdir / f"{name}.log", "a")
@@ -135,5 +141,6 @@ class Stack:
             return None
 
     def orders(self, provider: str) -> dict:
-        """The sandbox's record: reference -> {"placements": n, "status": ...}."""
+        """The sandbox's record: reference -> {"placements": n, "status": ...} (for the LCP
+        fake: its postings, by confirmationNumber, with "applied": times the balance moved)."""
         return self._get(f"/{provider}/_sandbox/orders") or {}

@@ -4,8 +4,9 @@ selenium through chromedriver, against real processes: `hub serve` on the test's
 under `hub up`) and two example brand sites (partners/brandsite) of two different partners.
 
 A member signs up, verifies the address from the mail the hub kept, turns on TOTP, and logs
-in on brand A with password + code; brand B then signs them in with no login form (its
-partner differs, so the hub asks once for consent: a click). Logging out on brand A logs them
+in on brand A with password + code; brand B then signs them in with no form at all (it asks
+only for `openid`, which shares nothing, so the hub asks no consent; showing their name and
+points there is the member's choice, and that asks consent once). Logging out on brand A logs them
 out of brand B too. Logging in on A again, B is signed in at once, with no page at all.
 Then, with memberships in both brands' programs, they convert A points into B points on the
 hub's dashboard (the form, the quote, Confirm), and brand B's page shows the new points.
@@ -43,7 +44,7 @@ from hub.identity.account_models import MemberAccount
 from hub.identity.oidc import clients as brand_clients
 from hub.programs import service
 from hub.programs.models import Membership, Program
-from partners.brandsite.config import Brand
+from partners.brandsite.config import SCOPE, Brand
 from tests.conftest import unique_code
 from tests.e2e.relay_stack import free_port, wait_for
 
@@ -144,15 +145,17 @@ def stack(settings, db, tmp_path_factory):
            "HUB_ISSUER": issuer, "HUB_PORT": str(port), "HUB_BROKER_URL": settings.broker_url,
            "HUB_INSTANCE_DIR": str(workdir), "HUB_TASK_QUEUE": f"test-sso-{uuid.uuid4().hex[:8]}"}
     brands = {}
-    for key, name in (("a", "Kopi Kita"), ("b", "Toko Buku Pelita")):
+    # As in the demo (partners/brandsite/brands/): brand B signs in with `openid` alone.
+    for key, name, scope in (("a", "Kopi Kita", SCOPE), ("b", "Toko Buku Pelita", "openid")):
         partner = _brand_partner(db, name)
-        brand = Brand(code=f"e2e{key}", name=name, partner=partner, program=partner, port=free_port())
+        brand = Brand(code=f"e2e{key}", name=name, partner=partner, program=partner, port=free_port(), scope=scope)
         client, secret = db.write(lambda s, brand=brand: brand_clients.register(
             s, name=f"{name} website", partner_id=service.partner_by_code(s, brand.partner).id,
             redirect_uris=[brand.redirect_uri], post_logout_redirect_uris=[brand.post_logout_redirect_uri],
             backchannel_logout_uri=brand.backchannel_logout_uri))
         path = workdir / f"{brand.code}.json"
-        path.write_text(json.dumps({k: getattr(brand, k) for k in ("code", "name", "partner", "program", "port")}))
+        path.write_text(json.dumps({k: getattr(brand, k) for k in ("code", "name", "partner", "program", "port",
+                                                                   "scope")}))
         brands[key] = (brand, path, {"BRAND_ISSUER": issuer, "BRAND_CLIENT_ID": client.client_id,
                                      "BRAND_CLIENT_SECRET": secret})
 
@@ -298,15 +301,19 @@ def test_sign_up_log_in_with_totp_then_sso_across_two_brands_and_logout_of_both(
         assert b.find_element(By.ID, "member-email").text == email
         assert b.find_elements(By.ID, "points") and not b.find_elements(By.ID, "points-error")
 
-        # Brand B: no login form. Its partner is another one, so the hub asks once whether to
-        # share with it (a click, no password, no code).
+        # Brand B (another partner): signed in at once, without a form. It signs in with
+        # `openid` alone, which shares nothing but its own pairwise id, so the hub asks nothing.
         b.get(f"{brand_b}/")
+        status(brand_b, "Signed in with your coalition account")
+        assert not b.find_elements(By.CSS_SELECTOR, "input[type=password]")
+        assert not b.find_elements(By.ID, "member-name") and not b.find_elements(By.ID, "points")
+        # Sharing name and points with B is the member's choice: then the hub asks, once.
+        b.find_element(By.ID, "share").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "button[name=decision][value=allow]"))
         assert b.current_url.startswith(f"{hub}/oauth/") and "Toko Buku Pelita" in b.page_source
-        assert not b.find_elements(By.CSS_SELECTOR, "input[type=password]")
         b.find_element(By.CSS_SELECTOR, "button[name=decision][value=allow]").click()
         status(brand_b, "Signed in as Siti Rahayu")
-        assert not b.find_elements(By.ID, "points-error")
+        assert b.find_elements(By.ID, "points") and not b.find_elements(By.ID, "points-error")
 
         # Log out on brand A (RP-initiated): the hub ends its session and tells brand B
         # (back-channel, through the outbox, the dispatcher and the worker).

@@ -78,3 +78,33 @@ def test_programs_create_refuses_bad_rules(run, args, message):
     values.update(dict(zip(args[::2], args[1::2])))
     result = run("programs", "create", "--partner", partner, "--name", "n", *[x for kv in values.items() for x in kv])
     assert result.exit_code == 1 and message in result.output
+
+
+def test_ops_set_rates_and_pairs_from_the_command_line(run, make_partner):
+    a, b = make_partner(point_value="10"), make_partner(point_value="4")
+    opened = run("rates", "pair", a.program, b.program, "--fee-bps", "100", "--minimum", "1000", "--increment", "100")
+    assert opened.exit_code == 0, opened.output
+    listed = run("rates", "list")
+    assert listed.exit_code == 0 and a.program in listed.output and "100 -> 247" in listed.output
+    moved = run("rates", "set", b.program, "5")
+    assert moved.exit_code == 0, moved.output
+    assert a.api.get("/v1/conversions/rates", program=a.program).json()["items"][0]["to_value"] == "5"
+    closed = run("rates", "pair", a.program, b.program, "--closed")
+    assert closed.exit_code == 0 and a.api.get("/v1/conversions/rates", program=a.program).json()["items"] == []
+    refused = run("rates", "pair", a.program, a.program)
+    assert refused.exit_code == 1 and "two different programs" in refused.output
+    assert run("rates", "set", b.program, "0").exit_code == 1
+
+
+def test_ops_open_and_close_member_transfers_from_the_command_line(run, partner):
+    opened = run("programs", "transfer-policy", "--code", partner.program, "--max-points", "50", "--daily-limit",
+                 "200", "--json")
+    assert opened.exit_code == 0, opened.output
+    assert json.loads(opened.output) == {"program": partner.program, "open": True, "max_points": 50,
+                                         "daily_limit": 200}
+    (program,) = partner.api.get("/v1/programs").json()["items"]
+    assert program["transfer_policy"]["daily_limit"] == 200
+    closed = run("programs", "transfer-policy", "--code", partner.program, "--json")
+    assert json.loads(closed.output)["open"] is False
+    wrong = run("programs", "transfer-policy", "--code", partner.program, "--max-points", "300", "--daily-limit", "200")
+    assert wrong.exit_code == 1 and "daily_limit" in wrong.output

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from hub import ledger
+from hub import ledger, pagination
 from hub.db import utcnow
 from hub.exchange import conversions
 from hub.ledger.verify import verify
@@ -178,3 +178,20 @@ def test_a_member_converts_their_own_points_with_their_token(app, db, ops, pair)
     a.buy(other, "2000000")
     theirs = quote(a, b, other, 1000).json()["quote"]
     assert_problem(me.post("/v1/conversions", {"quote": theirs}), 422, "invalid-quote")
+
+
+def test_conversions_list_in_pages_newest_first_and_refuse_a_foreign_cursor(pair):
+    a, b, member = pair
+    made = []
+    for _ in range(3):
+        done = a.api.post("/v1/conversions", {"quote": quote(a, b, member, 1000).json()["quote"]})
+        assert done.status_code == 201, done.text
+        made.append(done.json()["id"])
+    first = a.api.get("/v1/conversions", member_id=member, limit=2).json()
+    second = a.api.get("/v1/conversions", member_id=member, limit=2, cursor=first["next_cursor"]).json()
+    assert [c["id"] for c in first["items"] + second["items"]] == made[::-1] and second["next_cursor"] is None
+    # Another list's cursor (a program code); a naive time; a time out of range in UTC; an id
+    # that is no UUID. The last two were 500s.
+    for foreign in (a.program, ["2026-01-01T00:00:00", str(uuid.uuid4())],
+                    ["0001-01-01T00:00:00+14:00", str(uuid.uuid4())], ["2026-01-01T00:00:00Z", 5]):
+        assert_problem(a.api.get("/v1/conversions", cursor=pagination.encode(foreign)), 422, "invalid-cursor")

@@ -105,6 +105,19 @@ def test_dashboard_shows_balances_values_history_and_rewards(browser, member):
     assert 'href="/account/security"' in page and 'href="/account/link"' in page
 
 
+def test_dashboard_history_names_a_transfer_between_members(browser, member):
+    first = member["first"]
+    opened = first.api.http.put(f"/v1/programs/{first.program}/transfer-policy", headers=first.api.headers,
+                                json={"max_points": 500, "daily_limit": 500})
+    assert opened.status_code == 200
+    given = first.api.post("/v1/member-transfers", {"program": first.program, "points": 200,
+                                                    "to": {"member_id": first.enrol()},
+                                                    "from": {"member_id": str(member["member_id"])}})
+    assert given.status_code == 201, given.text
+    page = _plain(browser.get("/account/").get_data(as_text=True))
+    assert EN["dash.code.transfer"] in page and "\u2212200" in page  # a minus sign, not a hyphen
+
+
 def test_dashboard_history_pages_with_a_more_link(browser, member):
     first = member["first"]
     for _ in range(11):
@@ -422,9 +435,10 @@ def hosted(convertible, db, make_partner, web_state, monkeypatch):
 
 
 def _drop_remote_leg(db) -> None:
-    """The pending conversion's remote leg is the saga's (hub/exchange/saga.py); these tests
-    check the pages only, so its outbox message is closed, and no other test's dispatcher
-    gets a topic it may not know."""
+    """The pending conversion's remote leg is the saga's (hub/exchange/saga.py, tested in
+    test_conversion_saga.py); these tests check the pages only, so its outbox message is
+    closed: no other test's dispatcher (test_signout's publishes every due row) picks up a
+    leg whose fake connector exists only here."""
     with db.read() as s:
         keys = s.scalars(select(outbox.OutboxMessage.key).where(
             outbox.OutboxMessage.topic == conversions.REMOTE_TOPIC, outbox.OutboxMessage.done_at.is_(None))).all()

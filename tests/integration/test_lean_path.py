@@ -348,8 +348,11 @@ def test_redemptions_malformed_json_is_the_same_400(paths, partner, content):
         ({"member": {"external_id": "nobody"}}, 404, "member-not-found"),
         ({"amount": "10.00"}, 422, "amount-not-allowed"),
         ({"points": "too many"}, 400, "invalid-request"),
+        ({"pay_with": {"strategy": "cheapest_first"}}, 422, "invalid-payment"),
+        ({"pay_with": {"strategy": "dearest_first"}}, 400, "invalid-request"),
     ],
-    ids=["unknown-field", "recipient", "reward", "program", "member", "amount", "extra"],
+    ids=["unknown-field", "recipient", "reward", "program", "member", "amount", "extra", "program-and-pay-with",
+         "pay-with-schema"],
 )
 def test_redemption_refusals_are_the_same_problem(paths, partner, change, status, slug):
     member = rich_member(partner)

@@ -10,6 +10,7 @@ import pytest
 from authlib.integrations.base_client import OAuthError
 from authlib.oidc.discovery import OpenIDProviderMetadata
 
+from hub.identity import consent
 from tests.conftest import ISSUER, Api
 from tests.integration.oidc_support import Browser, RelyingParty, log_in, query
 from tests.integration.oidc_support import browser, member, rp  # noqa: F401  (fixtures)
@@ -358,3 +359,19 @@ def test_forged_id_token_hint_is_refused(rp, browser):
     assert query(answer.headers["location"])["error"] == "invalid_request"
     logout = browser.get("/oauth/logout", params={"id_token_hint": forged})
     assert logout.status_code == 400 and "location" not in logout.headers
+
+
+def test_openid_alone_shares_nothing_so_asks_no_consent(app, db, rp, browser, member):
+    """A brand asking only for `openid` gets its pairwise sub and nothing else, with no consent
+    page (and no consent recorded); asking for anything more asks the member first."""
+    plain = RelyingParty(app, rp.client_id, rp.session.client_secret, rp.redirect_uri, scope="openid")
+    answer = browser.get(plain.authorize_url(prompt="none"))
+    assert answer.status_code == 302 and "code" in query(answer.headers["location"]), answer.text
+    token = plain.exchange(answer.headers["location"])
+    assert set(plain.verify_id_token(token["id_token"], token["access_token"])) >= {"sub", "iss", "aud"}
+    assert plain.session.get(f"{ISSUER}/oauth/userinfo").json().keys() == {"sub"}
+    with db.read() as s:
+        assert consent.list_for(s, member[0].member_id) == []
+    more = browser.get(rp.authorize_url(prompt="none"))
+    assert query(more.headers["location"])["error"] == "consent_required"
+    assert browser.get(plain.authorize_url(prompt="consent")).status_code == 200  # asked for: shown

@@ -17,15 +17,18 @@ from sqlalchemy import select
 
 from hub.api import runtime
 from hub.db import utcnow
+from hub.identity.oidc import subjects
 from hub.ledger.verify import verify
 from hub.notify.outbox import OutboxMessage
+from hub.notify.policy import RelayPolicy
+from hub.programs.models import Partner
 from hub.rewards import catalog, relay
 from hub.rewards.models import Redemption, Reward
 from hub.rewards.providers import CatalogItem, Kind, Outcome, Status, WebhookEvent, WebhookRejected
 from tests.conftest import Api, assert_problem, unique_code
 
 CARD = {"code": "ABCD-1234", "pin": "9876", "url": "https://cards.example/abcd"}
-POLICY = relay.RelayPolicy(lease=timedelta(seconds=30), backoff_base=0.01, backoff_cap=0.02,
+POLICY = RelayPolicy(lease=timedelta(seconds=30), backoff_base=0.01, backoff_cap=0.02,
                            max_attempts=4, breaker_failures=3, breaker_reset=60)
 
 
@@ -100,6 +103,14 @@ def rich_member(partner, amount="5000000000") -> str:
     return member
 
 
+def pairwise_subject(db, partner, member: str) -> str:
+    """The `sub` single sign-on gives the partner's brand sites for this member."""
+    def make(s):
+        sector = str(s.scalar(select(Partner.id).where(Partner.code == partner.code)))
+        return subjects.subject_for(s, runtime.current().settings.secret_key, sector, uuid.UUID(member))
+    return db.write(make)
+
+
 def redeem(partner, member, reward, **extra):
     body = {"reward": reward, "program": partner.program, "member": {"member_id": member}, **extra}
     return partner.api.post("/v1/redemptions", body, key=uuid.uuid4().hex)
@@ -167,6 +178,20 @@ def test_in_house_reward_is_issued_at_once(partner, http):
     seen = partner.api.get(f"/v1/redemptions/{order['id']}").json()
     assert seen["delivery"] == order["delivery"]
     assert member_api(http, partner, member).get(f"/v1/redemptions/{order['id']}").json()["delivery"] == order["delivery"]
+
+
+def test_a_partner_names_the_member_by_its_pairwise_subject(partner, other_partner, db):
+    member = rich_member(partner)
+    sub = pairwise_subject(db, partner, member)
+    body = {"reward": in_house(partner), "program": partner.program, "member": {"subject": sub}}
+    response = partner.api.post("/v1/redemptions", body)
+    assert response.status_code == 201, response.text
+    assert response.json()["member_id"] == member
+    # Not another partner's subject, nor one never issued.
+    foreign = {**body, "member": {"subject": pairwise_subject(db, other_partner, member)}}
+    assert_problem(partner.api.post("/v1/redemptions", foreign), 404, "member-not-found")
+    assert_problem(partner.api.post("/v1/redemptions", {**body, "member": {"subject": "A" * 43}}), 404,
+                   "member-not-found")
 
 
 def test_insufficient_points_is_409_and_reserves_nothing(partner, db):

@@ -47,7 +47,7 @@ from hub.api import runtime
 from hub.rewards.providers import WebhookEvent
 from hub.identity.clients import PARTNER_SCOPES
 from hub.identity.oidc.clients import MEMBER_SCOPES
-from tests.integration.oidc_support import Browser, RelyingParty, log_in
+from tests.integration.oidc_support import SCOPE, Browser, RelyingParty, log_in
 from tests.integration.test_oidc import register, sign_in
 
 CHECKS = [
@@ -93,7 +93,7 @@ class Seed:
     values, so a positive case stays positive and a negative one keeps what makes it negative.
     """
 
-    def __init__(self, partner, member_session=None):
+    def __init__(self, partner, ops, member_session=None):
         self.partner = partner.code
         self.program = partner.program
         self.identifiers = {
@@ -109,15 +109,24 @@ class Seed:
         # consent for DELETE /v1/me/consents/{partner} to withdraw.
         self.member_token, self.identifiers["subject"], self.consented = member_session(self.member)
         self.purchase = partner.buy(self.member, "100000000", txn="st-purchase-1")["id"]
-        self.cursors = [pagination.encode(self.program), pagination.encode(1), *ODD_CURSORS]
+        # A position in a list newest first (time, id), as /member-transfers and /conversions issue.
+        position = pagination.encode([PAST, str(uuid.uuid4())])
+        self.cursors = [pagination.encode(self.program), pagination.encode(1), position, *ODD_CURSORS]
         self.reward = f"ST-{secrets.token_hex(4).upper()}"
         made = partner.api.post("/v1/rewards", {"code": self.reward, "kind": "discount", "name": "10% off",
                                                 "program": self.program, "points": 1})
+        assert made.status_code == 201, made.text
+        # A coalition reward priced in units (only ops make those): what `pay_with` can pay,
+        # 10 units, one of the seeded program's points.
+        self.pooled_reward = f"ST-{secrets.token_hex(4).upper()}"
+        made = ops.post("/v1/rewards", {"code": self.pooled_reward, "kind": "discount", "name": "10% off",
+                                        "units": "10"})
         assert made.status_code == 201, made.text
         self.redemption = partner.api.post(
             "/v1/redemptions", {"reward": self.reward, "program": self.program, "member": {"member_id": self.member}}
         ).json()["id"]
         self._conversions(partner)
+        self._member_transfers(partner)
         self.bodies = {
             "POST /members": self._enrolment,
             "POST /transactions": self._purchase,
@@ -130,6 +139,7 @@ class Seed:
             "POST /conversions/quotes": self._quote,
             "POST /conversions": self._conversion,
             "POST /conversions/rates": self._rate,
+            "POST /member-transfers": self._member_transfer,
         }
 
     def _conversions(self, partner):
@@ -154,6 +164,21 @@ class Seed:
             "from": self.program, "to": self.program_b, "points": points, "member": {"member_id": self.member}})
         assert made.status_code == 201, made.text
         return made.json()["quote"]
+
+    def _member_transfers(self, partner):
+        """The seeded program open to transfers, at most 1,000 points each (so the run cannot
+        drain what the other operations spend); a second member, known by every identifier
+        but a subject, to give to; and one transfer done. The policy operation gets the third
+        program, so that closing it leaves the seeded one open."""
+        opened = partner.api.http.put(f"/v1/programs/{self.program}/transfer-policy", headers=partner.api.headers,
+                                      json={"max_points": 1000, "daily_limit": 10**12})
+        assert opened.status_code == 200, opened.text
+        self.recipient = {"external_id": "st-member-2", "card_number": "4000123412345678",
+                          "phone": "+6281234567891", "email": "member2@example.com"}
+        self.recipient["member_id"] = partner.enrol(**self.recipient)
+        self.transfer = partner.api.post("/v1/member-transfers", {
+            "program": self.program, "from": {"member_id": self.member},
+            "to": {"member_id": self.recipient["member_id"]}, "points": 1}).json()["id"]
 
     def apply(self, case, rnd):
         # A quarter stay as generated: unknown codes and ids must give clean 404s too.
@@ -183,6 +208,10 @@ class Seed:
             path["provider"] = WEBHOOK_PROVIDER
         if "conversion_id" in path:
             path["conversion_id"] = self.conversion
+        if "transfer_id" in path:
+            path["transfer_id"] = self.transfer
+        if "code" in path:
+            path["code"] = self.program_c
         if "program" in path:
             path["program"] = self.program_c
         if "from_program" in path:  # the way back: A -> B stays open for the quotes
@@ -193,6 +222,8 @@ class Seed:
             query["program"] = self.program
         if "cursor" in query:
             query["cursor"] = rnd.choice(self.cursors)
+        if "member_id" in query:
+            query["member_id"] = self.member
         given = [kind for kind in IDENTIFIER_KINDS if kind in query]
         if given:  # a lookup: exactly one identifier, the member's
             keep = rnd.choice(given)
@@ -251,6 +282,14 @@ class Seed:
         kind = next(iter(body.get("member") or {"member_id": None}))
         body.update(reward=self.reward, program=self.program, member={kind: self.identifiers[kind]})
         body.pop("amount", None)  # the seeded reward has a fixed price
+        pay_with = body.get("pay_with")
+        if pay_with is not None:  # pooled: exactly one of program and pay_with, a unit-priced reward
+            del body["program"]
+            body["reward"] = self.pooled_reward
+            if "order" in pay_with:
+                pay_with["order"] = [self.program]
+            if "split" in pay_with:
+                pay_with["split"] = [{"program": self.program, "points": 1}]
 
     def _quote(self, body, rnd):
         kind = next(iter(body.get("member") or {"member_id": None}))
@@ -264,6 +303,12 @@ class Seed:
     def _rate(self, body, rnd):
         body["program"] = self.program_c  # a new rate for A or B would refuse the seeded quotes
 
+    def _member_transfer(self, body, rnd):
+        kind = next(iter(body["to"]))
+        kind = "member_id" if kind == "subject" else kind  # the recipient never signed in
+        body.update(program=self.program, to={kind: self.recipient[kind]})
+        body.pop("from", None)  # the member's token gives the member's own points
+
     @staticmethod
     def _amount(amount, limit=10**12):
         """An amount the seeded program takes: positive, at most 2 decimals (IDR), below limit."""
@@ -272,6 +317,8 @@ class Seed:
 
 
 WEBHOOK_PROVIDER = "stprovider"
+# The seeded member's token may also move their points (POST /member-transfers).
+MEMBER_TOKEN_SCOPE = SCOPE + " me:points"
 
 
 class AcceptingProvider:
@@ -295,8 +342,9 @@ def _member_session(app, db, ops, partner, second_partner, member_id):
     browser = Browser(app, log_in(db, member_id=uuid.UUID(member_id))[1])
     tokens = []
     for owner in (partner, second_partner):
-        brand = register(ops, owner.code)
-        rp = RelyingParty(app, brand["client_id"], brand["client_secret"], "https://brand.example/cb")
+        brand = register(ops, owner.code, scopes=MEMBER_TOKEN_SCOPE.split())
+        rp = RelyingParty(app, brand["client_id"], brand["client_secret"], "https://brand.example/cb",
+                          scope=MEMBER_TOKEN_SCOPE)
         token = sign_in(browser, rp)
         tokens.append((token["access_token"], rp.verify_id_token(token["id_token"], None)["sub"]))
     (access_token, subject), _ = tokens
@@ -315,7 +363,7 @@ def api_schema(request, app, db, ops, partner, make_partner, statuses):
     schema = schemathesis.openapi.from_asgi(
         "/v1/openapi.json", app, config=schemathesis.Config.from_dict(CONFIG)
     )
-    seed = Seed(partner, lambda member: _member_session(app, db, ops, partner, make_partner(), member))
+    seed = Seed(partner, ops, lambda member: _member_session(app, db, ops, partner, make_partner(), member))
     tokens = {"partner": partner.api.headers["Authorization"], "ops": ops.headers["Authorization"],
               "member": f"Bearer {seed.member_token}"}
 

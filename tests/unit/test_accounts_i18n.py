@@ -35,8 +35,8 @@ def test_every_key_the_pages_use_exists():
         used |= set(re.findall(r"""\bt\(\s*["']([\w.\-]+)["']""", path.read_text()))
     used |= {f"notice.{slug}" for slug in ("totp-off", *dashboard.NOTICES)}
     # The dashboard's keys made from values: transfer codes, statuses, refusals' slugs.
-    used |= {f"dash.code.{code}" for code in ("earn", "bonus", "reversal", "redemption", "conversion", "expiry",
-                                              "adjustment", "other")}
+    used |= {f"dash.code.{code}" for code in ("earn", "bonus", "reversal", "redemption", "conversion", "transfer",
+                                              "expiry", "adjustment", "other")}
     used |= {f"dash.state.{status}" for status in ("posted", "pending", "voided")}
     used |= {f"redeem.error.{slug}" for slug in (*dashboard.REDEEM_ERRORS, "insufficient", "other")}
     used |= {f"convert.error.{slug}" for slug in (*dashboard.CONVERT_ERRORS, "other")}

@@ -1,13 +1,13 @@
-"""The relay's circuit breaker per provider (hub/rewards/relay.py:_Breaker)."""
+"""The relays' circuit breaker per remote party (hub/notify/breaker.py)."""
 from __future__ import annotations
 
-from hub.rewards import relay
+from hub.notify import breaker as breakers
 
 
 def test_opens_after_failures_and_recovers_through_a_trial(monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(relay.time, "monotonic", lambda: clock[0])
-    breaker = relay._Breaker(failures=2, reset=30)
+    monkeypatch.setattr(breakers.time, "monotonic", lambda: clock[0])
+    breaker = breakers.Breaker(failures=2, reset=30)
     for _ in range(2):
         assert breaker.admit()
         breaker.failure()
@@ -25,8 +25,8 @@ def test_opens_after_failures_and_recovers_through_a_trial(monkeypatch):
 
 def test_an_abandoned_trial_frees_the_half_open_slot(monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr(relay.time, "monotonic", lambda: clock[0])
-    breaker = relay._Breaker(failures=1, reset=10)
+    monkeypatch.setattr(breakers.time, "monotonic", lambda: clock[0])
+    breaker = breakers.Breaker(failures=1, reset=10)
     breaker.admit()
     breaker.failure()
     clock[0] += 11

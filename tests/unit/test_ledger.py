@@ -126,6 +126,37 @@ def test_an_expired_reservation_can_be_voided_but_not_posted(book):
     assert book.balance(book.a).available == 10
 
 
+def test_several_reservations_resolve_together_or_not_at_all(book):
+    book.post(book.spec(book.issuance, book.a, 100), book.spec(book.issuance, book.b, 100))
+    legs = book.db.write(lambda s: ledger.reserve(
+        s, [book.spec(book.a, book.issuance, 30), book.spec(book.b, book.issuance, 20)], timedelta(hours=1)))
+    # One of them already resolved: the whole call is refused and the other stays reserved.
+    book.db.write(lambda s: ledger.void_pending(s, legs[1], "test"))
+    with pytest.raises(ledger.PendingAlreadyResolved):
+        book.db.write(lambda s: ledger.post_pending_many(s, legs, "test"))
+    assert (book.balance(book.a).debits_pending, book.balance(book.b).available) == (30, 100)
+
+    again = book.db.write(lambda s: ledger.reserve(
+        s, [book.spec(book.b, book.issuance, 20), book.spec(book.a, book.issuance, 10)], timedelta(hours=1)))
+    book.db.write(lambda s: ledger.post_pending_many(s, [again[0], again[1], legs[0]], "test"))
+    a, b = book.balance(book.a), book.balance(book.b)
+    assert (a.posted, a.debits_pending, b.posted, b.debits_pending) == (60, 0, 80, 0)
+    with book.db.read() as s:
+        assert verify(s).ok
+
+
+def test_several_reservations_void_together_and_one_expired_refuses_posting_all(book):
+    book.post(book.spec(book.issuance, book.a, 100), book.spec(book.issuance, book.b, 100))
+    live = book.db.write(lambda s: ledger.reserve(s, [book.spec(book.a, book.issuance, 30)], timedelta(hours=1)))
+    expired = book.db.write(
+        lambda s: ledger.reserve(s, [book.spec(book.b, book.issuance, 20)], timedelta(microseconds=1)))
+    with pytest.raises(ledger.PendingExpired):
+        book.db.write(lambda s: ledger.post_pending_many(s, live + expired, "test"))
+    assert book.balance(book.a).debits_pending == 30  # nothing was posted
+    book.db.write(lambda s: ledger.void_pending_many(s, live + expired, "test"))
+    assert (book.balance(book.a).available, book.balance(book.b).available) == (100, 100)
+
+
 def test_only_pending_transfers_can_be_resolved(book):
     (posted,) = book.post(book.spec(book.issuance, book.a, 10))
     with pytest.raises(ledger.PendingNotFound):

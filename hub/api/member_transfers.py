@@ -1,0 +1,31 @@
+"""Member-to-member transfers and programs' transfer policies (hub/exchange/transfers.py)."""
+import uuid
+
+from hub.api import views
+from hub.api.common import created, db, ok
+from hub.api.security import actor
+from hub.exchange import transfers
+
+
+def create(body, token_info):
+    caller = actor(token_info)
+    return created(caller, body, lambda s: (201, views.member_transfer(transfers.send(s, caller, body))))
+
+
+def list_(token_info, member_id=None, cursor=None, limit=50):
+    with db().read() as s:
+        items, next_cursor = transfers.list_transfers(
+            s, actor(token_info), cursor, limit, uuid.UUID(member_id) if member_id else None)
+        return ok({"items": [views.member_transfer(t) for t in items], "next_cursor": next_cursor})
+
+
+def get(transfer_id, token_info):
+    with db().read() as s:
+        return ok(views.member_transfer(transfers.get(s, actor(token_info), uuid.UUID(transfer_id))))
+
+
+def set_policy(code, body, token_info):
+    caller = actor(token_info)
+    policy = db().write(
+        lambda s: transfers.set_policy(s, caller, code, body["max_points"], body["daily_limit"]))
+    return ok(views.transfer_policy(policy))
