@@ -9,8 +9,11 @@ minimum 100 in steps of 100), and 10,000 members holding 1,000,000 points in eac
 bulk through the real tables (transfers from the issuance accounts, so the ledger verifies).
 It starts `hub serve` with two workers and drives it with bench/loadgen.py in "convert" mode:
 each client converts for random members, in both directions, as a partner back end would: a
-quote, then its execution. One conversion is that pair of requests. Then it runs pgbench,
-checks the ledger and prints one JSON line: ratio = conversions_per_s / pgbench_tps.
+quote, then its execution. One conversion is that pair of requests. A second phase executes
+quotes the benchmark signed ahead (with the server's key, as POST /v1/conversions/quotes
+would have), so it measures the conversion itself: the write transaction, which pgbench's
+TPC-B is the anchor for. Then it runs pgbench, checks the ledger and prints one JSON line:
+ratio = conversions_per_s / pgbench_tps (quote + execution), execute_ratio for the second.
 """
 from __future__ import annotations
 
@@ -102,6 +105,33 @@ def _next_ids(conn, n: int) -> list[int]:
         {"n": n}).scalars())
 
 
+def signed_quotes(secret_key: str, data: dict, clients: int, per_client: int) -> list[list[str]]:
+    """Quotes as POST /v1/conversions/quotes makes them (hub code, the server's key), for
+    random members and directions; valid for the next 10 minutes."""
+    import random
+    from datetime import timedelta
+
+    from hub.exchange import rates
+    from hub.exchange.conversions import Quote
+
+    rng = random.Random(7)
+    a, b = data["programs"]
+    values, fee_bps = {a: Decimal("10"), b: Decimal("4")}, 50
+    expires = datetime.now(timezone.utc) + timedelta(minutes=10)
+    members = [uuid.UUID(value) for _, value in data["members"]]
+    out = []
+    for _ in range(clients):
+        mine = []
+        for _ in range(per_client):
+            source, target = rng.choice([(a, b), (b, a)])
+            points = 100 * rng.randrange(1, 11)
+            amounts = rates.convert(points, values[source], values[target], fee_bps)
+            mine.append(Quote(uuid.uuid4(), rng.choice(members), source, target, points, amounts.points_out,
+                              values[source], values[target], fee_bps, amounts.fee_units, expires).sign(secret_key))
+        out.append(mine)
+    return out
+
+
 def count_conversions(url: str) -> int:
     from hub.db import Database
     from hub.exchange.models import Conversion
@@ -167,6 +197,21 @@ def main() -> int:
             f"statuses {run['statuses']} exceptions {run['exceptions']}")
         for sample in run["error_samples"]:
             log(f"error sample: {sample}")
+
+        per_client = int(args.seconds * 2000 / args.clients)  # more than a client can execute
+        quotes = signed_quotes(server.secret_key, data, args.clients, per_client)
+        log(f"execution of quotes signed ahead: {args.clients} clients, 2s warm-up + {args.seconds}s")
+        cpu0 = cpu_seconds(workers)
+        pg0 = cpu_seconds(backend_pids(args.database_url, tag))
+        execute = loadgen({"host": "127.0.0.1", "port": port, "token": token, "mode": "execute", "quotes": quotes,
+                           "members": [], "clients": args.clients, "seconds": args.seconds, "warmup": 2}, workers)
+        done = max(execute["total"], 1)
+        log(f"CPU per execution: hub workers {1000 * (cpu_seconds(workers) - cpu0) / done:.2f} ms, postgres "
+            f"~{1000 * (cpu_seconds(backend_pids(args.database_url, tag)) - pg0) / done:.2f} ms")
+        log(f"executions: {execute['ok'] / args.seconds:.1f}/s p50 {execute['p50_ms']:.1f}ms "
+            f"p99 {execute['p99_ms']:.1f}ms statuses {execute['statuses']} exceptions {execute['exceptions']}")
+        for sample in execute["error_samples"]:
+            log(f"error sample: {sample}")
         server.stop()
         server = None
         log(f"sequential scans: {scan_report(url)}")
@@ -177,6 +222,7 @@ def main() -> int:
             pgbench_tps = run_pgbench(dbs, f"{tag}_pgbench", args.clients, args.seconds)
             log(f"pgbench: {pgbench_tps:.1f} tps")
         per_s = run["ok"] / args.seconds
+        executed_per_s = execute["ok"] / args.seconds
         result = {
             "conversions_per_s": round(per_s, 1),
             "p50_ms": round(run["p50_ms"], 2),
@@ -184,6 +230,10 @@ def main() -> int:
             "errors": run["errors"],
             "pgbench_tps": round(pgbench_tps, 1),
             "ratio": round(per_s / pgbench_tps, 3) if pgbench_tps else None,
+            "executions_per_s": round(executed_per_s, 1),
+            "execute_p99_ms": round(execute["p99_ms"], 2),
+            "execute_errors": execute["errors"],
+            "execute_ratio": round(executed_per_s / pgbench_tps, 3) if pgbench_tps else None,
             "clients": args.clients,
             "seconds": args.seconds,
         }

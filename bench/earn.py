@@ -152,12 +152,13 @@ def stop_session(proc: subprocess.Popen, grace: float) -> None:
 class Server:
     """`hub serve` with HUB_WORKERS workers, in its own session so it can be stopped whole."""
 
-    def __init__(self, url: str, port: int, workers: int, logdir: Path):
+    def __init__(self, url: str, port: int, workers: int, logdir: Path, secret_key: str | None = None):
         self.port = port
+        self.secret_key = secret_key or secrets.token_urlsafe(32)
         env = {
             **os.environ,
             "HUB_DATABASE_URL": url,
-            "HUB_SECRET_KEY": secrets.token_urlsafe(32),
+            "HUB_SECRET_KEY": self.secret_key,
             "HUB_ISSUER": f"http://127.0.0.1:{port}",
             "HUB_PORT": str(port),
             "HUB_HOST": "127.0.0.1",

@@ -11,7 +11,8 @@ Reads a JSON config on stdin, prints one JSON result on stdout:
    "programs": [code, code] (convert)}
 In "convert" mode one unit of work is a member's conversion as a client makes it: a quote
 (POST /v1/conversions/quotes) and its execution (POST /v1/conversions), in either direction
-between the two programs at random.
+between the two programs at random. In "execute" mode it is the execution alone, of quotes
+signed ahead ("quotes": a list per client).
 Result: {"ok", "errors", "statuses", "latencies_ms" percentiles, "purchases", ...}.
 Only requests that finish after the warm-up and before the end are counted.
 """
@@ -116,7 +117,10 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 async def _client(cfg: dict, index: int, start: float, measure_from: float, end: float, out: dict):
     mode = cfg["mode"]
-    if mode == "convert":
+    if mode == "execute":
+        head = _head("/v1/conversions", cfg["host"], cfg["port"], cfg["token"])
+        quotes = iter(cfg["quotes"][index])
+    elif mode == "convert":
         heads = tuple(_head(p, cfg["host"], cfg["port"], cfg["token"]) for p in ("/v1/conversions/quotes",
                                                                                   "/v1/conversions"))
         bodies = Conversions(cfg, index)
@@ -139,6 +143,12 @@ async def _client(cfg: dict, index: int, start: float, measure_from: float, end:
             body = bodies.one()
         elif mode == "batch":
             body = b'{"items":[' + b",".join(bodies.one() for _ in range(batch_size)) + b"]}"
+        elif mode == "execute":
+            quote = next(quotes, None)
+            if quote is None:
+                out["exceptions"]["QuotesExhausted"] = out["exceptions"].get("QuotesExhausted", 0) + 1
+                break
+            body = b'{"quote":"%s"}' % quote.encode()
         t0 = time.perf_counter()
         try:
             if mode == "convert":
@@ -162,7 +172,7 @@ async def _client(cfg: dict, index: int, start: float, measure_from: float, end:
             continue
         key = str(status)
         out["statuses"][key] = out["statuses"].get(key, 0) + 1
-        if mode in ("single", "convert"):
+        if mode in ("single", "convert", "execute"):
             if status == 201:
                 out["latencies"].append(t1 - t0)
             elif len(out["error_samples"]) < 5:
