@@ -107,7 +107,8 @@ class Seed:
         # The member signed in on the partner's brand site (single sign-on): their access token
         # for /v1/me, the pairwise `subject` the partner knows them by, and a second partner's
         # consent for DELETE /v1/me/consents/{partner} to withdraw.
-        self.member_token, self.identifiers["subject"], self.consented = member_session(self.member)
+        (self.member_token, self.identifiers["subject"], self.consented,
+         self.consented_token) = member_session(self.member)
         self.purchase = partner.buy(self.member, "100000000", txn="st-purchase-1")["id"]
         # A position in a list newest first (time, id), as /member-transfers and /conversions issue.
         position = pagination.encode([PAST, str(uuid.uuid4())])
@@ -338,7 +339,8 @@ def statuses():
 
 def _member_session(app, db, ops, partner, second_partner, member_id):
     """The seeded member signs in on a brand site of each partner: (access token of the first,
-    the first partner's pairwise sub for them, the second partner's code)."""
+    the first partner's pairwise sub for them, the second partner's code and access token: a
+    brand withdraws only its own partner's consent)."""
     browser = Browser(app, log_in(db, member_id=uuid.UUID(member_id))[1])
     tokens = []
     for owner in (partner, second_partner):
@@ -347,8 +349,8 @@ def _member_session(app, db, ops, partner, second_partner, member_id):
                           scope=MEMBER_TOKEN_SCOPE)
         token = sign_in(browser, rp)
         tokens.append((token["access_token"], rp.verify_id_token(token["id_token"], None)["sub"]))
-    (access_token, subject), _ = tokens
-    return access_token, subject, second_partner.code
+    (access_token, subject), (second_token, _) = tokens
+    return access_token, subject, second_partner.code, second_token
 
 
 @pytest.fixture
@@ -365,13 +367,15 @@ def api_schema(request, app, db, ops, partner, make_partner, statuses):
     )
     seed = Seed(partner, ops, lambda member: _member_session(app, db, ops, partner, make_partner(), member))
     tokens = {"partner": partner.api.headers["Authorization"], "ops": ops.headers["Authorization"],
-              "member": f"Bearer {seed.member_token}"}
+              "member": f"Bearer {seed.member_token}", "withdrawing": f"Bearer {seed.consented_token}"}
 
     class Tokens:
         """A partner token if one of the operation's security requirements needs only partner
         scopes, a member's if it needs only member scopes, else an ops token."""
 
         def get(self, case, ctx):
+            if case.operation.label == "DELETE /me/consents/{partner}":
+                return tokens["withdrawing"]  # the second partner's brand, on its own consent
             default = ctx.operation.schema.raw_schema.get("security", [])
             for requirement in ctx.operation.definition.raw.get("security", default):
                 if all(set(scopes) <= set(PARTNER_SCOPES) for scopes in requirement.values()):
