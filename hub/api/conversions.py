@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from hub.api import common, runtime
 from hub.api.common import Call, Reply, db, flask_call, flask_reply, ok
+from hub.actor import Actor
 from hub.api.security import actor
 from hub.api.views import ts
 from hub.exchange import conversions, rates
@@ -59,7 +60,7 @@ def post_quote(call: Call, body: dict, token_info: dict) -> Reply:
         quote, remote_check = conversions.quote(s, caller, body, terms)
     if remote_check is not None:
         remote_check.run(runtime.current().hosted)
-    return Reply(201, quote_view(quote, terms.secret_key))
+    return Reply(201, quote_view(quote, terms.secret_key, caller))
 
 
 def create(body, token_info):
@@ -72,21 +73,28 @@ def post(call: Call, body: dict, token_info: dict) -> Reply:
 
     def work(s):
         view = conversions.execute(s, caller, body, _terms())
-        return (202 if view.conversion.state == PENDING else 201), conversion_view(view)
+        return (202 if view.conversion.state == PENDING else 201), conversion_view(view, caller)
 
     return common.create(call, caller, body, work)
 
 
 def list_conversions(token_info, member_id=None, cursor=None, limit=50):
+    caller = actor(token_info)
     with db().read() as s:
         items, next_cursor = conversions.list_conversions(
-            s, actor(token_info), cursor, limit, uuid.UUID(member_id) if member_id else None)
-        return ok({"items": [conversion_view(v) for v in items], "next_cursor": next_cursor})
+            s, caller, cursor, limit, uuid.UUID(member_id) if member_id else None)
+        return ok({"items": [conversion_view(v, caller) for v in items], "next_cursor": next_cursor})
 
 
 def get(conversion_id, token_info):
+    caller = actor(token_info)
     with db().read() as s:
-        return ok(conversion_view(conversions.get(s, actor(token_info), uuid.UUID(conversion_id))))
+        return ok(conversion_view(conversions.get(s, caller, uuid.UUID(conversion_id)), caller))
+
+
+def _member_id(member_id: uuid.UUID, caller: Actor) -> str | None:
+    """The hub's member id, for partners and ops; a member's token (held by a brand) gets none."""
+    return None if caller.member_id is not None else str(member_id)
 
 
 def pair_view(p: rates.PairView) -> dict:
@@ -106,19 +114,20 @@ def rate_view(r, program_code: str) -> dict:
             "valid_from": ts(r.valid_from), "set_by": r.set_by}
 
 
-def quote_view(q: conversions.Quote, secret_key: str) -> dict:
+def quote_view(q: conversions.Quote, secret_key: str, caller: Actor) -> dict:
     return {
-        "quote": q.sign(secret_key), "id": str(q.id), "member_id": str(q.member_id), "from": q.from_code,
+        "quote": q.sign(secret_key), "id": str(q.id), "member_id": _member_id(q.member_id, caller),
+        "from": q.from_code,
         "to": q.to_code, "points": q.points_in, "receive": q.points_out,
         "from_value": format(q.from_value, "f"), "to_value": format(q.to_value, "f"),
         "fee_bps": q.fee_bps, "fee_units": format(q.fee_units, "f"), "expires_at": ts(q.expires_at),
     }
 
 
-def conversion_view(v: conversions.ConversionView) -> dict:
+def conversion_view(v: conversions.ConversionView, caller: Actor) -> dict:
     c = v.conversion
     return {
-        "id": str(c.id), "quote_id": str(c.quote_id), "state": c.state, "member_id": str(c.member_id),
+        "id": str(c.id), "quote_id": str(c.quote_id), "state": c.state, "member_id": _member_id(c.member_id, caller),
         "from": v.from_code, "to": v.to_code, "points": c.points_in, "receive": c.points_out,
         "from_value": format(c.from_value, "f"), "to_value": format(c.to_value, "f"),
         "fee_bps": c.fee_bps, "fee_units": format(c.fee_units, "f"), "units": format(c.units_out, "f"),

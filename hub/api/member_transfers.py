@@ -9,19 +9,21 @@ from hub.exchange import transfers
 
 def create(body, token_info):
     caller = actor(token_info)
-    return created(caller, body, lambda s: (201, views.member_transfer(transfers.send(s, caller, body))))
+    return created(caller, body, lambda s: (201, views.member_transfer(transfers.send(s, caller, body), caller)))
 
 
 def list_(token_info, member_id=None, cursor=None, limit=50):
+    caller = actor(token_info)
     with db().read() as s:
         items, next_cursor = transfers.list_transfers(
-            s, actor(token_info), cursor, limit, uuid.UUID(member_id) if member_id else None)
-        return ok({"items": [views.member_transfer(t) for t in items], "next_cursor": next_cursor})
+            s, caller, cursor, limit, uuid.UUID(member_id) if member_id else None)
+        return ok({"items": [views.member_transfer(t, caller) for t in items], "next_cursor": next_cursor})
 
 
 def get(transfer_id, token_info):
+    caller = actor(token_info)
     with db().read() as s:
-        return ok(views.member_transfer(transfers.get(s, actor(token_info), uuid.UUID(transfer_id))))
+        return ok(views.member_transfer(transfers.get(s, caller, uuid.UUID(transfer_id)), caller))
 
 
 def set_policy(code, body, token_info):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from hub import money
+from hub.actor import Actor
 from hub.exchange.transfers import Policy, TransferView, policy_of
 from hub.programs.earning import TxnView
 from hub.programs.models import Partner, Program
@@ -37,12 +38,16 @@ def transfer_policy(p: Policy) -> dict:
     return {"program": p.program, "open": p.open, "max_points": p.max_points, "daily_limit": p.daily_limit}
 
 
-def member_transfer(t: TransferView) -> dict:
+def member_transfer(t: TransferView, caller: Actor) -> dict:
+    # A member's token is held by a brand: it gets which way the points went, never the hub's
+    # member ids (a partner knows its members by its own identifiers and pairwise subs).
+    mine = caller.member_id is not None
     return {
         "id": str(t.id),
         "program": t.program,
-        "from_member_id": str(t.from_member_id),
-        "to_member_id": str(t.to_member_id),
+        "from_member_id": None if mine else str(t.from_member_id),
+        "to_member_id": None if mine else str(t.to_member_id),
+        "direction": ("sent" if t.from_member_id == caller.member_id else "received") if mine else None,
         "points": t.points,
         "note": t.note,
         "created_at": ts(t.created_at),

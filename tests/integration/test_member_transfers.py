@@ -220,7 +220,9 @@ def test_a_member_gives_their_own_points_with_their_token(app, http, db, family,
     own = member_api(app, http, db, brand, ana)
     done = give(own, partner.program, {"member_id": budi}, 100, key="ana-1")
     assert done.status_code == 201, done.text
-    assert (done.json()["from_member_id"], done.json()["to_member_id"]) == (ana, budi)
+    # The brand holding the token never gets the hub's member ids: only which way it went.
+    assert (done.json()["from_member_id"], done.json()["to_member_id"], done.json()["direction"]) == (
+        None, None, "sent")
     assert available(partner, ana, budi) == [900, 100]
     assert_problem(give(own, partner.program, {"member_id": citra}, 1, sender=budi), 422,
                    "from-not-allowed")
@@ -238,8 +240,8 @@ def test_a_member_gives_their_own_points_with_their_token(app, http, db, family,
     listed = own.get("/v1/member-transfers").json()["items"]
     assert [t["id"] for t in listed] == [done.json()["id"]]
     assert_problem(own.get(f"/v1/member-transfers/{theirs.json()['id']}"), 404, "member-transfer-not-found")
-    assert {t["id"] for t in his.get("/v1/member-transfers").json()["items"]} == {
-        done.json()["id"], theirs.json()["id"]}
+    assert {(t["id"], t["direction"]) for t in his.get("/v1/member-transfers").json()["items"]} == {
+        (done.json()["id"], "received"), (theirs.json()["id"], "sent")}
     # Only in a program the member belongs to.
     elsewhere = make_partner()
     assert set_policy(elsewhere.api, elsewhere.program, 10, 10).status_code == 200
