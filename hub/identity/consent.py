@@ -61,7 +61,8 @@ class ConsentView:
     partner: str | None  # the partner's code, or None for a client of no partner
     client_id: str | None
     scopes: list[str]
-    claims: list[str]
+    claims: list[str]  # every claim shared: those of the scopes, and those asked for one by one
+    extra_claims: list[str]  # those asked for one by one (a `claims` request), beyond the scopes
     granted_at: datetime
 
 
@@ -73,7 +74,7 @@ def list_for(session: Session, member_id: uuid.UUID) -> list[ConsentView]:
         partner, client_id = _sector_owner(session, row.sector)
         views.append(ConsentView(row.sector, partner, client_id, row.scopes.split(),
                                  sorted(claim_sets.for_scopes(row.scopes.split()) | set(row.claims)),
-                                 row.granted_at))
+                                 sorted(row.claims), row.granted_at))
     return views
 
 

@@ -517,6 +517,9 @@ def test_revoke_a_consent_from_the_dashboard(browser, member, db):
     db.write(lambda s: consent.grant(s, member["member_id"], str(partner_id), ["openid", "email"], []))
     page = _plain(browser.get("/account/").get_data(as_text=True))
     assert first.code in page and MESSAGES["en"]["oidc.scope.email"] in page
+    # A claim shared one by one (a `claims` request) is listed too, not only the scopes.
+    db.write(lambda s: consent.grant(s, member["member_id"], str(partner_id), [], ["given_name"]))
+    assert MESSAGES["en"]["oidc.claim.given_name"] in _plain(browser.get("/account/").get_data(as_text=True))
     # Without the token: refused, nothing changed.
     assert browser.post("/account/consents/revoke", {"partner": first.code}, csrf=False).status_code == 400
     browser.get("/account/")

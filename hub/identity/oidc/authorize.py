@@ -167,7 +167,7 @@ def _checked(session: Session, req: AuthRequest, keys: KeyStore, issuer: str,
     max_age = _non_negative(p.get("max_age"), "max_age")
     auth_after = _marker(secret_key, p, time.time())
     try:
-        claims = claim_sets.parse_request(p.get("claims"))
+        claims = claim_sets.within(claim_sets.parse_request(p.get("claims")), req.client.scopes)
     except claim_sets.ClaimsRequestError as exc:
         raise _Refused("invalid_request", str(exc)) from exc
     hint = None

@@ -36,6 +36,15 @@ def parse_request(text: str | None) -> dict[str, list[str]]:
     return {t: names for t, names in named.items() if names}
 
 
+def within(claims_request: dict[str, list[str]], scopes) -> dict[str, list[str]]:
+    """The claims of a request that the client's registered `scopes` cover: a client may not
+    get through `claims` what it may not ask for by scope (the rest is ignored, as 5.5 allows
+    for claims the provider will not return)."""
+    allowed = for_scopes(scopes)
+    kept = {t: [c for c in names if c in allowed] for t, names in claims_request.items()}
+    return {t: names for t, names in kept.items() if names}
+
+
 def for_scopes(scopes) -> set[str]:
     return {c for s in scopes for c in SCOPE_CLAIMS.get(s, ())}
 
