@@ -169,7 +169,8 @@ class IdTokenExtension:
         with self.hub.db.read() as session:
             token["id_token"] = issue.id_token(
                 session, self.hub.keys, issuer=settings.issuer, ttl=settings.id_token_ttl,
-                grant=code.grant, nonce=code.nonce, access_token=token.get("access_token"))
+                grant=code.grant, nonce=code.nonce, access_token=token.get("access_token"),
+                secret_key=settings.secret_key)
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
@@ -471,7 +472,7 @@ def end_session():
         confirmed = request.method == "POST" and request.form.get("confirm") == "yes"
         if confirmed:
             web_session.check_csrf()
-        elif asked.hinted_session != member.session_id:
+        elif not asked.names_session(hub.settings.secret_key, member.session_id):
             fields = {k: v for k, v in params.items() if k != web_session.CSRF_FIELD}
             return _page("oidc/logout_confirm.html", params=fields)
         web_session.logout_current()  # ends the session, queues the back-channel notices

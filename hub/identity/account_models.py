@@ -69,8 +69,9 @@ class RecoveryCode(Base):
 
 
 class LoginSession(Base):
-    """A browser's login. `id` is public (OIDC's `sid`); the cookie is a separate random
-    secret of which only the hash is kept."""
+    """A browser's login. `id` stays in the hub (clients get a `sid` derived from it per
+    partner: hub.identity.oidc.issue.session_sid); the cookie is a separate random secret of
+    which only the hash is kept."""
 
     __tablename__ = "login_sessions"
 

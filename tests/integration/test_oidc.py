@@ -62,7 +62,8 @@ def test_code_flow_with_pkce_issues_verifiable_tokens(http, db, rp, browser, mem
     claims = rp.verify_id_token(token["id_token"], token["access_token"])
     login = member[0]
     assert claims["auth_time"] == int(login.auth_time.timestamp())
-    assert claims["sid"] == str(login.session_id) and claims["amr"] == ["pwd"]
+    # The sid is pairwise (this partner's), never the hub's own session id.
+    assert claims["sid"] and claims["sid"] != str(login.session_id) and claims["amr"] == ["pwd"]
     # Scope claims go to userinfo, not into the ID token.
     assert not {"email", "name", "given_name"} & claims.keys()
     info = rp.session.get(f"{ISSUER}/oauth/userinfo").json()

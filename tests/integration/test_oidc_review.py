@@ -95,9 +95,11 @@ def test_a_logout_token_is_no_id_token_hint(db, app, rp, browser, member):
     sign_in(browser, rp)
     sid = member[0].session_id
     with db.read() as s:
-        subject = s.scalar(select(Grant.subject).where(Grant.session_id == sid))
-    token = issue.logout_token(runtime.current().keys, issuer=ISSUER, client_id=rp.client_id,
-                               subject=subject, session_id=uuid.UUID(str(sid)))
+        grant = s.scalar(select(Grant).where(Grant.session_id == sid))
+    hub = runtime.current()
+    token = issue.logout_token(hub.keys, issuer=ISSUER, client_id=rp.client_id, sector=grant.sector,
+                               subject=grant.subject, session_id=uuid.UUID(str(sid)),
+                               secret_key=hub.settings.secret_key)
     answer = browser.get("/oauth/logout", params={"id_token_hint": token})
     assert answer.status_code in (200, 400) and "location" not in answer.headers
     # Still logged in: a silent authorization still gets a code.

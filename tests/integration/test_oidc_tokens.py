@@ -7,6 +7,7 @@ import base64
 import json
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 import responses
@@ -16,6 +17,8 @@ from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import select
 
 from hub.cli import main
+from hub.identity import login
+from hub.identity.account_models import MemberAccount
 from hub.identity.keys import KeyStore
 from hub.identity.oidc import logout
 from hub.identity.oidc.models import Grant
@@ -138,6 +141,23 @@ def test_rp_initiated_logout_queues_back_channel_notices(db, app, rp, browser, m
     assert browser.get(rp.authorize_url(prompt="none")).headers["location"].find("login_required") > 0
 
 
+def test_a_hint_from_another_login_session_asks_to_confirm(db, app, rp, browser, member):
+    """The hint's (pairwise) sid is compared with the one derived from this browser's
+    session: an ID token of the member's other browser does not log this one out unasked."""
+    _, other_cookie = db.write(lambda s: login.start(
+        s, s.get(MemberAccount, member[0].account_id), ("pwd",), ttl=timedelta(hours=1)))
+    elsewhere = sign_in(Browser(app, other_cookie), rp)["id_token"]
+    elsewhere_sid = rp.verify_id_token(elsewhere, None)["sid"]
+    here = sign_in(browser, rp)["id_token"]
+    assert rp.verify_id_token(here, None)["sid"] != elsewhere_sid
+    page = browser.get("/oauth/logout", params={"id_token_hint": elsewhere})
+    assert page.status_code == 200 and 'name="confirm"' in page.text
+    assert "code=" in browser.get(rp.authorize_url(prompt="none")).headers["location"]
+    done = browser.get("/oauth/logout", params={"id_token_hint": here})
+    assert done.status_code == 200 and 'name="confirm"' not in done.text
+    assert "login_required" in browser.get(rp.authorize_url(prompt="none")).headers["location"]
+
+
 def test_logout_refuses_unregistered_redirects_and_confirms_without_a_hint(app, rp, browser):
     token = sign_in(browser, rp)
     bad = browser.get("/oauth/logout", params={
@@ -155,7 +175,7 @@ def test_back_channel_logout_token_is_signed_and_complete(db, app, rp, browser, 
     from hub.api import runtime
 
     hub = runtime.current()
-    sign_in(browser, rp)
+    id_token = rp.verify_id_token(sign_in(browser, rp)["id_token"], None)
     sid = member[0].session_id
     db.write(lambda s: logout.notify_clients(s, sid))
     with db.read() as s:
@@ -167,7 +187,8 @@ def test_back_channel_logout_token_is_signed_and_complete(db, app, rp, browser, 
     decoded = jwt.decode(sent, KeySet.import_key_set(rp.jwks()), algorithms=["RS256"])
     claims = decoded.claims
     assert decoded.header["typ"] == "logout+jwt"
-    assert claims["iss"] == ISSUER and claims["aud"] == rp.client_id and claims["sid"] == str(sid)
+    assert claims["iss"] == ISSUER and claims["aud"] == rp.client_id
+    assert claims["sid"] == id_token["sid"] != str(sid)  # the client's pairwise sid, as in its ID token
     assert claims["sub"] == subject and claims["jti"] and claims["iat"] <= time.time()
     assert claims["events"] == {"http://schemas.openid.net/event/backchannel-logout": {}}
     assert "nonce" not in claims

@@ -18,7 +18,7 @@ from hub import tasks
 from hub.api import runtime
 from hub.identity import accounts, login, signout
 from hub.identity.account_models import MemberAccount
-from hub.identity.oidc import logout
+from hub.identity.oidc import issue, logout
 from hub.identity.oidc.models import Grant
 from hub.notify import outbox
 from hub.notify.dispatcher import celery_publisher
@@ -75,20 +75,27 @@ def _carry_notices(db, rp) -> dict[str, dict]:
     return {c["sid"]: c for c in claims}
 
 
+def _wire_sid(db, rp, sid) -> str:
+    """The sid this client's tokens name the login session by (its sector's, not the id)."""
+    with db.read() as s:
+        sector = s.scalar(select(Grant.sector).where(Grant.session_id == sid, Grant.client_id == rp.client_id))
+    return issue.session_sid(runtime.current().settings.secret_key, sector, sid)
+
+
 def _assert_told(db, rp, *sids) -> None:
     """Exactly one notice per session, to this client, whose token names them; delivered."""
     for sid in sids:
         (message,) = _notices(db, sid)
         assert message.key == f"{sid}:{rp.client_id}" and message.done_at is None
     delivered = _carry_notices(db, rp)
-    assert {str(sid) for sid in sids} <= set(delivered)  # (with other tests' due notices)
+    assert {_wire_sid(db, rp, sid) for sid in sids} <= set(delivered)  # (with other tests' due notices)
     for sid in sids:
         (message,) = _notices(db, sid)
         assert message.done_at is not None
         with db.read() as s:
             subject = s.scalar(select(Grant.subject).where(Grant.session_id == sid, Grant.client_id == rp.client_id))
         assert message.payload == {"session_id": str(sid), "client_id": rp.client_id, "subject": subject}
-        claims = delivered[str(sid)]
+        claims = delivered[_wire_sid(db, rp, sid)]
         assert claims["iss"] == ISSUER and claims["aud"] == rp.client_id and claims["sub"] == subject
         assert claims["events"] == {"http://schemas.openid.net/event/backchannel-logout": {}}
 
@@ -151,6 +158,33 @@ def test_logging_out_twice_queues_the_notices_once(db, app, rp, browser, member)
     assert db.write(lambda s: signout.end(s, sid)) is True
     assert db.write(lambda s: signout.end(s, sid)) is False
     assert len(_notices(db, sid)) == 1
+
+
+def test_each_partner_gets_its_own_sid_and_its_logout_token_carries_it(db, app, ops, rp, partner, other_partner,
+                                                                       browser, member):
+    """`sid` is pairwise like `sub`: two partners' brands signed in during the same login
+    session cannot join on it (here brand B asks for `openid` alone, promised only a
+    pseudonym); each brand's logout token names the session by the sid its ID token had."""
+    other = register(ops, other_partner.code, backchannel_logout_uri=BACKCHANNEL_URI)
+    plain = RelyingParty(app, other["client_id"], other["client_secret"], "https://brand.example/cb",
+                         scope="openid")
+    mine = rp.verify_id_token(sign_in(browser, rp)["id_token"], None)
+    theirs = plain.verify_id_token(sign_in(browser, plain)["id_token"], None)
+    session_id = member[0].session_id
+    assert mine["sid"] != theirs["sid"]
+    assert str(session_id) not in (mine["sid"], theirs["sid"])  # the hub's id never leaves it
+    # Stable for a brand: a later sign-in during the same session carries the same sid, and so
+    # does another client of the same partner (one sector, like `sub`).
+    assert rp.verify_id_token(sign_in(browser, rp)["id_token"], None)["sid"] == mine["sid"]
+    sibling = register(ops, partner.code)
+    sibling_rp = RelyingParty(app, sibling["client_id"], sibling["client_secret"], "https://brand.example/cb")
+    assert sibling_rp.verify_id_token(sign_in(browser, sibling_rp)["id_token"], None)["sid"] == mine["sid"]
+
+    assert db.write(lambda s: signout.end(s, session_id)) is True
+    delivered = _carry_notices(db, rp)
+    for brand, id_token in ((rp, mine), (plain, theirs)):
+        claims = delivered[id_token["sid"]]
+        assert claims["aud"] == brand.client_id and claims["sub"] == id_token["sub"]
 
 
 def _set_password(session, account_id, password_hash) -> str:

@@ -1,11 +1,25 @@
 """What the provider puts in its tokens and in userinfo, and how a member's access token is
-checked against its grant."""
+checked against its grant.
+
+The `sid` a client sees is pairwise, like its `sub`: base64url(HMAC-SHA256(key, sector |
+login session id)), the key derived from HUB_SECRET_KEY by HKDF (another key than the pairwise
+subjects'). Every client of a sector (a partner) gets the same sid for a login session, in its
+ID tokens and its logout tokens alike, so it can match a logout to its own sessions; two
+partners get different ones, so they cannot join their members on it (which would undo the
+pairwise `sub`), and the hub's own session id never leaves it.
+"""
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
+import hmac
 import secrets
 import time
 import uuid
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.orm import Session
 
 from hub.identity import login as logins
@@ -18,10 +32,23 @@ LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TTL = 120
 
 
+@functools.lru_cache(maxsize=4)
+def _sid_key(secret_key: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"hub:pairwise-sid").derive(secret_key.encode())
+
+
+def session_sid(secret_key: str, sector: str, session_id: uuid.UUID) -> str:
+    """The `sid` the clients of a sector know a login session by (pairwise, see above)."""
+    mac = hmac.new(_sid_key(secret_key), f"{sector}|{session_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
 def id_token(session: Session, keys: KeyStore, *, issuer: str, ttl: int, grant: Grant,
-             nonce: str | None, access_token: str | None) -> str:
-    """The ID token of a grant: who (pairwise sub), when and how they logged in, the session,
-    and profile claims only if the `claims` request asked for them in the ID token."""
+             nonce: str | None, access_token: str | None, secret_key: str) -> str:
+    """The ID token of a grant: who (pairwise sub), when and how they logged in, the session
+    (pairwise sid), and profile claims only if the `claims` request asked for them in the ID
+    token."""
     now = int(time.time())
     claims = {
         "iss": issuer,
@@ -31,7 +58,7 @@ def id_token(session: Session, keys: KeyStore, *, issuer: str, ttl: int, grant: 
         "iat": now,
         "exp": now + ttl,
         "auth_time": int(grant.auth_time.timestamp()),
-        "sid": str(grant.session_id),
+        "sid": session_sid(secret_key, grant.sector, grant.session_id),
         "amr": grant.amr.split(),
     }
     if nonce:
@@ -70,12 +97,14 @@ def member_grant(session: Session, claims: dict) -> Grant | None:
     return grant
 
 
-def logout_token(keys: KeyStore, *, issuer: str, client_id: str, subject: str,
-                 session_id: uuid.UUID) -> str:
-    """A back-channel logout token (OIDC Back-Channel Logout 1.0, section 2.4)."""
+def logout_token(keys: KeyStore, *, issuer: str, client_id: str, sector: str, subject: str,
+                 session_id: uuid.UUID, secret_key: str) -> str:
+    """A back-channel logout token (OIDC Back-Channel Logout 1.0, section 2.4), naming the
+    session by the sid the client's ID tokens carried (its sector's)."""
     now = int(time.time())
     return jwts.sign(keys, {
         "iss": issuer, "aud": client_id, "iat": now, "exp": now + LOGOUT_TOKEN_TTL,
-        "jti": secrets.token_urlsafe(16), "sub": subject, "sid": str(session_id),
+        "jti": secrets.token_urlsafe(16), "sub": subject,
+        "sid": session_sid(secret_key, sector, session_id),
         "events": {LOGOUT_EVENT: {}},
     }, typ="logout+jwt")

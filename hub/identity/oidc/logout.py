@@ -9,6 +9,7 @@ client is down.
 """
 from __future__ import annotations
 
+import hmac
 import logging
 import uuid
 from dataclasses import dataclass
@@ -39,7 +40,16 @@ class LogoutRequestError(ValueError):
 @dataclass(frozen=True)
 class EndSession:
     redirect_to: str | None  # the registered post_logout_redirect_uri (with state), or None
-    hinted_session: uuid.UUID | None  # the sid of the id_token_hint, if any
+    hinted_sid: str | None  # the sid of the id_token_hint, if any (its client's sector's)
+    hinted_sector: str | None  # the sector of the hint's client, if any
+
+    def names_session(self, secret_key: str, session_id: uuid.UUID) -> bool:
+        """Whether the id_token_hint was issued in this login session: its sid is the one
+        the hub derives for its client's sector (hub.identity.oidc.issue.session_sid)."""
+        if not self.hinted_sid or self.hinted_sector is None:
+            return False
+        expected = issue.session_sid(secret_key, self.hinted_sector, session_id)
+        return hmac.compare_digest(self.hinted_sid.encode(), expected.encode())
 
 
 def end_session_request(session: Session, keys: KeyStore, issuer: str, params: dict) -> EndSession:
@@ -57,21 +67,21 @@ def end_session_request(session: Session, keys: KeyStore, issuer: str, params: d
         if client_id and client_id != hinted:
             raise LogoutRequestError("client_id is not the audience of id_token_hint")
         client_id = hinted
+    client = clients.find(session, client_id) if client_id else None
     redirect_to = None
     wanted = params.get("post_logout_redirect_uri")
     if wanted:
-        client = clients.find(session, client_id) if client_id else None
         if client is None or wanted not in client.post_logout_redirect_uris:
             raise LogoutRequestError("post_logout_redirect_uri is not registered for this client")
         redirect_to = wanted
         if params.get("state"):
             redirect_to = with_query(wanted, {"state": params["state"]})
+    # The hint's sid is its client's pairwise one (its sector's): names_session compares it
+    # with the one derived from the browser's login session.
     sid = hint_claims.get("sid") if hint_claims else None
-    try:
-        hinted_session = uuid.UUID(sid) if sid else None
-    except ValueError:
-        hinted_session = None
-    return EndSession(redirect_to, hinted_session)
+    if isinstance(sid, str) and sid and client is not None:
+        return EndSession(redirect_to, sid, client.sector)
+    return EndSession(redirect_to, None, None)
 
 
 def notify_clients(session: Session, session_id: uuid.UUID) -> int:
@@ -98,8 +108,11 @@ def deliver(db: Database, keys: KeyStore, issuer: str, session_id: str, client_i
     if client is None or not client.backchannel_logout_uri:
         db.write(lambda s: outbox.complete(s, BACKCHANNEL_TOPIC, key))
         return "dropped"
-    token = issue.logout_token(keys, issuer=issuer, client_id=client_id, subject=subject,
-                               session_id=uuid.UUID(session_id))
+    # The key store holds the hub's secret key, which derives the client's pairwise sid
+    # (as in its ID tokens): the task's payload stays what it was.
+    token = issue.logout_token(keys, issuer=issuer, client_id=client_id, sector=client.sector,
+                               subject=subject, session_id=uuid.UUID(session_id),
+                               secret_key=keys.secret_key)
     try:
         response = requests.post(client.backchannel_logout_uri, data={"logout_token": token},
                                  timeout=HTTP_TIMEOUT, allow_redirects=False)
