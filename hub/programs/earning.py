@@ -75,6 +75,7 @@ class _Program:
     earn_currency: str
     earn_rate: Decimal
     issuance_account_id: int
+    hosted_by: str | None  # a partner-hosted program: the hub keeps no balance of it
 
 
 @dataclass
@@ -133,9 +134,19 @@ def _amount(body: dict, currency_expected: str) -> int:
     return amount
 
 
+def refuse_hosted(program: Program | _Program) -> None:
+    """A partner-hosted program's points live in its partner's system, reached only through
+    its connector (hub/exchange/hosted.py, by conversions): the hub's ledger never earns,
+    reverses or spends them."""
+    if program.hosted_by:
+        raise Invalid(f"{program.code} points are kept by its partner: the hub cannot move them",
+                      slug="program-hosted")
+
+
 def _parse(index: int, body: dict, kind: str, value: str, program: _Program | None) -> _Parsed:
     if program is None:
         raise NotFound(f"no program {body['program']}", slug="program-not-found")
+    refuse_hosted(program)
     return _Parsed(
         index=index,
         program=program,
@@ -191,7 +202,7 @@ def _resolve_query(by_member_id: bool, check_taken: bool, shape: str):
             i.c.kind == bindparam("kind"),
             one_of(i.c.value, "values", shape),
         )
-    columns = [p.c.id, p.c.code, p.c.earn_currency, p.c.earn_rate, p.c.issuance_account_id,
+    columns = [p.c.id, p.c.code, p.c.earn_currency, p.c.earn_rate, p.c.issuance_account_id, p.c.hosted_by,
                ref.label("ref"), m.c.id, m.c.account_id, m.c.member_id, a.c.ledger, a.c.cached,
                a.c.no_overdraft]
     if check_taken:
@@ -269,11 +280,11 @@ def _resolve(
         rows, _ = run(conn, query, params)
         for row in rows:
             # earn_rate (row[3]) as Decimal: `run` may leave a FixedDecimal as its string.
-            found.programs[code] = _Program(row[0], row[1], row[2], Decimal(row[3]), row[4])
-            if row[5] is not None:
-                found.members[(code, kind, str(row[5]))] = (row[6], row[7], row[8])
-                found.accounts.append(AccountInfo(row[7], row[9], row[10], row[11]))
-            if check_taken and not row[12]:
+            found.programs[code] = _Program(row[0], row[1], row[2], Decimal(row[3]), row[4], row[5])
+            if row[6] is not None:
+                found.members[(code, kind, str(row[6]))] = (row[7], row[8], row[9])
+                found.accounts.append(AccountInfo(row[8], row[10], row[11], row[12]))
+            if check_taken and not row[13]:
                 found.free.add((row[0], txn_id))
     return found
 
@@ -452,6 +463,7 @@ def _find_purchase(session: Session, actor: Actor, ref: dict) -> tuple[PointTran
 def reverse(session: Session, actor: Actor, body: dict) -> tuple[bool, TxnView]:
     """Post a return. Returns (created, view); a repeat of the same return is not created."""
     purchase, program = _find_purchase(session, actor, body["purchase"])
+    refuse_hosted(program)
     member_id = session.scalar(select(Membership.member_id).where(Membership.id == purchase.membership_id))
     if body["currency"] != purchase.currency:
         money.exponent(body["currency"])

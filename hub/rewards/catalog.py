@@ -16,7 +16,7 @@ from hub import money, pagination
 from hub.actor import Actor
 from hub.db import run, utcnow
 from hub.errors import Conflict, Invalid, NotFound
-from hub.programs.earning import parse_time
+from hub.programs.earning import parse_time, refuse_hosted
 from hub.programs.models import Program
 from hub.programs.service import code_cursor
 from hub.rewards.models import IN_HOUSE_KINDS, Reward
@@ -186,8 +186,9 @@ def reward_by_code(session: Session, actor: Actor, code: str) -> SimpleNamespace
 # --- writing -----------------------------------------------------------------------------
 
 def create_reward(session: Session, actor: Actor, body: dict) -> tuple[Reward, str | None]:
-    """An in-house reward. A partner prices it in one of its programs' points; ops may
-    instead price a coalition reward in units, payable from any program."""
+    """An in-house reward. A partner prices it in one of its programs' points (not a
+    partner-hosted program's: the hub cannot spend those); ops may instead price a coalition
+    reward in units, payable from any program."""
     kind = body["kind"]
     if kind not in IN_HOUSE_KINDS:
         raise Invalid(f"{kind} rewards come from provider catalogs", slug="invalid-reward")
@@ -197,6 +198,7 @@ def create_reward(session: Session, actor: Actor, body: dict) -> tuple[Reward, s
     program = None
     if "program" in body:
         program = _caller_program(session, actor, body["program"])
+        refuse_hosted(program)
         if "points" not in body or "units" in body:
             raise Invalid("a program's reward has a price in points", slug="invalid-price")
     elif "ops:write" not in actor.scopes or "units" not in body or "points" in body:

@@ -33,6 +33,7 @@ from hub.identity.oidc import subjects
 from hub.notify import outbox
 from hub.ledger.models import Account
 from hub.ledger.service import AccountInfo
+from hub.programs.earning import refuse_hosted
 from hub.programs.models import Member, Membership, MembershipIdentifier, Program
 from hub.programs.service import normalise
 from hub.rewards import catalog
@@ -252,7 +253,7 @@ def _check_price(reward, leg: _Leg) -> None:
 
 @dataclass(frozen=True)
 class _Payer:
-    program: SimpleNamespace  # id, code, point_value, redemption_account_id
+    program: SimpleNamespace  # id, code, point_value, redemption_account_id, hosted_by
     member_id: uuid.UUID
     account: AccountInfo  # the member's account in the program
     email: str | None  # the member's email: in the paying program's membership, else any
@@ -279,7 +280,7 @@ def _payer_statement(by_member_id: bool, partner_only: bool):
         .where(other.c.member_id == m.c.member_id, i.c.kind == "email").limit(1).scalar_subquery(),
     )
     q = (
-        select(p.c.id, p.c.code, p.c.point_value, p.c.redemption_account_id, m.c.member_id,
+        select(p.c.id, p.c.code, p.c.point_value, p.c.redemption_account_id, p.c.hosted_by, m.c.member_id,
                a.c.id, a.c.ledger, a.c.cached, a.c.no_overdraft, email)
         .select_from(p.outerjoin(m, (m.c.program_id == p.c.id) & match).outerjoin(a, a.c.id == m.c.account_id))
         .where(p.c.code == bindparam("program"))
@@ -293,7 +294,8 @@ _PAYER = {(by_id, partner_only): _payer_statement(by_id, partner_only)
 
 def _payer(session: Session, actor: Actor, body: dict) -> _Payer:
     """The program whose points pay, and the member's membership in it. A partner spends
-    only its own programs' points, for a member it names; a member spends their own."""
+    only its own programs' points, for a member it names; a member spends their own. A
+    partner-hosted program's points are kept by its partner: they never pay here."""
     if actor.member_id is not None:
         kind, value = "member_id", actor.member_id
     elif "member" in body:
@@ -309,13 +311,14 @@ def _payer(session: Session, actor: Actor, body: dict) -> _Payer:
     rows, _ = run(session.connection(), _PAYER[(kind == "member_id", partner_only)], params)
     if not rows:
         raise NotFound(f"no program {body['program']}", slug="program-not-found")
-    (program_id, code, point_value, redemption_account_id, member_id, *account, email), = rows
+    (program_id, code, point_value, redemption_account_id, hosted_by, member_id, *account, email), = rows
+    program = SimpleNamespace(id=program_id, code=code, point_value=Decimal(point_value),
+                              redemption_account_id=redemption_account_id, hosted_by=hosted_by)
+    refuse_hosted(program)
     if kind is None:
         raise Invalid("name the member the points belong to", slug="member-required")
     if member_id is None:
         raise NotFound(f"no member of {code} with that {kind}", slug="member-not-found")
-    program = SimpleNamespace(id=program_id, code=code, point_value=Decimal(point_value),
-                              redemption_account_id=redemption_account_id)
     return _Payer(program, member_id, AccountInfo(*account), email)
 
 
