@@ -18,13 +18,14 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import SimpleNamespace
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -34,10 +35,11 @@ from hub.db import run, utcnow
 from hub.errors import Conflict, Invalid, NotFound
 from hub.exchange import rates
 from hub.exchange.hosted import HostedProgram, HostedUnavailable
-from hub.exchange.models import COMPLETED, PENDING, Conversion, ConversionPair
+from hub.exchange.models import COMPLETED, PENDING, Conversion, ConversionPair, ProgramRate
 from hub.ledger.models import Account
 from hub.ledger.service import AccountInfo
 from hub.notify import outbox
+from hub.notify.breaker import Breaker
 from hub.programs.models import Membership, MembershipIdentifier, Program
 from hub.programs.service import resolve_membership
 
@@ -81,23 +83,28 @@ class Quote:
     fee_bps: int
     fee_units: Decimal
     expires_at: datetime
+    # Which terms it was made on: each program's rate (its program_rates id) and the pair's
+    # last change, so that a rate changed and changed back still refuses the quote.
+    versions: tuple[int, int, int]
 
     def sign(self, secret_key: str) -> str:
         doc = {"q": str(self.id), "m": str(self.member_id), "f": self.from_code, "t": self.to_code,
                "p": self.points_in, "o": self.points_out, "fv": str(self.from_value), "tv": str(self.to_value),
-               "b": self.fee_bps, "fee": str(self.fee_units), "x": int(self.expires_at.timestamp())}
+               "b": self.fee_bps, "fee": str(self.fee_units), "x": int(self.expires_at.timestamp()),
+               "v": list(self.versions)}
         body = _b64(json.dumps(doc, separators=(",", ":")).encode())
         return f"{body}.{_b64(_mac(secret_key, body))}"
 
     @classmethod
     def read(cls, secret_key: str, token: str) -> "Quote":
         body, _, mac = token.partition(".")
-        if not hmac.compare_digest(_b64(_mac(secret_key, body)), mac):
+        # Bytes, so that any string (a form's, with non-ASCII characters) is just not ours.
+        if not hmac.compare_digest(_b64(_mac(secret_key, body)).encode(), mac.encode("utf-8", "replace")):
             raise Invalid("this is not a quote the hub gave", slug="invalid-quote")
         doc = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         return cls(uuid.UUID(doc["q"]), uuid.UUID(doc["m"]), doc["f"], doc["t"], doc["p"], doc["o"],
                    Decimal(doc["fv"]), Decimal(doc["tv"]), doc["b"], Decimal(doc["fee"]),
-                   datetime.fromtimestamp(doc["x"], timezone.utc))
+                   datetime.fromtimestamp(doc["x"], timezone.utc), tuple(doc["v"]))
 
 
 def _b64(data: bytes) -> str:
@@ -117,6 +124,7 @@ class _Side:
     account: AccountInfo | None
     available: int  # the member's available points there (0 for a hosted program: not held here)
     remote_member: str | None  # the member's number at the partner (hosted programs)
+    rate_id: int  # the program's current rate (program_rates.id)
 
 
 @dataclass(frozen=True)
@@ -124,21 +132,23 @@ class _Pair:
     fee_bps: int
     min_points: int
     increment: int
+    version: int  # its last change, in microseconds since the epoch
 
 
 def _sides_statement():
     """Both programs (by code), the member's account in each with its balance, their number
     at a hosting partner, and the pair's terms (on the source's row): one round trip."""
     p, m, a, i = Program.__table__, Membership.__table__, Account.__table__, MembershipIdentifier.__table__
-    cp = ConversionPair.__table__
+    cp, r = ConversionPair.__table__, ProgramRate.__table__
     remote = (select(i.c.value).where(i.c.membership_id == m.c.id, i.c.kind == "external_id")
               .limit(1).scalar_subquery())
+    rate_id = select(func.max(r.c.id)).where(r.c.program_id == p.c.id).scalar_subquery()
     target_id = select(p.c.id).where(p.c.code == bindparam("to_code")).scalar_subquery()
     return (
         select(p.c.id, p.c.code, p.c.partner_id, p.c.point_value, p.c.clearing_account_id, p.c.hosted_by,
                a.c.id, a.c.ledger, a.c.cached, a.c.no_overdraft,
-               a.c.credits_posted - a.c.debits_posted - a.c.debits_pending, remote,
-               cp.c.open, cp.c.fee_bps, cp.c.min_points, cp.c.increment)
+               a.c.credits_posted - a.c.debits_posted - a.c.debits_pending, remote, rate_id,
+               cp.c.open, cp.c.fee_bps, cp.c.min_points, cp.c.increment, cp.c.updated_at)
         .select_from(
             p.outerjoin(m, and_(m.c.program_id == p.c.id, m.c.member_id == bindparam("member")))
             .outerjoin(a, a.c.id == m.c.account_id)
@@ -157,14 +167,14 @@ def _load(session: Session, actor: Actor, member_id: uuid.UUID, from_code: str,
     this caller (a partner converts out of its own programs only)."""
     rows, _ = run(session.connection(), _SIDES, {"member": member_id, "from_code": from_code, "to_code": to_code})
     sides, pair = {}, None
-    for (pid, code, partner_id, value, clearing, hosted_by, *account, available, remote_member,
-         is_open, fee_bps, min_points, increment) in rows:
+    for (pid, code, partner_id, value, clearing, hosted_by, *account, available, remote_member, rate_id,
+         is_open, fee_bps, min_points, increment, updated_at) in rows:
         program = SimpleNamespace(id=pid, code=code, partner_id=partner_id, point_value=Decimal(value),
                                   clearing_account_id=clearing, hosted_by=hosted_by)
         sides[code] = _Side(program, AccountInfo(*account) if account[0] is not None else None,
-                            available or 0, remote_member)
+                            available or 0, remote_member, rate_id)
         if code == from_code and is_open:
-            pair = _Pair(fee_bps, min_points, increment)
+            pair = _Pair(fee_bps, min_points, increment, _micros(updated_at))
     for code in (from_code, to_code):
         if code not in sides:
             raise NotFound(f"no program {code}", slug="program-not-found")
@@ -183,6 +193,19 @@ def _load(session: Session, actor: Actor, member_id: uuid.UUID, from_code: str,
     if pair is None:
         raise Invalid(f"{from_code} cannot be converted into {to_code}", slug="conversion-closed")
     return sides[from_code], sides[to_code], pair
+
+
+def _micros(at) -> int:
+    """A timestamp as `run` returns it (a datetime, or SQLite's text) in microseconds."""
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return int(at.timestamp() * 1_000_000)
+
+
+def _versions(source: _Side, target: _Side, pair: _Pair) -> tuple[int, int, int]:
+    return source.rate_id, target.rate_id, pair.version
 
 
 def _member_of(session: Session, actor: Actor, body: dict) -> uuid.UUID:
@@ -219,8 +242,17 @@ def quote(session: Session, actor: Actor, body: dict, terms: Terms) -> tuple[Quo
         raise ledger.InsufficientFunds(source.account.id)
     q = Quote(uuid.uuid4(), member_id, from_code, to_code, points, amounts.points_out,
               source.program.point_value, target.program.point_value, pair.fee_bps, amounts.fee_units,
-              utcnow() + terms.quote_ttl)
+              utcnow() + terms.quote_ttl, _versions(source, target, pair))
     return q, check
+
+
+# Partner checks (quotes out of a hosted program) at once per process, and when a partner's
+# breaker opens (consecutive failures) and for how long.
+CHECKS_IN_FLIGHT = 4
+CHECK_BREAKER_FAILURES = 5
+CHECK_BREAKER_RESET = 30.0
+_checks_in_flight = threading.BoundedSemaphore(CHECKS_IN_FLIGHT)
+_breakers: dict[str, Breaker] = {}
 
 
 @dataclass(frozen=True)
@@ -236,10 +268,26 @@ class RemoteCheck:
         connector = hosted.get(self.connector)
         if connector is None:
             raise PartnerUnavailable(f"{self.program_code}'s partner connector is not configured")
+        # A slow or failing partner must not hold the threads that serve everything else (the
+        # API runs this on its request threads): a few checks at a time per process, and a
+        # partner that keeps failing is not asked again for a while.
+        breaker = _breakers.setdefault(self.connector, Breaker(CHECK_BREAKER_FAILURES, CHECK_BREAKER_RESET))
+        if not breaker.admit():
+            raise PartnerUnavailable(f"{self.program_code}'s partner is not answering: try again later")
+        if not _checks_in_flight.acquire(blocking=False):
+            breaker.abandon()
+            raise PartnerUnavailable(f"{self.program_code}'s partner is busy: try again shortly")
         try:
             check = connector.validate(self.remote_member)
         except HostedUnavailable as exc:
+            breaker.failure()
             raise PartnerUnavailable(f"{self.program_code}'s partner did not answer: {exc}") from exc
+        except BaseException:
+            breaker.abandon()
+            raise
+        finally:
+            _checks_in_flight.release()
+        breaker.success()
         if not check.valid:
             raise Invalid(f"{self.program_code}'s partner does not know this member", slug="not-a-member")
         if check.balance is not None and check.balance < self.points:
@@ -274,10 +322,13 @@ def execute(session: Session, actor: Actor, body: dict, terms: Terms) -> "Conver
     if now >= q.expires_at:
         raise Conflict("the quote has expired: ask for a new one", slug="quote-expired")
     source, target, pair = _load(session, actor, member_id, q.from_code, q.to_code)
+    # Terms changed since the quote (a rate, even changed and changed back; the pair's fee,
+    # minimum or step): refused. A change committed while this transaction runs orders after
+    # it: the conversion read the terms first, as if it had committed first.
+    if _versions(source, target, pair) != q.versions:
+        raise Conflict("the rate or the pair's terms changed since the quote: ask for a new one",
+                       slug="quote-stale")
     amounts = _amounts(pair, source, target, q.points_in)
-    if (source.program.point_value, target.program.point_value, pair.fee_bps, amounts.points_out) != (
-            q.from_value, q.to_value, q.fee_bps, q.points_out):
-        raise Conflict("the rate or the fee changed since the quote: ask for a new one", slug="quote-stale")
 
     conversion_id = uuid.uuid4()
     row = dict(_UNSET, id=conversion_id, quote_id=q.id, member_id=member_id, from_program_id=source.program.id,

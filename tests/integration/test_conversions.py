@@ -196,3 +196,17 @@ def test_conversions_list_in_pages_newest_first_and_refuse_a_foreign_cursor(pair
     for foreign in (a.program, ["2026-01-01T00:00:00", str(uuid.uuid4())],
                     ["0001-01-01T00:00:00+14:00", str(uuid.uuid4())], ["2026-01-01T00:00:00Z", 5]):
         assert_problem(a.api.get("/v1/conversions", cursor=pagination.encode(foreign)), 422, "invalid-cursor")
+
+
+def test_a_rate_changed_and_changed_back_still_refuses_the_quote(pair, ops):
+    a, b, member = pair
+    old = quote(a, b, member, 1000).json()["quote"]
+    for value in ("4.5", "4"):  # back to the quoted value
+        assert ops.post("/v1/conversions/rates", {"program": b.program, "point_value": value}).status_code == 201
+    assert_problem(a.api.post("/v1/conversions", {"quote": old}), 409, "quote-stale")
+    # The pair re-priced (its minimum) is a change of terms too; a fresh quote goes through.
+    fresh = quote(a, b, member, 1000).json()["quote"]
+    ops.http.put(f"/v1/conversions/pairs/{a.program}/{b.program}", headers=ops.headers,
+                 json={"open": True, "fee_bps": 100, "min_points": 500, "increment": 100})
+    assert_problem(a.api.post("/v1/conversions", {"quote": fresh}), 409, "quote-stale")
+    assert a.api.post("/v1/conversions", {"quote": quote(a, b, member, 1000).json()["quote"]}).status_code == 201
