@@ -88,9 +88,16 @@ def test_no_sequence_of_conversions_creates_value(partner, db, coalition, sequen
             done = convert(db, actor, member, codes[i], codes[j], points)
         except (DomainError, ledger.InsufficientFunds):
             continue  # too few points, or too few to buy one target point: nothing moved
+        # What rounding kept, from the points that moved (not from the stored units): never
+        # negative, and less than one target point.
+        rounded = done.points_in * done.from_value - done.fee_units - done.points_out * done.to_value
+        assert 0 <= rounded < done.to_value and done.fee_units >= 0
         fees += done.fee_units
-        kept += done.points_in * done.from_value - done.fee_units - done.units_out
+        kept += rounded
     after = holdings(partner, codes, member)
+    # No value out of nothing: what the member holds, plus fees, never exceeds what they held;
+    # and the difference is exactly the fees and what rounding kept.
+    assert value_of(after, codes) + fees <= value_of(before, codes)
     assert value_of(after, codes) + fees + kept == value_of(before, codes)
     # Going A -> B -> A never yields more A points than it started with.
     if after[codes[0]] >= 1000:
