@@ -13,7 +13,8 @@ quote, then its execution. One conversion is that pair of requests. A second pha
 quotes the benchmark signed ahead (with the server's key, as POST /v1/conversions/quotes
 would have), so it measures the conversion itself: the write transaction, which pgbench's
 TPC-B is the anchor for. Then it runs pgbench, checks the ledger and prints one JSON line:
-ratio = conversions_per_s / pgbench_tps (quote + execution), execute_ratio for the second.
+ratio = conversions_per_s / pgbench_tps, conversions being executions of quotes (the second
+phase); flow_ratio = the first phase's quote-and-execute pairs per second / pgbench_tps.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -105,9 +107,12 @@ def _next_ids(conn, n: int) -> list[int]:
         {"n": n}).scalars())
 
 
-def signed_quotes(secret_key: str, data: dict, clients: int, per_client: int) -> list[list[str]]:
-    """Quotes as POST /v1/conversions/quotes makes them (hub code, the server's key), for
-    random members and directions; valid for the next 10 minutes."""
+def signed_quotes(port: int, token: str, secret_key: str, data: dict, clients: int,
+                  per_client: int) -> list[list[str]]:
+    """Quotes as POST /v1/conversions/quotes makes them, for random members, directions and
+    amounts: one real quote per direction (its terms and their versions), then hub code signs
+    the others with the server's key; valid for the next 10 minutes."""
+    import dataclasses
     import random
     from datetime import timedelta
 
@@ -116,18 +121,27 @@ def signed_quotes(secret_key: str, data: dict, clients: int, per_client: int) ->
 
     rng = random.Random(7)
     a, b = data["programs"]
-    values, fee_bps = {a: Decimal("10"), b: Decimal("4")}, 50
+    member = data["members"][0][1]
+    templates = {}
+    for source, target in ((a, b), (b, a)):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/conversions/quotes", method="POST",
+            data=json.dumps({"from": source, "to": target, "points": 100, "member": {"member_id": member}}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            templates[source, target] = Quote.read(secret_key, json.load(answer)["quote"])
     expires = datetime.now(timezone.utc) + timedelta(minutes=10)
     members = [uuid.UUID(value) for _, value in data["members"]]
     out = []
     for _ in range(clients):
         mine = []
         for _ in range(per_client):
-            source, target = rng.choice([(a, b), (b, a)])
+            t = templates[rng.choice(list(templates))]
             points = 100 * rng.randrange(1, 11)
-            amounts = rates.convert(points, values[source], values[target], fee_bps)
-            mine.append(Quote(uuid.uuid4(), rng.choice(members), source, target, points, amounts.points_out,
-                              values[source], values[target], fee_bps, amounts.fee_units, expires).sign(secret_key))
+            amounts = rates.convert(points, t.from_value, t.to_value, t.fee_bps)
+            mine.append(dataclasses.replace(
+                t, id=uuid.uuid4(), member_id=rng.choice(members), points_in=points, points_out=amounts.points_out,
+                fee_units=amounts.fee_units, expires_at=expires).sign(secret_key))
         out.append(mine)
     return out
 
@@ -190,25 +204,25 @@ def main() -> int:
             p.wait(timeout=60)
         done = max(run["total"], 1)
         pg_cpu = cpu_seconds(backend_pids(args.database_url, tag))
-        log(f"CPU per conversion (whole phase, warm-up too, {done} conversions): hub workers "
+        log(f"CPU per quote + conversion (whole phase, warm-up too, {done} of them): hub workers "
             f"{1000 * (cpu_seconds(workers) - cpu0) / done:.2f} ms, postgres backends ~{1000 * pg_cpu / done:.2f} ms; "
             f"{cpu_split(machine0, cpu_times())}")
-        log(f"conversions: {run['ok'] / args.seconds:.1f}/s p50 {run['p50_ms']:.1f}ms p99 {run['p99_ms']:.1f}ms "
+        log(f"quote + conversion: {run['ok'] / args.seconds:.1f}/s p50 {run['p50_ms']:.1f}ms p99 {run['p99_ms']:.1f}ms "
             f"statuses {run['statuses']} exceptions {run['exceptions']}")
         for sample in run["error_samples"]:
             log(f"error sample: {sample}")
 
         per_client = int(args.seconds * 2000 / args.clients)  # more than a client can execute
-        quotes = signed_quotes(server.secret_key, data, args.clients, per_client)
+        quotes = signed_quotes(port, token, server.secret_key, data, args.clients, per_client)
         log(f"execution of quotes signed ahead: {args.clients} clients, 2s warm-up + {args.seconds}s")
         cpu0 = cpu_seconds(workers)
         pg0 = cpu_seconds(backend_pids(args.database_url, tag))
         execute = loadgen({"host": "127.0.0.1", "port": port, "token": token, "mode": "execute", "quotes": quotes,
                            "members": [], "clients": args.clients, "seconds": args.seconds, "warmup": 2}, workers)
         done = max(execute["total"], 1)
-        log(f"CPU per execution: hub workers {1000 * (cpu_seconds(workers) - cpu0) / done:.2f} ms, postgres "
+        log(f"CPU per conversion: hub workers {1000 * (cpu_seconds(workers) - cpu0) / done:.2f} ms, postgres "
             f"~{1000 * (cpu_seconds(backend_pids(args.database_url, tag)) - pg0) / done:.2f} ms")
-        log(f"executions: {execute['ok'] / args.seconds:.1f}/s p50 {execute['p50_ms']:.1f}ms "
+        log(f"conversions (quotes signed ahead): {execute['ok'] / args.seconds:.1f}/s p50 {execute['p50_ms']:.1f}ms "
             f"p99 {execute['p99_ms']:.1f}ms statuses {execute['statuses']} exceptions {execute['exceptions']}")
         for sample in execute["error_samples"]:
             log(f"error sample: {sample}")
@@ -224,16 +238,16 @@ def main() -> int:
         per_s = run["ok"] / args.seconds
         executed_per_s = execute["ok"] / args.seconds
         result = {
-            "conversions_per_s": round(per_s, 1),
-            "p50_ms": round(run["p50_ms"], 2),
-            "p99_ms": round(run["p99_ms"], 2),
-            "errors": run["errors"],
+            "conversions_per_s": round(executed_per_s, 1),
+            "p50_ms": round(execute["p50_ms"], 2),
+            "p99_ms": round(execute["p99_ms"], 2),
+            "errors": execute["errors"],
             "pgbench_tps": round(pgbench_tps, 1),
-            "ratio": round(per_s / pgbench_tps, 3) if pgbench_tps else None,
-            "executions_per_s": round(executed_per_s, 1),
-            "execute_p99_ms": round(execute["p99_ms"], 2),
-            "execute_errors": execute["errors"],
-            "execute_ratio": round(executed_per_s / pgbench_tps, 3) if pgbench_tps else None,
+            "ratio": round(executed_per_s / pgbench_tps, 3) if pgbench_tps else None,
+            "flow_per_s": round(per_s, 1),
+            "flow_p99_ms": round(run["p99_ms"], 2),
+            "flow_errors": run["errors"],
+            "flow_ratio": round(per_s / pgbench_tps, 3) if pgbench_tps else None,
             "clients": args.clients,
             "seconds": args.seconds,
         }
