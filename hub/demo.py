@@ -189,6 +189,7 @@ As the airline (LANGIT, client {langit['client_id']}, secret {langit['client_sec
         console.print(f"""Single sign-on: the example brand sites ({sites})
   1. Open {next(iter(brands.values()))['url']} and log in: create an account on the hub (Sign up), then
      print the verification mail with `hub accounts mail` and open its link.
-  2. Open the other brand's site: already signed in (it asks once whether to share your profile with that partner).
+  2. Open the other brand's site: already signed in, no form (Toko Buku asks only for `openid`, which shares
+     nothing); "Show my name and points here" asks once whether to share them with that partner.
   3. Log out on one brand: you are logged out of both (back-channel logout).
 """, soft_wrap=True, highlight=False)
