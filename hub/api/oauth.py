@@ -13,7 +13,8 @@ import secrets
 import time
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import ClientMixin, InsecureTransportError, InvalidScopeError, grants
+from authlib.oauth2.rfc6749 import (ClientMixin, InsecureTransportError, InvalidGrantError,
+                                    InvalidScopeError, grants)
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -174,26 +175,47 @@ class IdTokenExtension:
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """Refresh tokens, rotated on every use. Authlib's order: authenticate_refresh_token, then
+    the client and scope checks, then issue_token, save_token and revoke_old_credential. The
+    token is used up only in save_token, with its successor stored in the same transaction:
+    a request refused on the way (invalid_scope, another client presenting it) leaves it
+    usable. A rotated token presented again is reuse and revokes the family, whether found
+    so at once (authenticate_refresh_token) or by losing the race to rotate (save_token)."""
+
     TOKEN_ENDPOINT_AUTH_METHODS = [*TOKEN_AUTH_METHODS, "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotated on every use
 
     def authenticate_refresh_token(self, refresh_token):
-        grant = self.server.hub.db.write(lambda s: oidc_grants.rotate_refresh_token(s, refresh_token))
-        return GrantToken(grant) if grant else None
+        # A write: a rotated token's reuse revokes the family, and that must stick although
+        # the request fails. A usable token is only read.
+        grant = self.server.hub.db.write(lambda s: oidc_grants.usable_refresh_token(s, refresh_token))
+        return GrantToken(grant, refresh_token=refresh_token) if grant else None
 
     def authenticate_user(self, refresh_token):
         return Member(refresh_token.grant)
 
+    def save_token(self, token):
+        """Rotate: use up the presented token and store its successor, in one transaction."""
+        hub = self.server.hub
+        presented = self.request.refresh_token.refresh_token
+        rotated = hub.db.write(lambda s: oidc_grants.rotate_refresh_token(
+            s, presented, token.get("refresh_token"), hub.settings.refresh_token_ttl))
+        if not rotated:
+            # Another request used it first (the family is revoked now), or it expired or
+            # its grant was revoked since it was checked: no token goes out.
+            raise InvalidGrantError()
+
     def revoke_old_credential(self, refresh_token):
-        """Nothing left to do: authenticate_refresh_token rotated it."""
+        """Nothing left to do: save_token used it up."""
 
 
 class GrantToken:
     """A token (refresh token, or a member's access token) standing for its grant."""
 
-    def __init__(self, grant: Grant, claims: dict | None = None):
+    def __init__(self, grant: Grant, claims: dict | None = None, refresh_token: str | None = None):
         self.grant = grant
         self.claims = claims  # an access token's, None for a refresh token
+        self.refresh_token = refresh_token  # the presented refresh token, at the token endpoint
 
     def check_client(self, client):
         return self.grant.client_id == client.get_client_id()

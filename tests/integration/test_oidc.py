@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from authlib.integrations.base_client import OAuthError
@@ -264,6 +265,79 @@ def test_refresh_tokens_rotate_and_reuse_revokes_the_family(http, browser, rp):
     assert Api(http, renewed["access_token"]).get("/v1/me").status_code == 401
     with pytest.raises(OAuthError):
         rp.session.refresh_token(f"{ISSUER}/oauth/token", refresh_token=renewed["refresh_token"])
+
+
+def _refresh(rp, refresh_token: str, **fields):
+    return rp.session.post(f"{ISSUER}/oauth/token", data={
+        "grant_type": "refresh_token", "refresh_token": refresh_token, **fields},
+        auth=(rp.client_id, rp.session.client_secret), withhold_token=True)
+
+
+def test_a_refresh_refused_for_its_scope_leaves_the_refresh_token_usable(app, http, brand, browser):
+    rp = RelyingParty(app, brand["client_id"], brand["client_secret"], "https://brand.example/cb",
+                      scope="openid offline_access me:read")
+    token = sign_in(browser, rp)
+    for wider in ("openid offline_access me:read me:write", "openid offline_access points:write"):
+        refused = _refresh(rp, token["refresh_token"], scope=wider)
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_scope"
+    # Not used up by the refusals: the same token refreshes, and nothing was revoked.
+    assert Api(http, token["access_token"]).get("/v1/me").status_code == 200
+    renewed = _refresh(rp, token["refresh_token"])
+    assert renewed.status_code == 200, renewed.text
+    assert Api(http, renewed.json()["access_token"]).get("/v1/me").status_code == 200
+    assert _refresh(rp, renewed.json()["refresh_token"]).status_code == 200
+
+
+def test_a_refresh_token_presented_by_another_client_stays_usable_by_its_own(app, http, ops, partner, rp, browser):
+    token = sign_in(browser, rp)
+    sibling = register(ops, partner.code)  # another client of the same partner (same sector)
+    other = RelyingParty(app, sibling["client_id"], sibling["client_secret"], "https://brand.example/cb")
+    refused = _refresh(other, token["refresh_token"])
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert Api(http, token["access_token"]).get("/v1/me").status_code == 200
+    renewed = _refresh(rp, token["refresh_token"])
+    assert renewed.status_code == 200, renewed.text
+    assert Api(http, renewed.json()["access_token"]).get("/v1/me").status_code == 200
+
+
+def test_a_refreshed_token_presented_again_revokes_the_family_even_for_a_refused_request(http, browser, rp):
+    """Reuse is checked before the request's scope: a rotated token is a leaked one."""
+    token = sign_in(browser, rp)
+    renewed = _refresh(rp, token["refresh_token"]).json()
+    reused = _refresh(rp, token["refresh_token"], scope="openid")
+    assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+    assert Api(http, renewed["access_token"]).get("/v1/me").status_code == 401
+    assert _refresh(rp, renewed["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_two_uses_of_one_refresh_token_at_once_one_wins_the_other_is_reuse(db, browser, rp):
+    """Both requests pass the checks before either rotates the token (the race): the first
+    rotation wins, the second is a reuse and revokes the family (the winner's new tokens too)."""
+    from hub.identity.oidc import grants
+
+    token = sign_in(browser, rp)["refresh_token"]
+    first = db.write(lambda s: grants.usable_refresh_token(s, token))
+    second = db.write(lambda s: grants.usable_refresh_token(s, token))
+    assert first is not None and second is not None and first.id == second.id
+    assert db.write(lambda s: grants.rotate_refresh_token(s, token, "successor-1", 3600)) is True
+    assert db.write(lambda s: grants.rotate_refresh_token(s, token, "successor-2", 3600)) is False
+    with db.read() as s:
+        assert grants.live(s, first.id) is None
+        assert grants.refresh_token_grant(s, "successor-1") is None
+        assert grants.refresh_token_grant(s, "successor-2") is None
+
+
+def test_concurrent_refreshes_with_one_token_issue_once_and_revoke_the_family(app, http, browser, rp):
+    token = sign_in(browser, rp)["refresh_token"]
+    clients = [RelyingParty(app, rp.client_id, rp.session.client_secret, rp.redirect_uri) for _ in range(6)]
+    with ThreadPoolExecutor(len(clients)) as pool:
+        answers = list(pool.map(lambda each: _refresh(each, token), clients))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200] + [400] * (len(clients) - 1), [a.text for a in answers]
+    assert all(a.json()["error"] == "invalid_grant" for a in answers if a.status_code == 400)
+    (won,) = [a.json() for a in answers if a.status_code == 200]
+    assert Api(http, won["access_token"]).get("/v1/me").status_code == 401
+    assert _refresh(rp, won["refresh_token"]).json()["error"] == "invalid_grant"
 
 
 def test_no_refresh_token_without_offline_access(app, brand, browser):

@@ -2,8 +2,10 @@
 
 A code is single use: it is claimed by a conditional UPDATE, so of two concurrent exchanges
 only one wins. Presenting a used code again revokes its grant, hence every token issued from
-it (RFC 6749 4.1.2). A refresh token is rotated on every use; presenting a rotated one again
-means it leaked, and revokes the whole family (RFC 9700 4.14.2). JWT access tokens carry their
+it (RFC 6749 4.1.2). A refresh token is rotated on every use, when the new tokens are issued
+(a request refused for its scope or client leaves it usable), by a conditional UPDATE too;
+presenting a rotated one again means it leaked, and revokes the whole family (RFC 9700
+4.14.2), as does the losing one of two concurrent uses. JWT access tokens carry their
 grant's id (`gid`), so the API and introspection refuse them once their grant is revoked.
 """
 from __future__ import annotations
@@ -92,20 +94,45 @@ def store_refresh_token(session: Session, grant_id: uuid.UUID, token: str, ttl: 
     session.flush()
 
 
-def rotate_refresh_token(session: Session, token: str) -> Grant | None:
-    """The live grant behind a refresh token, the token being used up by this call; None
-    if it is unknown, expired or revoked. A rotated token presented again revokes the family."""
+def usable_refresh_token(session: Session, token: str) -> Grant | None:
+    """The live grant behind a refresh token presented at the token endpoint, or None if it
+    is unknown, expired or revoked. Nothing is used up: the request may still be refused (for
+    its scope, or another client presenting it), and the token must then stay usable;
+    `rotate_refresh_token` uses it up when the new tokens are issued. But a token that was
+    rotated already is presented again: it leaked, and this revokes the family (the caller
+    must commit that although the request fails)."""
     row = session.get(RefreshToken, token_hash(token))
     if row is None:
         return None
+    if row.rotated_at is not None:
+        revoke(session, row.grant_id)
+        return None
+    grant = session.get(Grant, row.grant_id)
+    if row.expires_at <= utcnow() or grant.revoked_at is not None:
+        return None
+    return grant
+
+
+def rotate_refresh_token(session: Session, token: str, successor: str | None, ttl: int) -> bool:
+    """Use up a refresh token as its new tokens are issued, storing its `successor` (if any)
+    in the same transaction: whether that worked. The token is claimed by a conditional
+    UPDATE, so of two requests that both passed `usable_refresh_token` only the first wins;
+    the second is a reuse and revokes the family, the winner's new tokens with it (the caller
+    must commit that although the request fails). False too if the token expired or its grant
+    was revoked meanwhile (then nothing is stored)."""
+    row = session.get(RefreshToken, token_hash(token))
+    if row is None:
+        return False
     now = utcnow()
     if not _use_once(session, RefreshToken.token_hash, row.token_hash, RefreshToken.rotated_at,
                      row.grant_id, now):
-        return None
+        return False
     grant = session.get(Grant, row.grant_id)
     if row.expires_at <= now or grant.revoked_at is not None:
-        return None
-    return grant
+        return False
+    if successor:
+        store_refresh_token(session, grant.id, successor, ttl)
+    return True
 
 
 def refresh_token_grant(session: Session, token: str) -> Grant | None:
