@@ -18,6 +18,7 @@ import re
 import secrets
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -31,7 +32,7 @@ from sqlalchemy.orm import Session
 from hub.crypto import seal, unseal
 from hub.db import utcnow
 from hub.errors import Invalid
-from hub.identity import signout
+from hub.identity import mail, ratelimit, signout
 from hub.identity.account_models import AccountToken, MemberAccount, RecoveryCode
 from hub.programs.models import Member
 
@@ -268,6 +269,34 @@ def _accept_code(session: Session, secret_key: str, account: MemberAccount, code
     if accepted:
         account.totp_last_step = matched
     return accepted
+
+
+def second_factor_attempt(limiter: ratelimit.Limiter, account: MemberAccount,
+                          ip: str | None = None) -> ratelimit.Attempt:
+    """Count a code about to be checked (the caller takes it back with `succeeded()` if it is
+    right; raises Limited): per account (5 per 5 minutes), per account and password for the
+    day (SECOND_FACTOR_DAY) when the factor is on (a guess at a pending enrolment's code
+    reaches nothing), and per client address when `ip` is given (the login step)."""
+    also = []
+    if totp_enabled(account):
+        also.append((ratelimit.SECOND_FACTOR_DAY,
+                     ratelimit.second_factor_subject(account.id, account.password_changed_at)))
+    if ip is not None:
+        also.append((ratelimit.SECOND_FACTOR_IP, ip))
+    return limiter.attempt(ratelimit.SECOND_FACTOR_ACCOUNT, str(account.id), *also)
+
+
+def second_factor_failed(session: Session, secret_key: str, account: MemberAccount,
+                         tries: ratelimit.Attempt, notice: Callable[[], tuple[str, str]]) -> bool:
+    """After a wrong code (counted by `tries`): if it used up the account's allowance for the
+    day, queue the notice mail to the member (`notice()`: subject and body, in the member's
+    language), once per day since only one failure fills it. Whoever types codes has the
+    password: the member should choose a new one. Whether a mail was queued."""
+    if not tries.filled(ratelimit.SECOND_FACTOR_DAY):
+        return False
+    subject, body = notice()
+    mail.send(session, secret_key, to=account.email, subject=subject, body=body)
+    return True
 
 
 def confirm_totp(

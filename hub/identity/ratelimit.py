@@ -40,8 +40,20 @@ class Rule:
 LOGIN_ACCOUNT = Rule("login-account", 10, 15 * 60)  # subject: login_subject(email, ip)
 LOGIN_EMAIL = Rule("login-email", 50, 15 * 60)
 LOGIN_IP = Rule("login-ip", 100, 15 * 60)
-# A 6-digit code: 5 failures per 5 minutes leave an attacker about one chance in 60,000 a day.
-SECOND_FACTOR_ACCOUNT = Rule("2fa-account", 5, 5 * 60)
+# Second-factor codes, guessed by someone who has the password. A guess at a 6-digit TOTP
+# code wins with a chance of 3 in 1,000,000: three codes are accepted at a time (the step
+# before, the current one and the next, for clock drift). 5 failures per 5 minutes alone allow
+# 1,440 guesses a day, about one chance in 230 a day. So the account also has a day's
+# allowance, 10 failures per 24 hours (a fixed window: up to twice that astride its edge, 10 a
+# day on average): one chance in about 33,000 a day (10 x 3 / 1,000,000), about 1% over a
+# year of guessing every day, and the member is mailed each day it fills
+# (hub.identity.accounts.second_factor_failed), since whoever guesses knows the password. The
+# allowance is per account and password (second_factor_subject): a password reset, which only
+# the mailbox can make, gives the member a fresh one at once instead of leaving them locked
+# out for the rest of the day. Recovery codes (80 bits) are typed in the same step and
+# counted alike.
+SECOND_FACTOR_ACCOUNT = Rule("2fa-account", 5, 5 * 60)  # subject: the account id
+SECOND_FACTOR_DAY = Rule("2fa-account-day", 10, 24 * 60 * 60)  # subject: second_factor_subject
 SECOND_FACTOR_IP = Rule("2fa-ip", 50, 15 * 60)
 SIGNUP_IP = Rule("signup-ip", 10, 60 * 60)
 SIGNUP_EMAIL = Rule("signup-email", 3, 60 * 60)
@@ -58,6 +70,11 @@ LINK_CODE_ACCOUNT = Rule("link-code-account", 5, 15 * 60)
 def login_subject(email: str, ip: str) -> str:
     """Whom LOGIN_ACCOUNT counts: one account's failures from one client IP."""
     return f"{email}|{ip}"
+
+
+def second_factor_subject(account_id, password_changed_at) -> str:
+    """Whom SECOND_FACTOR_DAY counts: one account's failed codes while its password stays."""
+    return f"{account_id}|{password_changed_at.isoformat()}"
 
 
 class Limited(Exception):
@@ -117,9 +134,16 @@ class RedisCounters:
 class Attempt:
     """The counts one request added (from `Limiter.attempt`)."""
 
-    def __init__(self, limiter: Limiter, counted: list[tuple[Rule, str, float]]):
+    def __init__(self, limiter: Limiter, counted: list[tuple[Rule, str, float]], counts: dict[str, int]):
         self._limiter = limiter
         self._counted = counted
+        self._counts = counts  # rule name -> the count this request made (where it was counted)
+
+    def filled(self, rule: Rule) -> bool:
+        """Whether this request's count reached the rule's limit (the next one is refused):
+        true for one request per window and subject, so a notice sent on it goes out once.
+        False after `succeeded()`, and when the store was unreachable."""
+        return bool(self._counted) and self._counts.get(rule.name) == rule.limit
 
     def succeeded(self) -> None:
         """Take the counts back: for rules that count failures only (a right password or
@@ -145,6 +169,7 @@ class Limiter:
         answer when the request turned out right."""
         now = self.clock()
         counted: list[tuple[Rule, str, float]] = []
+        counts: dict[str, int] = {}
         for each_rule, each_subject in ((rule, subject), *also):
             window_end = (int(now // each_rule.window) + 1) * each_rule.window
             key = self._key(each_rule, each_subject, now)
@@ -155,10 +180,11 @@ class Limiter:
                 log.error("rate limit store unavailable (%s): %s not checked", type(exc).__name__, each_rule.name)
                 continue
             counted.append((each_rule, key, window_end))
+            counts[each_rule.name] = count
             if count > each_rule.limit:
                 self._uncount(counted)
                 raise Limited(each_rule, max(1, int(window_end - now)))
-        return Attempt(self, counted)
+        return Attempt(self, counted, counts)
 
     def _uncount(self, counted: list[tuple[Rule, str, float]]) -> None:
         now = self.clock()

@@ -22,7 +22,7 @@ from hub.identity import login as login_sessions
 from hub.identity.account_models import MemberAccount
 from hub.identity.ratelimit import Limited
 from hub.web import session as web_session
-from hub.web.i18n import locale, t
+from hub.web.i18n import MESSAGES, locale, t
 from hub.web.session import check_csrf, client_ip, current_login, login_url, safe_next
 from hub.web.state import state
 
@@ -187,11 +187,16 @@ def second_factor():
         return render_template("code.html", next=next_url, errors={})
 
     # Counted before the code is checked (taken back if right): parallel guesses cannot pass the limit.
-    tries = state().limiter.attempt(ratelimit.SECOND_FACTOR_ACCOUNT, str(account.id),
-                                    (ratelimit.SECOND_FACTOR_IP, client_ip()))
+    tries = accounts.second_factor_attempt(state().limiter, account, client_ip())
     code = request.form.get("code", "")
-    if not _db().write(lambda s: accounts.check_second_factor(
-            s, _secret_key(), s.get(MemberAccount, account.id), code)):
+
+    def check(s):
+        if accounts.check_second_factor(s, _secret_key(), s.get(MemberAccount, account.id), code):
+            return True
+        accounts.second_factor_failed(s, _secret_key(), account, tries, lambda: _code_notice(account))
+        return False
+
+    if not _db().write(check):
         return render_template("code.html", next=next_url, errors={"code": t("error.code-wrong")}), 400
     tries.succeeded()
     response = _logged_in(account, ("pwd", "otp"), next_url)
@@ -246,6 +251,15 @@ def _signup_form(form: dict, next_url: str, errors: dict, status: int = 200):
 
 def _send(session, to: str, subject_key: str, body_key: str, **values) -> None:
     mail.send(session, _secret_key(), to=to, subject=t(subject_key), body=t(body_key, **values))
+
+
+def _code_notice(account: MemberAccount) -> tuple[str, str]:
+    """The mail telling a member that someone used up the day's wrong codes: in the member's
+    own language (the request is likely someone else's)."""
+    texts = MESSAGES.get(account.locale or "") or MESSAGES[locale()]
+    return (texts["mail.code_guesses_subject"],
+            texts["mail.code_guesses_body"].format(count=ratelimit.SECOND_FACTOR_DAY.limit,
+                                                   link=_absolute(".reset")))
 
 
 @blueprint.route("/verify", methods=["GET", "POST"])
@@ -353,13 +367,16 @@ def _with_code(action, done):
     account = _account()
     if account is None:
         return redirect(login_url(url_for(".security")))
-    tries = state().limiter.attempt(ratelimit.SECOND_FACTOR_ACCOUNT, str(account.id))
+    tries = accounts.second_factor_attempt(state().limiter, account)
     code = request.form.get("code", "")
     try:
         result = _db().write(lambda s: action(s, _secret_key(), s.get(MemberAccount, account.id), code))
     except Invalid as exc:
         if exc.slug != "code-wrong":  # only wrong codes count
             tries.succeeded()
+        else:  # (the action's transaction was rolled back: the notice has its own)
+            _db().write(lambda s: accounts.second_factor_failed(
+                s, _secret_key(), account, tries, lambda: _code_notice(account)))
         return _security_page(account, _errors(exc), status=400)
     tries.succeeded()
     return done(result)

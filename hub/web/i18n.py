@@ -110,6 +110,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "mail.exists_body": "Hello,\n\nSomeone (maybe you) tried to create a coalition account with this email address, which already has one.\n\nLog in: {login}\nForgot your password? {link}\n\nIf it was not you, you can ignore this message.\n",
         "mail.reset_subject": "Reset your password",
         "mail.reset_body": "Hello,\n\nTo choose a new password for your coalition account, open this link:\n\n{link}\n\nThe link works for one hour. If you did not ask for it, ignore this message: your password stays as it is.\n",
+        "mail.code_guesses_subject": "Someone is trying codes on your account",
+        "mail.code_guesses_body": "Hello,\n\nToday someone typed your password correctly, then {count} wrong two-step verification codes for your coalition account. If that was not you, someone knows your password: choose a new one now, from this page:\n\n{link}\n\nUntil you do, no more codes are accepted for your account for up to 24 hours, even right ones. A new password ends that at once, and keeps whoever it was out.\n",
     },
     "id": {
         "brand": "Coalition Hub",
@@ -204,6 +206,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "mail.exists_body": "Halo,\n\nSeseorang (mungkin Anda) mencoba membuat akun koalisi dengan alamat email ini, yang sudah memiliki akun.\n\nMasuk: {login}\nLupa kata sandi? {link}\n\nJika itu bukan Anda, abaikan pesan ini.\n",
         "mail.reset_subject": "Atur ulang kata sandi Anda",
         "mail.reset_body": "Halo,\n\nUntuk memilih kata sandi baru bagi akun koalisi Anda, buka tautan ini:\n\n{link}\n\nTautan berlaku satu jam. Jika Anda tidak memintanya, abaikan pesan ini: kata sandi Anda tetap sama.\n",
+        "mail.code_guesses_subject": "Seseorang mencoba kode pada akun Anda",
+        "mail.code_guesses_body": "Halo,\n\nHari ini seseorang memasukkan kata sandi Anda dengan benar, lalu {count} kode verifikasi dua langkah yang salah untuk akun koalisi Anda. Jika itu bukan Anda, seseorang mengetahui kata sandi Anda: segera pilih kata sandi baru dari halaman ini:\n\n{link}\n\nSampai Anda melakukannya, tidak ada kode lagi yang diterima untuk akun Anda hingga 24 jam, bahkan kode yang benar. Kata sandi baru segera mengakhirinya dan menghentikan orang tersebut.\n",
     },
 }
 

@@ -421,6 +421,35 @@ def test_second_factor_guesses_are_limited(flask_app, db, settings, clock):
     assert guesser.post("/account/login/code", {"code": totp.at(utcnow() + timedelta(seconds=30))}).status_code == 429
 
 
+def test_a_days_wrong_codes_are_capped_and_the_member_is_mailed_in_their_language(flask_app, db, settings, clock):
+    day, five_minutes = ratelimit.SECOND_FACTOR_DAY, ratelimit.SECOND_FACTOR_ACCOUNT
+    browser = Browser(flask_app)
+    email = _signed_up_and_verified(browser, db, settings)
+    browser.login(email)
+    browser.get("/account/security")
+    browser.post("/account/security/totp", {"password": PASSWORD})
+    browser.get("/account/security")
+    totp = _totp_from(browser.text())
+    browser.post("/account/security/totp/confirm", {"code": totp.now()})
+    db.write(lambda s: setattr(accounts.find(s, email), "locale", "id"))
+    guesser = Browser(flask_app)  # has the password; its browser speaks English
+    guesser.get(guesser.login(email).headers["Location"])
+    subject = MESSAGES["id"]["mail.code_guesses_subject"]
+    for _ in range(day.limit // five_minutes.limit):
+        for _ in range(five_minutes.limit):
+            assert guesser.post("/account/login/code", {"code": "000000"}).status_code == 400
+        clock.now += five_minutes.window  # each 5-minute window's guesses, one after the other
+    # A new 5-minute window, but the day's allowance is used up: even a right code is refused,
+    # on the login step and on the member's own security page.
+    refused = guesser.post("/account/login/code", {"code": totp.at(utcnow() + timedelta(seconds=30))})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > five_minutes.window
+    assert browser.post("/account/security/recovery-codes", {"code": totp.now()}).status_code == 429
+    with db.read() as session:
+        sent = [m for m in mail.latest(session, settings.secret_key, to=email) if m.subject == subject]
+    assert len(sent) == 1 and f"{ISSUER}/account/reset" in sent[0].body
+    assert f" {day.limit} " in sent[0].body
+
+
 def test_sign_ups_and_reset_mails_are_limited(flask_app, db, settings, clock):
     browser = Browser(flask_app)
     for _ in range(ratelimit.SIGNUP_IP.limit):

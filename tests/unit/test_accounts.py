@@ -5,6 +5,7 @@ import logging
 import secrets
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pyotp
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 
 from hub.db import utcnow
 from hub.errors import Invalid
-from hub.identity import accounts, login, mail
+from hub.identity import accounts, login, mail, ratelimit
 from hub.identity.account_models import AccountToken, MemberAccount, OutgoingMail, RecoveryCode
 from hub.identity.oidc.models import Grant
 from hub.programs.models import Member
@@ -247,6 +248,96 @@ def test_disabling_totp_needs_a_code_and_voids_the_recovery_codes(db):
     assert not accounts.totp_enabled(account) and account.totp_secret_sealed is None
     with db.read() as session:
         assert accounts.recovery_codes_left(session, account) == 0
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 20_000 * 86_400.0  # the start of a day's window
+
+    def __call__(self) -> float:
+        return self.now
+
+
+DAY, FIVE_MINUTES = ratelimit.SECOND_FACTOR_DAY, ratelimit.SECOND_FACTOR_ACCOUNT
+NOTICE = ("someone is trying codes", "choose a new password")
+
+
+def _guess_wrong(db, limiter, account_id) -> bool:
+    """One wrong code at the login step, counted as the page counts it: whether the member was
+    mailed. Raises Limited when refused."""
+    account = _account(db, account_id)
+    tries = accounts.second_factor_attempt(limiter, account, "10.0.0.1")
+    assert not _second_factor(db, SimpleNamespace(account_id=account_id), "000000")
+    return db.write(lambda s: accounts.second_factor_failed(s, SECRET, account, tries, lambda: NOTICE))
+
+
+def _use_up_the_day(db, limiter, clock, account_id) -> list[bool]:
+    """DAY.limit wrong codes, as fast as the 5-minute rule lets them through: whether each
+    mailed the member."""
+    mailed = []
+    while len(mailed) < DAY.limit:
+        for _ in range(min(FIVE_MINUTES.limit, DAY.limit - len(mailed))):
+            mailed.append(_guess_wrong(db, limiter, account_id))
+        clock.now += FIVE_MINUTES.window  # a new 5-minute window each time
+    return mailed
+
+
+def _notices(db, email) -> list[str]:
+    with db.read() as session:
+        return [m.subject for m in mail.latest(session, SECRET, to=email) if m.subject == NOTICE[0]]
+
+
+def test_wrong_codes_are_capped_per_day_and_the_member_is_mailed_once(db):
+    """5 per 5 minutes alone would allow 1,440 guesses a day; the day's allowance stops them
+    at DAY.limit, and the failure that uses it up mails the member (once)."""
+    assert DAY.limit * 3 / 1_000_000 <= 1 / 30_000 and DAY.window == 86_400
+    done = _sign_up(db)
+    _enrol(db, done)
+    clock = _Clock()
+    limiter = ratelimit.Limiter(ratelimit.MemoryCounters(), clock=clock)
+    assert _use_up_the_day(db, limiter, clock, done.account_id) == [False] * (DAY.limit - 1) + [True]
+    assert _notices(db, done.email) == [NOTICE[0]]
+    # Used up: refused in every later 5-minute window of the day, even a right code, and no
+    # more mail.
+    for _ in range(3):
+        with pytest.raises(ratelimit.Limited) as refused:
+            accounts.second_factor_attempt(limiter, _account(db, done.account_id), "10.0.0.1")
+        assert refused.value.rule is DAY and refused.value.retry_after > 3600
+        clock.now += FIVE_MINUTES.window
+    assert len(_notices(db, done.email)) == 1
+    # The next day, a new allowance (and a right code is never counted).
+    clock.now = 20_001 * 86_400.0
+    accounts.second_factor_attempt(limiter, _account(db, done.account_id)).succeeded()
+    assert _guess_wrong(db, limiter, done.account_id) is False
+
+
+def test_a_password_reset_gives_a_fresh_allowance_of_codes(db):
+    """The member told by mail chooses a new password: they can log in at once (whoever knew
+    the old one cannot reach the code step any more)."""
+    done = _sign_up(db)
+    _enrol(db, done)
+    clock = _Clock()
+    limiter = ratelimit.Limiter(ratelimit.MemoryCounters(), clock=clock)
+    _use_up_the_day(db, limiter, clock, done.account_id)
+    with pytest.raises(ratelimit.Limited):
+        accounts.second_factor_attempt(limiter, _account(db, done.account_id))
+    token = db.write(lambda s: accounts.request_reset(s, done.email))
+    db.write(lambda s: accounts.reset_password(s, token, FAST.hash("a brand new password")))
+    accounts.second_factor_attempt(limiter, _account(db, done.account_id)).succeeded()
+
+
+def test_codes_of_a_pending_enrolment_do_not_use_the_days_allowance(db):
+    """Before the factor is on, a wrong code reaches nothing: only the 5-minute rule counts."""
+    done = _sign_up(db)
+    _begin(db, done)
+    clock = _Clock()
+    limiter = ratelimit.Limiter(ratelimit.MemoryCounters(), clock=clock)
+    for _ in range(DAY.limit * 2):
+        account = _account(db, done.account_id)
+        tries = accounts.second_factor_attempt(limiter, account)
+        assert not db.write(lambda s: accounts.second_factor_failed(s, SECRET, account, tries, lambda: NOTICE))
+        clock.now += FIVE_MINUTES.window / FIVE_MINUTES.limit
+    assert _notices(db, done.email) == []
 
 
 def test_enrolment_needs_the_current_password(db):

@@ -65,6 +65,18 @@ def test_a_successful_attempt_is_not_counted(limiter):
         limiter.attempt(RULE, subject)
 
 
+def test_filled_names_the_one_attempt_that_reaches_a_rules_limit(limiter):
+    subject, wide = secrets.token_hex(8), Rule("test-wide", 100, 60)
+    filled = []
+    for _ in range(RULE.limit):
+        attempt = limiter.attempt(RULE, subject, (wide, subject))
+        filled.append((attempt.filled(RULE), attempt.filled(wide)))
+    assert filled == [(False, False)] * (RULE.limit - 1) + [(True, False)]
+    attempt.succeeded()  # taken back: it filled nothing after all
+    assert not attempt.filled(RULE)
+    assert limiter.attempt(RULE, subject).filled(RULE)
+
+
 def test_attempt_on_several_rules_counts_all_or_none(limiter):
     subject, other = secrets.token_hex(8), secrets.token_hex(8)
     wide = Rule("test-wide", 100, 60)
