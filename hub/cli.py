@@ -250,21 +250,60 @@ def conversions_review(as_json):
     console.print(table)
 
 
-@conversions.command("requeue")
-@click.argument("conversion_id")
-def conversions_requeue(conversion_id):
-    """Hand a conversion that needs review back to the saga: it asks the partner first, and
-    sends the remote leg again only if the partner has no record of it."""
+def _conversion_id(value: str):
     import uuid
 
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a conversion id") from exc
+
+
+@conversions.command("requeue")
+@click.argument("conversion_ids", metavar="[CONVERSION_ID]...", nargs=-1)
+@click.option("--all", "requeue_all", is_flag=True, help="Every conversion that needs review.")
+def conversions_requeue(conversion_ids, requeue_all):
+    """Hand conversions that need review back to the saga: each asks the partner first, and
+    sends the remote leg again only if the partner has no record of it. Each is requeued in
+    its own transaction; those that do not need review are named, and the exit code is 1."""
     from hub.exchange import saga
 
-    try:
-        conversion = uuid.UUID(conversion_id)
-    except ValueError as exc:
-        raise click.BadParameter(f"{conversion_id!r} is not a conversion id") from exc
-    _run(lambda session: saga.requeue(session, conversion))
-    console.print(f"requeued {conversion_id}")
+    if requeue_all == bool(conversion_ids):
+        raise click.UsageError("name the conversions to requeue, or give --all")
+    ids = [_conversion_id(value) for value in conversion_ids]
+    db = _db()
+    if requeue_all:
+        with db.read() as session:
+            ids = [c.id for c in saga.needing_review(session)]
+        if not ids:
+            console.print("no conversion needs review")
+    refused = []
+    for conversion in ids:
+        try:
+            db.write(lambda session, conversion=conversion: saga.requeue(session, conversion))
+        except (DomainError, LedgerError) as exc:
+            refused.append(str(exc))
+            continue
+        console.print(f"requeued {conversion}")
+    if refused:
+        raise click.ClickException("; ".join(refused))
+
+
+@conversions.command("resolve")
+@click.argument("conversion_id")
+@click.option("--applied/--not-applied", default=None,
+              help="What the partner says of the remote leg: applied (the local leg is posted: completed) "
+                   "or not applied, and never will be (the local leg is voided: failed).")
+@click.option("--reason", default=None, help="Why, for the record (kept in the conversion's failure).")
+def conversions_resolve(conversion_id, applied, reason):
+    """Settle a conversion that needs review, once ops have checked with the partner."""
+    from hub.exchange import saga
+
+    if applied is None:
+        raise click.UsageError("say what the partner answered: --applied or --not-applied")
+    conversion = _conversion_id(conversion_id)
+    state = _run(lambda session: saga.resolve(session, conversion, applied=applied, reason=reason, by="ops:cli"))
+    console.print(f"{conversion_id}: {state}")
 
 
 @main.group()

@@ -5,8 +5,9 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from hub.db import Base, BigId, FixedDecimal, UTCDateTime, utcnow
 
@@ -17,6 +18,17 @@ COMPLETED = "completed"
 PENDING = "pending"
 FAILED = "failed"
 NEEDS_REVIEW = "needs_review"
+
+
+class _Flag(TypeDecorator):
+    """A not-null Boolean that stores an unset value (None) as false: conversions.execute
+    inserts its row with every column it does not name set to None."""
+
+    impl = Boolean
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return bool(value)
 
 
 class ProgramRate(Base):
@@ -84,6 +96,12 @@ class Conversion(Base):
     remote_member: Mapped[str | None] = mapped_column(String(100), default=None)
     remote_transaction_id: Mapped[str | None] = mapped_column(String(100), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Sticky (hub/exchange/saga.py): some attempt sent the debit or credit and got no
+    # definitive "not applied" (an answer other than RETRY or FAILURE), or ran past its lease
+    # without an outcome. While false, nothing reached the partner: the saga sends without
+    # asking status() first, and compensates when it gives up. Once true, never cleared: it
+    # asks first, and giving up leaves the conversion for review.
+    remote_maybe_sent: Mapped[bool] = mapped_column(_Flag, default=False, server_default=false())
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     relay_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     failure: Mapped[str | None] = mapped_column(String(500), default=None)

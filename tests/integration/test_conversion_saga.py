@@ -6,9 +6,11 @@ real Celery worker, the dispatcher and the LCP sandbox over HTTP.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -22,8 +24,9 @@ from hub import ledger, tasks
 from hub.api import runtime
 from hub.cli import main
 from hub.exchange import conversions, saga
-from hub.exchange.hosted import MemberCheck, RemoteResult, RemoteStatus
+from hub.exchange.hosted import MemberCheck, RemoteResult, RemoteStatus, factories
 from hub.exchange.models import Conversion
+from hub.ledger.models import Transfer
 from hub.ledger.verify import verify
 from hub.notify.outbox import OutboxMessage
 from hub.programs.models import Membership, Program
@@ -141,6 +144,11 @@ def ledger_ok(db) -> None:
     with db.read() as s:
         report = verify(s)
     assert report.ok, report.violations
+
+
+def maybe_sent(db, conversion: dict) -> bool:
+    with db.read() as s:
+        return s.get(Conversion, uuid.UUID(conversion["id"])).remote_maybe_sent
 
 
 def outbox_done(db, conversion: dict) -> bool:
@@ -322,18 +330,89 @@ def test_no_definitive_answer_ends_in_review_with_the_reservation_kept(coalition
     ledger_ok(db)
 
 
-def test_a_leg_surely_never_applied_is_compensated_when_giving_up(coalition, db):
+def test_a_leg_never_received_is_sent_again_directly_and_compensated_when_giving_up(coalition, db):
+    """RETRY to every send, from the first: nothing ever reached the partner, so each later
+    attempt sends at once (no status() first) and giving up compensates the local leg."""
     c = coalition
     before = shop_account(db, c)
     conversion = c.convert(into_airline=False)
-    c.fake.send_script = [RemoteResult(S.RETRY, detail="connection refused", retry_after=0.01)] * 4
-    c.fake.status_script = [RemoteResult(S.NOT_FOUND)] * 3
+    c.fake.send_script = [RemoteResult(S.RETRY, detail="429 Too Many Requests", retry_after=0.01)] * 4
     states = [attempt(db, conversion) for _ in range(4)]
     assert states == ["pending", "pending", "pending", "failed"]
-    assert c.fake.ops() == ["debit"] + ["status", "debit"] * 3
+    assert c.fake.ops() == ["debit"] * 4
+    assert {call[-1] for call in c.fake.calls if call[0] == "debit"} == {ref(conversion)}
     assert shop_account(db, c) == before
     got = c.state(conversion)
     assert got["state"] == "failed" and got["failure"].startswith("gave up")
+    assert not maybe_sent(db, conversion)
+    ledger_ok(db)
+
+
+@contextlib.contextmanager
+def partner_down(c: Coalition):
+    """The real LCP connector, pointed at a port where nothing listens: every connection is
+    refused (a send answers RETRY, a lookup UNKNOWN: a question that did not get through)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hosted = runtime.current().hosted
+    hosted[c.fake.name] = factories()["lcp"]({"base_url": f"http://127.0.0.1:{port}/lcp"})
+    try:
+        yield
+    finally:
+        hosted[c.fake.name] = c.fake
+
+
+@pytest.mark.parametrize("into_airline", [True, False], ids=["to", "from"])
+def test_a_partner_down_for_every_attempt_ends_failed_with_the_points_back(coalition, db, into_airline):
+    c = coalition
+    before = shop_account(db, c)
+    conversion = c.convert(into_airline)  # the quote asked the scripted fake
+    with partner_down(c):
+        states = [attempt(db, conversion) for _ in range(4)]
+    assert states == ["pending", "pending", "pending", "failed"]
+    assert shop_account(db, c) == before
+    got = c.state(conversion)
+    assert got["state"] == "failed" and got["failure"].startswith("gave up: retry: not sent")
+    assert not maybe_sent(db, conversion)
+    history = c.shop.api.get(f"/v1/members/{c.member}/history").json()["items"]
+    assert [m["status"] for m in history if m["ref_id"] == conversion["id"]] == ["voided"]
+    assert outbox_done(db, conversion)
+    ledger_ok(db)
+
+
+def test_a_partner_down_until_the_deadline_ends_failed(coalition, db, short_hold):
+    """The deadline ends the window too (short_hold: half a second), the attempts unspent."""
+    c = coalition
+    before = shop_account(db, c)
+    conversion = c.convert(into_airline=False)
+    with partner_down(c):
+        assert attempt(db, conversion) == "pending"
+        time.sleep(0.6)
+        assert attempt(db, conversion) == "failed"
+    assert c.state(conversion)["failure"].startswith("gave up: retry: not sent")
+    assert shop_account(db, c) == before
+    ledger_ok(db)
+
+
+def test_a_send_maybe_applied_is_never_compensated_for_a_later_not_found_and_retry(coalition, db):
+    """The first debit timed out (it may still land at the partner); the partner then had no
+    record of it, and every send again was refused with a 429. The 429s prove nothing about
+    the first debit: the conversion waits for review, its reservation kept."""
+    c = coalition
+    before = c.shop.balance(c.member)
+    conversion = c.convert(into_airline=True)
+    c.fake.send_script = ([RemoteResult(S.UNKNOWN, detail="no answer in time: read timeout")]
+                          + [RemoteResult(S.RETRY, detail="429", retry_after=0.01)] * 3)
+    c.fake.status_script = [RemoteResult(S.NOT_FOUND)] * 3
+    states = [attempt(db, conversion) for _ in range(4)]
+    assert states == ["pending", "pending", "pending", "needs_review"]
+    assert c.fake.ops() == ["credit"] + ["status", "credit"] * 3
+    assert maybe_sent(db, conversion)
+    got = c.state(conversion)
+    assert got["state"] == "needs_review" and "no definitive answer after 4 attempts: retry" in got["failure"]
+    held = c.shop.balance(c.member)
+    assert held["available"] == before["available"] - 1000 and held["posted"] == before["posted"]
     ledger_ok(db)
 
 
@@ -346,6 +425,154 @@ def test_a_retry_after_a_maybe_applied_leg_is_not_compensated(coalition, db):
     c.fake.status_script = [RemoteResult(S.RETRY, detail="429")] * 3
     assert [attempt(db, conversion) for _ in range(4)][-1] == "needs_review"
     assert c.fake.ops() == ["debit", "status", "status", "status"]
+
+
+# --- ops settle what needs review ------------------------------------------------------------
+
+@pytest.fixture
+def cli(settings, monkeypatch) -> CliRunner:
+    monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HUB_SECRET_KEY", settings.secret_key)
+    return CliRunner()
+
+
+def into_review(db, c: Coalition, into_airline: bool) -> dict:
+    """A conversion whose partner never gave a definitive answer: in review after 4 attempts."""
+    conversion = c.convert(into_airline)
+    c.fake.send_script = [RemoteResult(S.UNKNOWN, detail="systemError")]
+    c.fake.status_script = [RemoteResult(S.UNKNOWN, detail="systemError")] * 3
+    assert [attempt(db, conversion) for _ in range(4)][-1] == "needs_review"
+    return conversion
+
+
+def resolved_by(db, c: Coalition, conversion: dict) -> list[tuple[str, str]]:
+    """(caused_by, amount) of the ledger transfers that resolved the local leg."""
+    with db.read() as s:
+        row = s.get(Conversion, uuid.UUID(conversion["id"]))
+        leg = row.credit_transfer_id if row.hosted_side == "from" else row.debit_transfer_id
+        return [(t.caused_by, t.amount) for t in s.scalars(select(Transfer).where(Transfer.pending_id == leg))]
+
+
+@pytest.mark.parametrize("into_airline", [True, False], ids=["to", "from"])
+def test_ops_resolve_a_conversion_the_partner_applied(coalition, db, cli, into_airline):
+    c = coalition
+    before = shop_account(db, c)
+    conversion = into_review(db, c, into_airline)
+    done = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--applied",
+                             "--reason", "LCP support: posted as LCP-77"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert "completed" in done.output
+    got = c.state(conversion)
+    assert got["state"] == "completed" and got["resolved_at"]
+    assert got["failure"].startswith(f"resolved by ops:cli: the partner's {'credit' if into_airline else 'debit'} "
+                                      "applied (LCP support: posted as LCP-77); in review for: no definitive answer")
+    after = shop_account(db, c)
+    if into_airline:
+        assert after.debits_posted == before.debits_posted + 1000 and after.debits_pending == before.debits_pending
+    else:
+        assert after.credits_posted == before.credits_posted + 500 and after.credits_pending == before.credits_pending
+    assert resolved_by(db, c, conversion) == [("ops:cli", 1000 if into_airline else 500)]
+    assert c.fake.ops()[-1] == "status"  # nothing asked of the partner by the resolution
+    # Settled: neither a second resolution nor a requeue.
+    again = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--not-applied"])
+    assert again.exit_code == 1 and "does not need review" in again.output
+    assert cli.invoke(main, ["conversions", "requeue", conversion["id"]]).exit_code == 1
+    assert c.state(conversion)["state"] == "completed"
+    ledger_ok(db)
+
+
+@pytest.mark.parametrize("into_airline", [True, False], ids=["to", "from"])
+def test_ops_resolve_a_conversion_the_partner_did_not_apply(coalition, db, cli, into_airline):
+    c = coalition
+    before = shop_account(db, c)
+    conversion = into_review(db, c, into_airline)
+    done = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--not-applied",
+                             "--reason", "no such posting at LCP"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert "failed" in done.output
+    got = c.state(conversion)
+    assert got["state"] == "failed" and got["resolved_at"]
+    assert "not applied (no such posting at LCP)" in got["failure"] and "ops:cli" in got["failure"]
+    assert shop_account(db, c) == before  # the points back, or the pending credit gone
+    assert resolved_by(db, c, conversion) == [("ops:cli", 1000 if into_airline else 500)]
+    history = c.shop.api.get(f"/v1/members/{c.member}/history").json()["items"]
+    assert [m["status"] for m in history if m["ref_id"] == conversion["id"]] == ["voided"]
+    assert cli.invoke(main, ["conversions", "resolve", conversion["id"], "--applied"]).exit_code == 1
+    ledger_ok(db)
+
+
+def test_resolve_refuses_what_is_not_in_review_and_needs_a_verdict(coalition, db, cli):
+    c = coalition
+    pending = c.convert(into_airline=True)
+    refused = cli.invoke(main, ["conversions", "resolve", pending["id"], "--applied"])
+    assert refused.exit_code == 1 and "does not need review" in refused.output
+    assert c.state(pending)["state"] == "pending"
+    conversion = into_review(db, c, into_airline=True)
+    no_verdict = cli.invoke(main, ["conversions", "resolve", conversion["id"]])
+    assert no_verdict.exit_code == 2 and "--applied or --not-applied" in no_verdict.output
+    assert cli.invoke(main, ["conversions", "resolve", "not-an-id", "--applied"]).exit_code == 2
+    assert c.state(conversion)["state"] == "needs_review"
+
+
+def test_resolve_applied_is_refused_once_the_reservation_expired(coalition, db, cli, short_hold):
+    """The hub can no longer post the local leg: ops requeue it, and the saga reverses the
+    partner's leg (or, if the partner never applied it, ops resolve it as not applied)."""
+    c = coalition
+    before = shop_account(db, c)
+    conversion = c.convert(into_airline=False)
+    c.fake.send_script = [RemoteResult(S.UNKNOWN, detail="systemError")]
+    assert attempt(db, conversion) == "pending"
+    time.sleep(1.1)  # past the deadline and the reservation
+    c.fake.status_script = [RemoteResult(S.UNKNOWN, detail="systemError")]
+    assert attempt(db, conversion) == "needs_review"
+    refused = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--applied"])
+    assert refused.exit_code == 1 and "requeue it" in refused.output
+    assert c.state(conversion)["state"] == "needs_review"
+    done = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--not-applied"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert c.state(conversion)["state"] == "failed" and shop_account(db, c) == before
+    ledger_ok(db)
+
+
+def test_ops_requeue_several_conversions_or_all_in_review(coalition, db, cli):
+    c = coalition
+    first, second, third = (into_review(db, c, into_airline=True) for _ in range(3))
+    pending = c.convert(into_airline=True)
+
+    assert cli.invoke(main, ["conversions", "requeue"]).exit_code == 2  # nothing named
+    assert cli.invoke(main, ["conversions", "requeue", "--all", first["id"]]).exit_code == 2
+    assert cli.invoke(main, ["conversions", "requeue", first["id"], "not-an-id"]).exit_code == 2
+    assert c.state(first)["state"] == "needs_review"  # a bad id requeues none
+
+    done = cli.invoke(main, ["conversions", "requeue", first["id"], second["id"]], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert f"requeued {first['id']}" in done.output and f"requeued {second['id']}" in done.output
+    with db.read() as s:
+        for x in (first, second):
+            row = s.get(Conversion, uuid.UUID(x["id"]))
+            assert (row.state, row.attempts, row.remote_maybe_sent, row.failure) == ("pending", 0, True, None)
+    assert not outbox_done(db, first) and not outbox_done(db, second)
+    assert c.state(third)["state"] == "needs_review"
+
+    # One not in review (pending): named, exit code 1; the others are requeued all the same.
+    mixed = cli.invoke(main, ["conversions", "requeue", pending["id"], third["id"]])
+    assert mixed.exit_code == 1 and f"conversion {pending['id']} does not need review" in mixed.output
+    assert f"requeued {third['id']}" in mixed.output
+    assert c.state(third)["state"] == "pending"
+
+    # Each requeued one asks the partner first (its leg is maybe sent), with fresh attempts.
+    c.fake.status_script = [RemoteResult(S.SUCCESS, transaction_id=f"LCP-{n}") for n in range(3)]
+    assert [attempt(db, x) for x in (first, second, third)] == ["completed"] * 3
+    assert c.fake.ops()[-3:] == ["status"] * 3
+
+    fourth = into_review(db, c, into_airline=True)
+    everything = cli.invoke(main, ["conversions", "requeue", "--all"], catch_exceptions=False)
+    assert everything.exit_code == 0, everything.output
+    assert f"requeued {fourth['id']}" in everything.output
+    assert c.state(fourth)["state"] == "pending"
+    listed = cli.invoke(main, ["conversions", "review", "--json"], catch_exceptions=False)
+    assert json.loads(listed.output) == []
+    ledger_ok(db)
 
 
 # --- concurrency, the breaker, a very late success -----------------------------------------
@@ -393,6 +620,131 @@ def test_the_breaker_stops_calls_to_a_failing_partner(coalition, db):
     c.fake.send_script = [RemoteResult(S.UNKNOWN, detail="503")] * 2
     assert [runner.run(uuid.UUID(x["id"])) for x in batch] == ["pending"] * 3
     assert c.fake.ops() == ["credit", "credit"]  # the third found the breaker open
+
+
+def lease_until(db, conversion: dict):
+    with db.read() as s:
+        return s.get(Conversion, uuid.UUID(conversion["id"])).lease_until
+
+
+def test_an_attempt_renews_its_lease_before_each_call_so_no_other_delivery_calls(coalition, db):
+    """A lookup that takes most of the lease: the send after it starts under a renewed lease,
+    and a second delivery meanwhile, past the first lease's end, finds it held."""
+    c = coalition
+    policy = dataclasses.replace(POLICY, lease=timedelta(seconds=1))
+    conversion = c.convert(into_airline=False)
+    c.fake.send_script = [RemoteResult(S.UNKNOWN, detail="read timeout")]
+    assert attempt(db, conversion, policy) == "pending"
+    others: list[str] = []
+
+    def slow_status(reference):
+        c.fake.calls.append(("status", reference))
+        time.sleep(0.8)  # four fifths of the lease
+        return RemoteResult(S.NOT_FOUND)
+
+    def debit(member_id, points, reference):
+        c.fake.calls.append(("debit", member_id, points, reference))
+        # Renewed: the lease the claim took has at most 0.2 s left.
+        assert lease_until(db, conversion) > saga.utcnow() + timedelta(seconds=0.6)
+        time.sleep(0.4)  # past the end of the lease the claim took
+        others.append(attempt(db, conversion, policy))
+        return RemoteResult(S.SUCCESS, transaction_id="LCP-9")
+
+    c.fake.status, c.fake.debit = slow_status, debit
+    assert attempt(db, conversion, policy) == "completed"
+    assert others == ["busy"]
+    assert c.fake.ops() == ["debit", "status", "debit"]
+    ledger_ok(db)
+
+
+def test_an_attempt_past_its_lease_makes_the_leg_maybe_sent_and_its_late_answer_is_fenced(coalition, db):
+    """A first send that outlives its lease (a partner trickling its answer): the delivery that
+    takes over cannot know whether it landed, so it asks status() first and can no longer
+    compensate; the late RETRY of the first changes nothing."""
+    c = coalition
+    policy = dataclasses.replace(POLICY, lease=timedelta(seconds=0.3))
+    before = shop_account(db, c)
+    conversion = c.convert(into_airline=False)
+    takeover: list[str] = []
+    first = [True]
+
+    def debit(member_id, points, reference):
+        c.fake.calls.append(("debit", member_id, points, reference))
+        if first.pop() if first else False:  # hangs past its lease, while another delivery runs
+            time.sleep(0.4)
+            takeover.append(attempt(db, conversion, policy))
+            return RemoteResult(S.RETRY, detail="not sent: connection refused")
+        return RemoteResult(S.RETRY, detail="429")
+
+    c.fake.debit = debit
+    c.fake.status_script = [RemoteResult(S.NOT_FOUND)] * 4
+    assert attempt(db, conversion, policy) == "busy"  # its answer came after its lease was taken
+    assert takeover == ["pending"]
+    assert maybe_sent(db, conversion)
+    assert c.fake.ops() == ["debit", "status", "debit"]
+    with db.read() as s:
+        assert s.get(Conversion, uuid.UUID(conversion["id"])).attempts == 2
+    # Never compensated now: the first debit may still land.
+    assert [attempt(db, conversion, policy) for _ in range(2)] == ["pending", "needs_review"]
+    assert c.fake.ops()[3:] == ["status", "debit"] * 2
+    held = shop_account(db, c)
+    assert held.credits_pending == before.credits_pending + 500 and held.available == before.available
+    ledger_ok(db)
+
+
+def test_an_attempt_that_lost_its_lease_sends_nothing(coalition, db):
+    """The lookup outlives the lease and another delivery takes the conversion meanwhile: the
+    first attempt's renewal fails, so it does not send after its NOT_FOUND."""
+    c = coalition
+    policy = dataclasses.replace(POLICY, lease=timedelta(seconds=0.3))
+    conversion = c.convert(into_airline=True)
+    c.fake.send_script = [RemoteResult(S.UNKNOWN, detail="read timeout")]
+    assert attempt(db, conversion, policy) == "pending"
+    takeover: list[str] = []
+    first = [True]
+
+    def status(reference):
+        c.fake.calls.append(("status", reference))
+        if first.pop() if first else False:
+            time.sleep(0.4)
+            takeover.append(attempt(db, conversion, policy))
+            return RemoteResult(S.NOT_FOUND)
+        return RemoteResult(S.PENDING, transaction_id="LCP-10")
+
+    c.fake.status = status
+    assert attempt(db, conversion, policy) == "busy"
+    assert takeover == ["pending"]
+    assert c.fake.ops() == ["credit", "status", "status"]  # no second credit
+    with db.read() as s:
+        row = s.get(Conversion, uuid.UUID(conversion["id"]))
+        assert (row.state, row.attempts, row.remote_transaction_id, row.lease_until) == ("pending", 3, "LCP-10", None)
+
+
+def test_a_late_success_of_an_attempt_past_its_lease_is_recorded(coalition, db):
+    """A SUCCESS is the partner's word whoever asked: the local leg is posted even though
+    another delivery holds the lease by then; that delivery's own answer then changes nothing."""
+    c = coalition
+    policy = dataclasses.replace(POLICY, lease=timedelta(seconds=0.3))
+    conversion = c.convert(into_airline=True)
+    takeover: list = []
+
+    def credit(member_id, points, reference):
+        c.fake.calls.append(("credit", member_id, points, reference))
+        time.sleep(0.4)
+        # Another delivery claims the conversion, and is about to call the partner.
+        claims = db.write(lambda s: saga._claim(s, [uuid.UUID(conversion["id"])], policy.lease))
+        takeover.append(claims[uuid.UUID(conversion["id"])])
+        return RemoteResult(S.SUCCESS, transaction_id="LCP-11")
+
+    c.fake.credit = credit
+    assert attempt(db, conversion, policy) == "completed"
+    (claim,) = takeover
+    assert claim.maybe_sent  # the takeover's claim marked it
+    claim.leased_at -= 1  # its call comes a while after its claim: it renews its lease first
+    assert saga.Saga(db, runtime.current().hosted, policy)._attempt(claim) == "busy"
+    assert c.fake.ops() == ["credit"]  # its renewal failed (the conversion is settled): no call
+    assert outbox_done(db, conversion)
+    ledger_ok(db)
 
 
 @pytest.fixture
