@@ -334,7 +334,8 @@ def execute(session: Session, actor: Actor, body: dict, terms: Terms) -> "Conver
     row = dict(_UNSET, id=conversion_id, quote_id=q.id, member_id=member_id, from_program_id=source.program.id,
                to_program_id=target.program.id, points_in=q.points_in, points_out=q.points_out,
                from_value=q.from_value, to_value=q.to_value, fee_bps=q.fee_bps, fee_units=amounts.fee_units,
-               units_out=amounts.units_out, attempts=0, caused_by=actor.ref, created_at=now)
+               units_out=amounts.units_out, attempts=0, remote_maybe_sent=False, caused_by=actor.ref,
+               created_at=now)
     debit = _leg(source, q.points_in, debit=True, conversion_id=conversion_id, actor=actor)
     credit = _leg(target, q.points_out, debit=False, conversion_id=conversion_id, actor=actor)
     known = [s.account for s in (source, target)]

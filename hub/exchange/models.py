@@ -7,7 +7,6 @@ from decimal import Decimal
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
 from hub.db import Base, BigId, FixedDecimal, UTCDateTime, utcnow
 
@@ -18,17 +17,6 @@ COMPLETED = "completed"
 PENDING = "pending"
 FAILED = "failed"
 NEEDS_REVIEW = "needs_review"
-
-
-class _Flag(TypeDecorator):
-    """A not-null Boolean that stores an unset value (None) as false: conversions.execute
-    inserts its row with every column it does not name set to None."""
-
-    impl = Boolean
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        return bool(value)
 
 
 class ProgramRate(Base):
@@ -101,7 +89,7 @@ class Conversion(Base):
     # without an outcome. While false, nothing reached the partner: the saga sends without
     # asking status() first, and compensates when it gives up. Once true, never cleared: it
     # asks first, and giving up leaves the conversion for review.
-    remote_maybe_sent: Mapped[bool] = mapped_column(_Flag, default=False, server_default=false())
+    remote_maybe_sent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     relay_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     failure: Mapped[str | None] = mapped_column(String(500), default=None)

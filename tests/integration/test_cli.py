@@ -80,7 +80,10 @@ def test_programs_create_refuses_bad_rules(run, args, message):
     assert result.exit_code == 1 and message in result.output
 
 
-def test_ops_set_rates_and_pairs_from_the_command_line(run, make_partner):
+def test_ops_set_rates_and_pairs_from_the_command_line(run, make_partner, monkeypatch):
+    from hub import cli
+
+    monkeypatch.setattr(cli.console, "width", 200)  # the table's columns, not cut to a narrow terminal
     a, b = make_partner(point_value="10"), make_partner(point_value="4")
     opened = run("rates", "pair", a.program, b.program, "--fee-bps", "100", "--minimum", "1000", "--increment", "100")
     assert opened.exit_code == 0, opened.output
