@@ -10,38 +10,25 @@ pairwise `sub`), and the hub's own session id never leaves it.
 """
 from __future__ import annotations
 
-import base64
-import functools
-import hashlib
-import hmac
 import secrets
 import time
 import uuid
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.orm import Session
 
 from hub.identity import login as logins
 from hub.identity.keys import KeyStore
 from hub.identity.oidc import claims as claim_sets
-from hub.identity.oidc import grants, jwts
+from hub.identity.oidc import grants, jwts, subjects
 from hub.identity.oidc.models import Grant
 
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TTL = 120
 
 
-@functools.lru_cache(maxsize=4)
-def _sid_key(secret_key: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=b"hub:pairwise-sid").derive(secret_key.encode())
-
-
 def session_sid(secret_key: str, sector: str, session_id: uuid.UUID) -> str:
     """The `sid` the clients of a sector know a login session by (pairwise, see above)."""
-    mac = hmac.new(_sid_key(secret_key), f"{sector}|{session_id}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    return subjects.pairwise(secret_key, b"hub:pairwise-sid", sector, session_id)
 
 
 def id_token(session: Session, keys: KeyStore, *, issuer: str, ttl: int, grant: Grant,

@@ -21,15 +21,20 @@ from sqlalchemy.orm import Session
 from hub.identity.oidc.models import PairwiseSubject
 
 
-@functools.lru_cache(maxsize=4)
-def _key(secret_key: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=b"hub:pairwise-subject").derive(secret_key.encode())
+@functools.lru_cache(maxsize=8)
+def _key(secret_key: str, label: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(secret_key.encode())
+
+
+def pairwise(secret_key: str, label: bytes, sector: str, value: uuid.UUID) -> str:
+    """An identifier of `value` that only `sector` knows: an HMAC with a key derived (HKDF,
+    `label`) from the hub's secret. Other sectors get unlinkable ones for the same value."""
+    mac = hmac.new(_key(secret_key, label), f"{sector}|{value}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 def derive(secret_key: str, sector: str, member_id: uuid.UUID) -> str:
-    mac = hmac.new(_key(secret_key), f"{sector}|{member_id}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    return pairwise(secret_key, b"hub:pairwise-subject", sector, member_id)
 
 
 def subject_for(session: Session, secret_key: str, sector: str, member_id: uuid.UUID) -> str:
