@@ -20,8 +20,9 @@ class RelayPolicy:
     # A read timeout bounds each read, not a whole answer, so a partner trickling bytes can
     # still overrun the lease. The saga stays safe then: the claim that takes over an expired
     # lease marks the leg maybe sent, and the late attempt's outcome is fenced. In the relay
-    # the references make a repeated order apply once, but do not keep it from voiding, when
-    # it gives up, an order still in flight from the overrun attempt.
+    # the claim that takes over an expired lease marks the order maybe placed too, so no
+    # attempt voids it when giving up while the overrun one may still be placing it, and the
+    # references make a repeated order apply once; the late outcome is not fenced.
     lease: timedelta = timedelta(seconds=120)
     backoff_base: float = 2.0                  # seconds; doubles per attempt, full jitter
     backoff_cap: float = 600.0

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, BigId, FixedDecimal, JSONDoc, UTCDateTime, utcnow
@@ -95,6 +95,12 @@ class Redemption(Base):
     # Relay bookkeeping: provider calls begun so far, and a lease so that two deliveries of
     # the same task do not call the provider concurrently.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Sticky (hub/rewards/relay.py): some attempt placed the order and got no definitive "not
+    # placed" (an answer other than RETRY or FAILED), or ran past its lease without an
+    # outcome, or ops requeued it. While false, nothing reached the provider: the relay places
+    # without a lookup first, and voids the order when it gives up. Once true, never cleared:
+    # it looks up first, and giving up leaves the order for review.
+    maybe_placed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     relay_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     caused_by: Mapped[str] = mapped_column(String(100))

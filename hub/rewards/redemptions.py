@@ -142,6 +142,7 @@ def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> Redempti
         created_at=now,
         provider=reward.provider,
         attempts=0,
+        maybe_placed=False,
     )
     # One ledger call for every leg: all are made or none (and the member's accounts are
     # locked in ascending id order).

@@ -5,10 +5,23 @@ Exactly once in effect, over at-least-once delivery (design.md, "Running"):
   never places a second order;
 - a short lease on the redemption keeps two deliveries of the task from calling at once;
 - no database transaction is open during the provider call;
-- after the first attempt, every attempt first asks the provider about the reference, so an
-  order placed by a call whose answer was lost (timeout, 5xx, a killed worker) is found;
-- only a definitive answer voids the reservation; when the relay gives up without one, the
-  order waits for review with its points still reserved.
+- while nothing may have reached the provider (`maybe_placed` false: every place_order so far
+  was answered RETRY, "not received"), an attempt places the order directly. Once something
+  may have (the flag is set), every attempt first asks the provider about the reference, so
+  an order placed by a call whose answer was lost (timeout, 5xx, a killed worker) is found,
+  and places it again (same reference) only on NOT_FOUND;
+- giving up (out of attempts or past the deadline) without a definitive answer voids the
+  reservation only if the order was never maybe placed; otherwise the order waits for review
+  with its points still reserved.
+
+`maybe_placed` is sticky: set in the outcome transaction (folded into the UPDATE that
+records the outcome, no statement of its own) by the first place_order whose answer is not a
+definitive "not placed" (anything but RETRY or FAILED: UNKNOWN, PENDING, FULFILLED), by a
+claim that takes over an expired lease (its attempt recorded nothing: it may have been
+placing the order when its answer was lost or its worker died), and by `requeue`; never
+cleared. A lookup cannot clear it either: NOT_FOUND only says the provider has no record
+*yet*, and a request sent earlier may still land. So an order once maybe placed is never
+voided without a person.
 """
 from __future__ import annotations
 
@@ -50,7 +63,11 @@ _legs = RedemptionLeg.__table__
 def _claim_statement(shape: str):
     """Takes the lease of the orders named by "rids" (shaped as hub.db.one_of) and returns
     what their provider calls need, in one statement. The product comes through a scalar
-    subquery: SQLite's RETURNING cannot name an UPDATE ... FROM table."""
+    subquery: SQLite's RETURNING cannot name an UPDATE ... FROM table. A lease still set but
+    expired belongs to an attempt that never recorded its outcome (it ran past its lease, or
+    its worker died while it may have been placing the order): the order is then maybe
+    placed. (SET expressions read the row as it was before the UPDATE, on PostgreSQL and
+    SQLite alike; RETURNING gives the new values.)"""
     return (
         update(_redemptions)
         .where(
@@ -58,10 +75,12 @@ def _claim_statement(shape: str):
             _redemptions.c.state == PENDING,
             or_(_redemptions.c.lease_until.is_(None), _redemptions.c.lease_until < bindparam("now")),
         )
-        .values(lease_until=bindparam("until"), attempts=_redemptions.c.attempts + 1)
+        .values(lease_until=bindparam("until"), attempts=_redemptions.c.attempts + 1,
+                maybe_placed=or_(_redemptions.c.maybe_placed, _redemptions.c.lease_until.is_not(None)))
         .returning(
             _redemptions.c.id, _redemptions.c.attempts, _redemptions.c.provider, _redemptions.c.amount_minor,
             _redemptions.c.currency, _redemptions.c.recipient_sealed, _redemptions.c.relay_deadline,
+            _redemptions.c.maybe_placed,
             select(_rewards.c.product).where(_rewards.c.id == _redemptions.c.reward_id)
             .scalar_subquery().label("product"),
         )
@@ -74,7 +93,7 @@ _STATE = select(_redemptions.c.state).where(_redemptions.c.id == bindparam("rid"
 # primary key in the same statement, so an unpooled order costs no extra round trip.
 _LOCK = (
     select(_redemptions.c.state, _redemptions.c.attempts, _redemptions.c.transfer_id,
-           _redemptions.c.reward_id, _rewards.c.kind,
+           _redemptions.c.reward_id, _redemptions.c.maybe_placed, _rewards.c.kind,
            exists().where(_legs.c.redemption_id == _redemptions.c.id).label("pooled"))
     .join_from(_redemptions, _rewards, _rewards.c.id == _redemptions.c.reward_id)
     .where(_redemptions.c.id == bindparam("rid"))
@@ -89,6 +108,7 @@ class _Locked(NamedTuple):
     attempts: int
     transfer_id: int
     reward_id: uuid.UUID
+    maybe_placed: bool
     kind: str
     pooled: bool
 
@@ -107,7 +127,7 @@ class _Claim:
     redemption_id: uuid.UUID
     provider: str
     order: OrderRequest
-    first_attempt: bool
+    maybe_placed: bool  # as claimed: look the reference up before placing
     attempts: int
     give_up: bool
 
@@ -115,9 +135,9 @@ class _Claim:
 class _Unhealthy(Exception):
     """An answer that counts against the provider's breaker (its outcome rides along)."""
 
-    def __init__(self, outcome: Outcome, surely_not_placed: bool):
+    def __init__(self, outcome: Outcome, placed: bool):
         self.outcome = outcome
-        self.surely_not_placed = surely_not_placed
+        self.placed = placed
 
 
 class Relay:
@@ -163,11 +183,11 @@ class Relay:
 
     def _attempt(self, claim: _Claim) -> str:
         """Call the provider (no transaction open meanwhile), then record its answer."""
-        outcome, surely_not_placed = self._call(claim)
+        outcome, placed = self._call(claim)
         log.info("redemption %s attempt %d: %s %s", claim.redemption_id, claim.attempts, outcome.status.value,
                  outcome.detail)
         return self.db.write(lambda s: record(s, self.secret_key, claim.redemption_id, outcome, self.policy,
-                                              give_up=claim.give_up, surely_not_placed=surely_not_placed))
+                                              give_up=claim.give_up, placed=placed))
 
     def _claim(self, session: Session, redemption_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, _Claim | str]:
         """Each order's claim, or 'busy' (another delivery holds its lease) or 'done'."""
@@ -183,7 +203,8 @@ class Relay:
         return claims
 
     def _claim_of(self, row, now) -> _Claim:
-        redemption_id, attempts, provider, amount_minor, currency, recipient_sealed, relay_deadline, product = row
+        (redemption_id, attempts, provider, amount_minor, currency, recipient_sealed, relay_deadline, maybe_placed,
+         product) = row
         recipient = redemptions.unseal(self.secret_key, recipient_sealed)
         order = OrderRequest(
             reference=redemptions.reference(redemption_id),
@@ -193,7 +214,7 @@ class Relay:
             recipient=Recipient(recipient["email"], recipient.get("name", "")),
         )
         give_up = attempts >= self.policy.max_attempts or now >= relay_deadline
-        return _Claim(redemption_id, provider, order, attempts == 1, attempts, give_up)
+        return _Claim(redemption_id, provider, order, bool(maybe_placed), attempts, give_up)
 
     @staticmethod
     def _untaken(session: Session, redemption_id: uuid.UUID) -> str:
@@ -204,19 +225,20 @@ class Relay:
         return "busy"
 
     def _call(self, claim: _Claim) -> tuple[Outcome, bool]:
-        """Ask the provider; returns the outcome and whether the order is surely not placed."""
+        """Ask the provider. Returns the outcome and whether this attempt placed the order and
+        got no definitive "not placed" (it may exist: the order is maybe placed from now on)."""
         provider = self.providers.get(claim.provider)
         if provider is None:
             return Outcome(Status.RETRY, detail=f"provider {claim.provider} is not configured"), False
         breaker = self.breakers[claim.provider]
         if not breaker.admit():
-            # Nothing was sent now; if this is the first attempt, nothing was ever sent.
-            return Outcome(Status.RETRY, detail="circuit open", retry_after=self.policy.breaker_reset), claim.first_attempt
+            return (Outcome(Status.RETRY, detail="circuit open", retry_after=self.policy.breaker_reset),
+                    False)  # nothing sent
         try:
             answer = _ask(provider, claim)
         except _Unhealthy as unhealthy:
             breaker.failure()
-            return unhealthy.outcome, unhealthy.surely_not_placed
+            return unhealthy.outcome, unhealthy.placed
         except BaseException:
             breaker.abandon()  # a bug of ours says nothing about the provider's health
             raise
@@ -224,31 +246,38 @@ class Relay:
         return answer
 
 
+# place_order's answers that say it placed nothing: any other may have placed the order.
+_NOT_PLACED = (Status.RETRY, Status.FAILED)
+
+
 def _ask(provider: Provider, claim: _Claim) -> tuple[Outcome, bool]:
-    looked_up = False
-    if not claim.first_attempt:
+    if claim.maybe_placed:
+        # Something may have reached the provider: never place again before it says it has no
+        # record of the reference.
         outcome = provider.lookup(claim.order.reference)
-        looked_up = outcome.status is Status.NOT_FOUND
-        if not looked_up:
-            return _checked(outcome, surely_not_placed=False)
+        if outcome.status is not Status.NOT_FOUND:
+            return _checked(outcome, placed=False)
+    # Else every place_order so far was answered RETRY: nothing reached the provider.
     outcome = provider.place_order(claim.order)
-    # RETRY: this call placed nothing; after a NOT_FOUND lookup (or on the first attempt),
-    # no order exists at all.
-    surely = outcome.status is Status.RETRY and (looked_up or claim.first_attempt)
-    return _checked(outcome, surely_not_placed=surely)
+    return _checked(outcome, placed=outcome.status not in _NOT_PLACED)
 
 
-def _checked(outcome: Outcome, surely_not_placed: bool) -> tuple[Outcome, bool]:
+def _checked(outcome: Outcome, placed: bool) -> tuple[Outcome, bool]:
     if outcome.status in (Status.UNKNOWN, Status.RETRY):
-        raise _Unhealthy(outcome, surely_not_placed)  # counts against the breaker
-    return outcome, surely_not_placed
+        raise _Unhealthy(outcome, placed)  # counts against the breaker
+    return outcome, placed
 
 
 def record(session: Session, secret_key: str, redemption_id: uuid.UUID, outcome: Outcome,
-           policy: RelayPolicy, *, give_up: bool = False, surely_not_placed: bool = False) -> str:
+           policy: RelayPolicy, *, give_up: bool = False, placed: bool = False) -> str:
     """Apply a provider's answer to a pending redemption, in one transaction with the ledger.
     Used by the relay and by provider webhooks; a redemption already resolved is left alone.
-    A pooled order's reservations (one per leg) are posted, or voided, all together."""
+    A pooled order's reservations (one per leg) are posted, or voided, all together.
+
+    `placed`: this attempt placed the order without a definitive "not placed"; it sets the
+    sticky maybe_placed, in the UPDATE that records the outcome anyway. `give_up`: the last
+    attempt; an open answer then voids the order (failed) if it was never maybe placed, and
+    leaves it for review (points still reserved) otherwise."""
     # One read (the order, locked, and its reward's kind) and one write of the order, after
     # the ledger's.
     rows, _ = run(session.connection(), _LOCK, {"rid": redemption_id})
@@ -261,17 +290,20 @@ def record(session: Session, secret_key: str, redemption_id: uuid.UUID, outcome:
         return order.state
     now = utcnow()
     status = outcome.status
+    changes: dict = {}
+    if placed and not order.maybe_placed:
+        changes["maybe_placed"] = True  # every way out below makes one UPDATE: it rides along
     if status in (Status.RETRY, Status.UNKNOWN, Status.PENDING, Status.NOT_FOUND) and give_up:
-        if surely_not_placed:
+        if not (placed or order.maybe_placed):
+            # Every place_order was answered "not received": no order exists at the provider.
             status = Status.FAILED
             outcome = Outcome(Status.FAILED, detail=f"gave up: {outcome.detail or outcome.status.value}")
         else:
             failure = f"no definitive answer after {order.attempts} attempts: {outcome.detail}"[:500]
-            _change(session, redemption_id, state=NEEDS_REVIEW, failure=failure, lease_until=None)
+            _change(session, redemption_id, **changes, state=NEEDS_REVIEW, failure=failure, lease_until=None)
             outbox.complete(session, topic, key)
             log.warning("redemption %s needs review: %s", redemption_id, failure)
             return NEEDS_REVIEW
-    changes: dict = {}
     if outcome.provider_order_id:
         changes["provider_order_id"] = outcome.provider_order_id
     if status is Status.FULFILLED:
@@ -350,13 +382,16 @@ def handle_event(session: Session, secret_key: str, provider: str, event: Webhoo
 
 def requeue(session: Session, redemption_id: uuid.UUID) -> None:
     """Give an order that needs review back to the relay, with a fresh count of attempts.
-    Its first new attempt looks the reference up, so nothing is ordered twice."""
+    It is maybe placed (a person looked at it; the flag is never cleared), so its first new
+    attempt looks the reference up: nothing is ordered twice, nothing voided without an answer."""
     redemption = session.scalar(select(Redemption).where(Redemption.id == redemption_id).with_for_update())
     if redemption is None or redemption.state != NEEDS_REVIEW:
         raise Conflict(f"redemption {redemption_id} does not need review", slug="not-in-review")
     redemption.state = PENDING
     redemption.failure = None
-    redemption.attempts = 1  # not 0: the next attempt must look the order up first
+    redemption.maybe_placed = True  # already set on most ways into review; stated, not assumed
+    redemption.lease_until = None  # not a lost attempt's: the review ended it
+    redemption.attempts = 0
     now = utcnow()
     redemption.relay_deadline = max(redemption.relay_deadline, now + timedelta(hours=1))
     outbox.enqueue(session, redemptions.RELAY_TOPIC, str(redemption_id), {"redemption_id": str(redemption_id)})

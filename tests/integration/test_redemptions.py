@@ -308,12 +308,17 @@ def test_no_definitive_answer_ends_in_review_with_points_held(partner, provider,
 def test_only_surely_unplaced_orders_are_voided_when_giving_up(partner, provider, db):
     member = rich_member(partner)
     before = partner.balance(member)
+    db.write(lambda s: s.execute(Reward.__table__.update().where(Reward.provider == provider.name).values(stock=5)))
     order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
     provider.place_script = [Outcome(Status.RETRY, retry_after=0.01)] * 4
-    provider.lookup_script = [Outcome(Status.NOT_FOUND)] * 3
     states = [run_relay(db, provider, order["id"]) for _ in range(4)]
     assert states == ["pending", "pending", "pending", "failed"]
+    # Every order was answered "not received": nothing to look up, placed again directly.
+    assert [c for c, _ in provider.calls] == ["place"] * 4
     assert partner.balance(member) == before
+    with db.read() as s:
+        assert s.scalar(select(Reward.stock).where(Reward.provider == provider.name)) == 5
+    assert relay_row(db, order["id"]) == {"state": "failed", "maybe_placed": False, "attempts": 4}
 
 
 def test_circuit_breaker_stops_calls_to_a_failing_provider(partner, provider, db):
@@ -417,3 +422,184 @@ def test_a_batch_attempts_each_order_once_and_skips_done_and_leased_ones(partner
     assert worker.run_many(ids) == ["done", "busy", "fulfilled", "fulfilled"]
     placed = sorted(ref for call, ref in provider.calls if call == "place")
     assert placed == sorted(f"rdm{i.hex}" for i in (ids[0], ids[2], ids[3]))  # each once
+
+
+# --- maybe_placed: once an order may exist at the provider, it is never voided blindly ------
+
+def relay_row(db, order_id: str) -> dict:
+    with db.read() as s:
+        row = s.get(Redemption, uuid.UUID(order_id))
+        return {"state": row.state, "maybe_placed": row.maybe_placed, "attempts": row.attempts}
+
+
+def held(partner, member) -> int:
+    balance = partner.balance(member)
+    return balance["posted"] - balance["available"]
+
+
+def test_not_found_after_a_lost_answer_never_voids_the_order(partner, provider, db):
+    """The first order timed out (it may have been placed); a later lookup's NOT_FOUND only
+    says the provider has no record *yet*: the first request may still land. RETRY on every
+    order after that must not end in failed (points back, and a card delivered for free)."""
+    member = rich_member(partner)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    provider.place_script = [Outcome(Status.UNKNOWN, detail="read timeout")] + [Outcome(Status.RETRY)] * 3
+    provider.lookup_script = [Outcome(Status.NOT_FOUND)] * 3
+    assert run_relay(db, provider, order["id"]) == "pending"
+    assert relay_row(db, order["id"])["maybe_placed"] is True
+    states = [run_relay(db, provider, order["id"]) for _ in range(3)]
+    assert states == ["pending", "pending", "needs_review"]
+    assert [c for c, _ in provider.calls] == ["place"] + ["lookup", "place"] * 3
+    assert held(partner, member) == 16000  # still reserved: the first order may land
+    assert relay_row(db, order["id"]) == {"state": "needs_review", "maybe_placed": True, "attempts": 4}
+
+
+def test_a_pending_answer_makes_the_order_maybe_placed(partner, provider, db):
+    member = rich_member(partner)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    provider.place_script = [Outcome(Status.PENDING, provider_order_id="P-7")]
+    provider.lookup_script = [Outcome(Status.UNKNOWN, detail="503")] * 3
+    states = [run_relay(db, provider, order["id"]) for _ in range(4)]
+    assert states == ["pending", "pending", "pending", "needs_review"]
+    assert [c for c, _ in provider.calls] == ["place", "lookup", "lookup", "lookup"]
+    assert held(partner, member) == 16000
+
+
+def test_retry_then_a_lost_answer_ends_in_review(partner, provider, db):
+    """RETRY first (nothing placed), then a timeout: the flag is set by the later order."""
+    member = rich_member(partner)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    provider.place_script = [Outcome(Status.RETRY), Outcome(Status.UNKNOWN)] + [Outcome(Status.RETRY)] * 2
+    provider.lookup_script = [Outcome(Status.NOT_FOUND)] * 2
+    states = [run_relay(db, provider, order["id"]) for _ in range(4)]
+    assert states == ["pending", "pending", "pending", "needs_review"]
+    assert [c for c, _ in provider.calls] == ["place", "place", "lookup", "place", "lookup", "place"]
+    assert held(partner, member) == 16000
+
+
+def test_a_provider_down_the_whole_time_fails_and_returns_the_points(partner, provider, db):
+    """Connection refused on every call: no order was ever sent. The relay places directly
+    each time (a lookup that cannot connect would say UNKNOWN) and gives the points back."""
+    member = rich_member(partner)
+    before = partner.balance(member)
+    db.write(lambda s: s.execute(Reward.__table__.update().where(Reward.provider == provider.name).values(stock=2)))
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    refused = Outcome(Status.RETRY, detail="not sent: connection refused")
+    provider.place_script = [refused] * 4
+    provider.lookup_script = [Outcome(Status.UNKNOWN, detail="connection refused")] * 4
+    states = [run_relay(db, provider, order["id"]) for _ in range(4)]
+    assert states == ["pending", "pending", "pending", "failed"]
+    assert [c for c, _ in provider.calls] == ["place"] * 4
+    assert partner.balance(member) == before
+    with db.read() as s:
+        assert s.scalar(select(Reward.stock).where(Reward.provider == provider.name)) == 2
+    got = partner.api.get(f"/v1/redemptions/{order['id']}").json()
+    assert got["state"] == "failed" and "connection refused" in got["failure"]
+
+
+class _Recorded:
+    """A real connector, its calls recorded."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def place_order(self, order):
+        outcome = self.inner.place_order(order)
+        self.calls.append(("place", outcome.status))
+        return outcome
+
+    def lookup(self, reference):
+        outcome = self.inner.lookup(reference)
+        self.calls.append(("lookup", outcome.status))
+        return outcome
+
+
+def test_a_real_connector_to_a_closed_port_fails_and_returns_the_points(partner, db):
+    """The same through Tango's connector and its transport mapping: nothing listens."""
+    import socket
+
+    from partners.tango.connector import TangoProvider
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: connections are refused
+    name = f"down{uuid.uuid4().hex[:8]}"
+    item = CatalogItem(product="CARD-10", name="Test card", kind=Kind.GIFT_CARD, currency="USD",
+                       denominations=(1000,))
+    db.write(lambda s: catalog.sync_provider(s, name, "gift_card", [item]))
+    down = _Recorded(TangoProvider({"base_url": f"http://127.0.0.1:{port}/raas/v2", "timeout_connect": "2"}))
+    member = rich_member(partner)
+    before = partner.balance(member)
+    with db.read() as s:
+        code = s.scalar(select(Reward.code).where(Reward.provider == name))
+    order = redeem(partner, member, code, amount="10.00").json()
+    worker = relay.Relay(db, {name: down}, runtime.current().settings.secret_key,
+                         RelayPolicy(lease=timedelta(seconds=30), backoff_base=0.01, backoff_cap=0.02,
+                                     max_attempts=4, breaker_failures=10, breaker_reset=60))
+    states = [worker.run(uuid.UUID(order["id"])) for _ in range(4)]
+    assert states == ["pending", "pending", "pending", "failed"]
+    assert down.calls == [("place", Status.RETRY)] * 4
+    assert partner.balance(member) == before
+
+
+def test_a_claim_taking_over_an_expired_lease_looks_up_first(partner, provider, db):
+    """An attempt whose lease ran out without an outcome (a worker killed mid-call) may have
+    placed the order: the next one asks first, and cannot void it when it gives up."""
+    member = rich_member(partner)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    lost = Redemption.__table__.update().where(Redemption.id == uuid.UUID(order["id"]))
+    db.write(lambda s: s.execute(lost.values(attempts=1, lease_until=utcnow() - timedelta(seconds=1))))
+    provider.place_script = [Outcome(Status.RETRY)] * 3
+    provider.lookup_script = [Outcome(Status.NOT_FOUND)] * 3
+    states = [run_relay(db, provider, order["id"]) for _ in range(3)]
+    assert states == ["pending", "pending", "needs_review"]
+    assert [c for c, _ in provider.calls] == ["lookup", "place"] * 3
+    assert relay_row(db, order["id"]) == {"state": "needs_review", "maybe_placed": True, "attempts": 4}
+    assert held(partner, member) == 16000
+
+
+def test_an_unexpired_lease_is_left_alone_and_a_free_order_places_directly(partner, provider, db):
+    member = rich_member(partner)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    leased = Redemption.__table__.update().where(Redemption.id == uuid.UUID(order["id"]))
+    db.write(lambda s: s.execute(leased.values(lease_until=utcnow() + timedelta(minutes=5))))
+    assert run_relay(db, provider, order["id"]) == "busy"
+    assert relay_row(db, order["id"]) == {"state": "pending", "maybe_placed": False, "attempts": 0}
+    db.write(lambda s: s.execute(leased.values(lease_until=None)))
+    provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD)]
+    assert run_relay(db, provider, order["id"]) == "fulfilled"
+    assert [c for c, _ in provider.calls] == ["place"]
+    assert relay_row(db, order["id"])["maybe_placed"] is True  # FULFILLED: it was placed
+
+
+def test_requeue_asks_first_even_for_an_order_never_maybe_placed(partner, provider, db):
+    """A person looked at it: whatever the history, the relay asks the provider before
+    placing, and cannot void it without an answer."""
+    member = rich_member(partner)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    review = Redemption.__table__.update().where(Redemption.id == uuid.UUID(order["id"]))
+    db.write(lambda s: s.execute(review.values(state="needs_review", attempts=4, failure="ops look")))
+    assert relay_row(db, order["id"])["maybe_placed"] is False
+    db.write(lambda s: relay.requeue(s, uuid.UUID(order["id"])))
+    assert relay_row(db, order["id"]) == {"state": "pending", "maybe_placed": True, "attempts": 0}
+    provider.place_script = [Outcome(Status.RETRY)] * 4
+    provider.lookup_script = [Outcome(Status.NOT_FOUND)] * 4
+    states = [run_relay(db, provider, order["id"]) for _ in range(4)]
+    assert states == ["pending", "pending", "pending", "needs_review"]  # a fresh count of attempts
+    assert [c for c, _ in provider.calls] == ["lookup", "place"] * 4
+    assert held(partner, member) == 16000
+
+
+def test_requeue_after_review_looks_up_and_settles(partner, provider, db):
+    member = rich_member(partner)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    provider.place_script = [Outcome(Status.UNKNOWN)] + [Outcome(Status.RETRY)] * 3
+    provider.lookup_script = [Outcome(Status.NOT_FOUND)] * 3
+    assert [run_relay(db, provider, order["id"]) for _ in range(4)][-1] == "needs_review"
+    db.write(lambda s: relay.requeue(s, uuid.UUID(order["id"])))
+    provider.calls.clear()
+    provider.lookup_script = [Outcome(Status.FULFILLED, provider_order_id="P-9", delivery=CARD)]
+    assert run_relay(db, provider, order["id"]) == "fulfilled"
+    assert [c for c, _ in provider.calls] == ["lookup"]
+    assert held(partner, member) == 0
+    assert relay_row(db, order["id"])["maybe_placed"] is True  # never cleared
