@@ -37,6 +37,13 @@ def post(call: Call, body: dict, token_info: dict) -> Reply:
     return common.create(call, caller, body, work, redact=("delivery",))
 
 
+def list_redemptions(token_info, member_id=None, state=None, cursor=None, limit=50):
+    with db().read() as s:
+        items, next_cursor = redemptions.list_redemptions(
+            s, actor(token_info), cursor, limit, uuid.UUID(member_id) if member_id else None, state)
+        return ok({"items": [redemption(v) for v in items], "next_cursor": next_cursor})
+
+
 def get(redemption_id, token_info):
     secret_key = runtime.current().settings.secret_key
     with db().read() as s:

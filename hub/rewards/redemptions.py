@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, case, func, insert, or_, select
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm import Session
 
-from hub import crypto, ledger
+from hub import crypto, ledger, pagination
 from hub.actor import Actor
 from hub.db import run, utcnow
 from hub.errors import Conflict, Invalid, NotFound
@@ -170,37 +170,63 @@ def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> Redempti
     return _view(redemption, reward, first.program.code, actor, terms.secret_key, legs)
 
 
-def get(session: Session, actor: Actor, redemption_id: uuid.UUID, secret_key: str) -> RedemptionView:
+def _visible(actor: Actor):
+    """Orders with their reward and (first) program, as far as the caller may see them: a
+    member their own; a partner those its programs' points paid for, wholly or in part; ops all."""
     q = (
         select(Redemption, Reward, Program)
         .join(Reward, Reward.id == Redemption.reward_id)
         .join(Program, Program.id == Redemption.program_id)
-        .where(Redemption.id == redemption_id)
     )
     if actor.member_id is not None:
-        q = q.where(Redemption.member_id == actor.member_id)
-    elif "ops:read" not in actor.scopes:
-        # A partner sees the orders its programs' points paid for, wholly or in part.
-        leg_program = aliased(Program)
-        paid_a_leg = (
-            select(RedemptionLeg.redemption_id)
-            .join(leg_program, leg_program.id == RedemptionLeg.program_id)
-            .where(RedemptionLeg.redemption_id == Redemption.id, leg_program.partner_id == actor.partner_id)
-            .exists()
-        )
-        q = q.where(or_(Program.partner_id == actor.partner_id, paid_a_leg))
-    row = session.execute(q).first()
+        return q.where(Redemption.member_id == actor.member_id)
+    if "ops:read" in actor.scopes:
+        return q
+    leg_program = aliased(Program)
+    paid_a_leg = (
+        select(RedemptionLeg.redemption_id)
+        .join(leg_program, leg_program.id == RedemptionLeg.program_id)
+        .where(RedemptionLeg.redemption_id == Redemption.id, leg_program.partner_id == actor.partner_id)
+        .exists()
+    )
+    return q.where(or_(Program.partner_id == actor.partner_id, paid_a_leg))
+
+
+def _legs(session: Session, rows) -> dict[uuid.UUID, tuple[LegView, ...]]:
+    """Each order's legs, in the order they were paid (one query for a page of orders); an
+    order paid from one program is its one leg."""
+    found: dict[uuid.UUID, list[LegView]] = {}
+    for redemption_id, code, points in session.execute(
+        select(RedemptionLeg.redemption_id, Program.code, RedemptionLeg.points)
+        .join(Program, Program.id == RedemptionLeg.program_id)
+        .where(RedemptionLeg.redemption_id.in_([r.id for r, _, _ in rows]))
+        .order_by(RedemptionLeg.transfer_id)  # the order of the ledger call: the order paid
+    ):
+        found.setdefault(redemption_id, []).append(LegView(code, points))
+    return {r.id: tuple(found.get(r.id, ())) or (LegView(p.code, r.points),) for r, _, p in rows}
+
+
+def get(session: Session, actor: Actor, redemption_id: uuid.UUID, secret_key: str) -> RedemptionView:
+    row = session.execute(_visible(actor).where(Redemption.id == redemption_id)).first()
     if row is None:
         raise NotFound(f"no redemption {redemption_id}", slug="redemption-not-found")
     redemption, reward, program = row
-    legs = session.execute(
-        select(Program.code, RedemptionLeg.points)
-        .join(Program, Program.id == RedemptionLeg.program_id)
-        .where(RedemptionLeg.redemption_id == redemption_id)
-        .order_by(RedemptionLeg.transfer_id)  # the order of the ledger call: the order paid
-    ).all()
-    shown = tuple(LegView(*leg) for leg in legs) or (LegView(program.code, redemption.points),)
-    return _view(redemption, reward, program.code, actor, secret_key, shown)
+    return _view(redemption, reward, program.code, actor, secret_key, _legs(session, [row])[redemption.id])
+
+
+def list_redemptions(session: Session, actor: Actor, cursor: str | None, limit: int,
+                     member_id: uuid.UUID | None = None, state: str | None = None) -> tuple[list[RedemptionView], str | None]:
+    """Orders newest first, as `get` shows them but never with their delivery (a card's code
+    or a voucher is shown by GET /redemptions/{id}, one order at a time)."""
+    q = _visible(actor)
+    if member_id is not None:
+        q = q.where(Redemption.member_id == member_id)
+    if state is not None:
+        q = q.where(Redemption.state == state)
+    rows, next_cursor = pagination.newest_first(session, q, Redemption.created_at, Redemption.id, cursor, limit,
+                                                lambda row: (row[0].created_at, row[0].id))
+    legs = _legs(session, rows) if rows else {}
+    return [RedemptionView(r, reward, p.code, None, legs[r.id]) for r, reward, p in rows], next_cursor
 
 
 def _view(redemption: Redemption, reward: Reward, program_code: str, actor: Actor, secret_key: str,
