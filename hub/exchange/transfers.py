@@ -27,7 +27,7 @@ from hub.errors import Conflict, Invalid, NotFound
 from hub.exchange.models import MemberTransfer
 from hub.ledger.models import Transfer
 from hub.programs.models import Membership, Program
-from hub.programs.service import partner_program, resolve_membership
+from hub.programs.service import partner_program, refuse_hosted, resolve_membership
 
 TRANSFER_CODE = "transfer"
 REF_TYPE = "member_transfer"
@@ -55,12 +55,6 @@ def policy_of(program: Program) -> Policy:
     return Policy(program.code, program.transfer_max_points, program.transfer_daily_limit)
 
 
-def _refuse_hosted(program: Program) -> None:
-    if program.hosted_by:
-        raise Invalid(f"{program.code} points are kept by its partner: the hub cannot move them between members",
-                      slug="program-hosted")
-
-
 def set_policy(session: Session, actor: Actor, code: str, max_points: int | None,
                daily_limit: int | None) -> Policy:
     """Open, limit or close transfers in a program: ops (ops:write) in any program, a partner
@@ -76,7 +70,7 @@ def set_policy(session: Session, actor: Actor, code: str, max_points: int | None
             raise NotFound(f"no program {code}", slug="program-not-found")
     else:
         program = partner_program(session, actor, code)
-    _refuse_hosted(program)
+    refuse_hosted(program)
     program.transfer_max_points, program.transfer_daily_limit = max_points, daily_limit
     session.flush()
     return policy_of(program)
@@ -100,7 +94,7 @@ def send(session: Session, actor: Actor, body: dict) -> TransferView:
     of the partner's programs."""
     code, points = body["program"], body["points"]
     program = _program_of_sender(session, actor, code)
-    _refuse_hosted(program)
+    refuse_hosted(program)
     policy = policy_of(program)
     if not policy.open:
         raise Invalid(f"{code} does not allow transfers between members", slug="transfers-closed")

@@ -34,7 +34,7 @@ from hub.programs.models import (
     PointTransaction,
     Program,
 )
-from hub.programs.service import normalise
+from hub.programs.service import normalise, refuse_hosted
 
 EARN = "earn"
 REVERSAL = "reversal"
@@ -132,15 +132,6 @@ def _amount(body: dict, currency_expected: str) -> int:
     if amount <= 0:
         raise Invalid("amount must be greater than zero", slug="invalid-amount")
     return amount
-
-
-def refuse_hosted(program: Program | _Program) -> None:
-    """A partner-hosted program's points live in its partner's system, reached only through
-    its connector (hub/exchange/hosted.py, by conversions): the hub's ledger never earns,
-    reverses or spends them."""
-    if program.hosted_by:
-        raise Invalid(f"{program.code} points are kept by its partner: the hub cannot move them",
-                      slug="program-hosted")
 
 
 def _parse(index: int, body: dict, kind: str, value: str, program: _Program | None) -> _Parsed:

@@ -146,6 +146,15 @@ def list_programs(
     return rows, pagination.encode(rows[-1][0].code) if more else None
 
 
+def refuse_hosted(program) -> None:
+    """A partner-hosted program's points live in its partner's system, reached only through
+    its connector (hub/exchange/hosted.py, by conversions): the hub's ledger never earns,
+    reverses, spends or transfers them. `program`: anything with `code` and `hosted_by`."""
+    if program.hosted_by:
+        raise Invalid(f"{program.code} points are kept by its partner: the hub cannot move them",
+                      slug="program-hosted")
+
+
 def partner_program(session: Session, actor: Actor, code: str) -> Program:
     """One of the caller's own programs; another partner's is indistinguishable from none."""
     program = session.scalar(

@@ -16,9 +16,9 @@ from hub import money, pagination
 from hub.actor import Actor
 from hub.db import run, utcnow
 from hub.errors import Conflict, Invalid, NotFound
-from hub.programs.earning import parse_time, refuse_hosted
+from hub.programs.earning import parse_time
 from hub.programs.models import Program
-from hub.programs.service import code_cursor
+from hub.programs.service import code_cursor, refuse_hosted
 from hub.rewards.models import IN_HOUSE_KINDS, Reward
 from hub.rewards.providers import CatalogItem
 

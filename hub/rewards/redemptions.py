@@ -33,9 +33,8 @@ from hub.identity.oidc import subjects
 from hub.notify import outbox
 from hub.ledger.models import Account
 from hub.ledger.service import AccountInfo
-from hub.programs.earning import refuse_hosted
 from hub.programs.models import Member, Membership, MembershipIdentifier, Program
-from hub.programs.service import normalise
+from hub.programs.service import normalise, refuse_hosted
 from hub.rewards import catalog
 from hub.rewards.models import FAILED, FULFILLED, PENDING, Redemption, RedemptionLeg, Reward
 
