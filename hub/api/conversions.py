@@ -1,6 +1,5 @@
 """Conversion rates, pairs, quotes and conversions (hub/exchange)."""
 import uuid
-from datetime import timedelta
 from decimal import Decimal
 
 from hub.api import common, runtime
@@ -13,9 +12,7 @@ from hub.exchange.models import PENDING
 
 
 def _terms() -> conversions.Terms:
-    settings = runtime.current().settings
-    return conversions.Terms(settings.secret_key, timedelta(seconds=settings.quote_ttl),
-                             timedelta(seconds=settings.conversion_hold))
+    return conversions.Terms.from_settings(runtime.current().settings)
 
 
 def list_rates(token_info, program=None, include_closed=False):

@@ -1,5 +1,4 @@
 import uuid
-from datetime import timedelta
 
 from flask import request
 
@@ -17,8 +16,7 @@ from hub.rewards.providers import WebhookRejected
 
 
 def _terms() -> redemptions.Terms:
-    settings = runtime.current().settings
-    return redemptions.Terms(settings.unit_rates, timedelta(seconds=settings.redemption_hold), settings.secret_key)
+    return redemptions.Terms.from_settings(runtime.current().settings)
 
 
 def create(body, token_info):

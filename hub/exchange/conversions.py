@@ -69,6 +69,11 @@ class Terms:
     quote_ttl: timedelta
     hold: timedelta  # how long a hosted conversion's local leg stays reserved at most
 
+    @classmethod
+    def from_settings(cls, settings) -> "Terms":
+        return cls(settings.secret_key, timedelta(seconds=settings.quote_ttl),
+                   timedelta(seconds=settings.conversion_hold))
+
 
 @dataclass(frozen=True)
 class Quote:

@@ -63,6 +63,10 @@ class Terms:
     hold: timedelta
     secret_key: str
 
+    @classmethod
+    def from_settings(cls, settings) -> "Terms":
+        return cls(settings.unit_rates, timedelta(seconds=settings.redemption_hold), settings.secret_key)
+
 
 class LegView(NamedTuple):
     program_code: str

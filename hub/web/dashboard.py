@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 from types import SimpleNamespace
 
@@ -179,9 +178,7 @@ def redeem():
             "recipient": {"email": current.email}}
     if request.form.get("amount"):
         body["amount"] = request.form["amount"]
-    hub = state().hub
-    terms = redemptions.Terms(hub.settings.unit_rates, timedelta(seconds=hub.settings.redemption_hold),
-                              hub.settings.secret_key)
+    terms = redemptions.Terms.from_settings(_settings())
     actor = _actor(current.member_id)
 
     def work(s):
@@ -221,10 +218,7 @@ def _redeem_failed(slug: str):
 # --- convert -----------------------------------------------------------------------------
 
 def _terms() -> conversions.Terms:
-    """As the API's (hub/api/conversions.py): the quote's lifetime, the hosted leg's hold."""
-    settings = _settings()
-    return conversions.Terms(settings.secret_key, timedelta(seconds=settings.quote_ttl),
-                             timedelta(seconds=settings.conversion_hold))
+    return conversions.Terms.from_settings(_settings())
 
 
 def _points(typed: str) -> int | None:
