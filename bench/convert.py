@@ -21,10 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import shutil
-import signal
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -36,8 +33,8 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import func, insert, select, text
 
 from earn import (
-    Databases, Server, backend_pids, cpu_seconds, cpu_split, cpu_times, free_port, get_token, loadgen, log,
-    profile_workers, run_pgbench, scan_report, verify_ledger,
+    Scratch, backend_pids, cpu_seconds, cpu_split, cpu_times, free_port, get_token, loadgen, log,
+    profile_workers, run, run_pgbench, scan_report, verify_ledger,
 )
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -158,6 +155,79 @@ def count_conversions(url: str) -> int:
         db.dispose()
 
 
+def _measure(scratch: Scratch, args) -> dict:
+    url = scratch.dbs.create(scratch.tag)
+    log(f"database {scratch.tag}: migrating, {args.members} members in two programs")
+    t0 = time.monotonic()
+    data = setup_hub_db(url, args.members)
+    log(f"setup took {time.monotonic() - t0:.1f}s")
+    port = free_port()
+    server = scratch.start_server(url, port, args.workers)
+    server.wait_ready()
+    token = get_token(port, data["client_id"], data["secret"])
+    workers = server.workers()
+    log(f"hub up on port {port}, workers {workers}")
+    spies = []
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        spies = profile_workers(server, args.warmup + args.seconds, Path(args.profile), "convert")
+    cpu0, machine0 = cpu_seconds(workers), cpu_times()
+    log(f"quote + conversion: {args.clients} clients, {args.warmup}s warm-up + {args.seconds}s")
+    run = loadgen({"host": "127.0.0.1", "port": port, "token": token, "mode": "convert",
+                   "programs": data["programs"], "members": data["members"], "clients": args.clients,
+                   "seconds": args.seconds, "warmup": args.warmup}, workers)
+    for p in spies:
+        p.wait(timeout=60)
+    done = max(run["total"], 1)
+    pg_cpu = cpu_seconds(backend_pids(args.database_url, scratch.tag))
+    log(f"CPU per quote + conversion (whole phase, warm-up too, {done} of them): hub workers "
+        f"{1000 * (cpu_seconds(workers) - cpu0) / done:.2f} ms, postgres backends ~{1000 * pg_cpu / done:.2f} ms; "
+        f"{cpu_split(machine0, cpu_times())}")
+    log(f"quote + conversion: {run['ok'] / args.seconds:.1f}/s p50 {run['p50_ms']:.1f}ms p99 {run['p99_ms']:.1f}ms "
+        f"statuses {run['statuses']} exceptions {run['exceptions']}")
+    for sample in run["error_samples"]:
+        log(f"error sample: {sample}")
+
+    per_client = int(args.seconds * 2000 / args.clients)  # more than a client can execute
+    quotes = signed_quotes(port, token, server.secret_key, data, args.clients, per_client)
+    log(f"execution of quotes signed ahead: {args.clients} clients, 2s warm-up + {args.seconds}s")
+    cpu0 = cpu_seconds(workers)
+    pg0 = cpu_seconds(backend_pids(args.database_url, scratch.tag))
+    execute = loadgen({"host": "127.0.0.1", "port": port, "token": token, "mode": "execute", "quotes": quotes,
+                       "members": [], "clients": args.clients, "seconds": args.seconds, "warmup": 2}, workers)
+    done = max(execute["total"], 1)
+    log(f"CPU per conversion: hub workers {1000 * (cpu_seconds(workers) - cpu0) / done:.2f} ms, postgres "
+        f"~{1000 * (cpu_seconds(backend_pids(args.database_url, scratch.tag)) - pg0) / done:.2f} ms")
+    log(f"conversions (quotes signed ahead): {execute['ok'] / args.seconds:.1f}/s p50 {execute['p50_ms']:.1f}ms "
+        f"p99 {execute['p99_ms']:.1f}ms statuses {execute['statuses']} exceptions {execute['exceptions']}")
+    for sample in execute["error_samples"]:
+        log(f"error sample: {sample}")
+    scratch.stop_server()
+    log(f"sequential scans: {scan_report(url)}")
+    verify_ledger(url)
+    log(f"conversions recorded: {count_conversions(url)}")
+    pgbench_tps = 0.0
+    if not args.skip_pgbench:
+        pgbench_tps = run_pgbench(scratch.dbs, f"{scratch.tag}_pgbench", args.clients, args.seconds)
+        log(f"pgbench: {pgbench_tps:.1f} tps")
+    per_s = run["ok"] / args.seconds
+    executed_per_s = execute["ok"] / args.seconds
+    return {
+        "conversions_per_s": round(executed_per_s, 1),
+        "p50_ms": round(execute["p50_ms"], 2),
+        "p99_ms": round(execute["p99_ms"], 2),
+        "errors": execute["errors"],
+        "pgbench_tps": round(pgbench_tps, 1),
+        "ratio": round(executed_per_s / pgbench_tps, 3) if pgbench_tps else None,
+        "flow_per_s": round(per_s, 1),
+        "flow_p99_ms": round(run["p99_ms"], 2),
+        "flow_errors": run["errors"],
+        "flow_ratio": round(per_s / pgbench_tps, 3) if pgbench_tps else None,
+        "clients": args.clients,
+        "seconds": args.seconds,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--database-url", default=DEFAULT_URL, help="admin URL of the PostgreSQL server")
@@ -169,98 +239,7 @@ def main() -> int:
     ap.add_argument("--skip-pgbench", action="store_true")
     ap.add_argument("--profile", metavar="DIR", help="py-spy record the workers during the run")
     args = ap.parse_args()
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    dbs = Databases(args.database_url)
-    tag = f"hub_bench_{secrets.token_hex(4)}"
-    server = None
-    workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
-    result: dict = {}
-    try:
-        url = dbs.create(tag)
-        log(f"database {tag}: migrating, {args.members} members in two programs")
-        t0 = time.monotonic()
-        data = setup_hub_db(url, args.members)
-        log(f"setup took {time.monotonic() - t0:.1f}s")
-        port = free_port()
-        server = Server(url, port, args.workers, workdir)
-        server.wait_ready()
-        token = get_token(port, data["client_id"], data["secret"])
-        workers = server.workers()
-        log(f"hub up on port {port}, workers {workers}")
-        spies = []
-        if args.profile:
-            Path(args.profile).mkdir(parents=True, exist_ok=True)
-            spies = profile_workers(server, args.warmup + args.seconds, Path(args.profile), "convert")
-        cpu0, machine0 = cpu_seconds(workers), cpu_times()
-        log(f"quote + conversion: {args.clients} clients, {args.warmup}s warm-up + {args.seconds}s")
-        run = loadgen({"host": "127.0.0.1", "port": port, "token": token, "mode": "convert",
-                       "programs": data["programs"], "members": data["members"], "clients": args.clients,
-                       "seconds": args.seconds, "warmup": args.warmup}, workers)
-        for p in spies:
-            p.wait(timeout=60)
-        done = max(run["total"], 1)
-        pg_cpu = cpu_seconds(backend_pids(args.database_url, tag))
-        log(f"CPU per quote + conversion (whole phase, warm-up too, {done} of them): hub workers "
-            f"{1000 * (cpu_seconds(workers) - cpu0) / done:.2f} ms, postgres backends ~{1000 * pg_cpu / done:.2f} ms; "
-            f"{cpu_split(machine0, cpu_times())}")
-        log(f"quote + conversion: {run['ok'] / args.seconds:.1f}/s p50 {run['p50_ms']:.1f}ms p99 {run['p99_ms']:.1f}ms "
-            f"statuses {run['statuses']} exceptions {run['exceptions']}")
-        for sample in run["error_samples"]:
-            log(f"error sample: {sample}")
-
-        per_client = int(args.seconds * 2000 / args.clients)  # more than a client can execute
-        quotes = signed_quotes(port, token, server.secret_key, data, args.clients, per_client)
-        log(f"execution of quotes signed ahead: {args.clients} clients, 2s warm-up + {args.seconds}s")
-        cpu0 = cpu_seconds(workers)
-        pg0 = cpu_seconds(backend_pids(args.database_url, tag))
-        execute = loadgen({"host": "127.0.0.1", "port": port, "token": token, "mode": "execute", "quotes": quotes,
-                           "members": [], "clients": args.clients, "seconds": args.seconds, "warmup": 2}, workers)
-        done = max(execute["total"], 1)
-        log(f"CPU per conversion: hub workers {1000 * (cpu_seconds(workers) - cpu0) / done:.2f} ms, postgres "
-            f"~{1000 * (cpu_seconds(backend_pids(args.database_url, tag)) - pg0) / done:.2f} ms")
-        log(f"conversions (quotes signed ahead): {execute['ok'] / args.seconds:.1f}/s p50 {execute['p50_ms']:.1f}ms "
-            f"p99 {execute['p99_ms']:.1f}ms statuses {execute['statuses']} exceptions {execute['exceptions']}")
-        for sample in execute["error_samples"]:
-            log(f"error sample: {sample}")
-        server.stop()
-        server = None
-        log(f"sequential scans: {scan_report(url)}")
-        verify_ledger(url)
-        log(f"conversions recorded: {count_conversions(url)}")
-        pgbench_tps = 0.0
-        if not args.skip_pgbench:
-            pgbench_tps = run_pgbench(dbs, f"{tag}_pgbench", args.clients, args.seconds)
-            log(f"pgbench: {pgbench_tps:.1f} tps")
-        per_s = run["ok"] / args.seconds
-        executed_per_s = execute["ok"] / args.seconds
-        result = {
-            "conversions_per_s": round(executed_per_s, 1),
-            "p50_ms": round(execute["p50_ms"], 2),
-            "p99_ms": round(execute["p99_ms"], 2),
-            "errors": execute["errors"],
-            "pgbench_tps": round(pgbench_tps, 1),
-            "ratio": round(executed_per_s / pgbench_tps, 3) if pgbench_tps else None,
-            "flow_per_s": round(per_s, 1),
-            "flow_p99_ms": round(run["p99_ms"], 2),
-            "flow_errors": run["errors"],
-            "flow_ratio": round(per_s / pgbench_tps, 3) if pgbench_tps else None,
-            "clients": args.clients,
-            "seconds": args.seconds,
-        }
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    finally:
-        if server is not None:
-            server.stop()
-        dbs.drop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(result), flush=True)
-    return 0
+    return run(args.database_url, lambda scratch: _measure(scratch, args))
 
 
 if __name__ == "__main__":

@@ -200,6 +200,50 @@ class Server:
         self._log.close()
 
 
+class Scratch:
+    """What one benchmark run makes on this machine: its databases (on the admin URL's server),
+    a work folder and the `hub serve` it starts. `close` removes them all."""
+
+    def __init__(self, admin_url: str):
+        self.dbs = Databases(admin_url)
+        self.tag = f"hub_bench_{secrets.token_hex(4)}"
+        self.workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+        self.server: Server | None = None
+
+    def start_server(self, url: str, port: int, workers: int) -> Server:
+        self.server = Server(url, port, workers, self.workdir)
+        return self.server
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def close(self) -> None:
+        self.stop_server()
+        self.dbs.drop_all()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def run(admin_url: str, measure) -> int:
+    """Run `measure(scratch)` and print the result it returns as one JSON line. Everything it
+    made is removed afterwards, also on a failure, Ctrl-C or SIGTERM (exit code 130)."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    scratch = Scratch(admin_url)
+    try:
+        result = measure(scratch)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        scratch.close()
+    print(json.dumps(result), flush=True)
+    return 0
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of these processes (noise-robust cost per request)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -350,6 +394,102 @@ def verify_ledger(url: str) -> None:
         db.dispose()
 
 
+def _measure(scratch: Scratch, args, skip: set, batch_seconds: int) -> dict:
+    url = scratch.dbs.create(scratch.tag)
+    log(f"database {scratch.tag}: migrating and enrolling {args.members} members")
+    t0 = time.monotonic()
+    data = setup_hub_db(url, args.members)
+    log(f"setup took {time.monotonic() - t0:.1f}s")
+
+    port = free_port()
+    server = scratch.start_server(url, port, args.workers)
+    server.wait_ready()
+    token = get_token(port, data["client_id"], data["secret"])
+    log(f"hub up on port {port}, workers {server.workers()}")
+    base = {"host": "127.0.0.1", "port": port, "token": token, "program": data["program"],
+            "members": data["members"],
+            "occurred_at": (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    single = {"ok": 0, "errors": 0, "p50_ms": 0.0, "p99_ms": 0.0}
+    if "single" not in skip:
+        log(f"POST /v1/transactions: {args.clients} clients, {args.warmup}s warm-up + {args.seconds}s")
+        spies = []
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            spies = profile_workers(server, args.warmup + args.seconds, Path(args.profile))
+        workers = server.workers()
+        cpu0 = cpu_seconds(workers)
+        machine0 = cpu_times()
+        single = loadgen({**base, "mode": "single", "run": "s", "clients": args.clients,
+                          "seconds": args.seconds, "warmup": args.warmup}, workers)
+        done = max(single["total"], 1)
+        # Backends opened during the phase count from 0; those opened before it (during
+        # the token request) slightly overcount. Good enough to see where CPU goes.
+        pg_cpu = cpu_seconds(backend_pids(args.database_url, scratch.tag))
+        log(f"CPU per request (whole phase, warm-up too, {done} requests): hub workers "
+            f"{1000 * (cpu_seconds(workers) - cpu0) / done:.2f} ms, "
+            f"postgres backends ~{1000 * pg_cpu / done:.2f} ms; {cpu_split(machine0, cpu_times())}")
+        for p in spies:
+            p.wait(timeout=60)
+        log(f"single: {single['ok'] / args.seconds:.1f}/s p50 {single['p50_ms']:.1f}ms "
+            f"p90 {single['p90_ms']:.1f}ms p99 {single['p99_ms']:.1f}ms max {single['max_ms']:.1f}ms "
+            f"statuses {single['statuses']} exceptions {single['exceptions']}")
+        for sample in single["error_samples"]:
+            log(f"error sample: {sample}")
+
+    batch = {"purchases": 0}
+    if "batch" not in skip:
+        log(f"POST /v1/transactions/batch: {args.batch_clients} clients x {args.batch_size} "
+            f"items, 2s warm-up + {batch_seconds}s")
+        spies = []
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            spies = profile_workers(server, 2 + batch_seconds, Path(args.profile), "batch")
+        workers = server.workers()
+        cpu0 = cpu_seconds(workers)
+        pg0 = cpu_seconds(backend_pids(args.database_url, scratch.tag))
+        machine0 = cpu_times()
+        batch = loadgen({**base, "mode": "batch", "run": "b", "clients": args.batch_clients,
+                         "batch_size": args.batch_size, "seconds": batch_seconds, "warmup": 2},
+                        workers)
+        done = max(batch["purchases"] + batch["unmeasured_purchases"], 1)
+        pg_cpu = cpu_seconds(backend_pids(args.database_url, scratch.tag)) - pg0
+        log(f"CPU per purchase (whole phase, warm-up too, {done} purchases): hub workers "
+            f"{1e6 * (cpu_seconds(workers) - cpu0) / done:.0f} us, postgres backends "
+            f"~{1e6 * pg_cpu / done:.0f} us; {cpu_split(machine0, cpu_times())}")
+        for p in spies:
+            p.wait(timeout=60)
+        log(f"batch: {batch['ok']} requests, {batch['purchases'] / batch_seconds:.0f} purchases/s, "
+            f"p50 {batch['p50_ms']:.0f}ms p99 {batch['p99_ms']:.0f}ms statuses {batch['statuses']} "
+            f"exceptions {batch['exceptions']}")
+        for sample in batch["error_samples"]:
+            log(f"error sample: {sample}")
+
+    scratch.stop_server()
+    log(f"sequential scans: {scan_report(url)}")
+    verify_ledger(url)
+
+    pgbench_tps = 0.0
+    if "pgbench" not in skip:
+        pgbench_tps = run_pgbench(scratch.dbs, f"{scratch.tag}_pgbench", args.clients, args.seconds)
+        log(f"pgbench: {pgbench_tps:.1f} tps")
+
+    earn_per_s = single["ok"] / args.seconds
+    batch_per_s = batch["purchases"] / batch_seconds
+    return {
+        "earn_per_s": round(earn_per_s, 1),
+        "p50_ms": round(single["p50_ms"], 2),
+        "p99_ms": round(single["p99_ms"], 2),
+        "errors": single["errors"],
+        "pgbench_tps": round(pgbench_tps, 1),
+        "ratio": round(earn_per_s / pgbench_tps, 3) if pgbench_tps else None,
+        "batch_purchases_per_s": round(batch_per_s, 1),
+        "batch_ratio": round(batch_per_s / pgbench_tps, 3) if pgbench_tps else None,
+        "clients": args.clients,
+        "seconds": args.seconds,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--database-url", default=DEFAULT_URL, help="admin URL of the PostgreSQL server")
@@ -366,121 +506,7 @@ def main() -> int:
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     batch_seconds = args.batch_seconds or args.seconds
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    dbs = Databases(args.database_url)
-    tag = f"hub_bench_{secrets.token_hex(4)}"
-    server = None
-    workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
-    result: dict = {}
-    try:
-        url = dbs.create(tag)
-        log(f"database {tag}: migrating and enrolling {args.members} members")
-        t0 = time.monotonic()
-        data = setup_hub_db(url, args.members)
-        log(f"setup took {time.monotonic() - t0:.1f}s")
-
-        port = free_port()
-        server = Server(url, port, args.workers, workdir)
-        server.wait_ready()
-        token = get_token(port, data["client_id"], data["secret"])
-        log(f"hub up on port {port}, workers {server.workers()}")
-        base = {"host": "127.0.0.1", "port": port, "token": token, "program": data["program"],
-                "members": data["members"],
-                "occurred_at": (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
-
-        single = {"ok": 0, "errors": 0, "p50_ms": 0.0, "p99_ms": 0.0}
-        if "single" not in skip:
-            log(f"POST /v1/transactions: {args.clients} clients, {args.warmup}s warm-up + {args.seconds}s")
-            spies = []
-            if args.profile:
-                Path(args.profile).mkdir(parents=True, exist_ok=True)
-                spies = profile_workers(server, args.warmup + args.seconds, Path(args.profile))
-            workers = server.workers()
-            cpu0 = cpu_seconds(workers)
-            machine0 = cpu_times()
-            single = loadgen({**base, "mode": "single", "run": "s", "clients": args.clients,
-                              "seconds": args.seconds, "warmup": args.warmup}, workers)
-            done = max(single["total"], 1)
-            # Backends opened during the phase count from 0; those opened before it (during
-            # the token request) slightly overcount. Good enough to see where CPU goes.
-            pg_cpu = cpu_seconds(backend_pids(args.database_url, tag))
-            log(f"CPU per request (whole phase, warm-up too, {done} requests): hub workers "
-                f"{1000 * (cpu_seconds(workers) - cpu0) / done:.2f} ms, "
-                f"postgres backends ~{1000 * pg_cpu / done:.2f} ms; {cpu_split(machine0, cpu_times())}")
-            for p in spies:
-                p.wait(timeout=60)
-            log(f"single: {single['ok'] / args.seconds:.1f}/s p50 {single['p50_ms']:.1f}ms "
-                f"p90 {single['p90_ms']:.1f}ms p99 {single['p99_ms']:.1f}ms max {single['max_ms']:.1f}ms "
-                f"statuses {single['statuses']} exceptions {single['exceptions']}")
-            for sample in single["error_samples"]:
-                log(f"error sample: {sample}")
-
-        batch = {"purchases": 0}
-        if "batch" not in skip:
-            log(f"POST /v1/transactions/batch: {args.batch_clients} clients x {args.batch_size} "
-                f"items, 2s warm-up + {batch_seconds}s")
-            spies = []
-            if args.profile:
-                Path(args.profile).mkdir(parents=True, exist_ok=True)
-                spies = profile_workers(server, 2 + batch_seconds, Path(args.profile), "batch")
-            workers = server.workers()
-            cpu0 = cpu_seconds(workers)
-            pg0 = cpu_seconds(backend_pids(args.database_url, tag))
-            machine0 = cpu_times()
-            batch = loadgen({**base, "mode": "batch", "run": "b", "clients": args.batch_clients,
-                             "batch_size": args.batch_size, "seconds": batch_seconds, "warmup": 2},
-                            workers)
-            done = max(batch["purchases"] + batch["unmeasured_purchases"], 1)
-            pg_cpu = cpu_seconds(backend_pids(args.database_url, tag)) - pg0
-            log(f"CPU per purchase (whole phase, warm-up too, {done} purchases): hub workers "
-                f"{1e6 * (cpu_seconds(workers) - cpu0) / done:.0f} us, postgres backends "
-                f"~{1e6 * pg_cpu / done:.0f} us; {cpu_split(machine0, cpu_times())}")
-            for p in spies:
-                p.wait(timeout=60)
-            log(f"batch: {batch['ok']} requests, {batch['purchases'] / batch_seconds:.0f} purchases/s, "
-                f"p50 {batch['p50_ms']:.0f}ms p99 {batch['p99_ms']:.0f}ms statuses {batch['statuses']} "
-                f"exceptions {batch['exceptions']}")
-            for sample in batch["error_samples"]:
-                log(f"error sample: {sample}")
-
-        server.stop()
-        server = None
-        log(f"sequential scans: {scan_report(url)}")
-        verify_ledger(url)
-
-        pgbench_tps = 0.0
-        if "pgbench" not in skip:
-            pgbench_tps = run_pgbench(dbs, f"{tag}_pgbench", args.clients, args.seconds)
-            log(f"pgbench: {pgbench_tps:.1f} tps")
-
-        earn_per_s = single["ok"] / args.seconds
-        batch_per_s = batch["purchases"] / batch_seconds
-        result = {
-            "earn_per_s": round(earn_per_s, 1),
-            "p50_ms": round(single["p50_ms"], 2),
-            "p99_ms": round(single["p99_ms"], 2),
-            "errors": single["errors"],
-            "pgbench_tps": round(pgbench_tps, 1),
-            "ratio": round(earn_per_s / pgbench_tps, 3) if pgbench_tps else None,
-            "batch_purchases_per_s": round(batch_per_s, 1),
-            "batch_ratio": round(batch_per_s / pgbench_tps, 3) if pgbench_tps else None,
-            "clients": args.clients,
-            "seconds": args.seconds,
-        }
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    finally:
-        if server is not None:
-            server.stop()
-        dbs.drop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(result), flush=True)
-    return 0
+    return run(args.database_url, lambda scratch: _measure(scratch, args, skip, batch_seconds))
 
 
 if __name__ == "__main__":
