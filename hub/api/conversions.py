@@ -36,14 +36,9 @@ def rate_history(program, token_info, cursor=None, limit=50):
 def set_pair(from_program, to_program, body, token_info):
     caller = actor(token_info)
 
-    def work(s):
-        rates.set_pair(s, from_program, to_program, open=body["open"], fee_bps=body.get("fee_bps", 0),
-                       min_points=body.get("min_points", 1), increment=body.get("increment", 1),
-                       updated_by=caller.ref)
-        (view,) = [p for p in rates.list_pairs(s, caller, from_program, include_closed=True) if p.to_code == to_program]
-        return pair_view(view)
-
-    return ok(db().write(work))
+    return ok(db().write(lambda s: pair_view(rates.set_pair(
+        s, from_program, to_program, open=body["open"], fee_bps=body.get("fee_bps", 0),
+        min_points=body.get("min_points", 1), increment=body.get("increment", 1), updated_by=caller.ref))))
 
 
 def create_quote(body, token_info):

@@ -116,8 +116,9 @@ def set_pair(
     min_points: int = 1,
     increment: int = 1,
     updated_by: str,
-) -> ConversionPair:
-    """Open, close or re-price one direction of a pair (the other direction is its own)."""
+) -> "PairView":
+    """Open, close or re-price one direction of a pair (the other direction is its own); the
+    pair as it now stands."""
     if from_code == to_code:
         raise Invalid("a pair joins two different programs", slug="same-program")
     if not 0 <= fee_bps < MAX_FEE_BPS:
@@ -135,7 +136,8 @@ def set_pair(
     pair.open, pair.fee_bps, pair.min_points, pair.increment = open, fee_bps, min_points, increment
     pair.updated_by, pair.updated_at = updated_by, utcnow()
     session.flush()
-    return pair
+    return PairView(source.code, target.code, source.point_value, target.point_value, pair.open, pair.fee_bps,
+                    pair.min_points, pair.increment, pair.updated_at)
 
 
 def list_pairs(session: Session, actor: Actor, program_code: str | None = None,
