@@ -27,7 +27,6 @@ import urllib.request
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import func, insert, select, text
@@ -167,10 +166,7 @@ def _measure(scratch: Scratch, args) -> dict:
     token = get_token(port, data["client_id"], data["secret"])
     workers = server.workers()
     log(f"hub up on port {port}, workers {workers}")
-    spies = []
-    if args.profile:
-        Path(args.profile).mkdir(parents=True, exist_ok=True)
-        spies = profile_workers(server, args.warmup + args.seconds, Path(args.profile), "convert")
+    spies = profile_workers(server, args.warmup + args.seconds, args.profile, "convert")
     cpu0, machine0 = cpu_seconds(workers), cpu_times()
     log(f"quote + conversion: {args.clients} clients, {args.warmup}s warm-up + {args.seconds}s")
     run = loadgen({"host": "127.0.0.1", "port": port, "token": token, "mode": "convert",

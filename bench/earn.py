@@ -1,5 +1,7 @@
 """Benchmark of the earn path: POST /v1/transactions and /v1/transactions/batch, against
-pgbench TPC-B on the same PostgreSQL server with the same client count.
+pgbench TPC-B on the same PostgreSQL server with the same client count, and the same load on
+a second program rated by 50 rules and 5 promotions (rules_document): `rules_ratio` is its
+figure over the base rule's, from the same run (the issue's target: at least 0.85).
 
     /tmp/venv/bin/python bench/earn.py [--database-url URL] [--clients 16] [--seconds 20]
 
@@ -74,64 +76,144 @@ class Databases:
         self.admin.dispose()
 
 
-def setup_hub_db(url: str, members: int) -> dict:
-    """Schema, a partner, its program and API client (service functions), and `members`
-    members enrolled in bulk: account, member, membership and external_id rows."""
-    from hub import migrations
-    from hub.db import Database
-    from hub.identity.clients import create_client
+CATEGORIES = [f"cat{i:02d}" for i in range(18)] + ["coffee", "books"]
+STORES = [f"S{i:02d}" for i in range(1, 11)]
+# What a purchase carries besides its amount (the same for both programs): a channel, a
+# store, a line of a category, or nothing.
+EXTRAS = [
+    "",
+    ',"channel":"in_store","store_id":"S01","items":[{"category":"coffee","amount":"500"}]',
+    ',"channel":"online","items":[{"category":"books","amount":"800"},{"category":"cat03","amount":"100"}]',
+    ',"channel":"in_store","store_id":"S07"',
+    ',"items":[{"category":"unknown","amount":"900"}]',
+]
+
+
+def rules_document(now: datetime) -> dict:
+    """50 rules of every kind and 5 promotions (3 targeted at tiers), all in force at `now`."""
+    def cap(n):
+        return {"per_transaction": n}
+
+    rules = [{"id": f"cat-{c}", "kind": "multiplier", "multiplier": f"1.{i % 9 + 1}", "when": {"categories": [c]},
+              "cap": cap(500)} for i, c in enumerate(CATEGORIES)]
+    rules += [{"id": f"store-{s}", "kind": "multiplier", "multiplier": "1.5", "group": "store",
+               "priority": i % 3, "when": {"stores": [s]}, "cap": cap(300)} for i, s in enumerate(STORES)]
+    rules += [{"id": "online", "kind": "multiplier", "multiplier": "1.2", "when": {"channel": "online"}, "cap": cap(200)},
+              {"id": "in-store", "kind": "multiplier", "multiplier": "1.1", "when": {"channel": "in_store"}, "cap": cap(200)}]
+    days = [["mon", "tue"], ["wed"], ["thu", "fri"], ["sat", "sun"]]
+    rules += [{"id": f"window-{i}", "kind": "multiplier", "multiplier": "2",
+               "when": {"days": days[i % 4], "time": {"from": f"{(i * 3) % 24:02d}:00", "to": f"{(i * 3 + 6) % 24:02d}:00"}},
+               "cap": cap(100)} for i in range(8)]
+    rules += [{"id": f"bonus-{i}", "kind": "bonus", "bonus": 5 + i,
+               "when": {"min_amount": str(100_000 * (i + 1)), **({"categories": [CATEGORIES[i]]} if i % 2 else {})}}
+              for i in range(8)]
+    rules += [{"id": "coffee-monthly", "kind": "multiplier", "multiplier": "3", "priority": 1,
+               "when": {"categories": ["coffee"]},
+               "cap": {"per_member": 50, "period": "month"}},
+              {"id": "max", "kind": "cap", "cap": cap(5000)}]
+    assert len(rules) == 50
+    window = {"starts_at": (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "ends_at": (now + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    promotions = [
+        {"id": "coffee-week", "name": "Coffee week", "multiplier": "2", "when": {"categories": ["coffee"]},
+         "budget_points": 10**9, **window},
+        {"id": "online-bonus", "name": "Online bonus", "bonus": 3, "when": {"channel": "online"},
+         "budget_points": 10**9, **window},
+        {"id": "gold-double", "name": "Gold double", "multiplier": "2", "target": {"tiers": ["gold"]},
+         "budget_points": 10**9, **window},
+        {"id": "silver-bonus", "name": "Silver bonus", "bonus": 2, "target": {"tiers": ["silver"]},
+         "when": {"stores": STORES[:3]}, "budget_points": 10**9, **window},
+        {"id": "gold-books", "name": "Gold books", "bonus": 10, "target": {"tiers": ["gold"]},
+         "when": {"categories": ["books"]}, "budget_points": 10**9, **window},
+    ]
+    return {
+        "earning": {"timezone": "Asia/Jakarta", "rules": rules},
+        "promotions": promotions,
+    }
+
+
+def _enrol(db, program_id, members: int, tiers: tuple[str | None, ...] = (None,)) -> list[list[str]]:
+    """`members` members of the program, in bulk through the real tables (tiers in turn);
+    each by either identifier: a random pick is a random member and kind."""
     from hub.ledger.models import Account
     from hub.programs import service
     from hub.programs.models import Member, Membership, MembershipIdentifier
+
+    now = datetime.now(timezone.utc)
+    member_ids = [uuid.uuid4() for _ in range(members)]
+    membership_ids = [uuid.uuid4() for _ in range(members)]
+    prefix = f"m{secrets.token_hex(2)}"
+    external = [f"{prefix}-{i:06d}" for i in range(members)]
+    with db.engine.begin() as conn:
+        account_ids = conn.execute(
+            insert(Account).returning(Account.id, sort_by_parameter_order=True),
+            [{"ledger": program_id, "code": service.MEMBER_ACCOUNT, "cached": True,
+              "no_overdraft": True, "created_at": now} for _ in range(members)],
+        ).scalars().all()
+        conn.execute(insert(Member), [{"id": m, "created_at": now} for m in member_ids])
+        conn.execute(
+            insert(Membership),
+            [{"id": ms, "member_id": m, "program_id": program_id, "account_id": a, "created_at": now,
+              "tier": tiers[i % len(tiers)]}
+             for i, (ms, m, a) in enumerate(zip(membership_ids, member_ids, account_ids))],
+        )
+        conn.execute(
+            insert(MembershipIdentifier),
+            [{"id": uuid.uuid4(), "membership_id": ms, "program_id": program_id,
+              "kind": "external_id", "value": e}
+             for ms, e in zip(membership_ids, external)],
+        )
+        # Statistics for the tables just filled. Not for the empty ones (transfers,
+        # purchases): "analyzed, 0 rows" makes PostgreSQL cache sequential-scan plans for
+        # their foreign-key checks, which then read the growing table on every insert.
+        for table in ("ledger_accounts", "members", "memberships", "membership_identifiers"):
+            conn.execute(text(f"ANALYZE {table}"))
+    return [["external_id", e] for e in external] + [["member_id", str(m)] for m in member_ids]
+
+
+def setup_hub_db(url: str, members: int, rules: bool = False) -> dict:
+    """Schema, a partner, its program and API client (service functions), and `members`
+    members enrolled in bulk. With `rules`, a second program of the partner, as many members
+    (holding tiers), and a rule document in force from now (rules_document) in
+    data["rules"]: {program, members, from}."""
+    from hub import migrations
+    from hub.db import Database
+    from hub.identity.clients import create_client
+    from hub.programs import service
+    from hub.rules import versions
 
     migrations.upgrade(url)
     db = Database(url, 2)
     try:
         code = f"B{secrets.token_hex(3).upper()}"
 
-        def reference(s):
-            partner = service.create_partner(s, code, "Bench partner")
-            program = service.create_program(
-                s, partner_code=code, code=f"G{code[1:]}", name="Bench program",
+        def program(s, program_code):
+            return service.create_program(
+                s, partner_code=code, code=program_code, name="Bench program",
                 point_value=Decimal("10"), earn_currency="IDR", earn_rate=Decimal("0.001"),
             )
+
+        def reference(s):
+            partner = service.create_partner(s, code, "Bench partner")
+            made = program(s, f"G{code[1:]}")
             client, secret = create_client(s, name="bench pos", partner_id=partner.id)
-            return program.id, program.code, client.client_id, secret
+            return made.id, made.code, client.client_id, secret
 
         program_id, program_code, client_id, secret = db.write(reference)
-        now = datetime.now(timezone.utc)
-        member_ids = [uuid.uuid4() for _ in range(members)]
-        membership_ids = [uuid.uuid4() for _ in range(members)]
-        external = [f"m-{i:06d}" for i in range(members)]
-        with db.engine.begin() as conn:
-            account_ids = conn.execute(
-                insert(Account).returning(Account.id, sort_by_parameter_order=True),
-                [{"ledger": program_id, "code": service.MEMBER_ACCOUNT, "cached": True,
-                  "no_overdraft": True, "created_at": now} for _ in range(members)],
-            ).scalars().all()
-            conn.execute(insert(Member), [{"id": m, "created_at": now} for m in member_ids])
-            conn.execute(
-                insert(Membership),
-                [{"id": ms, "member_id": m, "program_id": program_id, "account_id": a,
-                  "created_at": now}
-                 for ms, m, a in zip(membership_ids, member_ids, account_ids)],
-            )
-            conn.execute(
-                insert(MembershipIdentifier),
-                [{"id": uuid.uuid4(), "membership_id": ms, "program_id": program_id,
-                  "kind": "external_id", "value": e}
-                 for ms, e in zip(membership_ids, external)],
-            )
-            # Statistics for the tables just filled. Not for the empty ones (transfers,
-            # purchases): "analyzed, 0 rows" makes PostgreSQL cache sequential-scan plans for
-            # their foreign-key checks, which then read the growing table on every insert.
-            for table in ("ledger_accounts", "members", "memberships", "membership_identifiers"):
-                conn.execute(text(f"ANALYZE {table}"))
+        data = {"program": program_code, "client_id": client_id, "secret": secret,
+                "members": _enrol(db, program_id, members)}
+        if rules:
+            def rated(s):
+                made = program(s, f"R{code[1:]}")
+                version = versions.publish(s, made.id, rules_document(datetime.now(timezone.utc)), created_by="bench")
+                return made.id, made.code, version.effective_from
+
+            rules_id, rules_code, since = db.write(rated)
+            data["rules"] = {"program": rules_code, "from": since,
+                             "members": _enrol(db, rules_id, members, ("gold", "silver", None))}
     finally:
         db.dispose()
-    # Each member by either identifier: a random pick is a random member and kind.
-    refs = [["external_id", e] for e in external] + [["member_id", str(m)] for m in member_ids]
-    return {"program": program_code, "client_id": client_id, "secret": secret, "members": refs}
+    return data
 
 
 def stop_session(proc: subprocess.Popen, grace: float) -> None:
@@ -328,8 +410,12 @@ def loadgen(cfg: dict, workers: list[int] | None = None) -> dict:
     return json.loads(out)
 
 
-def profile_workers(server: Server, seconds: float, outdir: Path, phase: str = "earn") -> list[subprocess.Popen]:
-    """py-spy record of every worker for `seconds` (only with --profile)."""
+def profile_workers(server: Server, seconds: float, outdir: str | None, phase: str = "earn") -> list[subprocess.Popen]:
+    """py-spy record of every worker for `seconds` into `outdir` (--profile; None: nothing)."""
+    if not outdir:
+        return []
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
     spy = shutil.which("py-spy") or str(BIN / "py-spy")
     procs = []
     for pid in server.workers():
@@ -394,44 +480,30 @@ def verify_ledger(url: str) -> None:
         db.dispose()
 
 
-def _measure(scratch: Scratch, args, skip: set, batch_seconds: int) -> dict:
-    url = scratch.dbs.create(scratch.tag)
-    log(f"database {scratch.tag}: migrating and enrolling {args.members} members")
-    t0 = time.monotonic()
-    data = setup_hub_db(url, args.members)
-    log(f"setup took {time.monotonic() - t0:.1f}s")
-
-    port = free_port()
-    server = scratch.start_server(url, port, args.workers)
-    server.wait_ready()
-    token = get_token(port, data["client_id"], data["secret"])
-    log(f"hub up on port {port}, workers {server.workers()}")
-    base = {"host": "127.0.0.1", "port": port, "token": token, "program": data["program"],
-            "members": data["members"],
-            "occurred_at": (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
-
+def _phases(scratch: Scratch, server: Server, args, skip: set, batch_seconds: int, base: dict,
+            label: str, seconds: int | None = None) -> tuple[dict, dict]:
+    """The single and batch phases against one program: (single, batch) loadgen results.
+    `seconds`: of the single phase (default --seconds)."""
+    seconds = seconds or args.seconds
     single = {"ok": 0, "errors": 0, "p50_ms": 0.0, "p99_ms": 0.0}
     if "single" not in skip:
-        log(f"POST /v1/transactions: {args.clients} clients, {args.warmup}s warm-up + {args.seconds}s")
-        spies = []
-        if args.profile:
-            Path(args.profile).mkdir(parents=True, exist_ok=True)
-            spies = profile_workers(server, args.warmup + args.seconds, Path(args.profile))
+        log(f"[{label}] POST /v1/transactions: {args.clients} clients, {args.warmup}s warm-up + {seconds}s")
+        spies = profile_workers(server, args.warmup + seconds, args.profile, f"{label}-earn")
         workers = server.workers()
         cpu0 = cpu_seconds(workers)
         machine0 = cpu_times()
-        single = loadgen({**base, "mode": "single", "run": "s", "clients": args.clients,
-                          "seconds": args.seconds, "warmup": args.warmup}, workers)
+        single = loadgen({**base, "mode": "single", "run": f"s{label}", "clients": args.clients,
+                          "seconds": seconds, "warmup": args.warmup}, workers)
         done = max(single["total"], 1)
         # Backends opened during the phase count from 0; those opened before it (during
         # the token request) slightly overcount. Good enough to see where CPU goes.
         pg_cpu = cpu_seconds(backend_pids(args.database_url, scratch.tag))
-        log(f"CPU per request (whole phase, warm-up too, {done} requests): hub workers "
+        log(f"[{label}] CPU per request (whole phase, warm-up too, {done} requests): hub workers "
             f"{1000 * (cpu_seconds(workers) - cpu0) / done:.2f} ms, "
             f"postgres backends ~{1000 * pg_cpu / done:.2f} ms; {cpu_split(machine0, cpu_times())}")
         for p in spies:
             p.wait(timeout=60)
-        log(f"single: {single['ok'] / args.seconds:.1f}/s p50 {single['p50_ms']:.1f}ms "
+        log(f"[{label}] single: {single['ok'] / seconds:.1f}/s p50 {single['p50_ms']:.1f}ms "
             f"p90 {single['p90_ms']:.1f}ms p99 {single['p99_ms']:.1f}ms max {single['max_ms']:.1f}ms "
             f"statuses {single['statuses']} exceptions {single['exceptions']}")
         for sample in single["error_samples"]:
@@ -439,31 +511,86 @@ def _measure(scratch: Scratch, args, skip: set, batch_seconds: int) -> dict:
 
     batch = {"purchases": 0}
     if "batch" not in skip:
-        log(f"POST /v1/transactions/batch: {args.batch_clients} clients x {args.batch_size} "
+        log(f"[{label}] POST /v1/transactions/batch: {args.batch_clients} clients x {args.batch_size} "
             f"items, 2s warm-up + {batch_seconds}s")
-        spies = []
-        if args.profile:
-            Path(args.profile).mkdir(parents=True, exist_ok=True)
-            spies = profile_workers(server, 2 + batch_seconds, Path(args.profile), "batch")
+        spies = profile_workers(server, 2 + batch_seconds, args.profile, f"{label}-batch")
         workers = server.workers()
         cpu0 = cpu_seconds(workers)
         pg0 = cpu_seconds(backend_pids(args.database_url, scratch.tag))
         machine0 = cpu_times()
-        batch = loadgen({**base, "mode": "batch", "run": "b", "clients": args.batch_clients,
+        batch = loadgen({**base, "mode": "batch", "run": f"b{label}", "clients": args.batch_clients,
                          "batch_size": args.batch_size, "seconds": batch_seconds, "warmup": 2},
                         workers)
         done = max(batch["purchases"] + batch["unmeasured_purchases"], 1)
         pg_cpu = cpu_seconds(backend_pids(args.database_url, scratch.tag)) - pg0
-        log(f"CPU per purchase (whole phase, warm-up too, {done} purchases): hub workers "
+        log(f"[{label}] CPU per purchase (whole phase, warm-up too, {done} purchases): hub workers "
             f"{1e6 * (cpu_seconds(workers) - cpu0) / done:.0f} us, postgres backends "
             f"~{1e6 * pg_cpu / done:.0f} us; {cpu_split(machine0, cpu_times())}")
         for p in spies:
             p.wait(timeout=60)
-        log(f"batch: {batch['ok']} requests, {batch['purchases'] / batch_seconds:.0f} purchases/s, "
+        log(f"[{label}] batch: {batch['ok']} requests, {batch['purchases'] / batch_seconds:.0f} purchases/s, "
             f"p50 {batch['p50_ms']:.0f}ms p99 {batch['p99_ms']:.0f}ms statuses {batch['statuses']} "
             f"exceptions {batch['exceptions']}")
         for sample in batch["error_samples"]:
             log(f"error sample: {sample}")
+    return single, batch
+
+
+def _figures(single: dict, batch: dict, seconds: int, batch_seconds: int) -> dict:
+    return {
+        "earn_per_s": round(single["ok"] / seconds, 1),
+        "p50_ms": round(single["p50_ms"], 2),
+        "p99_ms": round(single["p99_ms"], 2),
+        "errors": single["errors"],
+        "batch_purchases_per_s": round(batch["purchases"] / batch_seconds, 1),
+    }
+
+
+def _merged(results: list[dict], measured: int, seconds: int) -> dict:
+    """Single-phase results of runs adding up to `measured` seconds, as if over `seconds`:
+    counts scaled, latencies their mean (p50) or worst (p99)."""
+    return {
+        "ok": sum(r["ok"] for r in results) * seconds / measured,
+        "errors": sum(r["errors"] for r in results),
+        "p50_ms": sum(r["p50_ms"] for r in results) / len(results),
+        "p99_ms": max(r["p99_ms"] for r in results),
+    }
+
+
+def _measure(scratch: Scratch, args, skip: set, batch_seconds: int) -> dict:
+    url = scratch.dbs.create(scratch.tag)
+    compare = "rules" not in skip
+    log(f"database {scratch.tag}: migrating and enrolling {args.members} members"
+        + (" in each of two programs (base rule; 50 rules and 5 promotions)" if compare else ""))
+    t0 = time.monotonic()
+    data = setup_hub_db(url, args.members, rules=compare)
+    log(f"setup took {time.monotonic() - t0:.1f}s")
+
+    port = free_port()
+    server = scratch.start_server(url, port, args.workers)
+    server.wait_ready()
+    token = get_token(port, data["client_id"], data["secret"])
+    log(f"hub up on port {port}, workers {server.workers()}")
+    # Both programs get the same load: the same purchases, at a moment the rules are in force.
+    since = data["rules"]["from"] if compare else datetime.now(timezone.utc) - timedelta(hours=1)
+    base = {"host": "127.0.0.1", "port": port, "token": token, "program": data["program"],
+            "members": data["members"], "extras": EXTRAS,
+            "occurred_at": (since + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    rated = {**base, "program": data["rules"]["program"], "members": data["rules"]["members"]} if compare else None
+    if compare and "single" not in skip:
+        # base, rules, rules, base: half the time each, so a drift of the machine's load (or
+        # the database's growth) during the run weighs on both figures alike.
+        half = max(1, args.seconds // 2)
+        runs = {"base": [], "rules": []}
+        for label in ("base", "rules", "rules", "base"):
+            runs[label].append(_phases(scratch, server, args, skip | {"batch"}, batch_seconds,
+                                       base if label == "base" else rated, label, half)[0])
+        single, rules_single = (_merged(runs[label], 2 * half, args.seconds) for label in ("base", "rules"))
+    else:
+        single, _ = _phases(scratch, server, args, skip | {"batch"}, batch_seconds, base, "base")
+        rules_single = single
+    _, batch = _phases(scratch, server, args, skip | {"single"}, batch_seconds, base, "base")
+    _, rules_batch = _phases(scratch, server, args, skip | {"single"}, batch_seconds, rated, "rules") if compare else (None, batch)
 
     scratch.stop_server()
     log(f"sequential scans: {scan_report(url)}")
@@ -474,20 +601,22 @@ def _measure(scratch: Scratch, args, skip: set, batch_seconds: int) -> dict:
         pgbench_tps = run_pgbench(scratch.dbs, f"{scratch.tag}_pgbench", args.clients, args.seconds)
         log(f"pgbench: {pgbench_tps:.1f} tps")
 
-    earn_per_s = single["ok"] / args.seconds
-    batch_per_s = batch["purchases"] / batch_seconds
-    return {
-        "earn_per_s": round(earn_per_s, 1),
-        "p50_ms": round(single["p50_ms"], 2),
-        "p99_ms": round(single["p99_ms"], 2),
-        "errors": single["errors"],
+    result = _figures(single, batch, args.seconds, batch_seconds)
+    result.update({
         "pgbench_tps": round(pgbench_tps, 1),
-        "ratio": round(earn_per_s / pgbench_tps, 3) if pgbench_tps else None,
-        "batch_purchases_per_s": round(batch_per_s, 1),
-        "batch_ratio": round(batch_per_s / pgbench_tps, 3) if pgbench_tps else None,
+        "ratio": round(result["earn_per_s"] / pgbench_tps, 3) if pgbench_tps else None,
+        "batch_ratio": round(result["batch_purchases_per_s"] / pgbench_tps, 3) if pgbench_tps else None,
         "clients": args.clients,
         "seconds": args.seconds,
-    }
+    })
+    if compare:
+        rules = _figures(rules_single, rules_batch, args.seconds, batch_seconds)
+        result.update({f"rules_{name}": value for name, value in rules.items()})
+        # The issue's target: rating by 50 rules and 5 promotions within 15% of the base rule.
+        result["rules_ratio"] = round(rules["earn_per_s"] / result["earn_per_s"], 3) if result["earn_per_s"] else None
+        result["rules_batch_ratio"] = (round(rules["batch_purchases_per_s"] / result["batch_purchases_per_s"], 3)
+                                       if result["batch_purchases_per_s"] else None)
+    return result
 
 
 def main() -> int:
@@ -501,7 +630,8 @@ def main() -> int:
     ap.add_argument("--batch-clients", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--batch-seconds", type=int, default=None, help="default: --seconds")
-    ap.add_argument("--skip", default="", help="comma list of phases to skip: single,batch,pgbench")
+    ap.add_argument("--skip", default="", help="comma list of phases to skip: single,batch,pgbench,rules"
+                    " (rules: the same load on a program with 50 rules and 5 promotions, compared)")
     ap.add_argument("--profile", metavar="DIR", help="py-spy record the workers during the single and batch phases")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))

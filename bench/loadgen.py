@@ -7,6 +7,7 @@ keeps as little CPU as it can away from the server under test.
 
 Reads a JSON config on stdin, prints one JSON result on stdout:
   {"mode": "single"|"batch"|"convert", "host", "port", "token", "program", "members": [[kind, value], ...],
+   "extras": [",\"channel\":\"online\"", ...] (optional: purchase fields, one picked per purchase),
    "clients", "seconds", "warmup", "stagger", "batch_size", "occurred_at", "seed",
    "programs": [code, code] (convert)}
 In "convert" mode one unit of work is a member's conversion as a client makes it: a quote
@@ -48,8 +49,10 @@ class Body:
         ]
         self.template = (
             b'{"program":"' + cfg["program"].encode() + b'",%s,"transaction_id":"%s",'
-            b'"amount":"%d","currency":"IDR","occurred_at":"' + cfg["occurred_at"].encode() + b'"}'
+            b'"amount":"%d","currency":"IDR","occurred_at":"' + cfg["occurred_at"].encode() + b'"%s}'
         )
+        # Optional fragments (`,"channel":..`) of which each purchase takes one at random.
+        self.extras = [e.encode() for e in cfg.get("extras", [""])]
         self.prefix = f"{cfg.get('run', 'b')}-{os.getpid()}-{client}-".encode()
         self.n = 0
 
@@ -59,6 +62,7 @@ class Body:
             self.rng.choice(self.members),
             self.prefix + str(self.n).encode(),
             self.rng.randrange(1000, 1_000_000),
+            self.rng.choice(self.extras),
         )
 
 

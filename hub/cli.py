@@ -32,6 +32,13 @@ def _run(work):
         raise click.ClickException(str(exc)) from exc
 
 
+def _ops():
+    """Who the CLI acts as in services that take an Actor: ops, with every partner in reach."""
+    from hub.actor import Actor
+
+    return Actor(client_id="cli", partner_id=None, scopes=frozenset({"ops:read", "ops:write"}))
+
+
 @click.group()
 def main():
     """Coalition loyalty hub."""
@@ -369,12 +376,10 @@ def programs_create(partner, code, name, point_value, currency, points_per_unit,
 @click.option("--json", "as_json", is_flag=True)
 def programs_transfer_policy(code, max_points, daily_limit, as_json):
     """Open member-to-member transfers with these caps; with neither, close them."""
-    from hub.actor import Actor
     from hub.api.views import transfer_policy
     from hub.exchange import transfers
 
-    ops = Actor(client_id="cli", partner_id=None, scopes=frozenset({"ops:write"}))
-    _out(transfer_policy(_run(lambda s: transfers.set_policy(s, ops, code, max_points, daily_limit))), as_json)
+    _out(transfer_policy(_run(lambda s: transfers.set_policy(s, _ops(), code, max_points, daily_limit))), as_json)
 
 
 @main.group()
@@ -552,6 +557,202 @@ def demo_seed():
     settings = Settings.from_env()
     creds = demo_data.seed(_db())
     demo_data.print_quickstart(console, settings, creds)
+
+
+@main.group()
+def segments():
+    """Partners' segments (hub/rules/segments.py)."""
+
+
+@segments.command("refresh")
+@click.option("--partner", default=None, help="Only this partner's segments (its code).")
+def segments_refresh(partner):
+    """Work out who is in each segment now (the beat job does it every 15 minutes)."""
+    from hub.programs.service import partner_by_code
+    from hub.rules import segments as rules_segments
+
+    partner_id = _run(lambda s: partner_by_code(s, partner).id) if partner else None
+    refreshed = rules_segments.refresh_all(_db(), partner_id)
+    click.echo(f"{len(refreshed)} segments refreshed, {sum(refreshed.values())} memberships")
+
+
+@main.group()
+def challenges():
+    """Coalition challenges (hub/rules/challenges.py)."""
+
+
+@challenges.command("sweep")
+def challenges_sweep():
+    """Give the badges (and bonuses) of challenges members reached unnoticed by the earn path."""
+    from hub.rules import challenges as rules_challenges
+
+    click.echo(f"{_db().write(rules_challenges.sweep)} badges given")
+
+
+@main.group()
+def rules():
+    """Programs' rule documents (JSON files, e.g. partners/<partner>/rules/<PROGRAM>.json)."""
+
+
+def _rules_file(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{path}: {exc}") from exc
+
+
+@rules.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def rules_check(file):
+    """Check a rule document: print each finding with its path; exit 1 if there is any."""
+    from hub.rules import admin
+
+    found = admin.check(None, _ops(), None, _rules_file(file))
+    for finding in found:
+        click.echo(f"{finding.path}: {finding.message}")
+    if found:
+        sys.exit(1)
+    click.echo(f"{file}: valid")
+
+
+@rules.command("publish")
+@click.argument("program")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--effective-from", default=None, help="ISO 8601 time with its zone; default now. Not in the past.")
+def rules_publish(program, file, effective_from):
+    """Publish FILE as PROGRAM's next rules version; a bad document prints every finding."""
+    from hub.programs.earning import parse_time
+    from hub.rules import admin
+
+    document = _rules_file(file)
+    try:
+        when = parse_time(effective_from, "--effective-from", past_only=False) if effective_from else None
+        published = _db().write(lambda s: admin.publish(s, _ops(), program, document, when, created_by="cli"))
+    except DomainError as exc:
+        for error in exc.extra.get("errors", ()):
+            click.echo(f"{error['path']}: {error['message']}")
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{program} rules version {published.version} takes effect at {published.effective_from.isoformat()}")
+
+
+@rules.command("show")
+@click.argument("program")
+@click.option("--version", type=click.IntRange(min=1), default=None, help="Default: the version in force now.")
+def rules_show(program, version):
+    """Print a version of PROGRAM's rules (JSON): when it takes effect, who published it, its document."""
+    from hub.api.views import rule_version
+    from hub.db import utcnow
+    from hub.rules import admin
+
+    with _db().read() as s:
+        try:
+            found = (admin.get_version(s, _ops(), program, version) if version
+                     else admin.in_force_at(s, _ops(), program, utcnow()))
+        except DomainError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(rule_version(found), indent=2, ensure_ascii=False))
+
+
+@main.group("tiers")
+def tiers_group():
+    """Member tiers (the tiers section of a program's rules)."""
+
+
+def _now(value: str | None):
+    """--now: an ISO 8601 time with a zone (default: the clock's)."""
+    from hub.programs.earning import parse_time
+
+    if value is None:
+        return None
+    try:
+        return parse_time(value, "--now", past_only=False)
+    except DomainError as exc:
+        raise click.BadParameter(exc.detail) from exc
+
+
+@tiers_group.command("review")
+@click.option("--now", default=None, help="Review as of this ISO 8601 time (default: now).")
+def tiers_review(now):
+    """Review every membership whose review date has come: move it to the tier it qualifies
+    for. Idempotent: a second run at the same time reviews nothing."""
+    from hub.rules import tiers
+
+    counts = tiers.review_due(_db(), _now(now))
+    console.print(f"{counts['reviewed']} reviewed, {counts['changed']} changed")
+
+
+@main.group("expiry")
+def expiry_group():
+    """Points expiry (the expiry section of a program's rules)."""
+
+
+@expiry_group.command("run")
+@click.option("--now", default=None, help="Expire what is due at this ISO 8601 time (default: now).")
+def expiry_run(now):
+    """Move expired points to each program's breakage account. Idempotent."""
+    from hub.rules import expiry
+
+    totals = expiry.run(_db(), _now(now))
+    console.print(f"{totals['points']} points expired from {totals['accounts']} accounts")
+
+
+@expiry_group.command("notify")
+@click.option("--now", default=None, help="As of this ISO 8601 time (default: now).")
+def expiry_notify(now):
+    """Mail members with a dashboard account whose points expire soon (once per date)."""
+    from hub.rules import expiry
+
+    sent = expiry.notify(_db(), Settings.from_env().secret_key, _now(now))
+    console.print(f"{sent} notices written")
+
+
+@main.group()
+def webhooks():
+    """Partner webhook endpoints and deliveries (docs/webhooks.md)."""
+
+
+@webhooks.command("endpoints")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def webhooks_endpoints(as_json):
+    """Every partner's endpoints, newest first (the 200 newest), with their pending and failed deliveries."""
+    from sqlalchemy import func, select
+
+    from hub.notify import webhook_endpoints as endpoints
+    from hub.notify.webhook_models import WebhookDelivery
+
+    with _db().read() as session:
+        items, _ = endpoints.list_endpoints(session, _ops(), None, 200)
+        counts = {(endpoint_id, status): n for endpoint_id, status, n in session.execute(
+            select(WebhookDelivery.endpoint_id, WebhookDelivery.status, func.count())
+            .where(WebhookDelivery.endpoint_id.in_([e.id for e in items]), WebhookDelivery.status != "succeeded")
+            .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.status))}
+    rows = [{"id": str(e.id), "url": e.url, "enabled": e.disabled_at is None, "disabled_reason": e.disabled_reason,
+             "pending": counts.get((e.id, "pending"), 0), "failed": counts.get((e.id, "failed"), 0)} for e in items]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    table = Table("id", "url", "enabled", "pending", "failed")
+    for row in rows:
+        table.add_row(row["id"], row["url"], "yes" if row["enabled"] else f"no ({row['disabled_reason']})",
+                      str(row["pending"]), str(row["failed"]))
+    console.print(table)
+
+
+@webhooks.command("replay")
+@click.argument("delivery_id")
+def webhooks_replay(delivery_id):
+    """Send DELIVERY_ID again now (same webhook-id; a worker makes the attempt)."""
+    import uuid
+
+    from hub.notify import webhook_endpoints as endpoints
+
+    try:
+        delivery = uuid.UUID(delivery_id)
+    except ValueError:
+        raise click.BadParameter(f"{delivery_id!r} is not a delivery id") from None
+    view = _run(lambda s: endpoints.replay(s, _ops(), delivery))
+    console.print(f"delivery [bold]{view.delivery.id}[/] of {view.delivery.event_id} queued")
 
 
 def _decimal(value: str) -> Decimal:

@@ -27,6 +27,8 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from psycopg.types.json import Jsonb
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.engine import Connection, Engine
@@ -216,7 +218,8 @@ def insert_many(conn: Connection, table, rows: list[dict]) -> None:
 
     On PostgreSQL with COPY: for a 1000-purchase batch it costs a fraction of a pipelined
     INSERT per row, in psycopg (rows formatted in C) and in PostgreSQL (no statement per
-    row). The values must need no SQLAlchemy type processing, as for `executemany`.
+    row). The values must need no SQLAlchemy type processing, as for `executemany`, except
+    JSON documents, which it binds as SQLAlchemy's JSONB would.
     Elsewhere SQLAlchemy inserts them.
     """
     if conn.dialect.name != "postgresql":
@@ -227,12 +230,15 @@ def insert_many(conn: Connection, table, rows: list[dict]) -> None:
         for value in row.values():
             if isinstance(value, datetime) and value.tzinfo is None:
                 raise ValueError("naive datetime given to insert_many")
+    # JSON columns go as psycopg's Jsonb: what SQLAlchemy's JSONB type would bind (None
+    # too, stored as JSON null).
+    documents = {n for n in names if isinstance(table.c[n].type.dialect_impl(conn.dialect), JSONB)}
     quote = conn.dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
     with _driver_cursor(conn, sql, None) as cursor:
         with cursor.copy(sql) as copy:
             for row in rows:
-                copy.write_row([row[n] for n in names])
+                copy.write_row([Jsonb(row[n]) if n in documents else row[n] for n in names])
 
 
 @contextmanager
@@ -325,6 +331,16 @@ class UTCDateTime(TypeDecorator):
 # Big integer keys that still autoincrement on SQLite (which only does so for INTEGER).
 BigId = BigInteger().with_variant(Integer, "sqlite")
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+def insert_once(table, index_elements, *returning) -> dict:
+    """INSERT ... ON CONFLICT (index_elements) DO NOTHING RETURNING ..., per dialect name
+    (SQLAlchemy spells ON CONFLICT per dialect; the hub runs on these two). No row back: the
+    row was there already."""
+    return {
+        name: dialect.insert(table).on_conflict_do_nothing(index_elements=list(index_elements)).returning(*returning)
+        for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+    }
 
 
 def utcnow() -> datetime:

@@ -3,7 +3,8 @@
 Seeding is idempotent. Client secrets are shown once by design, so the demo keeps its own
 in instance/demo-credentials.json (owner-only) to print the quick start again on every run.
 The example brand sites (partners/brandsite/brands/*.json) get their OAuth clients here too,
-also idempotently: `hub up` starts each brand with its client from that file.
+also idempotently: `hub up` starts each brand with its client from that file. Each program
+that earns in the hub gets its rules from partners/demo/rules/<PROGRAM>.json.
 """
 from __future__ import annotations
 
@@ -25,10 +26,12 @@ from hub.identity.oidc import clients as brand_clients
 from hub.programs import earning, service
 from hub.programs.models import Membership, MembershipIdentifier, Partner, Program
 from hub.rewards import catalog
+from hub.rules import admin as rules_admin
 from hub.settings import INSTANCE_DIR, Settings
 
 COALITION = Path(__file__).resolve().parents[1] / "partners" / "demo" / "coalition.json"
 CREDENTIALS = INSTANCE_DIR / "demo-credentials.json"
+RULES = COALITION.parent / "rules"  # one rule document per program that earns in the hub
 
 
 def seed(db: Database) -> dict:
@@ -47,7 +50,17 @@ def seed(db: Database) -> dict:
         _save(creds)
     if db.write(lambda s: _register_brands(s, creds)):
         _save(creds)
+    db.write(_publish_rules)
     return creds
+
+
+def _publish_rules(s) -> None:
+    """Each program's rule document from partners/demo/rules/<PROGRAM>.json, unless it is
+    already that program's newest version (a re-seed publishes no duplicate; an edited file
+    publishes the next version)."""
+    ops = Actor("demo seed", None, frozenset({"ops:write"}))
+    for path in sorted(RULES.glob("*.json")):
+        rules_admin.publish_if_changed(s, ops, path.stem, json.loads(path.read_text()), created_by="demo seed")
 
 
 def _save(creds: dict) -> None:
@@ -156,6 +169,8 @@ Try it as the coffee shop (KOPI):
   curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
       -d '{{"program":"KOPI","member":{{"external_id":"kopi-0001"}},"transaction_id":"try-1","amount":"55000","currency":"IDR","occurred_at":"{now}"}}' \\
       {base}/v1/transactions
+  curl -s -H "Authorization: Bearer $TOKEN" {base}/v1/programs/KOPI/rules     # partners/demo/rules/KOPI.json
+  curl -s -H "Authorization: Bearer $TOKEN" '{base}/v1/members/<id>/history'  # each movement says why
 
 Redeem as the airline (TERBANG) for Citra: a gift card and a donation, relayed to the sandbox providers:
   TOKEN=$(curl -s -u {terbang['client_id']}:{terbang['client_secret']} \\

@@ -21,6 +21,7 @@ from hub.identity.oidc.models import (
 )
 from hub.ledger.models import Account, Transfer
 from hub.notify.outbox import OutboxMessage
+from hub.notify.webhook_models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from hub.programs.models import (
     Member,
     Membership,
@@ -30,6 +31,18 @@ from hub.programs.models import (
     Program,
 )
 from hub.rewards.models import ProviderEvent, Redemption, RedemptionLeg, Reward
+from hub.rules.counters import BudgetStripe, CapCounter
+from hub.rules.engage_models import Challenge, ChallengeEntrant, MemberAttribute, MemberBadge, MemberSharing
+from hub.rules.frequency_models import (
+    EngagementEvent,
+    Referral,
+    ReferralCode,
+    RewardVoucher,
+    StampProgress,
+    StreakProgress,
+)
+from hub.rules.models import Award, RuleVersion, Segment, SegmentMember
+from hub.rules.standing_models import ExpiryNotice, TierBucket, TierChange
 
 __all__ = [
     "RedemptionLeg",
@@ -42,6 +55,14 @@ __all__ = [
     "ApiClient",
     "AuthorizationCode",
     "Consent",
+    "Award",
+    "Challenge",
+    "ChallengeEntrant",
+    "MemberAttribute",
+    "MemberBadge",
+    "MemberSharing",
+    "BudgetStripe",
+    "CapCounter",
     "Base",
     "Grant",
     "IdempotencyKey",
@@ -63,6 +84,22 @@ __all__ = [
     "Redemption",
     "RefreshToken",
     "Reward",
+    "RuleVersion",
+    "Segment",
+    "SegmentMember",
     "SigningKey",
     "Transfer",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "EngagementEvent",
+    "Referral",
+    "ReferralCode",
+    "RewardVoucher",
+    "StampProgress",
+    "StreakProgress",
+    "ExpiryNotice",
+    "TierBucket",
+    "TierChange",
 ]

@@ -95,11 +95,38 @@ class Settings:
     # live briefly; refresh tokens (offline_access) are rotated on every use.
     id_token_ttl: int = 600
     refresh_token_ttl: int = 30 * 24 * 3600
+    # Partner webhooks (hub/notify/webhook_*.py, docs/webhooks.md). Endpoint URLs must be
+    # https and resolve to public addresses; each flag lifts one rule. None (unset): lifted
+    # only while the issuer is plain http on this machine (`make run`, tests), never elsewhere.
+    # Every delivery's HTTP request has a (connect, read) timeout; a delivery's lease must
+    # outlast both. After a rotation the old secret also signs for `rotation_window` seconds.
+    # `breaker_failures` failed attempts in a row to one endpoint pause its deliveries (in
+    # that worker process) for `breaker_reset` seconds, so a dead endpoint holds no workers.
+    webhooks_allow_http: bool | None = None
+    webhooks_allow_private: bool | None = None
+    webhooks_timeout_connect: float = 5.0
+    webhooks_timeout_read: float = 15.0
+    webhooks_lease: float = 60.0
+    webhooks_rotation_window: int = 24 * 3600
+    webhooks_breaker_failures: int = 5
+    webhooks_breaker_reset: float = 60.0
+
+    @property
+    def _local_issuer(self) -> bool:
+        issuer = urlsplit(self.issuer)
+        return issuer.scheme == "http" and issuer.hostname in ("127.0.0.1", "localhost", "::1")
+
+    @property
+    def webhooks_http_allowed(self) -> bool:
+        return self._local_issuer if self.webhooks_allow_http is None else self.webhooks_allow_http
+
+    @property
+    def webhooks_private_allowed(self) -> bool:
+        return self._local_issuer if self.webhooks_allow_private is None else self.webhooks_allow_private
 
     @property
     def login_cookie_secure(self) -> bool:
-        issuer = urlsplit(self.issuer)
-        local = issuer.scheme == "http" and issuer.hostname in ("127.0.0.1", "localhost", "::1")
+        local = self._local_issuer
         if self.cookie_secure is False and not local:
             raise ValueError("HUB_COOKIE_SECURE may be off only for an http://localhost issuer")
         return (not local) if self.cookie_secure is None else self.cookie_secure
@@ -132,4 +159,12 @@ class Settings:
             cookie_secure=_flag(_env("COOKIE_SECURE", "")),
             id_token_ttl=int(_env("ID_TOKEN_TTL", "600")),
             refresh_token_ttl=int(_env("REFRESH_TOKEN_TTL", str(30 * 24 * 3600))),
+            webhooks_allow_http=_flag(_env("WEBHOOKS_ALLOW_HTTP", "")),
+            webhooks_allow_private=_flag(_env("WEBHOOKS_ALLOW_PRIVATE", "")),
+            webhooks_timeout_connect=float(_env("WEBHOOKS_TIMEOUT_CONNECT", "5")),
+            webhooks_timeout_read=float(_env("WEBHOOKS_TIMEOUT_READ", "15")),
+            webhooks_lease=float(_env("WEBHOOKS_LEASE", "60")),
+            webhooks_rotation_window=int(_env("WEBHOOKS_ROTATION_WINDOW", str(24 * 3600))),
+            webhooks_breaker_failures=int(_env("WEBHOOKS_BREAKER_FAILURES", "5")),
+            webhooks_breaker_reset=float(_env("WEBHOOKS_BREAKER_RESET", "60")),
         )

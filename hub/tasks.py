@@ -23,9 +23,10 @@ CONVERSION_TASK = "hub.relay_conversions"
 SYNC_TASK = "hub.sync_catalogs"
 NOOP_TASK = "hub.noop"
 BACKCHANNEL_LOGOUT_TASK = "hub.backchannel_logout"
+WEBHOOK_TASK = "hub.deliver_webhooks"
 # Outbox topic -> task name.
 TOPICS = {"rewards.relay": RELAY_TASK, "oidc.backchannel_logout": BACKCHANNEL_LOGOUT_TASK,
-          "exchange.remote_leg": CONVERSION_TASK}
+          "exchange.remote_leg": CONVERSION_TASK, "webhooks.delivery": WEBHOOK_TASK}
 
 
 def broker_url(settings: Settings) -> str:
@@ -54,18 +55,22 @@ def make_celery(settings: Settings) -> Celery:
 celery = make_celery(Settings.from_env())
 
 
-_services_lock = threading.Lock()
+def _per_process(build):
+    """`build()` once per worker process (after the fork), its result shared by the threads of
+    a threads pool (the lock keeps them from building two)."""
+    cached = functools.cache(build)
+    lock = threading.Lock()
+
+    @functools.wraps(build)
+    def get():
+        with lock:
+            return cached()
+    return get
 
 
+@_per_process
 def _services():
-    """Built once per worker process (after the fork): database pool, connectors, relay.
-    Shared by the threads of a threads pool (the lock keeps them from building two)."""
-    with _services_lock:
-        return _build_services()
-
-
-@functools.cache
-def _build_services():
+    """The database pool, connectors and relay of this worker process."""
     from hub.db import Database
     from hub.notify.policy import RelayPolicy
     from hub.rewards import relay
@@ -92,17 +97,9 @@ def _parallel() -> int:
     return 4 * int(os.environ.get("HUB_WORKER_CONCURRENCY") or 4)
 
 
-_saga_lock = threading.Lock()
-
-
+@_per_process
 def _saga():
     """The conversion saga of this worker process (its partner connectors and breakers)."""
-    with _saga_lock:
-        return _build_saga()
-
-
-@functools.cache
-def _build_saga():
     from hub.exchange import hosted, saga
     from hub.notify.policy import RelayPolicy
 
@@ -166,6 +163,23 @@ def _signing_keys():
     return KeyStore(db, settings.secret_key)
 
 
+@_per_process
+def _deliverer():
+    """The webhook deliverer of this worker process (its HTTP pool and endpoints' breakers)."""
+    from hub.notify.webhook_delivery import Deliverer
+
+    settings, db, _, _ = _services()
+    return Deliverer(db, settings)
+
+
+@celery.task(name=WEBHOOK_TASK, autoretry_for=(OperationalError,), retry_backoff=True,
+             retry_backoff_max=60, retry_jitter=True, max_retries=None)
+def deliver_webhooks(payloads: list[dict]) -> list[str]:
+    """One attempt for each outbox payload ({"delivery_id": ...}) of the batch: sign, POST,
+    record (hub/notify/webhook_delivery.py; the outbox brings back the ones to retry)."""
+    return _deliverer().run_many([uuid.UUID(p["delivery_id"]) for p in payloads])
+
+
 @functools.cache
 def _broker_redis():
     """A Redis client on the broker (per process, after the fork), or None on another broker."""
@@ -175,6 +189,36 @@ def _broker_redis():
     import redis
 
     return redis.Redis.from_url(url)
+
+
+# --- engagement: segments and challenges (hub/rules) -------------------------------------
+
+SEGMENTS_TASK = "hub.segments.refresh"
+CHALLENGES_TASK = "hub.challenges.sweep"
+
+
+@celery.task(name=SEGMENTS_TASK)
+def refresh_segments() -> int:
+    """Re-evaluate every partner's segments (each in its own transaction)."""
+    from hub.rules import segments
+
+    _, db, _, _ = _services()
+    return len(segments.refresh_all(db))
+
+
+@celery.task(name=CHALLENGES_TASK)
+def sweep_challenges() -> int:
+    """Badges (and bonuses) for challenges reached while a process's cache was stale."""
+    from hub.rules import challenges
+
+    _, db, _, _ = _services()
+    return db.write(challenges.sweep)
+
+
+celery.conf.beat_schedule.update({
+    "refresh-segments": {"task": SEGMENTS_TASK, "schedule": crontab(minute="*/15")},
+    "sweep-challenges": {"task": CHALLENGES_TASK, "schedule": crontab(minute="*/5")},
+})
 
 
 @celery.task(name=NOOP_TASK)
@@ -190,3 +234,36 @@ def noop(counter: str | None = None) -> None:
         pipe.incr(counter)
         pipe.set(f"{counter}:last", repr(time.time()))
         pipe.execute()
+
+
+# --- tiers and expiry (hub.rules): daily jobs, each idempotent ------------------------------
+TIER_REVIEW_TASK = "hub.review_tiers"
+EXPIRY_TASK = "hub.expire_points"
+EXPIRY_NOTICE_TASK = "hub.notify_expiring"
+celery.conf.beat_schedule.update({
+    "review-tiers": {"task": TIER_REVIEW_TASK, "schedule": crontab(minute=10, hour=0)},
+    "expire-points": {"task": EXPIRY_TASK, "schedule": crontab(minute=20, hour=0)},
+    "notify-expiring": {"task": EXPIRY_NOTICE_TASK, "schedule": crontab(minute=0, hour=8)},
+})
+
+
+@celery.task(name=TIER_REVIEW_TASK, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def review_tiers() -> dict:
+    from hub.rules import tiers
+
+    return tiers.review_due(_services()[1])
+
+
+@celery.task(name=EXPIRY_TASK, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def expire_points() -> dict:
+    from hub.rules import expiry
+
+    return expiry.run(_services()[1])
+
+
+@celery.task(name=EXPIRY_NOTICE_TASK, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def notify_expiring() -> int:
+    from hub.rules import expiry
+
+    settings, db, _, _ = _services()
+    return expiry.notify(db, settings.secret_key)

@@ -10,18 +10,10 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
+from hub.notify.webhooks import header  # noqa: F401  (the connectors' too)
 from hub.rewards.providers import WebhookRejected
 
 TOLERANCE = timedelta(minutes=5)  # Standard Webhooks' replay window
-
-
-def header(headers: Mapping[str, str], name: str) -> str:
-    """HTTP header names are case-insensitive; plain dicts are not."""
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return ""
 
 
 def hmac_sha256(secret: str, body: bytes) -> bytes:

@@ -6,12 +6,13 @@ they are tested too. Tests isolate their data by making their own partners (uniq
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
@@ -214,3 +215,20 @@ def other_partner(ops, http) -> Partner:
 @pytest.fixture
 def make_partner(ops, http):
     return lambda **kw: Partner(ops, http, **kw)
+
+
+@contextlib.contextmanager
+def statements_run(db):
+    """The SQL statements `db` runs inside the block, lower-cased, as SQLAlchemy's cursor
+    events see them (on PostgreSQL the earn path's own statements, run by hub.db.run, bypass
+    them: a test of what the earn path does not run counts the others)."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement.lower())
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)

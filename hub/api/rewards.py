@@ -47,6 +47,7 @@ def reward(v: catalog.RewardView) -> dict:
         "denominations": [money.to_major(d, r.currency) for d in r.denominations or []],
         "range": None,
         "tier": r.tier,
+        "min_tier": r.min_tier,
         "stock": r.stock,
         "per_member_limit": r.per_member_limit,
         "available_from": ts(r.available_from) if r.available_from else None,

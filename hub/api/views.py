@@ -9,6 +9,9 @@ from hub.exchange.transfers import Policy, TransferView, policy_of
 from hub.programs.earning import TxnView
 from hub.programs.models import Partner, Program
 from hub.programs.service import BalanceView, MemberView, Movement
+from hub.rules.admin import VersionView
+from hub.rules.surprises import SurpriseView
+from hub.rules.why import Why
 
 
 def ts(value: datetime) -> str:
@@ -88,8 +91,24 @@ def movement(m: Movement) -> dict:
         "hub_transaction_id": m.hub_transaction_id,
         "ref_type": m.ref_type,
         "ref_id": m.ref_id,
+        "why": why(m.why) if m.why else None,
         "created_at": ts(m.created_at),
     }
+
+
+def why(w: Why) -> dict:
+    return {"rule_version": w.rule_version,
+            "lines": [{"rule": x.rule, "kind": x.kind, "points": format(x.points, "f"), "detail": x.detail} for x in w.lines]}
+
+
+def rule_version(v: VersionView) -> dict:
+    return {"program": v.program, "version": v.version, "effective_from": ts(v.effective_from),
+            "document": v.document, "created_by": v.created_by, "created_at": ts(v.created_at)}
+
+
+def surprise(v: SurpriseView) -> dict:
+    return {"id": str(v.id), "program": v.program, "member_id": str(v.member_id), "surprise_id": v.surprise_id,
+            "points": v.points, "reason": v.reason, "created_at": ts(v.created_at)}
 
 
 def transaction(v: TxnView) -> dict:
@@ -113,4 +132,11 @@ def transaction(v: TxnView) -> dict:
     else:
         out["refunded_amount"] = money.to_major(t.refunded_minor, t.currency)
         out["points_reversed"] = t.points_reversed
+        out["channel"] = t.channel
+        out["items"] = [
+            {**{k: v for k, v in line.items() if k != "amount_minor"},
+             "amount": money.to_major(line["amount_minor"], t.currency)}
+            for line in t.items
+        ] if t.items is not None else None
+        out["rating"] = t.rating
     return out

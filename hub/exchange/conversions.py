@@ -26,19 +26,18 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 from sqlalchemy import and_, bindparam, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from hub import ledger, pagination
 from hub.actor import Actor
-from hub.db import run, utcnow
+from hub.db import insert_once, run, utcnow
 from hub.errors import Conflict, Invalid, NotFound
 from hub.exchange import rates
 from hub.exchange.hosted import HostedProgram, HostedUnavailable
 from hub.exchange.models import COMPLETED, PENDING, Conversion, ConversionPair, ProgramRate
 from hub.ledger.models import Account
 from hub.ledger.service import AccountInfo
-from hub.notify import outbox
+from hub.notify import outbox, webhooks
 from hub.notify.breaker import Breaker
 from hub.programs.models import Membership, MembershipIdentifier, Program
 from hub.programs.service import resolve_membership
@@ -47,11 +46,7 @@ TRANSFER_CODE = "conversion"
 REMOTE_TOPIC = "exchange.remote_leg"
 _QUOTE_PURPOSE = b"hub conversion quote v1"
 _conversions = Conversion.__table__
-# ON CONFLICT is spelled per dialect in SQLAlchemy; the hub runs on these two.
-_INSERT_ONCE = {
-    name: dialect_insert(_conversions).on_conflict_do_nothing(index_elements=["quote_id"]).returning(_conversions.c.id)
-    for name, dialect_insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-}
+_INSERT_ONCE = insert_once(_conversions, ["quote_id"], _conversions.c.id)
 _UNSET = dict.fromkeys(c.name for c in _conversions.c)
 
 
@@ -358,7 +353,25 @@ def execute(session: Session, actor: Actor, body: dict, terms: Terms) -> "Conver
     _insert_once(session, row)
     if row["hosted_side"]:
         outbox.enqueue(session, REMOTE_TOPIC, str(conversion_id), {"conversion_id": str(conversion_id)})
+    else:
+        announce_completed(session, conversion_id, source.program.id, target.program.id)
     return ConversionView(Conversion(**row), q.from_code, q.to_code)
+
+
+def announce_completed(session: Session, conversion_id: uuid.UUID, from_program_id: uuid.UUID,
+                       to_program_id: uuid.UUID) -> None:
+    """conversion.completed to the partners of both programs (one read when none listens)."""
+    def data() -> dict:
+        source, target = aliased(Program), aliased(Program)
+        c = session.execute(
+            select(Conversion.member_id, Conversion.points_in, Conversion.points_out,
+                   source.code.label("from_program"), target.code.label("to_program"))
+            .join(source, source.id == Conversion.from_program_id).join(target, target.id == Conversion.to_program_id)
+            .where(Conversion.id == conversion_id)).one()
+        return {"conversion_id": str(conversion_id), "member_id": str(c.member_id), "from_program": c.from_program,
+                "to_program": c.to_program, "points_in": c.points_in, "points_out": c.points_out}
+
+    webhooks.emit_for_programs(session, (from_program_id, to_program_id), "conversion.completed", data)
 
 
 def _leg(side: _Side, points: int, *, debit: bool, conversion_id: uuid.UUID, actor: Actor) -> ledger.TransferSpec:

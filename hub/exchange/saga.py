@@ -61,7 +61,7 @@ from sqlalchemy.orm import Session
 from hub import ledger
 from hub.db import Database, utcnow
 from hub.errors import Conflict
-from hub.exchange.conversions import REMOTE_TOPIC
+from hub.exchange.conversions import REMOTE_TOPIC, announce_completed
 from hub.exchange.hosted import HostedProgram, RemoteResult, RemoteStatus
 from hub.exchange.models import COMPLETED, FAILED, NEEDS_REVIEW, PENDING, Conversion
 from hub.notify import outbox
@@ -440,6 +440,10 @@ def _end(session: Session, conversion_id: uuid.UUID, state: str, *, failure: str
     resolved_at = utcnow() if state in (COMPLETED, FAILED) else None
     _change(session, conversion_id, state=state, lease_until=None, resolved_at=resolved_at, **changes)
     outbox.complete(session, REMOTE_TOPIC, str(conversion_id))
+    if state == COMPLETED:
+        programs = session.execute(select(Conversion.from_program_id, Conversion.to_program_id)
+                                   .where(Conversion.id == conversion_id)).one()
+        announce_completed(session, conversion_id, *programs)
     if state == NEEDS_REVIEW:
         log.warning("conversion %s needs review: %s", conversion_id, failure)
     return state

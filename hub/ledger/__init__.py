@@ -10,6 +10,7 @@ from hub.ledger.errors import (
 from hub.ledger.service import (
     Balance,
     TransferSpec,
+    available_locked,
     balance,
     fold,
     open_account,
@@ -22,6 +23,7 @@ from hub.ledger.service import (
 )
 
 __all__ = [
+    "available_locked",
     "Balance",
     "InsufficientFunds",
     "InvalidTransfer",

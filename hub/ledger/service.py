@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from psycopg.types.json import Jsonb
 from sqlalchemy import BigInteger, bindparam, case, func, insert, literal, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -335,12 +334,7 @@ def _insert(session: Session, rows: list[dict]) -> list[int]:
         # psycopg parses in Python uncached (most of a 1000-item batch's time). Taking the
         # ids from the sequence first lets the insert be a COPY instead.
         ids = sorted(conn.execute(_NEXT_IDS, {"n": len(rows)}).scalars())
-        # Jsonb: what SQLAlchemy's JSONB type would bind (None too is stored as JSON null).
-        insert_many(
-            conn,
-            _transfers,
-            [{**row, "id": i, "metadata": Jsonb(row["metadata"])} for row, i in zip(rows, ids)],
-        )
+        insert_many(conn, _transfers, [{**row, "id": i} for row, i in zip(rows, ids)])
         return ids
     return list(conn.execute(_INSERT_MANY, rows).scalars())
 
@@ -519,6 +513,17 @@ def void_pending_many(session: Session, pending_ids: Sequence[int], caused_by: s
     """Release several reservations, linked (in the same orders as `post_pending_many`)."""
     pendings = [_load_pending(session, i) for i in sorted(pending_ids)]
     return _resolve(session, [(p, p.amount) for p in pendings], VOID_PENDING, caused_by)
+
+
+def available_locked(session: Session, account_ids: Sequence[int]) -> dict[int, int]:
+    """What each member account can give up now (posted, less reservations, never below
+    zero), its row locked (in id order) so that a transfer taking at most that cannot
+    overdraw it. For taking points back (a return's reversal, a bonus clawed back)."""
+    rows = session.execute(
+        select(Account.id, Account.credits_posted - Account.debits_posted - Account.debits_pending)
+        .where(Account.id.in_(list(account_ids))).order_by(Account.id).with_for_update()
+    ).all()
+    return {account_id: max(held, 0) for account_id, held in rows}
 
 
 def balance(session: Session, account_id: int) -> Balance:

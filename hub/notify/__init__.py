@@ -1,1 +1,1 @@
-"""The transactional outbox (and, later, outgoing webhooks)."""
+"""The transactional outbox, and partner webhooks delivered through it."""

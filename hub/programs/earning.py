@@ -15,10 +15,10 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_FLOOR, Decimal, localcontext
+from decimal import Decimal
 from types import SimpleNamespace
 
-from sqlalchemy import and_, bindparam, exists, insert, select, text
+from sqlalchemy import and_, bindparam, exists, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from hub import ledger, money
@@ -35,13 +35,14 @@ from hub.programs.models import (
     Program,
 )
 from hub.programs.service import normalise, refuse_hosted
+from hub.rules import counters, effects, rating, versions
+from hub.rules.models import RuleVersion
+from hub.rules.segments import segments_of
 
 EARN = "earn"
 REVERSAL = "reversal"
 PURCHASE = "purchase"
 RETURN = "return"
-# Generous, but far below what a BIGINT holds: a bigger figure is a bug upstream.
-MAX_POINTS = 10**12
 # A POS clock may run a little fast; a purchase further in the future is a mistake.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -76,6 +77,7 @@ class _Program:
     earn_rate: Decimal
     issuance_account_id: int
     hosted_by: str | None  # a partner-hosted program: the hub keeps no balance of it
+    rules_version: int | None  # its newest rule version (None: it has no rules)
 
 
 @dataclass
@@ -89,20 +91,19 @@ class _Parsed:
     currency: str
     occurred_at: datetime
     store_id: str | None
-    membership: tuple | None = None  # (membership_id, account_id, member_id)
+    channel: str | None
+    items: list[dict] | None  # stored as given: [{category, amount_minor, sku?, quantity?}]
+    membership: tuple | None = None  # (membership_id, account_id, member_id, tier)
     points: int = 0
+    rules: versions.RuleSet | None = None  # in force at occurred_at
+    rating: rating.Rating | None = None
+    member: rating.MemberFacts | None = None
     txn: SimpleNamespace | None = None
 
 
 def points_for(program: Program | _Program, amount_minor: int) -> int:
     """Base earn rule: floor(amount in major units x points per unit)."""
-    with localcontext() as ctx:
-        ctx.prec = 60
-        major = Decimal(amount_minor).scaleb(-money.exponent(program.earn_currency))
-        points = int((major * program.earn_rate).to_integral_value(rounding=ROUND_FLOOR))
-    if points > MAX_POINTS:
-        raise Invalid(f"a purchase may earn at most {MAX_POINTS} points", slug="invalid-amount")
-    return points
+    return rating.base_points(program.earn_rate, program.earn_currency, amount_minor)
 
 
 def parse_time(value: str, field: str = "occurred_at", past_only: bool = True) -> datetime:
@@ -121,7 +122,7 @@ def parse_time(value: str, field: str = "occurred_at", past_only: bool = True) -
     return when
 
 
-def _amount(body: dict, currency_expected: str) -> int:
+def amount_of(body: dict, currency_expected: str) -> int:
     if body["currency"] != currency_expected:
         money.exponent(body["currency"])  # unknown currency is its own error
         raise Invalid(
@@ -134,20 +135,41 @@ def _amount(body: dict, currency_expected: str) -> int:
     return amount
 
 
+def items_of(body: dict, amount_minor: int) -> list[dict] | None:
+    """The purchase's lines in minor units. Together they may not exceed the purchase: what
+    they leave uncovered is rated as a line of no category."""
+    if "items" not in body:
+        return None
+    items = []
+    for line in body["items"]:
+        item = {"category": line["category"], "amount_minor": money.to_minor(line["amount"], body["currency"])}
+        if "sku" in line:
+            item["sku"] = line["sku"]
+        if "quantity" in line:
+            item["quantity"] = line["quantity"]
+        items.append(item)
+    if sum(i["amount_minor"] for i in items) > amount_minor:
+        raise Invalid("the items add up to more than the purchase's amount", slug="items-exceed-amount")
+    return items
+
+
 def _parse(index: int, body: dict, kind: str, value: str, program: _Program | None) -> _Parsed:
     if program is None:
         raise NotFound(f"no program {body['program']}", slug="program-not-found")
     refuse_hosted(program)
+    amount_minor = amount_of(body, program.earn_currency)
     return _Parsed(
         index=index,
         program=program,
         kind=kind,
         value=value,
         txn_id=body["transaction_id"],
-        amount_minor=_amount(body, program.earn_currency),
+        amount_minor=amount_minor,
         currency=body["currency"],
         occurred_at=parse_time(body["occurred_at"]),
         store_id=body.get("store_id"),
+        channel=body.get("channel"),
+        items=items_of(body, amount_minor),
     )
 
 
@@ -166,7 +188,7 @@ class _Found:
 
     def __init__(self):
         self.programs: dict[str, _Program] = {}
-        # (program code, kind, value) -> (membership_id, account_id, member_id)
+        # (program code, kind, value) -> (membership_id, account_id, member_id, tier)
         self.members: dict[tuple, tuple] = {}
         self.accounts: list[AccountInfo] = []
         # (program id, transaction_id) known not to be taken (single purchases only)
@@ -179,7 +201,9 @@ def _resolve_query(by_member_id: bool, check_taken: bool, shape: str):
     missing program and a missing member stay different errors.
 
     With `check_taken` (a single purchase), it also tells whether the program already has a
-    purchase with that transaction_id, which saves a round trip in the common case (no)."""
+    purchase with that transaction_id, which saves a round trip in the common case (no).
+    It also reads the program's newest rule version (the rules cache's key, so a purchase
+    is never rated by stale rules) and the member's tier."""
     m, a, p, i, t = _memberships, _accounts, _programs, _identifiers, _txns
     if by_member_id:
         ref = m.c.member_id
@@ -193,9 +217,10 @@ def _resolve_query(by_member_id: bool, check_taken: bool, shape: str):
             i.c.kind == bindparam("kind"),
             one_of(i.c.value, "values", shape),
         )
+    newest = select(func.max(RuleVersion.version)).where(RuleVersion.program_id == p.c.id).scalar_subquery()
     columns = [p.c.id, p.c.code, p.c.earn_currency, p.c.earn_rate, p.c.issuance_account_id, p.c.hosted_by,
                ref.label("ref"), m.c.id, m.c.account_id, m.c.member_id, a.c.ledger, a.c.cached,
-               a.c.no_overdraft]
+               a.c.no_overdraft, m.c.tier, newest.label("rules_version")]
     if check_taken:
         taken = exists().where(
             t.c.program_id == p.c.id, t.c.kind == PURCHASE, t.c.partner_txn_id == bindparam("txn_id")
@@ -271,11 +296,11 @@ def _resolve(
         rows, _ = run(conn, query, params)
         for row in rows:
             # earn_rate (row[3]) as Decimal: `run` may leave a FixedDecimal as its string.
-            found.programs[code] = _Program(row[0], row[1], row[2], Decimal(row[3]), row[4], row[5])
+            found.programs[code] = _Program(row[0], row[1], row[2], Decimal(row[3]), row[4], row[5], row[14])
             if row[6] is not None:
-                found.members[(code, kind, str(row[6]))] = (row[7], row[8], row[9])
+                found.members[(code, kind, str(row[6]))] = (row[7], row[8], row[9], row[13])
                 found.accounts.append(AccountInfo(row[8], row[10], row[11], row[12]))
-            if check_taken and not row[13]:
+            if check_taken and not row[15]:
                 found.free.add((row[0], txn_id))
     return found
 
@@ -287,6 +312,8 @@ def _same(txn, item: _Parsed) -> bool:
         and txn.currency == item.currency
         and txn.occurred_at == item.occurred_at
         and txn.store_id == item.store_id
+        and txn.channel == item.channel
+        and txn.items == item.items
     )
 
 
@@ -341,17 +368,83 @@ def earn(session: Session, actor: Actor, bodies: list[tuple[int, dict]]) -> dict
                 )
         else:
             try:
-                item.points = points_for(item.program, item.amount_minor)
+                _rate(session, item)
             except DomainError as exc:
                 results[item.index] = ItemResult("failed", error=exc)
                 continue
             item.txn = _new_txn(item, actor)
             fresh[key] = item
             new.append(item)
+    _settle(session, actor, new)
     _write(session, actor, new, found.accounts)
+    effects.purchases_posted(session, actor, [_posted(item) for item in new])
     for item in new:
         results[item.index] = ItemResult("created", TxnView(item.txn, item.program.code, item.membership[2]))
     return results
+
+
+def _facts(item: _Parsed) -> rating.PurchaseFacts:
+    return rating.PurchaseFacts(item.amount_minor, item.occurred_at, item.store_id, item.channel,
+                                tuple((line["category"], line["amount_minor"]) for line in item.items or ()))
+
+
+def _rate(session: Session, item: _Parsed, usage: rating.Usage = rating.NO_USAGE) -> None:
+    """Rate a new purchase by the rules in force at its occurred_at; with none, by the base
+    rule alone (and no rating is stored: the program's earn_rate says it all). The rules
+    come from the process's cache, keyed by the version number the resolve query read."""
+    program = item.program
+    if item.member is None:
+        item.rules = versions.in_force(session, program.id, item.occurred_at, program.rules_version)
+        if item.rules is None:
+            item.points = points_for(program, item.amount_minor)
+            return
+        item.member = rating.MemberFacts(item.membership[3])
+    item.rating = rating.rate(program.earn_rate, item.currency, item.rules, _facts(item), item.member, usage)
+    item.points = item.rating.points
+    if item.txn is not None:
+        item.txn.points, item.txn.rating = item.points, item.rating.as_json()
+
+
+def _settle(session: Session, actor: Actor, items: list[_Parsed]) -> None:
+    """What rating needs beyond the purchase and the member's tier, for the purchases whose
+    rules use it, and nothing (no query) for the others: the member's segments (when a
+    promotion in force targets segments: one query for all of them), and the counters the
+    ratings claim (caps per member and period, promotion budgets).
+
+    A batch claims each counter once, for the sum its purchases want, and shares what it
+    granted out in the batch's order; a purchase given less than it wanted is rated again
+    with what it got, so it earns exactly that."""
+    targeted = [i for i in items if i.rating is not None and rating.compile_rules(i.rules).targets_segments(i.occurred_at)]
+    if targeted:
+        found = segments_of(session, actor.partner_id, {i.membership[2] for i in targeted})
+        for item in targeted:
+            item.member = rating.MemberFacts(item.member.tier, frozenset(found.get(item.membership[2], ())))
+            _rate(session, item)
+    claiming = [i for i in items if i.rating is not None and i.rating.claims]
+    if not claiming:
+        return
+    caps: dict[tuple, list[int]] = {}  # (membership id, rule id, period) -> [want, cap]
+    budgets: dict[tuple, list[int]] = {}  # (program id, promotion id) -> [want, budget, home stripe]
+    for item in claiming:
+        for claim in item.rating.claims:
+            if claim.counter == rating.CAP:
+                caps.setdefault((item.membership[0], claim.key, claim.period), [0, claim.limit])[0] += claim.points
+            else:
+                home = counters.home_stripe(item.membership[0])
+                budgets.setdefault((item.program.id, claim.key), [0, claim.limit, home])[0] += claim.points
+    pool = counters.take(session, caps, budgets)
+    for item in claiming:
+        given: dict[tuple[str, str, str], int] = {}
+        short = False
+        for claim in item.rating.claims:
+            owner = item.membership[0] if claim.counter == rating.CAP else item.program.id
+            key = (claim.counter, owner, claim.key, claim.period)
+            give = min(claim.points, pool[key])
+            pool[key] -= give
+            given[(claim.counter, claim.key, claim.period)] = give
+            short = short or give < claim.points
+        if short:
+            _rate(session, item, rating.Usage(given))
 
 
 def _existing(session: Session, kind: str, keys: list[tuple]) -> dict[tuple, object]:
@@ -373,6 +466,27 @@ def _existing(session: Session, kind: str, keys: list[tuple]) -> dict[tuple, obj
     return found
 
 
+def _posted(item: _Parsed) -> effects.PostedPurchase:
+    return effects.PostedPurchase(
+        txn_id=item.txn.id,
+        partner_txn_id=item.txn_id,
+        program_id=item.program.id,
+        program_code=item.program.code,
+        issuance_account_id=item.program.issuance_account_id,
+        membership_id=item.membership[0],
+        member_id=item.membership[2],
+        account_id=item.membership[1],
+        amount_minor=item.amount_minor,
+        currency=item.currency,
+        occurred_at=item.occurred_at,
+        store_id=item.store_id,
+        channel=item.channel,
+        items=tuple(effects.Item(**line) for line in item.items or ()),
+        points=item.points,
+        rules=item.rules,
+    )
+
+
 def _new_txn(item: _Parsed, actor: Actor) -> SimpleNamespace:
     """The new row: one attribute per column of point_transactions, no more, no fewer."""
     return SimpleNamespace(
@@ -385,7 +499,11 @@ def _new_txn(item: _Parsed, actor: Actor) -> SimpleNamespace:
         currency=item.currency,
         occurred_at=item.occurred_at,
         store_id=item.store_id,
+        channel=item.channel,
+        items=item.items,
         points=item.points,
+        rule_version=item.rules.version if item.rules is not None else None,
+        rating=item.rating.as_json() if item.rating is not None else None,
         purchase_id=None,
         points_shortfall=0,
         refunded_minor=0,
@@ -485,12 +603,7 @@ def reverse(session: Session, actor: Actor, body: dict) -> tuple[bool, TxnView]:
     account_id = session.scalar(select(Membership.account_id).where(Membership.id == purchase.membership_id))
     take = 0
     if due > 0:
-        held = session.execute(
-            select(Account.credits_posted - Account.debits_posted - Account.debits_pending)
-            .where(Account.id == account_id)
-            .with_for_update()
-        ).scalar_one()
-        take = min(due, max(held, 0))
+        take = min(due, ledger.available_locked(session, [account_id])[account_id])
     txn = PointTransaction(
         id=uuid.uuid4(),
         kind=RETURN,
@@ -527,6 +640,10 @@ def reverse(session: Session, actor: Actor, body: dict) -> tuple[bool, TxnView]:
     purchase.points_reversed += max(due, 0)
     session.add(txn)
     session.flush()
+    effects.purchase_returned(session, actor, effects.ReturnedPurchase(
+        purchase.id, program.id, program.issuance_account_id, purchase.membership_id, purchase.occurred_at,
+        max(due, 0), amount, refunded == purchase.amount_minor,
+        versions.in_force(session, program.id, purchase.occurred_at)))
     return True, TxnView(txn, program.code, member_id)
 
 

@@ -5,10 +5,10 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, Uuid
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hub.db import Base, FixedDecimal, UTCDateTime, utcnow
+from hub.db import Base, FixedDecimal, JSONDoc, UTCDateTime, utcnow
 
 IDENTIFIER_KINDS = ("external_id", "card_number", "phone", "email")
 
@@ -42,6 +42,8 @@ class Program(Base):
     # Conversions in and out pass through it (a system account too), so that settlement
     # sees what each program gave and received.
     clearing_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    # Where expired points go (hub.rules.expiry; a system account), recorded for settlement.
+    breakage_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
     # The connector of a partner-hosted program (hub.exchange.hosted): its balances live in
     # the partner's system, not in this ledger. None: the hub holds the balances.
     hosted_by: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -69,6 +71,12 @@ class Membership(Base):
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
     account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), unique=True)
+    # The member's tier in this program (hub.rules); None: the program has no tiers, or the
+    # member has not reached its first.
+    tier: Mapped[str | None] = mapped_column(String(32), default=None)
+    tier_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # When the tier is next reviewed (a downgrade can happen only then); None without a tier.
+    tier_review_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -104,7 +112,15 @@ class PointTransaction(Base):
     currency: Mapped[str] = mapped_column(String(3))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     store_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Purchases only: online | in_store, and the lines ({category, amount_minor, sku,
+    # quantity}) that category rules rate; either may be absent.
+    channel: Mapped[str | None] = mapped_column(String(16), default=None)
+    items: Mapped[list | None] = mapped_column(JSONDoc, default=None)
     points: Mapped[int] = mapped_column(BigInteger)
+    # Purchases only: the rule version that rated it and why it earned `points` (the lines
+    # of hub.rules' rating, which the member sees). None: rated by the base rate alone.
+    rule_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    rating: Mapped[dict | None] = mapped_column(JSONDoc, default=None)
     # Returns only: the purchase, and points the member no longer held (not clawed back).
     purchase_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("point_transactions.id"), default=None, index=True

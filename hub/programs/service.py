@@ -24,12 +24,15 @@ from hub.programs.models import (
     Partner,
     Program,
 )
+from hub.rules import referrals
+from hub.rules.why import Cause, Why, explain
 
 CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,15}$")  # as the spec's Code schema
 MEMBER_ACCOUNT = "member"
 ISSUANCE_ACCOUNT = "issuance"
 REDEMPTION_ACCOUNT = "redemption"
 CLEARING_ACCOUNT = "clearing"
+BREAKAGE_ACCOUNT = "breakage"
 # What the cursors this API issues encode: a partner or program code, or a ledger transfer
 # id (a BIGINT, pagination.id_cursor). Anything else decoded from a cursor is refused before
 # it reaches a query (where it failed as a 500: int() of a string, an id past BIGINT, a NUL
@@ -60,15 +63,20 @@ def create_partner(session: Session, code: str, name: str) -> Partner:
     return partner
 
 
-def list_partners(session: Session, cursor: str | None, limit: int) -> tuple[list[Partner], str | None]:
+def code_page(session: Session, q, code, cursor: str | None, limit: int) -> tuple[list, str | None]:
+    """A page of the ORM objects `q` selects, ordered by their `code` column (unique)."""
     after = code_cursor(cursor)
-    q = select(Partner).order_by(Partner.code).limit(limit + 1)
+    q = q.order_by(code).limit(limit + 1)
     if after is not None:
-        q = q.where(Partner.code > after)
+        q = q.where(code > after)
     rows = list(session.scalars(q))
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, pagination.encode(rows[-1].code) if more else None
+
+
+def list_partners(session: Session, cursor: str | None, limit: int) -> tuple[list[Partner], str | None]:
+    return code_page(session, select(Partner), Partner.code, cursor, limit)
 
 
 def partner_by_code(session: Session, code: str) -> Partner:
@@ -101,9 +109,9 @@ def create_program(
     if session.scalar(select(Program.id).where(Program.code == code)):
         raise Conflict(f"program {code} already exists", slug="program-exists")
     program_id = uuid.uuid4()
-    issuance, redemption, clearing = (
+    issuance, redemption, clearing, breakage = (
         ledger.open_account(session, program_id, code, cached=False, no_overdraft=False)
-        for code in (ISSUANCE_ACCOUNT, REDEMPTION_ACCOUNT, CLEARING_ACCOUNT)
+        for code in (ISSUANCE_ACCOUNT, REDEMPTION_ACCOUNT, CLEARING_ACCOUNT, BREAKAGE_ACCOUNT)
     )
     program = Program(
         id=program_id,
@@ -116,6 +124,7 @@ def create_program(
         issuance_account_id=issuance,
         redemption_account_id=redemption,
         clearing_account_id=clearing,
+        breakage_account_id=breakage,
         hosted_by=hosted_by,
     )
     session.add(program)
@@ -186,6 +195,7 @@ def normalise(kind: str, value: str) -> str:
 
 def enrol(session: Session, actor: Actor, body: dict) -> MemberView:
     program = partner_program(session, actor, body["program"])
+    referrer = referrals.referrer_for(session, program.id, body.get("referral_code"))
     identifiers = {k: normalise(k, body[k]) for k in IDENTIFIER_KINDS if k in body}
     if "member_id" in body:
         member_id = uuid.UUID(body["member_id"])
@@ -225,6 +235,7 @@ def enrol(session: Session, actor: Actor, body: dict) -> MemberView:
         for kind, value in identifiers.items()
     )
     session.flush()
+    referrals.enrolled(session, actor, program, membership, referrer)
     return member_view(session, actor, member_id)
 
 
@@ -349,6 +360,7 @@ class Movement:
     ref_type: str | None  # what it belongs to: transaction, redemption, conversion, ...
     ref_id: str | None
     created_at: object
+    why: Why | None = None  # a purchase's rating lines or a bonus's reason (hub.rules.why)
 
 
 def history(
@@ -406,8 +418,10 @@ def _movements(
         q = q.where(t.id < before)
     rows = session.execute(q).all()
     more = len(rows) > limit
+    rows = rows[:limit]
+    whys = explain(session, (Cause(t.id, t.code, t.ref_type, t.ref_id, t.amount) for t, _, _ in rows))
     items = []
-    for transfer, resolved_phase, resolved_amount in rows[:limit]:
+    for transfer, resolved_phase, resolved_amount in rows:
         status, amount = "posted", transfer.amount
         if transfer.phase == ledger_models.PENDING:
             status = {None: "pending", ledger_models.VOID_PENDING: "voided"}.get(
@@ -427,6 +441,7 @@ def _movements(
                 ref_type=transfer.ref_type,
                 ref_id=transfer.ref_id,
                 created_at=transfer.created_at,
+                why=whys.get(transfer.id),
             )
         )
     return items, pagination.encode(items[-1].id) if more else None

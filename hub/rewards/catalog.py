@@ -21,6 +21,7 @@ from hub.programs.models import Program
 from hub.programs.service import code_cursor, refuse_hosted
 from hub.rewards.models import IN_HOUSE_KINDS, Reward
 from hub.rewards.providers import CatalogItem
+from hub.rules import tiers
 
 MAX_POINTS = 10**12
 
@@ -209,6 +210,7 @@ def create_reward(session: Session, actor: Actor, body: dict) -> tuple[Reward, s
         raise Invalid("units must be a number greater than zero", slug="invalid-price")
     if kind == "tier_upgrade" and not body.get("tier"):
         raise Invalid("a tier upgrade names its tier", slug="invalid-reward")
+    tiers.check_min_tier(session, program.id if program else None, body.get("min_tier"), kind, body.get("tier"))
     window = tuple(parse_time(body[k], k, past_only=False) if body.get(k) else None for k in ("available_from", "available_until"))
     if all(window) and window[0] >= window[1]:
         raise Invalid("available_until must be after available_from", slug="invalid-window")
@@ -222,6 +224,7 @@ def create_reward(session: Session, actor: Actor, body: dict) -> tuple[Reward, s
         price_points=body.get("points"),
         price_units=units,
         tier=body.get("tier"),
+        min_tier=body.get("min_tier"),
         stock=body.get("stock"),
         per_member_limit=body.get("per_member_limit"),
         available_from=window[0],

@@ -48,6 +48,8 @@ class Reward(Base):
     max_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
     # Tier upgrades: the tier granted.
     tier: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Exclusive rewards: only members at this tier of the reward's program or above.
+    min_tier: Mapped[str | None] = mapped_column(String(32), default=None)
     # Limits: remaining stock (None: unlimited), per-member limit, availability window.
     stock: Mapped[int | None] = mapped_column(BigInteger, default=None)
     per_member_limit: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -36,6 +36,7 @@ from hub.ledger.service import AccountInfo
 from hub.programs.models import Member, Membership, MembershipIdentifier, Program
 from hub.programs.service import normalise, refuse_hosted
 from hub.rewards import catalog
+from hub.rules import tiers
 from hub.rewards.models import FAILED, FULFILLED, PENDING, Redemption, RedemptionLeg, Reward
 
 _programs = Program.__table__
@@ -114,6 +115,7 @@ def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> Redempti
     payment = _payment(session, actor, body, reward, terms.unit_rates, amount_minor)
     recipient = _recipient(payment.email, body) if reward.provider else None
     _check_member_limit(session, reward, payment.member_id)
+    tier_grant = tiers.check_reward(session, reward, payment.member_id)
     catalog.take_stock(session, reward)
 
     redemption_id = uuid.uuid4()
@@ -153,6 +155,8 @@ def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> Redempti
         transfer_ids = ledger.post(session, specs, known=known)
         row.update(state=FULFILLED, resolved_at=now,
                    delivery_sealed=seal(terms.secret_key, _in_house_delivery(reward)))
+        if tier_grant is not None:
+            tiers.apply_reward(session, tier_grant)
     else:
         transfer_ids = ledger.reserve(session, specs, terms.hold, known=known)
         row.update(state=PENDING, recipient_sealed=seal(terms.secret_key, recipient),

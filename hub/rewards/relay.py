@@ -42,9 +42,10 @@ from sqlalchemy.orm import Session
 from hub import ledger
 from hub.db import Database, bind_values, one_of, run, utcnow, values_shape
 from hub.errors import Conflict
-from hub.notify import outbox
+from hub.notify import outbox, webhooks
 from hub.notify.policy import RelayPolicy
 from hub.notify.breaker import Breaker
+from hub.programs.models import Program
 from hub.rewards import catalog, redemptions
 from hub.rewards.models import (
     FAILED, FULFILLED, NEEDS_REVIEW, PENDING, ProviderEvent, Redemption, RedemptionLeg, Reward,
@@ -94,7 +95,8 @@ _STATE = select(_redemptions.c.state).where(_redemptions.c.id == bindparam("rid"
 _LOCK = (
     select(_redemptions.c.state, _redemptions.c.attempts, _redemptions.c.transfer_id,
            _redemptions.c.reward_id, _redemptions.c.maybe_placed, _rewards.c.kind,
-           exists().where(_legs.c.redemption_id == _redemptions.c.id).label("pooled"))
+           exists().where(_legs.c.redemption_id == _redemptions.c.id).label("pooled"),
+           _redemptions.c.program_id, _redemptions.c.member_id, _redemptions.c.points, _rewards.c.code)
     .join_from(_redemptions, _rewards, _rewards.c.id == _redemptions.c.reward_id)
     .where(_redemptions.c.id == bindparam("rid"))
     .with_for_update(of=_redemptions)
@@ -111,6 +113,10 @@ class _Locked(NamedTuple):
     maybe_placed: bool
     kind: str
     pooled: bool
+    program_id: uuid.UUID
+    member_id: uuid.UUID
+    points: int
+    reward_code: str
 
 
 def _reservations(session: Session, redemption_id: uuid.UUID, order: _Locked) -> list[int]:
@@ -337,7 +343,18 @@ def record(session: Session, secret_key: str, redemption_id: uuid.UUID, outcome:
         return PENDING
     _change(session, redemption_id, **changes, state=state, resolved_at=now, lease_until=None)
     outbox.complete(session, topic, key)
+    _announce(session, redemption_id, order, state, changes.get("failure"))
     return state
+
+
+def _announce(session: Session, redemption_id: uuid.UUID, order: _Locked, state: str, failure: str | None) -> None:
+    """redemption.fulfilled / redemption.failed to the program's partner, with the outcome."""
+    def data() -> dict:
+        program = session.scalar(select(Program.code).where(Program.id == order.program_id))
+        return {"redemption_id": str(redemption_id), "member_id": str(order.member_id), "program": program,
+                "reward": order.reward_code, "points": order.points, "state": state, "failure": failure}
+
+    webhooks.emit_for_programs(session, [order.program_id], f"redemption.{state}", data)
 
 
 def _change(session: Session, redemption_id: uuid.UUID, **values) -> None:

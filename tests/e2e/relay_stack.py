@@ -111,10 +111,13 @@ class Stack:
         self._start("sandbox", "sandbox", "--port", str(self.sandbox_port), "--timeout-sleep", "4")
         wait_for(lambda: self._get("/tango/_sandbox/orders") is not None, 20, "the sandbox")
         self.start_worker()
-        self._start("dispatcher", "dispatch")
+        self.start_dispatcher()
 
     def start_worker(self) -> None:
         self._start("worker", "worker", "--concurrency", "2")
+
+    def start_dispatcher(self) -> None:
+        self._start("dispatcher", "dispatch")
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)

@@ -32,7 +32,7 @@ import pyotp
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from sqlalchemy import select
@@ -245,11 +245,15 @@ def test_sign_up_log_in_with_totp_then_sso_across_two_brands_and_logout_of_both(
     def submit():
         b.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
 
+    # Reading a page while the browser leaves it can fail in Chromium's inspector too ("unhandled
+    # inspector error"), not only as a stale element: the status poll tries again on both.
+    navigating = WebDriverWait(b, 15, ignored_exceptions=(WebDriverException,))
+
     def status(base: str, expected: str = "") -> str:
         """The brand page's status line once it says `expected` (a click that leaves a brand
         page for the same brand's next one would otherwise read the old page, or lose it
-        while reading it: a stale element)."""
-        return wait.until(lambda d: d.current_url.startswith(base) and expected in (
+        while reading it)."""
+        return navigating.until(lambda d: d.current_url.startswith(base) and expected in (
             text := d.find_element(By.ID, "status").text) and text)
 
     try:

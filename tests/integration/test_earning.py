@@ -68,6 +68,11 @@ def test_idempotency_key_replays_and_rejects_other_body(partner):
         ({"member": {"external_id": "nobody"}}, 404, "member-not-found"),
         ({"member": {"external_id": "a", "card_number": "123456"}}, 400, "invalid-request"),
         ({"program": "NOPE"}, 404, "program-not-found"),
+        ({"channel": "phone"}, 400, "invalid-request"),
+        ({"items": [{"category": "coffee"}]}, 400, "invalid-request"),
+        ({"items": [{"category": "coffee", "amount": "1001"}]}, 422, "items-exceed-amount"),
+        ({"items": [{"category": "coffee", "amount": "600"}, {"category": "cake", "amount": "401"}]},
+         422, "items-exceed-amount"),
     ],
 )
 def test_bad_purchase_is_a_clear_problem_and_writes_nothing(partner, db, change, status, slug):
@@ -106,3 +111,18 @@ def test_times_are_written_back_in_utc(partner):
     assert partner.api.get(f"/v1/transactions/{created['id']}").json()["occurred_at"] == "2026-11-01T10:00:00Z"
     (movement,) = partner.api.get(f"/v1/members/{member}/history").json()["items"]
     assert movement["hub_transaction_id"] == created["id"]
+
+
+def test_channel_and_lines_are_kept_and_part_of_the_purchase(partner):
+    member = partner.enrol()
+    lines = [{"category": "coffee", "amount": "30000", "sku": "LATTE-L", "quantity": 2},
+             {"category": "cake", "amount": "12000"}]
+    body = {**partner.purchase_body(member, "45000", txn="pos-lines"), "channel": "in_store", "items": lines}
+    first = partner.api.post("/v1/transactions", body)
+    assert first.status_code == 201
+    shown = [{**lines[0], "amount": "30000.00"}, {**lines[1], "amount": "12000.00"}]  # IDR has cents
+    assert first.json()["channel"] == "in_store" and first.json()["items"] == shown
+    assert partner.api.post("/v1/transactions", body).status_code == 200
+    assert partner.api.get(f"/v1/transactions/{first.json()['id']}").json()["items"] == shown
+    for change in ({"channel": "online"}, {"items": lines[:1]}):
+        assert_problem(partner.api.post("/v1/transactions", {**body, **change}), 409, "duplicate-transaction")

@@ -84,14 +84,14 @@ def run_relay(db, provider, redemption_id: str) -> str:
     )
 
 
-def member_api(http, partner, member_id: str) -> Api:
+def member_api(http, partner, member_id: str, scope: str = "redemptions:read redemptions:write rewards:read") -> Api:
     """A member's own access token, as single sign-on will issue it (signed by the hub's key)."""
     hub = runtime.current()
     key = hub.keys.signing_jwks()["keys"][0]
     now = int(time.time())
     claims = {"iss": hub.settings.issuer, "aud": hub.settings.issuer.rstrip("/") + "/v1", "sub": member_id,
               "client_id": "member-portal", "member_id": member_id, "iat": now, "exp": now + 600,
-              "jti": uuid.uuid4().hex, "scope": "redemptions:read redemptions:write rewards:read"}
+              "jti": uuid.uuid4().hex, "scope": scope}
     token = jwt.encode({"alg": "RS256", "kid": key["kid"], "typ": "at+jwt"}, claims, key)
     return Api(http, token.decode())
 

@@ -43,11 +43,13 @@ from schemathesis.checks import (
 from schemathesis.core.parameters import ParameterLocation
 
 from hub import pagination
+from hub.db import utcnow
 from hub.api import runtime
 from hub.rewards.providers import WebhookEvent
 from hub.identity.clients import PARTNER_SCOPES
 from hub.identity.oidc.clients import MEMBER_SCOPES
 from tests.integration.oidc_support import SCOPE, Browser, RelyingParty, log_in
+from tests.integration.test_frequency import publish as publish_rules
 from tests.integration.test_oidc import register, sign_in
 
 CHECKS = [
@@ -126,8 +128,12 @@ class Seed:
         self.redemption = partner.api.post(
             "/v1/redemptions", {"reward": self.reward, "program": self.program, "member": {"member_id": self.member}}
         ).json()["id"]
-        self._conversions(partner)
+        self._webhooks(partner)
+        self._conversions(partner)  # its conversion.completed makes the seeded endpoint a delivery
+        self.webhook_delivery = partner.api.get(
+            f"/v1/webhook-endpoints/{self.webhook_endpoint}/deliveries").json()["items"][0]["id"]
         self._member_transfers(partner)
+        self._rules(partner)
         self.bodies = {
             "POST /members": self._enrolment,
             "POST /transactions": self._purchase,
@@ -141,7 +147,19 @@ class Seed:
             "POST /conversions": self._conversion,
             "POST /conversions/rates": self._rate,
             "POST /member-transfers": self._member_transfer,
+            "POST /programs/{code}/rules/preview": self._preview,
+            "POST /webhook-endpoints": self._webhook_endpoint,
+            "POST /challenges": self._challenge,
+            "POST /programs/{code}/surprises": self._surprise,
+            "POST /engagement-events": self._engagement_event,
         }
+
+    def _webhooks(self, partner):
+        """Two webhook endpoints of the partner: one the run disables (DELETE), one that stays
+        enabled for rotations and replays."""
+        self.webhook_endpoint, self.doomed_endpoint = (
+            partner.api.post("/v1/webhook-endpoints", {"url": f"https://hooks.example/{name}"}).json()["id"]
+            for name in ("kept", "doomed"))
 
     def _conversions(self, partner):
         """A second program of the partner, the member in it, the pair between the two open,
@@ -181,6 +199,14 @@ class Seed:
             "program": self.program, "from": {"member_id": self.member},
             "to": {"member_id": self.recipient["member_id"]}, "points": 1}).json()["id"]
 
+    def _rules(self, partner):
+        """Rules for the third program (where every program path points): version 1 for
+        GET /rules/versions/{version}, and the member in it for their surprise rewards."""
+        published = partner.api.http.put(f"/v1/programs/{self.program_c}/rules", json={"document": {}},
+                                         headers=partner.api.headers)
+        assert published.status_code == 201, published.text
+        assert partner.api.post("/v1/members", {"program": self.program_c, "member_id": self.member}).status_code == 201
+
     def apply(self, case, rnd):
         # A quarter stay as generated: unknown codes and ids must give clean 404s too.
         # (Hypothesis starts from 0.0, so its first, simplest cases are seeded ones.)
@@ -189,6 +215,8 @@ class Seed:
         meta = case.meta
         if not meta.is_negative_at(PATH):
             self._path(case.path_parameters or {})
+            if case.operation.label == "DELETE /webhook-endpoints/{endpoint_id}":
+                case.path_parameters["endpoint_id"] = self.doomed_endpoint
         if not meta.is_negative_at(QUERY):
             self._query(case.query or {}, rnd)
         rule = self.bodies.get(case.operation.label)
@@ -211,10 +239,16 @@ class Seed:
             path["conversion_id"] = self.conversion
         if "transfer_id" in path:
             path["transfer_id"] = self.transfer
+        if "endpoint_id" in path:
+            path["endpoint_id"] = self.webhook_endpoint
+        if "delivery_id" in path:
+            path["delivery_id"] = self.webhook_delivery
         if "code" in path:
             path["code"] = self.program_c
         if "program" in path:
             path["program"] = self.program_c
+        if "version" in path:
+            path["version"] = 1
         if "from_program" in path:  # the way back: A -> B stays open for the quotes
             path["from_program"], path["to_program"] = self.program_b, self.program
 
@@ -245,6 +279,14 @@ class Seed:
         body.update(program=self.program, currency="IDR", member={kind: self.identifiers[kind]})
         body["amount"] = rnd.choice([body["amount"], self._amount(body["amount"])])
         body["occurred_at"] = rnd.choice([body["occurred_at"], PAST, *ODD_TIMES])
+
+    def _preview(self, body, rnd):
+        """A purchase the program (path `code`: program_c) can rate, for the seeded member."""
+        body.update(currency="IDR", amount=self._amount(body["amount"]))
+        if "member" in body:
+            body["member"] = {"member_id": self.member}
+        if rnd.random() < 0.5:
+            body.pop("items", None)
 
     def _batch(self, body, rnd):
         item = {
@@ -278,6 +320,8 @@ class Seed:
         body.setdefault("points", 1)
         if body["kind"] == "tier_upgrade":
             body.setdefault("tier", "gold")
+        if "min_tier" in body:
+            body["min_tier"] = rnd.choice([body["min_tier"], "gold"])
 
     def _redemption(self, body, rnd):
         kind = next(iter(body.get("member") or {"member_id": None}))
@@ -301,14 +345,44 @@ class Seed:
         if rnd.random() < 0.75:  # else the generated string: refused as no quote of ours
             body["quote"] = self._new_quote(1 + rnd.randrange(100))
 
+    def _webhook_endpoint(self, body, rnd):
+        body["url"] = f"https://hooks.example/st-{rnd.getrandbits(32):x}"
+        body.pop("partner", None)  # a partner registers its own
+
     def _rate(self, body, rnd):
         body["program"] = self.program_c  # a new rate for A or B would refuse the seeded quotes
+
+    def _challenge(self, body, rnd):
+        """Open now, counting and paid only in the seeded program (so other operations'
+        purchases complete nothing unexpected), under a new code."""
+        from datetime import timedelta
+
+        from hub.db import utcnow
+
+        now = utcnow()
+        body.update(code=f"S{rnd.getrandbits(40):X}", starts_at=(now - timedelta(days=1)).isoformat(),
+                    ends_at=(now + timedelta(days=1 + rnd.randrange(30))).isoformat())
+        body["goal"]["programs"] = [self.program]
+        if body["goal"]["kind"] == "spend" or "min_amount" in body["goal"]:
+            body["goal"]["currency"] = "IDR"
+        body["bonus"]["program"] = self.program
 
     def _member_transfer(self, body, rnd):
         kind = next(iter(body["to"]))
         kind = "member_id" if kind == "subject" else kind  # the recipient never signed in
         body.update(program=self.program, to={kind: self.recipient[kind]})
         body.pop("from", None)  # the member's token gives the member's own points
+
+    def _surprise(self, body, rnd):
+        body["member"] = {"member_id": self.member}  # in the third program by member id only
+        body["points"] = rnd.choice([body["points"], 1 + body["points"] % 100_000])
+
+    def _engagement_event(self, body, rnd):
+        kind = next(iter(body["member"]))
+        body.update(program=self.program, member={kind: self.identifiers[kind]},
+                    event_id=f"st-event-{rnd.getrandbits(40):x}")
+        # In force since the seed published them (a generated past time finds no rules: a 422).
+        body["occurred_at"] = rnd.choice([body["occurred_at"], utcnow().isoformat()])
 
     @staticmethod
     def _amount(amount, limit=10**12):
@@ -329,6 +403,22 @@ class AcceptingProvider:
 
     def verify_webhook(self, headers, body, now):
         return WebhookEvent(event_id=secrets.token_hex(8), reference=None, outcome=None)
+
+
+def publish_frequency_rules(db, partner):
+    """The seeded program offers every engagement kind, referral codes, tiers and expiry, so
+    that those operations have a success path to reach."""
+    publish_rules(db, partner, {
+        "engagement": {kind: {"points": 1, "daily_cap": 1000}
+                       for kind in ("survey", "review", "social_share", "app_download")},
+        "referral": {"referrer_points": 1, "referee_points": 1, "max_per_referrer": {"count": 10, "per": "lifetime"}},
+        # Tiers and expiry, so that a member's tier has an answer; "gold" is what generated
+        # tier upgrades and exclusive rewards name (see _reward).
+        "tiers": {"basis": "points_earned", "window_months": 12, "review": {"every_months": 12, "anchor": "calendar"},
+                  "levels": [{"code": "silver", "name": "Silver", "threshold": 1},
+                             {"code": "gold", "name": "Gold", "threshold": 10**9, "exclusive": True}]},
+        "expiry": {"policy": "end_of_year"},
+    })
 
 
 @pytest.fixture
@@ -365,6 +455,7 @@ def api_schema(request, app, db, ops, partner, make_partner, statuses):
     schema = schemathesis.openapi.from_asgi(
         "/v1/openapi.json", app, config=schemathesis.Config.from_dict(CONFIG)
     )
+    publish_frequency_rules(db, partner)
     seed = Seed(partner, ops, lambda member: _member_session(app, db, ops, partner, make_partner(), member))
     tokens = {"partner": partner.api.headers["Authorization"], "ops": ops.headers["Authorization"],
               "member": f"Bearer {seed.member_token}", "withdrawing": f"Bearer {seed.consented_token}"}

@@ -1,0 +1,223 @@
+"""The counters a rating takes points from: a rule's per-member cap in a period, and a
+promotion's budget. Both are taken atomically in the earn transaction, so they are exact
+under any concurrency, and neither makes earns of different members wait on one row:
+
+- a cap counter is one row per (membership, rule, period): only the member's own earns
+  touch it. It is taken by an upsert that returns what it granted
+  (`INSERT .. ON CONFLICT DO UPDATE SET used = used + least(want, cap - used)`).
+- a promotion's budget is split over STRIPES rows; an earn takes from the stripe its
+  membership hashes to (on PostgreSQL: or the next one no other earn holds), and only when
+  no single stripe holds what it wants locks them all in order (so earns wait on each
+  other only as the budget nears its end). Stripes are created on first use.
+
+What a counter granted is final: a returned purchase gives nothing back to caps or budgets.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import BigInteger, ForeignKey, SmallInteger, String, and_, case, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from hub.db import Base, run
+from hub.rules.rating import BUDGET, CAP, Claim, Usage
+
+# More stripes than concurrent earns (an API process holds at most its pool, 10 + 10
+# overflow, transactions at once): with fewer, all of a busy promotion's stripes are often
+# held at the same moment, SKIP LOCKED finds none, and earns fall to the slow path that
+# locks every stripe in order (measured: a 26% lower earn rate, p99 x4, with 16 stripes).
+STRIPES = 64
+
+
+class CapCounter(Base):
+    """Points a member has been granted under one capped rule in one period."""
+
+    __tablename__ = "rating_cap_counters"
+
+    membership_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("memberships.id"), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
+    cap: Mapped[int] = mapped_column(BigInteger)  # the limit as of the last grant
+    granted: Mapped[int] = mapped_column(BigInteger)  # what the last take granted (RETURNING reads it)
+
+
+class BudgetStripe(Base):
+    """One of a promotion's STRIPES slices of its budget."""
+
+    __tablename__ = "promotion_budget_stripes"
+
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    promotion_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stripe: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    granted: Mapped[int] = mapped_column(BigInteger)  # what the last take granted
+
+
+_caps = CapCounter.__table__
+_stripes = BudgetStripe.__table__
+
+
+def _least(a, b):
+    return case((a < b, a), else_=b)
+
+
+Granted = dict[tuple, int]  # (CAP, membership id, rule id, period) or (BUDGET, program id, promotion id, "")
+
+
+def take(session: Session, caps: dict[tuple[uuid.UUID, str, str], Sequence[int]],
+         budgets: dict[tuple[uuid.UUID, str], Sequence[int]]) -> Granted:
+    """Take points from counters: `caps` (membership id, rule id, period) -> (want, cap);
+    `budgets` (program id, promotion id) -> (want, budget, home stripe). What each granted.
+
+    On PostgreSQL, every cap counter and, for each budget, one stripe that holds all it
+    wants, in ONE statement (a round trip per earn, not one per counter). The stripe is the
+    home one or the next after it that holds enough and that no other earn holds (SKIP
+    LOCKED): while a budget lasts, earns neither wait on each other nor hold more than one
+    of its stripes. A budget with no such stripe (near its end, or not made yet) is taken
+    the slow way: all its stripes locked in stripe order, the want taken from them in turn.
+    So earns only queue on a budget at its end, and cannot deadlock on its stripes."""
+    cap_rows = sorted(caps.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], kv[0][2]))
+    budget_rows = sorted(budgets.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        granted = _take_at_once(conn, cap_rows, budget_rows)
+    else:  # SQLite: one writer at a time, nothing to spread
+        granted = _take_caps(conn, cap_rows)
+    for (program_id, promotion_id), (want, budget, _) in budget_rows:
+        key = (BUDGET, program_id, promotion_id, "")
+        if key not in granted:
+            granted[key] = _take_in_order(conn, program_id, promotion_id, budget, want)
+    return granted
+
+
+_CAPS_CTE = (
+    "c AS ("
+    " INSERT INTO rating_cap_counters AS t (membership_id, rule_id, period, used, cap, granted)"
+    " SELECT m, r, p, w, k, w FROM jsonb_to_recordset(CAST(:caps AS JSONB)) AS v(m UUID, r VARCHAR, p VARCHAR, w BIGINT, k BIGINT)"
+    " ON CONFLICT (membership_id, rule_id, period) DO UPDATE SET"
+    " granted = CASE WHEN t.used >= EXCLUDED.cap THEN 0 ELSE LEAST(EXCLUDED.cap - t.used, EXCLUDED.granted) END,"
+    " used = t.used + CASE WHEN t.used >= EXCLUDED.cap THEN 0 ELSE LEAST(EXCLUDED.cap - t.used, EXCLUDED.granted) END,"
+    " cap = EXCLUDED.cap"
+    " RETURNING 'c' AS kind, t.membership_id AS owner, t.rule_id AS key, t.period, t.granted)"
+)
+_BUDGETS_CTE = (
+    "b AS ("
+    " UPDATE promotion_budget_stripes AS s SET granted = v.w, remaining = s.remaining - v.w"
+    " FROM jsonb_to_recordset(CAST(:budgets AS JSONB)) AS v(p UUID, id VARCHAR, st SMALLINT, w BIGINT)"
+    " WHERE s.program_id = v.p AND s.promotion_id = v.id AND s.stripe = ("
+    # the home stripe, or the next one after it, that holds the want and no other earn holds
+    "  SELECT x.stripe FROM promotion_budget_stripes AS x"
+    "  WHERE x.program_id = v.p AND x.promotion_id = v.id AND x.remaining >= v.w"
+    f"  ORDER BY (x.stripe - v.st + {STRIPES}) % {STRIPES} LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING 'b' AS kind, s.program_id AS owner, s.promotion_id AS key, '' AS period, s.granted)"
+)
+# (any caps, any budgets) -> the statement taking them: a part with nothing to take would
+# still open its table and indexes.
+_AT_ONCE = {
+    (True, False): text(f"WITH {_CAPS_CTE} SELECT * FROM c"),
+    (False, True): text(f"WITH {_BUDGETS_CTE} SELECT * FROM b"),
+    (True, True): text(f"WITH {_CAPS_CTE}, {_BUDGETS_CTE} SELECT * FROM c UNION ALL SELECT * FROM b"),
+}
+
+
+def _take_at_once(conn, cap_rows, budget_rows) -> Granted:
+    """What each cap counter granted, and each budget that one stripe could pay."""
+    # The rows as two JSON documents: psycopg dumps a string in C, where nine arrays of
+    # values cost it more than the rest of the statement.
+    params = {}
+    if cap_rows:
+        params["caps"] = json.dumps([{"m": str(m), "r": r, "p": p, "w": min(w, k), "k": k}
+                                     for (m, r, p), (w, k) in cap_rows])
+    if budget_rows:
+        params["budgets"] = json.dumps([{"p": str(p), "id": i, "st": home, "w": w} for (p, i), (w, _, home) in budget_rows])
+    rows, _ = run(conn, _AT_ONCE[(bool(cap_rows), bool(budget_rows))], params)
+    return {(CAP if kind == "c" else BUDGET, owner, key, period): points for kind, owner, key, period, points in rows}
+
+
+@functools.cache
+def _cap_upsert(dialect: str):
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(_caps)
+    new = insert.excluded
+    grant = case((_caps.c.used >= new.cap, 0), else_=_least(new.cap - _caps.c.used, new.granted))
+    return insert.on_conflict_do_update(
+        index_elements=[_caps.c.membership_id, _caps.c.rule_id, _caps.c.period],
+        set_={"granted": grant, "used": _caps.c.used + grant, "cap": new.cap},
+    ).returning(_caps.c.membership_id, _caps.c.rule_id, _caps.c.period, _caps.c.granted)
+
+
+def _take_caps(conn, cap_rows) -> Granted:
+    """Elsewhere (SQLite): the cap counters in one INSERT .. VALUES (..), (..) .. RETURNING."""
+    if not cap_rows:
+        return {}
+    rows = [{"membership_id": m, "rule_id": r, "period": p, "used": min(w, k), "cap": k, "granted": min(w, k)}
+            for (m, r, p), (w, k) in cap_rows]
+    found = conn.execute(_cap_upsert(conn.dialect.name), rows).all()
+    return {(CAP, m, r, p): granted for m, r, p, granted in found}
+
+
+def _take_in_order(conn, program_id: uuid.UUID, promotion_id: str, budget: int, want: int) -> int:
+    """Up to `want` points from the promotion's stripes, all locked in stripe order (made
+    first if this is its first award)."""
+    where = (_stripes.c.program_id == program_id) & (_stripes.c.promotion_id == promotion_id)
+    locked = select(_stripes.c.stripe, _stripes.c.remaining).where(where).order_by(_stripes.c.stripe).with_for_update()
+    stripes = conn.execute(locked).all()
+    if not stripes:
+        _make_stripes(conn, program_id, promotion_id, budget)
+        stripes = conn.execute(locked).all()
+    granted = 0
+    for stripe, remaining in stripes:
+        part = min(remaining, want - granted)
+        if part > 0:
+            conn.execute(update(_stripes).where(where, _stripes.c.stripe == stripe)
+                         .values(remaining=_stripes.c.remaining - part, granted=part))
+            granted += part
+    return granted
+
+
+@functools.cache
+def _stripes_insert(dialect: str):
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(_stripes)
+    return insert.on_conflict_do_nothing(index_elements=[_stripes.c.program_id, _stripes.c.promotion_id, _stripes.c.stripe])
+
+
+def _make_stripes(conn, program_id: uuid.UUID, promotion_id: str, budget: int) -> None:
+    share, extra = divmod(budget, STRIPES)
+    conn.execute(_stripes_insert(conn.dialect.name), [
+        {"program_id": program_id, "promotion_id": promotion_id, "stripe": s,
+         "remaining": share + (1 if s < extra else 0), "granted": 0}
+        for s in range(STRIPES)
+    ])
+
+
+def home_stripe(membership_id: uuid.UUID) -> int:
+    return membership_id.int % STRIPES
+
+
+def usage(session: Session, program_id: uuid.UUID, membership_id: uuid.UUID | None,
+          claims: Iterable[Claim]) -> Usage:
+    """What the counters these claims name still allow, read without locking or writing (for
+    a preview; the earn path takes them instead)."""
+    left: dict[tuple[str, str, str], int] = {}
+    claims = list(claims)
+    caps = [c for c in claims if c.counter == CAP]
+    if membership_id is not None and caps:
+        rows = session.execute(select(_caps.c.rule_id, _caps.c.period, _caps.c.used).where(
+            _caps.c.membership_id == membership_id,
+            or_(*(and_(_caps.c.rule_id == c.key, _caps.c.period == c.period) for c in caps))))
+        limits = {(c.key, c.period): c.limit for c in caps}
+        for rule_id, period, used in rows:
+            left[(CAP, rule_id, period)] = limits[(rule_id, period)] - used
+    budgets = [c.key for c in claims if c.counter == BUDGET]
+    if budgets:
+        rows = session.execute(
+            select(_stripes.c.promotion_id, func.sum(_stripes.c.remaining))
+            .where(_stripes.c.program_id == program_id, _stripes.c.promotion_id.in_(budgets))
+            .group_by(_stripes.c.promotion_id))
+        for promotion_id, budget_left in rows:
+            left[(BUDGET, promotion_id, "")] = int(budget_left)
+    return Usage(left)

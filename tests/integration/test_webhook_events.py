@@ -1,0 +1,93 @@
+"""The events the hub emits today, from where their state changes, in the same transaction:
+redemption.fulfilled / redemption.failed (the relay's outcome), conversion.completed (a local
+conversion, and the saga settling a hosted one); each delivered, signed, to the partners
+concerned."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import responses
+from sqlalchemy import select
+
+from hub.notify import webhooks
+from hub.notify.webhook_models import WebhookDelivery, WebhookEvent
+from hub.exchange.hosted import RemoteResult, RemoteStatus
+from hub.rewards.providers import Outcome, Status
+from tests.integration.test_conversion_saga import attempt, coalition, fake  # noqa: F401  (fixtures)
+from tests.integration.test_conversions import pair, quote  # noqa: F401  (fixture)
+from tests.integration.test_redemptions import CARD, provider, redeem, reward_code, rich_member, run_relay  # noqa: F401
+from tests.integration.test_webhooks import (  # noqa: F401  (fixtures)
+    deliverer, deliveries, partner_id, receiver, register, settings_now,
+)
+
+
+def events(db, endpoint: dict) -> list[WebhookEvent]:
+    with db.read() as s:
+        return list(s.scalars(select(WebhookEvent).join(WebhookDelivery, WebhookDelivery.event_id == WebhookEvent.id)
+                              .where(WebhookDelivery.endpoint_id == uuid.UUID(endpoint["id"]))
+                              .order_by(WebhookEvent.created_at)))
+
+
+def test_a_fulfilled_redemption_is_announced_and_delivered(partner, provider, db, deliverer, receiver):
+    endpoint = register(partner.api, url="https://crm.example/hooks", event_types=["redemption.fulfilled"])
+    receiver.add(responses.POST, "https://crm.example/hooks", status=200)
+    member = rich_member(partner)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    assert events(db, endpoint) == []  # nothing while the order is pending
+    provider.place_script = [Outcome(Status.FULFILLED, provider_order_id="P-1", delivery=CARD)]
+    assert run_relay(db, provider, order["id"]) == "fulfilled"
+
+    (event,) = events(db, endpoint)
+    assert event.type == "redemption.fulfilled"
+    assert event.data == {"redemption_id": order["id"], "member_id": member, "program": partner.program,
+                          "reward": reward_code(db, provider), "points": 16000, "state": "fulfilled",
+                          "failure": None}
+    assert "ABCD-1234" not in str(event.data)  # the card stays the member's
+    (delivery,) = deliveries(db, endpoint["id"])
+    assert deliverer.deliver(delivery.id) == "succeeded"
+    body = webhooks.verify(endpoint["secret"], receiver.calls[0].request.headers, receiver.calls[0].request.body)
+    assert body["type"] == "redemption.fulfilled" and body["data"]["redemption_id"] == order["id"]
+
+
+def test_a_failed_redemption_is_announced_with_the_reason(partner, provider, db):
+    endpoint = register(partner.api, event_types=["redemption.failed"])
+    order = redeem(partner, rich_member(partner), reward_code(db, provider), amount="25.00").json()
+    provider.place_script = [Outcome(Status.FAILED, detail="402 insufficient funds")]
+    assert run_relay(db, provider, order["id"]) == "failed"
+    (event,) = events(db, endpoint)
+    assert event.type == "redemption.failed" and event.data["state"] == "failed"
+    assert "insufficient funds" in event.data["failure"]
+
+
+def test_a_local_conversion_is_announced_to_both_partners(pair, db):
+    a, b, member = pair
+    to_a, to_b = register(a.api), register(b.api)
+    q = quote(a, b, member, 1000).json()
+    done = a.api.post("/v1/conversions", {"quote": q["quote"]})
+    assert done.status_code == 201, done.text
+    (for_a,), (for_b,) = events(db, to_a), events(db, to_b)
+    assert for_a.id != for_b.id and for_a.type == for_b.type == "conversion.completed"
+    assert for_a.data == for_b.data == {
+        "conversion_id": done.json()["id"], "member_id": member, "from_program": a.program,
+        "to_program": b.program, "points_in": 1000, "points_out": 2475}
+
+
+def test_a_hosted_conversion_is_announced_when_the_saga_completes_it(coalition, db):  # noqa: F811
+    c = coalition
+    endpoint = register(c.shop.api, event_types=["conversion.completed"])
+    conversion = c.convert(into_airline=True)
+    assert events(db, endpoint) == []
+    c.fake.send_script = [RemoteResult(RemoteStatus.SUCCESS, transaction_id="LCP-1")]
+    assert attempt(db, conversion) == "completed"
+    (event,) = events(db, endpoint)
+    assert event.data["conversion_id"] == conversion["id"] and event.data["points_out"] == 2000
+
+
+@pytest.mark.parametrize("event_type", ["points.earned", "tier.changed"])
+def test_emit_takes_the_known_types_and_refuses_others(partner, db, event_type):
+    register(partner.api)
+    pid = partner_id(db, partner)
+    assert db.write(lambda s: webhooks.emit(s, pid, event_type, {"x": 1})).startswith("msg_")
+    with pytest.raises(ValueError, match="unknown webhook event type"):
+        db.write(lambda s: webhooks.emit(s, pid, "points.stolen", {}))
