@@ -30,7 +30,9 @@ from tests.conftest import assert_problem
 from tests.integration.test_account_pages import (  # noqa: F401  (fixtures)
     PASSWORD,
     Browser,
+    _codes_from,
     _mail_link,
+    _totp_from,
     browser,
     flask_app,
     web_state,
@@ -155,6 +157,41 @@ def test_deleting_the_account_on_the_page_erases_everything_personal(rich, brows
     # Erasing again (ops) is a no-op.
     result = cli("privacy", "erase", str(member_id), "--yes")
     assert result.exit_code == 0 and "already erased" in result.output
+
+
+def test_with_two_step_login_on_deleting_needs_a_code_too(browser, db, settings, partner):
+    member_id = _signed_up(browser, db, settings, f"totp-{secrets.token_hex(4)}@example.com")
+    browser.get("/account/security")
+    browser.post("/account/security/totp", {"password": PASSWORD})
+    browser.get("/account/security")
+    totp = _totp_from(browser.text())
+    codes = _codes_from(browser.post("/account/security/totp/confirm", {"code": totp.now()}).get_data(as_text=True))
+    browser.get("/account/delete")
+    assert 'name="code"' in browser.text() and "You hold no points" in browser.text()
+    assert browser.post("/account/delete", {"password": PASSWORD, "code": "000000"}).status_code == 400
+    with db.read() as s:
+        assert not erasure.erased(s, member_id)
+    assert browser.post("/account/delete", {"password": PASSWORD, "code": codes[0]}).status_code == 200
+    with db.read() as s:
+        assert erasure.erased(s, member_id) and s.scalar(
+            select(MemberAccount).where(MemberAccount.member_id == member_id)) is None
+
+
+def test_other_parts_register_their_export_and_erasure(partner, db, settings, cli):
+    """The registries' extension points, as the lead wires another package's functions."""
+    member = uuid.UUID(partner.enrol(external_id=f"x-{secrets.token_hex(4)}"))
+    forgotten = []
+    export.register_rows("extra", "Another part's rows.", lambda s, m: [{"member": str(m)}])
+    erasure.register_forget("extra", lambda s, m: forgotten.append(m))
+    try:
+        with db.read() as s:
+            with zipfile.ZipFile(io.BytesIO(export.build(s, member, settings.secret_key))) as archive:
+                assert json.loads(archive.read("extra.json")) == [{"member": str(member)}]
+        assert cli("privacy", "erase", str(member), "--yes").exit_code == 0
+        assert forgotten == [member]
+    finally:
+        export.AREAS.pop("extra")
+        erasure.ERASERS.pop("extra")
 
 
 def test_erasure_waits_for_a_redemption_in_flight(partner, provider, db, cli):
