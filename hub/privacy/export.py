@@ -22,6 +22,7 @@ from decimal import Decimal
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from hub import ledger
 from hub.db import utcnow
 from hub.exchange.models import Conversion, MemberTransfer
 from hub.identity import mail
@@ -43,7 +44,6 @@ from hub.rules.frequency_models import (
 )
 from hub.rules.models import Award, Segment, SegmentMember
 from hub.rules.standing_models import ExpiryNotice, TierBucket, TierChange
-from hub import ledger
 
 FORMAT = "coalition-hub-member-export/1"
 
