@@ -23,7 +23,7 @@ from hub import ledger
 from hub.errors import Conflict, NotFound
 from hub.exchange import models as exchange
 from hub.identity import mail, signout
-from hub.identity.account_models import AccountToken, LinkRequest, LoginSession, MemberAccount, RecoveryCode
+from hub.identity.account_models import AccountToken, LinkRequest, LoginSession, RecoveryCode
 from hub.identity.oidc.models import AuthorizationCode, Consent, Grant, PairwiseSubject, RefreshToken
 from hub.idempotency import IdempotencyKey
 from hub.notify import webhooks

@@ -24,12 +24,12 @@ from sqlalchemy.orm import Session
 
 from hub import ledger
 from hub.db import utcnow
+from hub.errors import NotFound
 from hub.exchange.models import Conversion, MemberTransfer
 from hub.identity import mail
 from hub.identity.account_models import LinkRequest, LoginSession, MemberAccount
 from hub.identity.oidc.models import Consent, Grant, PairwiseSubject
 from hub.ledger.models import Transfer
-from hub.errors import NotFound
 from hub.programs.models import Member, Membership, MembershipIdentifier, PointTransaction, Program
 from hub.rewards import redemptions
 from hub.rewards.models import Redemption, RedemptionLeg, Reward

@@ -53,7 +53,7 @@ def _signed_up(browser, db, settings, email: str) -> uuid.UUID:
 
 
 @pytest.fixture
-def rich(browser, db, settings, partner, provider, http):
+def rich(browser, db, settings, partner, provider):
     """A member with an account and a membership holding every identifier kind, a purchase
     with items, a fulfilled gift card, an attribute, mail, and a partner webhook endpoint."""
     register(partner.api, event_types=["member.erased"])
