@@ -772,5 +772,63 @@ def _out(data: dict, as_json: bool) -> None:
     console.print(table)
 
 
+@main.group()
+def privacy():
+    """Members' data: export, erasure, retention (docs/privacy.md)."""
+
+
+def _member_id(value: str):
+    import uuid
+
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a member id") from None
+
+
+@privacy.command("export")
+@click.argument("member_id")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), required=True, help="The zip to write.")
+def privacy_export(member_id, out):
+    """Write a member's data archive (an ops request on the member's behalf)."""
+    from hub.privacy import export
+
+    settings = Settings.from_env()
+    try:
+        data = export.archive(_db(), settings.secret_key, _member_id(member_id))
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with open(out, "wb") as archive:
+        archive.write(data)
+    console.print(f"wrote {len(data)} bytes to {out}")
+
+
+@privacy.command("erase")
+@click.argument("member_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def privacy_erase(member_id, yes):
+    """Erase a member's personal data and forfeit their points (cannot be undone)."""
+    from hub.privacy import erasure
+
+    member = _member_id(member_id)
+    if not yes:
+        click.confirm(f"Erase member {member} for good?", abort=True)
+    done = _run(lambda s: erasure.erase(s, member, Settings.from_env().secret_key, "ops:cli"))
+    if done.already:
+        console.print(f"member {member} was already erased")
+        return
+    forfeited = ", ".join(f"{code} {points}" for code, points in done.forfeited.items()) or "none"
+    console.print(f"member {member} erased; points forfeited: {forfeited}", soft_wrap=True)
+
+
+@privacy.command("retention")
+def privacy_retention():
+    """Delete what has outlived its retention period (also a daily Celery beat job)."""
+    from hub.privacy import retention
+
+    for job, deleted in retention.run(_db(), Settings.from_env()).items():
+        console.print(f"{job}: {deleted} deleted")
+
+
 if __name__ == "__main__":
     main()

@@ -42,6 +42,12 @@ class Invalid(DomainError):
     title = "Invalid request"
 
 
+class Gone(DomainError):
+    status = 410
+    slug = "gone"
+    title = "Gone"
+
+
 class Forbidden(DomainError):
     status = 403
     slug = "forbidden"

@@ -22,6 +22,7 @@ from hub.identity.oidc.models import (
 from hub.ledger.models import Account, Transfer
 from hub.notify.outbox import OutboxMessage
 from hub.notify.webhook_models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from hub.privacy.erasure_models import MemberErasure
 from hub.programs.models import (
     Member,
     Membership,
@@ -69,6 +70,7 @@ __all__ = [
     "LinkRequest",
     "LoginSession",
     "Member",
+    "MemberErasure",
     "MemberAccount",
     "OidcClient",
     "OutboxMessage",

@@ -110,6 +110,15 @@ class Settings:
     webhooks_rotation_window: int = 24 * 3600
     webhooks_breaker_failures: int = 5
     webhooks_breaker_reset: float = 60.0
+    # Retention (hub/privacy/retention.py, docs/privacy.md): days after which the daily job
+    # deletes outgoing mail; used or expired one-time tokens, link requests, OIDC codes and
+    # refresh tokens; ended or expired login sessions; idempotency keys (a client retries
+    # within minutes); webhook events with no delivery still pending (and their deliveries).
+    retention_mail_days: int = 30
+    retention_tokens_days: int = 7
+    retention_sessions_days: int = 30
+    retention_idempotency_days: int = 7
+    retention_webhooks_days: int = 30
 
     @property
     def _local_issuer(self) -> bool:
@@ -167,4 +176,9 @@ class Settings:
             webhooks_rotation_window=int(_env("WEBHOOKS_ROTATION_WINDOW", str(24 * 3600))),
             webhooks_breaker_failures=int(_env("WEBHOOKS_BREAKER_FAILURES", "5")),
             webhooks_breaker_reset=float(_env("WEBHOOKS_BREAKER_RESET", "60")),
+            retention_mail_days=int(_env("RETENTION_MAIL_DAYS", "30")),
+            retention_tokens_days=int(_env("RETENTION_TOKENS_DAYS", "7")),
+            retention_sessions_days=int(_env("RETENTION_SESSIONS_DAYS", "30")),
+            retention_idempotency_days=int(_env("RETENTION_IDEMPOTENCY_DAYS", "7")),
+            retention_webhooks_days=int(_env("RETENTION_WEBHOOKS_DAYS", "30")),
         )

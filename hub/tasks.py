@@ -267,3 +267,18 @@ def notify_expiring() -> int:
 
     settings, db, _, _ = _services()
     return expiry.notify(db, settings.secret_key)
+
+
+# --- privacy (issue 7): the daily retention job ---------------------------------------------
+RETENTION_TASK = "hub.privacy.retention"
+celery.conf.beat_schedule.update({
+    "privacy-retention": {"task": RETENTION_TASK, "schedule": crontab(minute=40, hour=1)},
+})
+
+
+@celery.task(name=RETENTION_TASK, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def privacy_retention() -> dict:
+    from hub.privacy import retention
+
+    settings, db, _, _ = _services()
+    return retention.run(db, settings)

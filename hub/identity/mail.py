@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from hub.crypto import seal, unseal
@@ -54,3 +54,19 @@ def latest(session: Session, secret_key: str, *, limit: int = 10, to: str | None
                 row.created_at)
         for row in session.scalars(query)
     ]
+
+
+def _to_any(addresses: list[str]):
+    return OutgoingMail.to_address.in_(addresses)
+
+
+def to_addresses(session: Session, secret_key: str, addresses: list[str]) -> list[Message]:
+    """Every message to these addresses, oldest first (a member's data export)."""
+    query = select(OutgoingMail).where(_to_any(addresses)).order_by(OutgoingMail.id)
+    return [Message(row.id, row.to_address, row.subject, unseal(secret_key, PURPOSE, row.body_sealed).decode(),
+                    row.created_at) for row in session.scalars(query)]
+
+
+def forget(session: Session, addresses: list[str]) -> int:
+    """Delete every message to these addresses (a member's erasure): how many."""
+    return session.execute(delete(OutgoingMail).where(_to_any(addresses))).rowcount

@@ -43,6 +43,7 @@ EVENT_TYPES = (
     "redemption.failed",
     "conversion.completed",
     "member.linked",
+    "member.erased",
     "settlement.closed",
 )
 

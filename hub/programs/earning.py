@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from hub import ledger, money
 from hub.actor import Actor
 from hub.db import bind_values, insert_many, one_of, run, utcnow, values_shape
-from hub.errors import Conflict, DomainError, Invalid, NotFound
+from hub.errors import Conflict, DomainError, Gone, Invalid, NotFound
+from hub.privacy.erasure_models import MemberErasure
 from hub.ledger.models import Account
 from hub.identity.oidc import subjects
 from hub.ledger.service import AccountInfo
@@ -193,6 +194,8 @@ class _Found:
         self.accounts: list[AccountInfo] = []
         # (program id, transaction_id) known not to be taken (single purchases only)
         self.free: set[tuple] = set()
+        # (program code, kind, value) of erased members (hub.privacy.erasure)
+        self.erased: set[tuple] = set()
 
 
 def _resolve_query(by_member_id: bool, check_taken: bool, shape: str):
@@ -205,13 +208,15 @@ def _resolve_query(by_member_id: bool, check_taken: bool, shape: str):
     It also reads the program's newest rule version (the rules cache's key, so a purchase
     is never rated by stale rules) and the member's tier."""
     m, a, p, i, t = _memberships, _accounts, _programs, _identifiers, _txns
+    e = MemberErasure.__table__  # an erased member is gone (410), not credited
     if by_member_id:
         ref = m.c.member_id
-        members = m.join(a, a.c.id == m.c.account_id)
+        members = m.join(a, a.c.id == m.c.account_id).outerjoin(e, e.c.member_id == m.c.member_id)
         on = and_(m.c.program_id == p.c.id, one_of(m.c.member_id, "values", shape))
     else:
         ref = i.c.value
-        members = i.join(m, m.c.id == i.c.membership_id).join(a, a.c.id == m.c.account_id)
+        members = (i.join(m, m.c.id == i.c.membership_id).join(a, a.c.id == m.c.account_id)
+                   .outerjoin(e, e.c.member_id == m.c.member_id))
         on = and_(
             i.c.program_id == p.c.id,
             i.c.kind == bindparam("kind"),
@@ -220,7 +225,7 @@ def _resolve_query(by_member_id: bool, check_taken: bool, shape: str):
     newest = select(func.max(RuleVersion.version)).where(RuleVersion.program_id == p.c.id).scalar_subquery()
     columns = [p.c.id, p.c.code, p.c.earn_currency, p.c.earn_rate, p.c.issuance_account_id, p.c.hosted_by,
                ref.label("ref"), m.c.id, m.c.account_id, m.c.member_id, a.c.ledger, a.c.cached,
-               a.c.no_overdraft, m.c.tier, newest.label("rules_version")]
+               a.c.no_overdraft, m.c.tier, newest.label("rules_version"), e.c.member_id.label("erased")]
     if check_taken:
         taken = exists().where(
             t.c.program_id == p.c.id, t.c.kind == PURCHASE, t.c.partner_txn_id == bindparam("txn_id")
@@ -297,12 +302,20 @@ def _resolve(
         for row in rows:
             # earn_rate (row[3]) as Decimal: `run` may leave a FixedDecimal as its string.
             found.programs[code] = _Program(row[0], row[1], row[2], Decimal(row[3]), row[4], row[5], row[14])
-            if row[6] is not None:
+            if row[15] is not None:
+                found.erased.add((code, kind, str(row[6])))
+            elif row[6] is not None:
                 found.members[(code, kind, str(row[6]))] = (row[7], row[8], row[9], row[13])
                 found.accounts.append(AccountInfo(row[8], row[10], row[11], row[12]))
-            if check_taken and not row[15]:
+            if check_taken and not row[16]:
                 found.free.add((row[0], txn_id))
     return found
+
+
+def _unknown(found: _Found, item: _Parsed) -> DomainError:
+    if (item.program.code, item.kind, item.value) in found.erased:
+        return Gone("this member erased their data and left the coalition", slug="member-erased")
+    return NotFound(f"no member of {item.program.code} with that {item.kind}", slug="member-not-found")
 
 
 def _same(txn, item: _Parsed) -> bool:
@@ -347,13 +360,7 @@ def earn(session: Session, actor: Actor, bodies: list[tuple[int, dict]]) -> dict
     for item in parsed:
         key = (item.program.id, item.txn_id)
         if item.membership is None:
-            results[item.index] = ItemResult(
-                "failed",
-                error=NotFound(
-                    f"no member of {item.program.code} with that {item.kind}",
-                    slug="member-not-found",
-                ),
-            )
+            results[item.index] = ItemResult("failed", error=_unknown(found, item))
         elif key in existing or key in fresh:
             prior = existing.get(key) or fresh[key].txn
             if _same(prior, item):

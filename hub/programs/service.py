@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from hub import ledger, money, pagination
 from hub.actor import Actor
-from hub.errors import Conflict, Invalid, NotFound
+from hub.errors import Conflict, Gone, Invalid, NotFound
+from hub.privacy.erasure_models import MemberErasure
 from hub.exchange.models import ProgramRate
 from hub.identity.oidc import subjects
 from hub.ledger import models as ledger_models
@@ -271,6 +272,7 @@ def _memberships(session: Session, actor: Actor, member_ids: Iterable[uuid.UUID]
 def member_view(session: Session, actor: Actor, member_id: uuid.UUID) -> MemberView:
     """The member as this partner sees them: only memberships in its own programs."""
     memberships = _memberships(session, actor, [member_id]).get(member_id)
+    refuse_erased(session, member_id)
     if not memberships:
         raise NotFound("no such member", slug="member-not-found")
     return MemberView(member_id, memberships)
@@ -346,7 +348,15 @@ def resolve_membership(session: Session, program: Program, ref: dict) -> Members
     membership = session.scalar(q)
     if membership is None:
         raise NotFound(f"no member of {program.code} with that {kind}", slug="member-not-found")
+    refuse_erased(session, membership.member_id)
     return membership
+
+
+def refuse_erased(session: Session, member_id: uuid.UUID) -> None:
+    """An erased member (hub.privacy.erasure) is gone for partners: 410, so that a partner
+    still posting to them learns why (it was told by the member.erased webhook)."""
+    if session.get(MemberErasure, member_id) is not None:
+        raise Gone("this member erased their data and left the coalition", slug="member-erased")
 
 
 @dataclass(frozen=True)

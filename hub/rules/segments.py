@@ -24,6 +24,7 @@ from hub import money, pagination
 from hub.actor import Actor
 from hub.db import utcnow
 from hub.errors import Invalid, NotFound
+from hub.privacy.erasure_models import MemberErasure
 from hub.programs.models import Membership, Partner, PointTransaction, Program
 from hub.programs.service import code_page, partner_by_code
 from hub.rules import attributes
@@ -113,7 +114,8 @@ _BUILDERS = {"tier": _tier, "spend": _spend, "recency": _recency, "programs_held
 def members_query(partner_id: uuid.UUID, conditions: dict, now: datetime):
     """SELECT of the ids of the partner's members who meet every condition at `now`."""
     q = select(Membership.member_id.label("member_id")).distinct().join(
-        Program, Program.id == Membership.program_id).where(Program.partner_id == partner_id)
+        Program, Program.id == Membership.program_id).where(
+        Program.partner_id == partner_id, Membership.member_id.not_in(select(MemberErasure.member_id)))
     for name in CONDITIONS:
         if name in conditions:
             # correlate(None): the subqueries read memberships and programs anew, unbound

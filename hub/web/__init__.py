@@ -8,7 +8,7 @@ from flask import Flask
 from hub.api.runtime import Hub
 from hub.identity.accounts import Passwords
 from hub.identity.ratelimit import limiter_for
-from hub.web import accounts, dashboard, i18n, session
+from hub.web import accounts, dashboard, i18n, privacy_pages, session
 from hub.web.state import WebState
 
 
@@ -26,3 +26,4 @@ def init_web(flask_app: Flask, hub: Hub) -> None:
     i18n.init_app(flask_app)
     flask_app.register_blueprint(accounts.blueprint)
     flask_app.register_blueprint(dashboard.blueprint)
+    flask_app.register_blueprint(privacy_pages.blueprint)

@@ -16,8 +16,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table('member_erasures',
+    sa.Column('member_id', sa.Uuid(), nullable=False),
+    sa.Column('caused_by', sa.String(length=120), nullable=False),
+    sa.Column('forfeited', hub.db.JSONDoc, nullable=False),
+    sa.Column('erased_at', hub.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], ),
+    sa.PrimaryKeyConstraint('member_id')
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table('member_erasures')

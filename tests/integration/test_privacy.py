@@ -1,0 +1,267 @@
+"""A member's data export, erasure and retention (hub/privacy, docs/privacy.md) through the HTTP
+API, the account pages and the CLI, on the test database (SQLite or PostgreSQL)."""
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import uuid
+import zipfile
+from datetime import timedelta
+
+import pytest
+import time_machine
+from click.testing import CliRunner
+from sqlalchemy import func, select, update
+
+from hub.cli import main as hub_cli
+from hub.db import utcnow
+from hub.idempotency import IdempotencyKey
+from hub.identity.account_models import AccountToken, LoginSession, MemberAccount, OutgoingMail
+from hub.ledger.models import Transfer
+from hub.ledger.verify import verify
+from hub.notify import webhooks
+from hub.notify.webhook_models import SUCCEEDED, WebhookDelivery, WebhookEvent
+from hub.privacy import erasure, export, retention
+from hub.programs.models import Membership, Program
+from hub.rewards.providers import Outcome, Status
+from hub.rules.engage_models import MemberAttribute
+from tests.conftest import assert_problem
+from tests.integration.test_account_pages import (  # noqa: F401  (fixtures)
+    PASSWORD,
+    Browser,
+    _codes_from,
+    _mail_link,
+    _totp_from,
+    browser,
+    flask_app,
+    web_state,
+)
+from tests.integration.test_redemptions import member_api, provider, redeem, reward_code, run_relay  # noqa: F401
+from tests.integration.test_webhooks import register
+
+
+def _signed_up(browser, db, settings, email: str) -> uuid.UUID:
+    browser.submit("/account/signup", "/account/signup", email=email, password=PASSWORD,
+                   given_name="Wulandari", family_name="Kusumawati")
+    browser.get(_mail_link(db, settings, email))
+    token = browser.text().split('name="token" value="')[1].split('"')[0]
+    assert browser.post("/account/verify", {"token": token, "next": "/account/"}).status_code == 200
+    browser.login(email, next_url="/account/")
+    with db.read() as s:
+        return s.scalar(select(MemberAccount.member_id).where(MemberAccount.email == email))
+
+
+@pytest.fixture
+def rich(browser, db, settings, partner, provider):
+    """A member with an account and a membership holding every identifier kind, a purchase
+    with items, a fulfilled gift card, an attribute, mail, and a partner webhook endpoint."""
+    register(partner.api, event_types=["member.erased"])
+    person = {
+        "email": f"wulan-{secrets.token_hex(4)}@example.com",
+        "membership_email": f"wk-{secrets.token_hex(4)}@example.org",
+        "phone": f"+62812{secrets.randbelow(10**7):07d}",
+        "card_number": f"{secrets.randbelow(10**12):012d}",
+        "external_id": f"crm-{secrets.token_hex(5)}",
+        "card_code": f"GIFT-{secrets.token_hex(6).upper()}",
+    }
+    member_id = _signed_up(browser, db, settings, person["email"])
+    enrolled = partner.enrol(card_number=person["card_number"], phone=person["phone"],
+                             email=person["membership_email"], external_id=person["external_id"])
+    db.write(lambda s: s.execute(Membership.__table__.update().where(
+        Membership.member_id == uuid.UUID(enrolled)).values(member_id=member_id)))
+    items = [{"category": "coffee", "amount": "40000000", "sku": "KOPI-SUSU-XL"}]
+    assert partner.api.post("/v1/transactions", partner.purchase_body(
+        str(member_id), "5000000000", items=items)).status_code == 201
+    order = redeem(partner, str(member_id), reward_code(db, provider), amount="10.00").json()
+    card = {"code": person["card_code"], "pin": "4321", "url": "https://cards.example/x"}
+    provider.place_script = [Outcome(Status.FULFILLED, provider_order_id="P-9", delivery=card)]
+    assert run_relay(db, provider, order["id"]) == "fulfilled"
+    db.write(lambda s: s.add(MemberAttribute(member_id=member_id, name="diet", value="vegetarian-strict")))
+    return {"member_id": member_id, "person": person, "partner": partner}
+
+
+@pytest.fixture
+def cli(settings, monkeypatch):
+    """`hub ...` on the test database."""
+    monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HUB_SECRET_KEY", settings.secret_key)
+    return lambda *args: CliRunner().invoke(hub_cli, list(args))
+
+
+def _archive(response) -> dict[str, str]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        return {name: archive.read(name).decode() for name in archive.namelist()}
+
+
+def test_member_export_holds_every_area(rich, http):
+    member_id, person = rich["member_id"], rich["person"]
+    files = _archive(member_api(http, rich["partner"], str(member_id), scope="me:read").get("/v1/me/export"))
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["member_id"] == str(member_id)
+    assert set(manifest["files"]) == {f"{name}.json" for name in export.AREAS} == set(files) - {
+        "manifest.json", "README.txt"}
+    data = {name.removesuffix(".json"): json.loads(text) for name, text in files.items() if name.endswith(".json")}
+    assert data["account"]["email"] == person["email"] and data["account"]["family_name"] == "Kusumawati"
+    assert "password_hash" not in data["account"]
+    (membership,) = data["memberships"]
+    assert membership["identifiers"] == {"card_number": person["card_number"], "phone": person["phone"],
+                                         "email": person["membership_email"], "external_id": person["external_id"]}
+    assert membership["balance"]["posted"] == 5_000_000 - 16_000
+    assert {t["code"] for t in data["ledger"]} >= {"earn", "redemption"}
+    assert data["purchases"][0]["items"][0]["sku"] == "KOPI-SUSU-XL"
+    assert data["redemptions"][0]["delivery"]["code"] == person["card_code"]
+    assert data["profile"]["attributes"][0]["value"] == "vegetarian-strict"
+    assert data["sign_in"]["login_sessions"] and data["mail"][0]["to"] == person["email"]
+    assert "cookie_hash" not in data["sign_in"]["login_sessions"][0]
+
+
+def test_ops_export_needs_ops_scope(rich, ops):
+    assert _archive(ops.get(f"/v1/members/{rich['member_id']}/export"))["manifest.json"]
+    assert_problem(ops.get(f"/v1/members/{uuid.uuid4()}/export"), 404, "member-not-found")
+    assert rich["partner"].api.get(f"/v1/members/{rich['member_id']}/export").status_code == 403
+
+
+def test_deleting_the_account_on_the_page_erases_everything_personal(rich, browser, db, ops, cli):
+    member_id, person, partner = rich["member_id"], rich["person"], rich["partner"]
+    page = browser.get("/account/delete")
+    assert page.status_code == 200 and f"{partner.program}: 4984000 points" in browser.text()
+    assert browser.post("/account/delete", {"password": "not my password"}).status_code == 400
+    assert browser.post("/account/delete", {"password": PASSWORD}).status_code == 200
+    assert "Your account is deleted" in browser.text()
+
+    # Erasure then export shows nothing personal.
+    files = _archive(ops.get(f"/v1/members/{member_id}/export"))
+    everything = "\n".join(files.values())
+    for value in (*person.values(), "Wulandari", "Kusumawati", "vegetarian-strict", "KOPI-SUSU-XL"):
+        assert value not in everything, value
+    # The points were forfeited to the program's breakage account; the ledger still verifies.
+    with db.read() as s:
+        program = s.scalar(select(Program).where(Program.code == partner.program))
+        forfeit = s.scalar(select(Transfer).where(Transfer.code == erasure.FORFEIT, Transfer.ref_id == str(member_id)))
+        assert (forfeit.amount, forfeit.credit_account_id) == (4_984_000, program.breakage_account_id)
+        assert verify(s).ok
+        (event,) = s.scalars(select(WebhookEvent).where(WebhookEvent.type == "member.erased",
+                                                        WebhookEvent.data["member_id"].as_string() == str(member_id)))
+    assert event.data["programs"] == [{"program": partner.program, "external_id": person["external_id"],
+                                       "card_number": person["card_number"]}]
+    # The member cannot log in, nor be found or credited by the partner.
+    assert Browser(browser.client.application).login(person["email"]).status_code == 400
+    assert browser.get("/account/").status_code == 302
+    assert_problem(partner.api.get(f"/v1/members/{member_id}"), 410, "member-erased")
+    assert partner.api.get("/v1/members", card_number=person["card_number"]).json()["items"] == []
+    assert_problem(partner.api.post("/v1/transactions", partner.purchase_body(str(member_id), "10000")),
+                   410, "member-erased")
+    # Erasing again (ops) is a no-op.
+    result = cli("privacy", "erase", str(member_id), "--yes")
+    assert result.exit_code == 0 and "already erased" in result.output
+
+
+def test_with_two_step_login_on_deleting_needs_a_code_too(browser, db, settings, partner):
+    member_id = _signed_up(browser, db, settings, f"totp-{secrets.token_hex(4)}@example.com")
+    browser.get("/account/security")
+    browser.post("/account/security/totp", {"password": PASSWORD})
+    browser.get("/account/security")
+    totp = _totp_from(browser.text())
+    codes = _codes_from(browser.post("/account/security/totp/confirm", {"code": totp.now()}).get_data(as_text=True))
+    browser.get("/account/delete")
+    assert 'name="code"' in browser.text() and "You hold no points" in browser.text()
+    assert browser.post("/account/delete", {"password": PASSWORD, "code": "000000"}).status_code == 400
+    with db.read() as s:
+        assert not erasure.erased(s, member_id)
+    assert browser.post("/account/delete", {"password": PASSWORD, "code": codes[0]}).status_code == 200
+    with db.read() as s:
+        assert erasure.erased(s, member_id) and s.scalar(
+            select(MemberAccount).where(MemberAccount.member_id == member_id)) is None
+
+
+def test_other_parts_register_their_export_and_erasure(partner, db, settings, cli):
+    """The registries' extension points, as the lead wires another package's functions."""
+    member = uuid.UUID(partner.enrol(external_id=f"x-{secrets.token_hex(4)}"))
+    forgotten = []
+    export.register_rows("extra", "Another part's rows.", lambda s, m: [{"member": str(m)}])
+    erasure.register_forget("extra", lambda s, m: forgotten.append(m))
+    try:
+        with db.read() as s:
+            with zipfile.ZipFile(io.BytesIO(export.build(s, member, settings.secret_key))) as archive:
+                assert json.loads(archive.read("extra.json")) == [{"member": str(member)}]
+        assert cli("privacy", "erase", str(member), "--yes").exit_code == 0
+        assert forgotten == [member]
+    finally:
+        export.AREAS.pop("extra")
+        erasure.ERASERS.pop("extra")
+
+
+def test_erasure_waits_for_a_redemption_in_flight(partner, provider, db, cli):
+    phone = f"+62813{secrets.randbelow(10**7):07d}"
+    member = partner.enrol(phone=phone, email=f"p-{secrets.token_hex(4)}@example.com")
+    partner.buy(member, "5000000000")
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    assert order.get("state") == "pending", order
+    result = cli("privacy", "erase", member, "--yes")
+    assert result.exit_code == 1 and "still being settled" in result.output
+    with db.read() as s:
+        assert not erasure.erased(s, uuid.UUID(member))
+    provider.place_script = [Outcome(Status.FULFILLED, provider_order_id="P-1", delivery={"code": "X"})]
+    assert run_relay(db, provider, order["id"]) == "fulfilled"
+    result = cli("privacy", "erase", member, "--yes")
+    assert result.exit_code == 0 and f"{partner.program} {5_000_000 - 16_000}" in result.output
+    assert partner.api.get("/v1/members", phone=phone).json()["items"] == []
+    with db.read() as s:
+        assert verify(s).ok
+
+
+def test_cli_export_writes_the_archive(rich, tmp_path, cli):
+    out = tmp_path / "member.zip"
+    result = cli("privacy", "export", str(rich["member_id"]), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(out) as archive:
+        assert rich["person"]["card_code"] in archive.read("redemptions.json").decode()
+
+
+def _left(db, account_id, email, key, event_id) -> dict[str, int]:
+    """How many of one member's rows of each retained kind are left."""
+    count = {
+        "mail": select(func.count()).select_from(OutgoingMail).where(OutgoingMail.to_address == email),
+        "tokens": select(func.count()).select_from(AccountToken).where(AccountToken.account_id == account_id),
+        "sessions": select(func.count()).select_from(LoginSession).where(LoginSession.account_id == account_id),
+        "keys": select(func.count()).select_from(IdempotencyKey).where(IdempotencyKey.key == key),
+        "events": select(func.count()).select_from(WebhookEvent).where(WebhookEvent.id == event_id),
+    }
+    with db.read() as s:
+        return {name: s.scalar(q) for name, q in count.items()}
+
+
+def test_retention_deletes_only_what_outlived_its_period(browser, db, settings, partner):
+    email = f"old-{secrets.token_hex(4)}@example.com"
+    member_id = _signed_up(browser, db, settings, email)  # mail, a used token, a login session
+    browser.get("/account/security")
+    assert browser.post("/account/logout", {}).status_code == 302
+    key = uuid.uuid4().hex
+    assert partner.api.post("/v1/members", {"program": partner.program, "external_id": key}, key=key).status_code == 201
+    register(partner.api, event_types=["member.erased"])
+
+    def delivered_event(s):
+        event_id = webhooks.emit(s, s.scalar(select(Program.partner_id).where(Program.code == partner.program)),
+                                 "member.erased", {"member_id": "x", "programs": []})
+        s.execute(update(WebhookDelivery).where(WebhookDelivery.event_id == event_id).values(status=SUCCEEDED))
+        return event_id
+    event_id = db.write(delivered_event)
+    with db.read() as s:
+        account_id = s.scalar(select(MemberAccount.id).where(MemberAccount.member_id == member_id))
+    made = _left(db, account_id, email, key, event_id)
+    assert all(made.values()), made
+
+    # A week and a day on, the idempotency key and the used token have outlived their periods.
+    with time_machine.travel(utcnow() + timedelta(days=8), tick=False):
+        retention.run(db, settings, batch=1)
+    assert _left(db, account_id, email, key, event_id) == {**made, "keys": 0, "tokens": 0}
+    # Past thirty days, the mail, the ended session and the delivered event too; a second run
+    # finds nothing more.
+    with time_machine.travel(utcnow() + timedelta(days=31), tick=False):
+        retention.run(db, settings)
+        assert _left(db, account_id, email, key, event_id) == dict.fromkeys(made, 0)
+        again = retention.run(db, settings)
+    assert set(again.values()) == {0}
