@@ -40,6 +40,7 @@ from hub.rewards import catalog, redemptions
 from hub.rewards.models import PENDING
 from hub.web import accounts
 from hub.web import dashboard_text  # noqa: F401  (adds the pages' texts to the catalogue)
+from hub.web import offers_panel
 from hub.web import progress as progress_panel
 from hub.web.i18n import number, t
 from hub.web.session import current_login, login_url
@@ -124,21 +125,15 @@ def home():
         consents = consent.list_for(s, current.member_id)
         linked = linking.linked(s, current.member_id)
         progress = progress_panel.load(s, current.member_id)
+        engage = offers_panel.panel(s, current.member_id)
     names = {row["program"].code: row["program"].name for row in balances}
-    # Offers, challenges and badges (hub/web/offers_panel.py), read by _offers.html from g
-    # (one block, so the dashboard's other sections stay untouched).
-    from flask import g
-
-    from hub.web import offers_panel
-
-    with _db().read() as s:
-        g.engage = offers_panel.panel(s, current.member_id)
     return render_template(
         "dashboard.html", account=account, balances=balances,
         total=sum((r["value"] for r in balances if r["value"] is not None), Decimal(0)),
         hosted=any(r["held_by"] for r in balances), history=history, more=more, legs=legs, offers=offers,
         pairs=[_pair_row(p) for p in pairs], consents=consents, linked=linked, names=names,
         notice=notice, redeem_key=secrets.token_urlsafe(16), to_major=money.to_major, progress=progress,
+        engage=engage,
     )
 
 
