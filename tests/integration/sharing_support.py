@@ -157,7 +157,8 @@ READS = [
     _r("GET /segments/{code}", lambda w: f"/v1/segments/{w.segment}"),
     _r("GET /segments/{code}/members", lambda w: f"/v1/segments/{w.segment}/members"),
     _r("GET /transactions/{transaction_id}", lambda w: f"/v1/transactions/{w.a_purchase}"),
-    _r("GET /transactions/{transaction_id}", lambda w: f"/v1/transactions/{w.b_purchase}", status=404),  # B's: never
+    # B's purchase: never A's to read
+    _r("GET /transactions/{transaction_id}", lambda w: f"/v1/transactions/{w.b_purchase}", status=404),
     _r("GET /members/{member_id}/progress", lambda w: f"/v1/members/{w.member}/progress?program={w.a.program}"),
     _r("GET /members/{member_id}/referral-code", lambda w: f"/v1/members/{w.member}/referral-code?program={w.a.program}"),
     _r("GET /rewards", lambda w: "/v1/rewards"),
