@@ -154,7 +154,7 @@ def _record(session: Session, actor: Actor, partner_id: uuid.UUID, purpose: str,
 
 def grant(session: Session, actor: Actor, partner_code: str, purpose: str, channel: str) -> Choice:
     """The member shares `purpose` with the partner (granting again changes nothing)."""
-    if _brand_partner(session, actor) is not None:
+    if actor.member_id is None or _brand_partner(session, actor) is not None:
         raise Forbidden("a partner's app cannot grant consent for the member: the member grants it "
                         "on the hub's dashboard", slug="sharing-grant-refused")
     partner, row = _choice(session, actor, partner_code, purpose)
@@ -184,17 +184,18 @@ def revoke(session: Session, actor: Actor, partner_code: str, purpose: str, chan
 
 def export_rows(session: Session, member_id: uuid.UUID) -> list[dict]:
     """The member's consents in force and every grant and withdrawal, as plain rows."""
-    codes = dict(session.execute(select(Partner.id, Partner.code)).all())
-    now = session.scalars(select(SharingConsent).where(SharingConsent.member_id == member_id)
-                          .order_by(SharingConsent.granted_at))
-    events = session.scalars(select(SharingConsentEvent).where(SharingConsentEvent.member_id == member_id)
-                             .order_by(SharingConsentEvent.id))
+    now = session.execute(
+        select(SharingConsent, Partner.code).join(Partner, Partner.id == SharingConsent.partner_id)
+        .where(SharingConsent.member_id == member_id).order_by(SharingConsent.granted_at))
+    events = session.execute(
+        select(SharingConsentEvent, Partner.code).join(Partner, Partner.id == SharingConsentEvent.partner_id)
+        .where(SharingConsentEvent.member_id == member_id).order_by(SharingConsentEvent.id))
     return [
-        *({"kind": "sharing_consent", "partner": codes[c.partner_id], "purpose": c.purpose,
-           "granted_at": c.granted_at.isoformat()} for c in now),
-        *({"kind": "sharing_consent_event", "partner": codes[e.partner_id], "purpose": e.purpose,
-           "action": e.action, "channel": e.channel, "by": e.by, "client_id": e.client_id,
-           "at": e.at.isoformat()} for e in events),
+        *({"kind": "sharing_consent", "partner": code, "purpose": c.purpose, "granted_at": c.granted_at.isoformat()}
+          for c, code in now),
+        *({"kind": "sharing_consent_event", "partner": code, "purpose": e.purpose, "action": e.action,
+           "channel": e.channel, "by": e.by, "client_id": e.client_id, "at": e.at.isoformat()}
+          for e, code in events),
     ]
 
 

@@ -322,7 +322,9 @@ def balances(session: Session, actor: Actor, member_id: uuid.UUID, coalition: bo
     shared = sharing.elsewhere(session, actor, member_id, sharing.BALANCES) if coalition else []
     return Balances(
         [BalanceView(m.program, ledger.balance(session, m.membership.account_id)) for m in view.memberships],
-        [(e.partner, BalanceView(e.program, ledger.balance(session, e.membership.account_id))) for e in shared],
+        # A hosted program's balance is in its partner's system, not the hub's: left out.
+        [(e.partner, BalanceView(e.program, ledger.balance(session, e.membership.account_id)))
+         for e in shared if not e.program.hosted_by],
     )
 
 

@@ -30,9 +30,9 @@ def page():
         return redirect(login_url(url_for(".page")))
     with dashboard._db().read() as s:
         choices = sharing.choices(s, dashboard._actor(current.member_id))
-    partners: dict[str, list[sharing.Choice]] = {}
+    partners: dict[str, list[sharing.Choice]] = {}  # partner code -> its purposes
     for choice in choices:
-        partners.setdefault(choice.partner_name, []).append(choice)
+        partners.setdefault(choice.partner, []).append(choice)
     done = request.args.get("done")
     notice = t(f"sharing.notice_{done}") if done in NOTICES else None
     return render_template("sharing.html", partners=partners, notice=notice)

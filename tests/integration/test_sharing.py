@@ -189,6 +189,10 @@ def test_the_dashboard_page_grants_and_withdraws(app, db, world):
 
 def test_erasure_ends_every_consent_and_keeps_the_proof(db, world):
     world.share(*sharing.PURPOSES)
+    with db.read() as s:
+        exported = [(r["partner"], r["purpose"]) for r in sharing.export_rows(s, world.member_id)
+                    if r["kind"] == "sharing_consent"]
+    assert sorted(exported) == sorted((world.a.code, p) for p in sharing.PURPOSES)
     db.write(lambda s: sharing.forget(s, world.member_id))
     assert _count(db, world) == 0
     with db.read() as s:
