@@ -23,6 +23,7 @@ from hub.ledger.models import Account, Transfer
 from hub.notify.outbox import OutboxMessage
 from hub.notify.webhook_models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from hub.privacy.erasure_models import MemberErasure
+from hub.privacy.sharing_models import SharingConsent, SharingConsentEvent
 from hub.programs.models import (
     Member,
     Membership,
@@ -47,6 +48,8 @@ from hub.rules.standing_models import ExpiryNotice, TierBucket, TierChange
 
 __all__ = [
     "RedemptionLeg",
+    "SharingConsent",
+    "SharingConsentEvent",
     "ProgramRate",
     "MemberTransfer",
     "ConversionPair",

@@ -19,18 +19,21 @@ def lookup(token_info, program=None, **identifiers):
 
 def get(member_id, token_info):
     with db().read() as s:
-        return ok(views.member(service.member_view(s, actor(token_info), uuid.UUID(member_id))))
+        return ok(views.member(service.member_detail(s, actor(token_info), uuid.UUID(member_id))))
 
 
-def balances(member_id, token_info):
+def balances(member_id, token_info, scope="partner"):
     with db().read() as s:
-        found = service.balances(s, actor(token_info), uuid.UUID(member_id))
-        return ok({"items": [views.balance(b) for b in found]})
+        found = service.balances(s, actor(token_info), uuid.UUID(member_id), coalition=scope == "coalition")
+        body = {"items": [views.balance(b) for b in found.own]}
+        if found.shared:  # only with the member's consent (hub/privacy/sharing.py)
+            body["shared"] = [{**views.balance(b), "partner": partner} for partner, b in found.shared]
+        return ok(body)
 
 
-def history(member_id, token_info, program=None, limit=50, cursor=None):
+def history(member_id, token_info, program=None, limit=50, cursor=None, scope="partner"):
     with db().read() as s:
         items, next_cursor = service.history(
-            s, actor(token_info), uuid.UUID(member_id), program, cursor, limit
+            s, actor(token_info), uuid.UUID(member_id), program, cursor, limit, coalition=scope == "coalition"
         )
         return ok({"items": [views.movement(m) for m in items], "next_cursor": next_cursor})

@@ -58,7 +58,7 @@ def member_transfer(t: TransferView, caller: Actor) -> dict:
 
 
 def member(m: MemberView) -> dict:
-    return {
+    body = {
         "id": str(m.id),
         "memberships": [
             {
@@ -69,6 +69,10 @@ def member(m: MemberView) -> dict:
             for v in m.memberships
         ],
     }
+    if m.profile is not None:  # shared by the member's consent (hub/privacy/sharing.py)
+        body["profile"] = {"given_name": m.profile.given_name, "family_name": m.profile.family_name,
+                           "email": m.profile.email}
+    return body
 
 
 def balance(b: BalanceView) -> dict:

@@ -28,6 +28,7 @@ from hub.identity.oidc.models import AuthorizationCode, Consent, Grant, Pairwise
 from hub.idempotency import IdempotencyKey
 from hub.notify import webhooks
 from hub.privacy.erasure_models import MemberErasure
+from hub.privacy import sharing
 from hub.privacy.export import Subject, addresses
 from hub.programs.models import Member, MembershipIdentifier, PointTransaction
 from hub.rewards import models as rewards
@@ -185,6 +186,9 @@ def _memberships(subject: Subject) -> None:
 def _profile(subject: Subject) -> None:
     for model in (MemberAttribute, MemberSharing, SegmentMember, ChallengeEntrant):
         subject.session.execute(delete(model).where(model.member_id == subject.member_id))
+
+
+register_forget("sharing_consents", sharing.forget)
 
 
 @register("orders")

@@ -30,6 +30,7 @@ from hub.identity import mail
 from hub.identity.account_models import LinkRequest, LoginSession, MemberAccount
 from hub.identity.oidc.models import Consent, Grant, PairwiseSubject
 from hub.ledger.models import Transfer
+from hub.privacy import sharing
 from hub.programs.models import Member, Membership, MembershipIdentifier, PointTransaction, Program
 from hub.rewards import redemptions
 from hub.rewards.models import Redemption, RedemptionLeg, Reward
@@ -256,6 +257,10 @@ def _profile(subject: Subject):
         "sharing": _rows(subject, MemberSharing, MemberSharing.member_id == subject.member_id),
         "segments": [jsonable({"segment": c, "name": n, "since": s}) for c, n, s in segments],
     }
+
+
+register_rows("sharing_consents", "What you chose to let each partner see (per purpose), and every grant and withdrawal.",
+              sharing.export_rows)
 
 
 @register("sign_in", "Brands you signed in to (consents, grants, pairwise ids), login sessions, link requests.")

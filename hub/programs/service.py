@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from sqlalchemy import and_, false, or_, select
@@ -17,6 +17,7 @@ from hub.privacy.erasure_models import MemberErasure
 from hub.exchange.models import ProgramRate
 from hub.identity.oidc import subjects
 from hub.ledger import models as ledger_models
+from hub.privacy import sharing
 from hub.programs.models import (
     IDENTIFIER_KINDS,
     Member,
@@ -188,6 +189,7 @@ class MembershipView:
 class MemberView:
     id: uuid.UUID
     memberships: list[MembershipView]
+    profile: sharing.Profile | None = None  # only where the member shares it (member_detail)
 
 
 def normalise(kind: str, value: str) -> str:
@@ -278,6 +280,11 @@ def member_view(session: Session, actor: Actor, member_id: uuid.UUID) -> MemberV
     return MemberView(member_id, memberships)
 
 
+def member_detail(session: Session, actor: Actor, member_id: uuid.UUID) -> MemberView:
+    """member_view, with the member's profile if they share it with this partner."""
+    return replace(member_view(session, actor, member_id), profile=sharing.profile(session, actor, member_id))
+
+
 def lookup(session: Session, actor: Actor, program_code: str | None, query: dict) -> list[MemberView]:
     given = {k: normalise(k, v) for k, v in query.items() if k in IDENTIFIER_KINDS and v}
     if len(given) != 1:
@@ -304,12 +311,23 @@ class BalanceView:
     balance: ledger.Balance
 
 
-def balances(session: Session, actor: Actor, member_id: uuid.UUID) -> list[BalanceView]:
+@dataclass(frozen=True)
+class Balances:
+    own: list[BalanceView]
+    shared: list[tuple[str, BalanceView]]  # (partner code, balance) in other partners' programs
+
+
+def balances(session: Session, actor: Actor, member_id: uuid.UUID, coalition: bool = False) -> Balances:
+    """Balances in this partner's programs; `coalition`: also in the other partners' the
+    member shares their balances with it (docs/consent.md)."""
     view = member_view(session, actor, member_id)
-    return [
-        BalanceView(m.program, ledger.balance(session, m.membership.account_id))
-        for m in view.memberships
-    ]
+    shared = sharing.elsewhere(session, actor, member_id, sharing.BALANCES) if coalition else []
+    return Balances(
+        [BalanceView(m.program, ledger.balance(session, m.membership.account_id)) for m in view.memberships],
+        # A hosted program's balance is in its partner's system, not the hub's: left out.
+        [(e.partner, BalanceView(e.program, ledger.balance(session, e.membership.account_id)))
+         for e in shared if not e.program.hosted_by],
+    )
 
 
 def own_balances(session: Session, member_id: uuid.UUID) -> list[tuple[str, BalanceView]]:
@@ -380,13 +398,16 @@ def history(
     program_code: str | None,
     cursor: str | None,
     limit: int,
+    coalition: bool = False,
 ) -> tuple[list[Movement], str | None]:
-    """Movements newest first. A reservation shows once, with its resolution as status."""
+    """Movements newest first. A reservation shows once, with its resolution as status.
+    `coalition`: also those in other partners' programs, if the member shares their purchase
+    history with this partner (docs/consent.md)."""
     view = member_view(session, actor, member_id)
+    shared = sharing.elsewhere(session, actor, member_id, sharing.PURCHASE_HISTORY) if coalition else []
+    held = [(m.membership, m.program) for m in view.memberships] + [(e.membership, e.program) for e in shared]
     accounts = {
-        m.membership.account_id: m.program.code
-        for m in view.memberships
-        if program_code in (None, m.program.code)
+        membership.account_id: program.code for membership, program in held if program_code in (None, program.code)
     }
     if not accounts:
         raise NotFound(f"member has no membership in {program_code}", slug="membership-not-found")

@@ -1,5 +1,6 @@
 """Server-rendered pages on the Flask app under connexion: member accounts (hub/web/accounts.py),
-the member's dashboard and account linking (hub/web/dashboard.py),
+the member's dashboard and account linking (hub/web/dashboard.py), what partners may see
+(hub/web/sharing.py),
 and the glue the other pages share (login session and CSRF in session.py, i18n.py)."""
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from flask import Flask
 from hub.api.runtime import Hub
 from hub.identity.accounts import Passwords
 from hub.identity.ratelimit import limiter_for
-from hub.web import accounts, dashboard, i18n, privacy_pages, session
+from hub.web import accounts, dashboard, i18n, privacy_pages, session, sharing
 from hub.web.state import WebState
 
 
@@ -27,3 +28,4 @@ def init_web(flask_app: Flask, hub: Hub) -> None:
     flask_app.register_blueprint(accounts.blueprint)
     flask_app.register_blueprint(dashboard.blueprint)
     flask_app.register_blueprint(privacy_pages.blueprint)
+    flask_app.register_blueprint(sharing.blueprint)

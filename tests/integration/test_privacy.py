@@ -22,7 +22,7 @@ from hub.ledger.models import Transfer
 from hub.ledger.verify import verify
 from hub.notify import webhooks
 from hub.notify.webhook_models import SUCCEEDED, WebhookDelivery, WebhookEvent
-from hub.privacy import erasure, export, retention
+from hub.privacy import erasure, export, retention, sharing
 from hub.programs.models import Membership, Program
 from hub.rewards.providers import Outcome, Status
 from hub.rules.engage_models import MemberAttribute
@@ -126,6 +126,9 @@ def test_ops_export_needs_ops_scope(rich, ops):
 
 def test_deleting_the_account_on_the_page_erases_everything_personal(rich, browser, db, ops, cli):
     member_id, person, partner = rich["member_id"], rich["person"], rich["partner"]
+    browser.get("/account/sharing/")
+    shared = browser.post("/account/sharing/", {"partner": partner.code, "purpose": sharing.PROFILE, "action": "grant"})
+    assert shared.status_code == 303
     page = browser.get("/account/delete")
     assert page.status_code == 200 and f"{partner.program}: 4984000 points" in browser.text()
     assert browser.post("/account/delete", {"password": "not my password"}).status_code == 400
@@ -137,6 +140,9 @@ def test_deleting_the_account_on_the_page_erases_everything_personal(rich, brows
     everything = "\n".join(files.values())
     for value in (*person.values(), "Wulandari", "Kusumawati", "vegetarian-strict", "KOPI-SUSU-XL"):
         assert value not in everything, value
+    # What the member shared ended with the erasure; the proof of it stays.
+    assert [(r["kind"], r.get("action"), r.get("channel")) for r in json.loads(files["sharing_consents.json"])] == [
+        ("sharing_consent_event", "grant", "dashboard"), ("sharing_consent_event", "revoke", "erasure")]
     # The points were forfeited to the program's breakage account; the ledger still verifies.
     with db.read() as s:
         program = s.scalar(select(Program).where(Program.code == partner.program))

@@ -110,7 +110,7 @@ class Seed:
         # for /v1/me, the pairwise `subject` the partner knows them by, and a second partner's
         # consent for DELETE /v1/me/consents/{partner} to withdraw.
         (self.member_token, self.identifiers["subject"], self.consented,
-         self.consented_token) = member_session(self.member)
+         self.consented_token, self.own_app_token) = member_session(self.member)
         self.purchase = partner.buy(self.member, "100000000", txn="st-purchase-1")["id"]
         # A position in a list newest first (time, id), as /member-transfers and /conversions issue.
         position = pagination.encode([PAST, str(uuid.uuid4())])
@@ -217,6 +217,8 @@ class Seed:
             self._path(case.path_parameters or {})
             if case.operation.label == "DELETE /webhook-endpoints/{endpoint_id}":
                 case.path_parameters["endpoint_id"] = self.doomed_endpoint
+            if case.operation.label in SHARING_CHANGES:  # a partner the member belongs to
+                case.path_parameters["partner"] = self.partner
         if not meta.is_negative_at(QUERY):
             self._query(case.query or {}, rnd)
         rule = self.bodies.get(case.operation.label)
@@ -392,6 +394,9 @@ class Seed:
 
 
 WEBHOOK_PROVIDER = "stprovider"
+# Only the hub's own apps grant sharing consent (a partner's brand is refused): these run with
+# the seeded member's token from a first-party app.
+SHARING_CHANGES = ("PUT /me/sharing/{partner}/{purpose}", "DELETE /me/sharing/{partner}/{purpose}")
 # The seeded member's token may also move their points (POST /member-transfers).
 MEMBER_TOKEN_SCOPE = SCOPE + " me:points"
 
@@ -428,19 +433,22 @@ def statuses():
 
 
 def _member_session(app, db, ops, partner, second_partner, member_id):
-    """The seeded member signs in on a brand site of each partner: (access token of the first,
-    the first partner's pairwise sub for them, the second partner's code and access token: a
-    brand withdraws only its own partner's consent)."""
+    """The seeded member signs in on a brand site of each partner and on a first-party app (a
+    client of no partner): (access token of the first, the first partner's pairwise sub for
+    them, the second partner's code and access token: a brand withdraws only its own partner's
+    consent, the first-party app's access token: only it grants sharing consent)."""
     browser = Browser(app, log_in(db, member_id=uuid.UUID(member_id))[1])
     tokens = []
-    for owner in (partner, second_partner):
-        brand = register(ops, owner.code, scopes=MEMBER_TOKEN_SCOPE.split())
+    brands = [register(ops, owner.code, scopes=MEMBER_TOKEN_SCOPE.split()) for owner in (partner, second_partner)]
+    brands.append(ops.post("/v1/clients", {"name": "hub shop app", "redirect_uris": ["https://brand.example/cb"],
+                                           "scopes": MEMBER_TOKEN_SCOPE.split()}).json())
+    for brand in brands:
         rp = RelyingParty(app, brand["client_id"], brand["client_secret"], "https://brand.example/cb",
                           scope=MEMBER_TOKEN_SCOPE)
         token = sign_in(browser, rp)
         tokens.append((token["access_token"], rp.verify_id_token(token["id_token"], None)["sub"]))
-    (access_token, subject), (second_token, _) = tokens
-    return access_token, subject, second_partner.code, second_token
+    (access_token, subject), (second_token, _), (own_app_token, _) = tokens
+    return access_token, subject, second_partner.code, second_token, own_app_token
 
 
 @pytest.fixture
@@ -458,7 +466,8 @@ def api_schema(request, app, db, ops, partner, make_partner, statuses):
     publish_frequency_rules(db, partner)
     seed = Seed(partner, ops, lambda member: _member_session(app, db, ops, partner, make_partner(), member))
     tokens = {"partner": partner.api.headers["Authorization"], "ops": ops.headers["Authorization"],
-              "member": f"Bearer {seed.member_token}", "withdrawing": f"Bearer {seed.consented_token}"}
+              "member": f"Bearer {seed.member_token}", "withdrawing": f"Bearer {seed.consented_token}",
+              "own_app": f"Bearer {seed.own_app_token}"}
 
     class Tokens:
         """A partner token if one of the operation's security requirements needs only partner
@@ -467,6 +476,8 @@ def api_schema(request, app, db, ops, partner, make_partner, statuses):
         def get(self, case, ctx):
             if case.operation.label == "DELETE /me/consents/{partner}":
                 return tokens["withdrawing"]  # the second partner's brand, on its own consent
+            if case.operation.label in SHARING_CHANGES:
+                return tokens["own_app"]
             default = ctx.operation.schema.raw_schema.get("security", [])
             for requirement in ctx.operation.definition.raw.get("security", default):
                 if all(set(scopes) <= set(PARTNER_SCOPES) for scopes in requirement.values()):

@@ -1,0 +1,209 @@
+"""Consent-gated sharing: what a partner may see of a member beyond its own programs.
+
+A partner always sees what it created: the member's memberships in its own programs and
+their movements (hub/programs/service.py). Anything more needs the member's explicit consent
+to that partner for a purpose of PURPOSES; the member grants and withdraws it on the hub's
+dashboard (or a first-party app of the hub), never a partner: a partner's app holding the
+member's token may withdraw consent to its own partner, not grant any. A withdrawal counts
+from the next read, as every read checks the table (nothing is cached).
+
+`_granted` is the one test of consent: every partner read that shares anything (`profile`,
+`elsewhere`) puts it in the same SQL statement that fetches the shared data, so a read costs
+one extra indexed query (on the consents' primary key), and nothing is fetched without it.
+Ops and members' own tokens are not partners: they get nothing through here (they see what
+they always saw). SharingConsentEvent keeps every grant and withdrawal as proof.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, exists, false, select
+from sqlalchemy.orm import Session
+
+from hub.actor import Actor
+from hub.db import utcnow
+from hub.errors import Forbidden, NotFound
+from hub.identity.account_models import MemberAccount
+from hub.identity.models import ApiClient
+from hub.privacy.sharing_models import SharingConsent, SharingConsentEvent
+from hub.programs.models import Membership, Partner, Program
+
+# The purposes a member can consent to, each a partner read that shows more with it
+# (docs/consent.md). Small on purpose: each is something a member can judge.
+PROFILE = "profile"  # name and email of the member's coalition account: GET /members/{id}
+PURCHASE_HISTORY = "purchase_history"  # movements in other partners' programs: /history
+BALANCES = "balances"  # balances in other partners' programs: /balances
+PURPOSES = (PROFILE, PURCHASE_HISTORY, BALANCES)
+DASHBOARD, API, ERASURE = "dashboard", "api", "erasure"  # the channels a change comes through
+
+
+# --- the partner's side: what a read may add --------------------------------------------
+
+def _granted(actor: Actor, member_id, purpose: str):
+    """The SQL condition that the member consented to share `purpose` with the calling
+    partner: false for anyone who is not a partner."""
+    if actor.partner_id is None or actor.member_id is not None:
+        return false()
+    return exists().where(
+        SharingConsent.member_id == member_id,
+        SharingConsent.partner_id == actor.partner_id,
+        SharingConsent.purpose == purpose,
+    )
+
+
+@dataclass(frozen=True)
+class Profile:
+    given_name: str | None
+    family_name: str | None
+    email: str
+
+
+def profile(session: Session, actor: Actor, member_id: uuid.UUID) -> Profile | None:
+    """The member's coalition account details, if shared with the caller (and they have an
+    account: a member a partner enrolled who never signed up has none)."""
+    account = session.scalar(
+        select(MemberAccount).where(MemberAccount.member_id == member_id, _granted(actor, member_id, PROFILE))
+    )
+    if account is None:
+        return None
+    return Profile(account.given_name, account.family_name, account.email)
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """The member's membership in another partner's program."""
+
+    partner: str
+    membership: Membership
+    program: Program
+
+
+def elsewhere(session: Session, actor: Actor, member_id: uuid.UUID, purpose: str) -> list[Elsewhere]:
+    """The member's memberships in other partners' programs if `purpose` is shared with the
+    caller, else none: one query either way."""
+    rows = session.execute(
+        select(Membership, Program, Partner.code)
+        .join(Program, Program.id == Membership.program_id)
+        .join(Partner, Partner.id == Program.partner_id)
+        .where(Membership.member_id == member_id, Program.partner_id != actor.partner_id,
+               _granted(actor, member_id, purpose))
+        .order_by(Program.code)
+    ).all()
+    return [Elsewhere(code, membership, program) for membership, program, code in rows]
+
+
+# --- the member's side: granting and withdrawing ----------------------------------------
+
+@dataclass(frozen=True)
+class Choice:
+    """One purpose for one of the member's partners, and whether it is shared."""
+
+    partner: str
+    partner_name: str
+    purpose: str
+    granted_at: datetime | None
+
+
+def _brand_partner(session: Session, actor: Actor) -> uuid.UUID | None:
+    """The partner whose app the member's token came through; None for the hub's own pages
+    and first-party apps (clients of no partner)."""
+    return session.scalar(select(ApiClient.partner_id).where(ApiClient.client_id == actor.client_id))
+
+
+def _member_partners(session: Session, member_id: uuid.UUID, only: uuid.UUID | None = None) -> list[Partner]:
+    """The partners the member holds a membership with: the only ones consent can go to."""
+    q = (
+        select(Partner)
+        .where(Partner.id.in_(
+            select(Program.partner_id).join(Membership, Membership.program_id == Program.id)
+            .where(Membership.member_id == member_id)))
+        .order_by(Partner.code)
+    )
+    if only is not None:
+        q = q.where(Partner.id == only)
+    return list(session.scalars(q))
+
+
+def choices(session: Session, actor: Actor) -> list[Choice]:
+    """Every purpose for every partner the member belongs to; a partner's app sees only its
+    own partner's (it learns nothing of the member's other partners)."""
+    partners = _member_partners(session, actor.member_id, _brand_partner(session, actor))
+    granted = {
+        (row.partner_id, row.purpose): row.granted_at
+        for row in session.scalars(select(SharingConsent).where(SharingConsent.member_id == actor.member_id))
+    }
+    return [Choice(p.code, p.name, purpose, granted.get((p.id, purpose))) for p in partners for purpose in PURPOSES]
+
+
+def _choice(session: Session, actor: Actor, partner_code: str, purpose: str) -> tuple[Partner, SharingConsent | None]:
+    if purpose not in PURPOSES:
+        raise NotFound(f"no purpose {purpose}", slug="sharing-purpose-not-found")
+    found = [p for p in _member_partners(session, actor.member_id) if p.code == partner_code]
+    if not found:
+        raise NotFound(f"you hold no membership with a partner {partner_code}", slug="sharing-partner-not-found")
+    return found[0], session.get(SharingConsent, (actor.member_id, found[0].id, purpose))
+
+
+def _record(session: Session, actor: Actor, partner_id: uuid.UUID, purpose: str, action: str, channel: str) -> None:
+    session.add(SharingConsentEvent(
+        member_id=actor.member_id, partner_id=partner_id, purpose=purpose, action=action, channel=channel,
+        by=actor.ref, client_id=actor.client_id if channel == API else None))
+
+
+def grant(session: Session, actor: Actor, partner_code: str, purpose: str, channel: str) -> Choice:
+    """The member shares `purpose` with the partner (granting again changes nothing)."""
+    if actor.member_id is None or _brand_partner(session, actor) is not None:
+        raise Forbidden("a partner's app cannot grant consent for the member: the member grants it "
+                        "on the hub's dashboard", slug="sharing-grant-refused")
+    partner, row = _choice(session, actor, partner_code, purpose)
+    if row is None:
+        row = SharingConsent(member_id=actor.member_id, partner_id=partner.id, purpose=purpose, granted_at=utcnow())
+        session.add(row)
+        _record(session, actor, partner.id, purpose, "grant", channel)
+        session.flush()
+    return Choice(partner.code, partner.name, purpose, row.granted_at)
+
+
+def revoke(session: Session, actor: Actor, partner_code: str, purpose: str, channel: str) -> Choice:
+    """The member stops sharing `purpose` with the partner, from the next read on. A
+    partner's app may withdraw consent to its own partner only (another's is answered as none)."""
+    brand = _brand_partner(session, actor)
+    partner, row = _choice(session, actor, partner_code, purpose)
+    if brand is not None and brand != partner.id:
+        raise NotFound(f"you hold no membership with a partner {partner_code}", slug="sharing-partner-not-found")
+    if row is not None:
+        session.delete(row)
+        _record(session, actor, partner.id, purpose, "revoke", channel)
+        session.flush()
+    return Choice(partner.code, partner.name, purpose, None)
+
+
+# --- export and erasure (wired by hub/privacy/export.py and erasure.py) ------------------
+
+def export_rows(session: Session, member_id: uuid.UUID) -> list[dict]:
+    """The member's consents in force and every grant and withdrawal, as plain rows."""
+    now = session.execute(
+        select(SharingConsent, Partner.code).join(Partner, Partner.id == SharingConsent.partner_id)
+        .where(SharingConsent.member_id == member_id).order_by(SharingConsent.granted_at))
+    events = session.execute(
+        select(SharingConsentEvent, Partner.code).join(Partner, Partner.id == SharingConsentEvent.partner_id)
+        .where(SharingConsentEvent.member_id == member_id).order_by(SharingConsentEvent.id))
+    return [
+        *({"kind": "sharing_consent", "partner": code, "purpose": c.purpose, "granted_at": c.granted_at.isoformat()}
+          for c, code in now),
+        *({"kind": "sharing_consent_event", "partner": code, "purpose": e.purpose, "action": e.action,
+           "channel": e.channel, "by": e.by, "client_id": e.client_id, "at": e.at.isoformat()}
+          for e, code in events),
+    ]
+
+
+def forget(session: Session, member_id: uuid.UUID) -> None:
+    """Erasure: every consent ends now, recorded as withdrawn through erasure. The proof rows
+    stay: they hold only the member's id (the pseudonym erasure keeps), partners and times."""
+    erased = Actor(client_id="erasure", partner_id=None, scopes=frozenset(), member_id=member_id)
+    for row in session.scalars(select(SharingConsent).where(SharingConsent.member_id == member_id)):
+        _record(session, erased, row.partner_id, row.purpose, "revoke", ERASURE)
+    session.execute(delete(SharingConsent).where(SharingConsent.member_id == member_id))
+    session.flush()
