@@ -15,13 +15,21 @@ from hub import migrations
 from hub.db import Database
 from hub.errors import DomainError
 from hub.ledger import LedgerError
+from hub.privacy import keyring
 from hub.settings import INSTANCE_DIR, Settings
 
 console = Console()
 
 
 def _db() -> Database:
-    return Database(Settings.from_env().database_url)
+    """The database, with this process's keyring for its sealed columns (hub.privacy)."""
+    settings = Settings.from_env()
+    db = Database(settings.database_url)
+    try:
+        keyring.install(settings, db.engine)
+    except keyring.MasterKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return db
 
 
 def _run(work):
@@ -511,8 +519,7 @@ def keys_rotate():
     """Sign with a new key from now on; older keys stay published so their tokens verify."""
     from hub.identity.keys import KeyStore
 
-    settings = Settings.from_env()
-    kid = KeyStore(_db(), settings.secret_key).rotate()
+    kid = KeyStore(_db()).rotate()
     console.print(f"signing with key [bold]{kid}[/]")
 
 
@@ -536,7 +543,7 @@ def accounts_mail(to, limit):
     except DomainError as exc:
         raise click.ClickException(str(exc)) from exc
     with _db().read() as session:
-        messages = mail.latest(session, settings.secret_key, limit=limit, to=to)
+        messages = mail.latest(session, limit=limit, to=to)
     if not messages:
         click.echo("no mail")
     for message in messages:
@@ -703,7 +710,7 @@ def expiry_notify(now):
     """Mail members with a dashboard account whose points expire soon (once per date)."""
     from hub.rules import expiry
 
-    sent = expiry.notify(_db(), Settings.from_env().secret_key, _now(now))
+    sent = expiry.notify(_db(), _now(now))
     console.print(f"{sent} notices written")
 
 

@@ -22,6 +22,7 @@ from hub.identity.oidc.models import (
 from hub.ledger.models import Account, Transfer
 from hub.notify.outbox import OutboxMessage
 from hub.notify.webhook_models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from hub.privacy.models import DataKey
 from hub.programs.models import (
     Member,
     Membership,
@@ -102,4 +103,5 @@ __all__ = [
     "ExpiryNotice",
     "TierBucket",
     "TierChange",
+    "DataKey",
 ]

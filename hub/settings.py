@@ -110,6 +110,13 @@ class Settings:
     webhooks_rotation_window: int = 24 * 3600
     webhooks_breaker_failures: int = 5
     webhooks_breaker_reset: float = 60.0
+    # Encryption at rest (hub/privacy, docs/encryption.md). `data_keys`: the master keys that
+    # wrap the data keys, "id:base64(32 bytes)" comma-separated, current first (`derived`:
+    # the one derived from secret_key, which is also the default). `index_key`: base64 of 32
+    # bytes keying the blind indexes of emails and phones (default: derived from secret_key;
+    # it cannot change without recomputing every index).
+    data_keys: str = ""
+    index_key: str = ""
 
     @property
     def _local_issuer(self) -> bool:
@@ -167,4 +174,6 @@ class Settings:
             webhooks_rotation_window=int(_env("WEBHOOKS_ROTATION_WINDOW", str(24 * 3600))),
             webhooks_breaker_failures=int(_env("WEBHOOKS_BREAKER_FAILURES", "5")),
             webhooks_breaker_reset=float(_env("WEBHOOKS_BREAKER_RESET", "60")),
+            data_keys=_env("DATA_KEYS", ""),
+            index_key=_env("INDEX_KEY", ""),
         )

@@ -73,6 +73,7 @@ def _services():
     """The database pool, connectors and relay of this worker process."""
     from hub.db import Database
     from hub.notify.policy import RelayPolicy
+    from hub.privacy import keyring
     from hub.rewards import relay
     from hub.rewards.registry import configured_providers
 
@@ -83,9 +84,10 @@ def _services():
     if os.environ.get("HUB_WORKER_POOL") == "threads":
         pool_size = max(pool_size, int(os.environ.get("HUB_WORKER_CONCURRENCY") or 0))
     db = Database(settings.database_url, pool_size)
+    keyring.install(settings, db.engine)
     providers = configured_providers(settings)
     policy = RelayPolicy.from_settings(settings)
-    return settings, db, providers, relay.Relay(db, providers, settings.secret_key, policy, parallel=_parallel())
+    return settings, db, providers, relay.Relay(db, providers, policy, parallel=_parallel())
 
 
 def _parallel() -> int:
@@ -102,6 +104,7 @@ def _saga():
     """The conversion saga of this worker process (its partner connectors and breakers)."""
     from hub.exchange import hosted, saga
     from hub.notify.policy import RelayPolicy
+    from hub.privacy import keyring
 
     settings, db, _, _ = _services()
     return saga.Saga(db, hosted.configured(settings.providers), RelayPolicy.from_settings(settings),
@@ -159,8 +162,8 @@ def _signing_keys():
     """The worker's key store (one per process; it reloads after a rotation by itself)."""
     from hub.identity.keys import KeyStore
 
-    settings, db, _, _ = _services()
-    return KeyStore(db, settings.secret_key)
+    _, db, _, _ = _services()
+    return KeyStore(db)
 
 
 @_per_process
@@ -266,4 +269,4 @@ def notify_expiring() -> int:
     from hub.rules import expiry
 
     settings, db, _, _ = _services()
-    return expiry.notify(db, settings.secret_key)
+    return expiry.notify(db)

@@ -29,10 +29,8 @@ class KeyStoreError(RuntimeError):
 
 
 class KeyStore:
-    def __init__(self, db: Database, secret_key: str, refresh: float = 60.0,
-                 token_lifetime: float = 3600.0):
+    def __init__(self, db: Database, refresh: float = 60.0, token_lifetime: float = 3600.0):
         self.db = db
-        self.secret_key = secret_key
         self.refresh = refresh
         # How long a replaced key stays published: the longest token it may have signed,
         # issued as late as `refresh` seconds after the rotation (with a minute's slack).
@@ -49,7 +47,7 @@ class KeyStore:
         key = JsonWebKey.generate_key("RSA", 2048, is_private=True)
         private = key.as_dict(is_private=True, alg=ALG, use="sig")
         public = key.as_dict(alg=ALG, use="sig")
-        sealed = crypto.seal(self.secret_key, _PURPOSE, json.dumps(private).encode())
+        sealed = crypto.seal(_PURPOSE, json.dumps(private).encode())
         self.db.write(
             lambda s: s.add(
                 SigningKey(kid=private["kid"], alg=ALG, private_jwk_sealed=sealed, public_jwk=public)
@@ -94,7 +92,7 @@ class KeyStore:
         signing = self._signing
         if signing is None:
             try:
-                private = crypto.unseal(self.secret_key, _PURPOSE, self._sealed)
+                private = crypto.unseal(_PURPOSE, self._sealed)
             except InvalidToken as exc:
                 raise KeyStoreError(
                     "HUB_SECRET_KEY does not decrypt the stored signing keys; was it changed? "

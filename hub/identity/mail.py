@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from hub.crypto import seal, unseal
 from hub.db import utcnow
 from hub.identity.account_models import OutgoingMail
+from hub.privacy import blind
 
 log = logging.getLogger(__name__)
 PURPOSE = "outgoing-mail"
@@ -35,22 +36,22 @@ def redact(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def send(session: Session, secret_key: str, *, to: str, subject: str, body: str) -> None:
+def send(session: Session, *, to: str, subject: str, body: str) -> None:
     row = OutgoingMail(
-        to_address=to, subject=subject, body_sealed=seal(secret_key, PURPOSE, body.encode()), created_at=utcnow()
+        to_address=to, subject=subject, body_sealed=seal(PURPOSE, body.encode()), created_at=utcnow()
     )
     session.add(row)
     session.flush()
     log.info("mail %s queued to %s: %s", row.id, redact(to), subject)
 
 
-def latest(session: Session, secret_key: str, *, limit: int = 10, to: str | None = None) -> list[Message]:
+def latest(session: Session, *, limit: int = 10, to: str | None = None) -> list[Message]:
     """The newest messages first (to one address if given)."""
     query = select(OutgoingMail).order_by(OutgoingMail.id.desc()).limit(limit)
     if to is not None:
-        query = query.where(OutgoingMail.to_address == to)
+        query = query.where(OutgoingMail.to_index == blind.index("email", to))
     return [
-        Message(row.id, row.to_address, row.subject, unseal(secret_key, PURPOSE, row.body_sealed).decode(),
+        Message(row.id, row.to_address, row.subject, unseal(PURPOSE, row.body_sealed).decode(),
                 row.created_at)
         for row in session.scalars(query)
     ]

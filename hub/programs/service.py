@@ -16,6 +16,8 @@ from hub.errors import Conflict, Invalid, NotFound
 from hub.exchange.models import ProgramRate
 from hub.identity.oidc import subjects
 from hub.ledger import models as ledger_models
+from hub.privacy import blind
+from hub.privacy.blind import normalise
 from hub.programs.models import (
     IDENTIFIER_KINDS,
     Member,
@@ -189,10 +191,6 @@ class MemberView:
     memberships: list[MembershipView]
 
 
-def normalise(kind: str, value: str) -> str:
-    return value.strip().lower() if kind == "email" else value.strip()
-
-
 def enrol(session: Session, actor: Actor, body: dict) -> MemberView:
     program = partner_program(session, actor, body["program"])
     referrer = referrals.referrer_for(session, program.id, body.get("referral_code"))
@@ -241,7 +239,7 @@ def enrol(session: Session, actor: Actor, body: dict) -> MemberView:
 
 def _identifier_match(identifiers: dict[str, str]):
     clauses = [
-        and_(MembershipIdentifier.kind == k, MembershipIdentifier.value == v)
+        and_(MembershipIdentifier.kind == k, MembershipIdentifier.value_index == blind.index(k, v))
         for k, v in identifiers.items()
     ]
     return or_(*clauses) if clauses else false()
@@ -340,7 +338,7 @@ def resolve_membership(session: Session, program: Program, ref: dict) -> Members
             .where(
                 MembershipIdentifier.program_id == program.id,
                 MembershipIdentifier.kind == kind,
-                MembershipIdentifier.value == normalise(kind, value),
+                MembershipIdentifier.value_index == blind.index(kind, value),
             )
         )
     membership = session.scalar(q)
