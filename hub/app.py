@@ -50,7 +50,8 @@ def create_app(settings: Settings | None = None, *, validate_responses: bool = F
     db = Database(settings.database_url, settings.db_pool_size)
     keyring.install(settings, db.engine)
     # Replaced signing keys stay published as long as the longest-lived token they signed.
-    keys = KeyStore(db, token_lifetime=max(settings.access_token_ttl, settings.id_token_ttl, LOGOUT_TOKEN_TTL))
+    keys = KeyStore(db, settings.secret_key,
+                    token_lifetime=max(settings.access_token_ttl, settings.id_token_ttl, LOGOUT_TOKEN_TTL))
     audience = settings.issuer.rstrip("/") + "/v1"
     hub = runtime.Hub(settings, db, keys, TokenVerifier(keys, settings.issuer, audience),
                       configured_providers(settings), hosted.configured(settings.providers))

@@ -511,7 +511,7 @@ def ledger_verify():
 
 @main.group()
 def keys():
-    """JWT signing keys."""
+    """JWT signing keys, and the data keys of encryption at rest."""
 
 
 @keys.command("rotate")
@@ -519,8 +519,41 @@ def keys_rotate():
     """Sign with a new key from now on; older keys stay published so their tokens verify."""
     from hub.identity.keys import KeyStore
 
-    kid = KeyStore(_db()).rotate()
+    kid = KeyStore(_db(), Settings.from_env().secret_key).rotate()
     console.print(f"signing with key [bold]{kid}[/]")
+
+
+@keys.command("rotate-data")
+@click.option("--resume", is_flag=True, help="Finish an interrupted rotation: no new data key.")
+@click.option("--batch", default=500, show_default=True, help="Values sealed again per transaction.")
+def keys_rotate_data(resume, batch):
+    """Seal with a new data key from now on, wrap every data key under the current master key
+    (the first of HUB_DATA_KEYS), and seal every value again under the new data key."""
+    from hub.privacy import rotation
+
+    db = _db()
+    try:
+        report = rotation.rotate(db, keyring.current(), new_key=not resume, batch=batch)
+    except keyring.MasterKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    console.print(f"data key [bold]{report['data_key']}[/] under master key "
+                  f"[bold]{keyring.current().current_kek}[/]: {report['rewrapped']} data keys re-wrapped, "
+                  f"{report['resealed']} values sealed again")
+    if report["skipped"]:
+        console.print(f"[yellow]{report['skipped']} values changed meanwhile:[/] run "
+                      f"`hub keys rotate-data --resume` again in {keyring.REFRESH_SECONDS:.0f} s")
+
+
+@keys.command("data-status")
+def keys_data_status():
+    """The data keys, the master key wrapping each, and how many values each seals. A master
+    key may leave HUB_DATA_KEYS once no data key is wrapped by it."""
+    from hub.privacy import rotation
+
+    table = Table("data key", "master key", "created", "values")
+    for row in rotation.status(_db()):
+        table.add_row(row["id"], row["master_key"], f"{row['created_at']:%Y-%m-%d %H:%M}", str(row["values"]))
+    console.print(table)
 
 
 @main.group()

@@ -162,8 +162,8 @@ def _signing_keys():
     """The worker's key store (one per process; it reloads after a rotation by itself)."""
     from hub.identity.keys import KeyStore
 
-    _, db, _, _ = _services()
-    return KeyStore(db)
+    settings, db, _, _ = _services()
+    return KeyStore(db, settings.secret_key)
 
 
 @_per_process

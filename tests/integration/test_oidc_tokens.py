@@ -222,7 +222,7 @@ def test_rotated_keys_stay_published_until_their_tokens_expire(db, settings, par
     # What the app publishes now (on an empty database two key stores starting at once may
     # each have made a first key: both are published, the newer signs).
     old_kids = {k["kid"] for k in http.get("/oauth/jwks").json()["keys"]}
-    new_kid = KeyStore(db).rotate()
+    new_kid = KeyStore(db, settings.secret_key).rotate()
     time.sleep(1.05)  # expect() reloads at most once a second (junk kids cost nothing)
     hub.keys.expect(new_kid)
     published = {k["kid"] for k in http.get("/oauth/jwks").json()["keys"]}
@@ -230,7 +230,7 @@ def test_rotated_keys_stay_published_until_their_tokens_expire(db, settings, par
     assert Api(http, old).get("/v1/programs").status_code == 200
     # Once its replacement is older than the longest token lifetime (here: none, and no
     # cache), a key is no longer published.
-    store = KeyStore(db, refresh=0, token_lifetime=-60)
+    store = KeyStore(db, settings.secret_key, refresh=0, token_lifetime=-60)
     assert {k["kid"] for k in store.public_jwks()["keys"]} == {new_kid}
 
 
