@@ -16,7 +16,7 @@ import math
 
 from alembic import op
 import sqlalchemy as sa
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -28,12 +28,13 @@ down_revision = '0015_partner_webhooks'
 branch_labels = None
 depends_on = None
 
-# (table, primary key, column, sealed-by-type purpose or None, blind index column, index kind)
+# Kept in clear before: (table, primary key, column, its blind index column, the index's kind:
+# None for the row's own)
 _PLAIN = [
     ('member_accounts', 'id', 'email', 'email_index', 'email'),
     ('member_accounts', 'id', 'given_name', None, None),
     ('member_accounts', 'id', 'family_name', None, None),
-    ('membership_identifiers', 'id', 'value', 'value_index', None),  # kind: the row's
+    ('membership_identifiers', 'id', 'value', 'value_index', None),
     ('outgoing_mail', 'id', 'to_address', 'to_index', 'email'),
 ]
 # Sealed before this revision with hub.crypto's Fernet scheme: (table, key, column, purpose).
@@ -128,8 +129,13 @@ def _convert_rows() -> None:
             algorithm=hashes.SHA256(), length=32, salt=None, info=f"hub:{purpose}".encode()
         ).derive(settings.secret_key.encode())))
         for pk, token in conn.execute(sa.text(f"SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL")):
+            try:
+                plain = old.decrypt(token.encode())
+            except InvalidToken:
+                raise RuntimeError(f"{table}.{column} was sealed with another HUB_SECRET_KEY: run the upgrade "
+                                   f"with the hub's own settings") from None
             conn.execute(sa.text(f"UPDATE {table} SET {column} = :v WHERE {key} = :k"),
-                         {"v": ring.seal(purpose, old.decrypt(token.encode())), "k": pk})
+                         {"v": ring.seal(purpose, plain), "k": pk})
 
 
 def downgrade() -> None:
