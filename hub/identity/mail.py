@@ -1,7 +1,8 @@
 """Mail to members, written to the outgoing_mail table in the caller's transaction (so no
 mail goes out for work that did not commit). There is no mail server in development:
 `hub accounts mail` prints the latest messages. Bodies hold live links, so they are sealed
-with HUB_SECRET_KEY, and the log names the recipient only in part and never the body.
+(hub.crypto), as addresses are (a sealed column, found by its blind index); the log names
+the recipient only in part and never the body.
 """
 from __future__ import annotations
 
