@@ -30,6 +30,7 @@ class SealedColumn:
 def sealed_columns() -> list[SealedColumn]:
     """Every column that holds sealed values: the `Sealed` ones, and those hub.crypto fills."""
     import hub.models  # noqa: F401  (registers every table)
+    from hub import idempotency
     from hub.identity import accounts, keys, mail
     from hub.notify import webhook_endpoints
     from hub.rewards import redemptions
@@ -38,6 +39,7 @@ def sealed_columns() -> list[SealedColumn]:
     found = [SealedColumn(table, column.name, column.type.purpose)
              for table in tables.values() for column in table.columns if isinstance(column.type, Sealed)]
     explicit = [
+        ("idempotency_keys", "body", idempotency.SEAL_PURPOSE),
         ("member_accounts", "totp_secret_sealed", accounts.TOTP_PURPOSE),
         ("outgoing_mail", "body_sealed", mail.PURPOSE),
         ("redemptions", "recipient_sealed", redemptions.SEAL_PURPOSE),

@@ -52,6 +52,8 @@ def _rows_before_0016(path: str, secret_key: str) -> dict:
                      (ids["account"], ids["member"], NOW, _former_seal(secret_key, "totp-secret", TOTP_SECRET.encode()), NOW))
         conn.execute("INSERT INTO outgoing_mail (to_address, subject, body_sealed, created_at) VALUES "
                      "('old.member@example.com', 'Hello', ?, ?)", (_former_seal(secret_key, "outgoing-mail", b"old body"), NOW))
+        conn.execute("INSERT INTO idempotency_keys (owner, key, fingerprint, status, body, created_at) VALUES "
+                     "('cli_old', 'k1', 'f', 201, '{\"email\": \"old.member@example.com\"}', ?)", (NOW,))
     return ids
 
 

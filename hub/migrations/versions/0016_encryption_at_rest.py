@@ -1,7 +1,7 @@
 """Issue 7: Encryption at rest: envelope keys, sealed contact details and blind indexes.
 
 Existing rows are converted in place: emails, names, identifiers and mail addresses are
-sealed and indexed, and the values sealed before (Fernet under a key derived from
+sealed and indexed, stored idempotent responses sealed, and the values sealed before (Fernet under a key derived from
 HUB_SECRET_KEY: TOTP secrets, mail bodies, redemption recipients and deliveries, signing
 keys, webhook secrets) are sealed again under a data key. The keys come from the settings
 of the environment that runs the upgrade (HUB_SECRET_KEY, HUB_DATA_KEYS, HUB_INDEX_KEY),
@@ -28,14 +28,15 @@ down_revision = '0015_partner_webhooks'
 branch_labels = None
 depends_on = None
 
-# Kept in clear before: (table, primary key, column, its blind index column, the index's kind:
-# None for the row's own)
+# Kept in clear before: (table, primary key, column, purpose, its blind index column, the
+# index's kind: None for the row's own). The purpose of a `Sealed` column is its name.
 _PLAIN = [
-    ('member_accounts', 'id', 'email', 'email_index', 'email'),
-    ('member_accounts', 'id', 'given_name', None, None),
-    ('member_accounts', 'id', 'family_name', None, None),
-    ('membership_identifiers', 'id', 'value', 'value_index', None),
-    ('outgoing_mail', 'id', 'to_address', 'to_index', 'email'),
+    ('member_accounts', 'id', 'email', 'member_accounts.email', 'email_index', 'email'),
+    ('member_accounts', 'id', 'given_name', 'member_accounts.given_name', None, None),
+    ('member_accounts', 'id', 'family_name', 'member_accounts.family_name', None, None),
+    ('membership_identifiers', 'id', 'value', 'membership_identifiers.value', 'value_index', None),
+    ('outgoing_mail', 'id', 'to_address', 'outgoing_mail.to_address', 'to_index', 'email'),
+    ('idempotency_keys', 'id', 'body', 'idempotency-response', None, None),
 ]
 # Sealed before this revision with hub.crypto's Fernet scheme: (table, key, column, purpose).
 _LEGACY = [
@@ -112,11 +113,10 @@ def _convert_rows() -> None:
                            keyring.index_key(settings.index_key, settings.secret_key), refresh=math.inf)
     ring.create_key(conn)
     keyring.use(ring)
-    for table, key, column, index_column, kind in _PLAIN:
+    for table, key, column, purpose, index_column, kind in _PLAIN:
         kind_column = ', kind' if kind is None and index_column else ''
         rows = conn.execute(sa.text(f"SELECT {key}, {column}{kind_column} FROM {table} "
                                     f"WHERE {column} IS NOT NULL")).all()
-        purpose = f"{table}.{column}"
         for row in rows:
             values = {"v": ring.seal(purpose, row[1].encode()), "k": row[0]}
             assignments = f"{column} = :v"
