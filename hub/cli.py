@@ -570,7 +570,6 @@ def accounts_mail(to, limit):
     from hub.identity import mail
     from hub.identity.accounts import normalise_email
 
-    settings = Settings.from_env()
     try:
         to = normalise_email(to) if to else None
     except DomainError as exc:

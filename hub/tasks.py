@@ -104,7 +104,6 @@ def _saga():
     """The conversion saga of this worker process (its partner connectors and breakers)."""
     from hub.exchange import hosted, saga
     from hub.notify.policy import RelayPolicy
-    from hub.privacy import keyring
 
     settings, db, _, _ = _services()
     return saga.Saga(db, hosted.configured(settings.providers), RelayPolicy.from_settings(settings),
