@@ -135,13 +135,14 @@ class Keyring:
         kek = self.master_keys.get(row.kek_id)
         if kek is None:
             raise MasterKeyError(f"data key {row.id} is wrapped by master key {row.kek_id!r}, which "
-                            f"HUB_DATA_KEYS does not hold: add it back (after the current key)")
+                                 f"HUB_DATA_KEYS does not hold: add it back (after the current key)")
         raw = _b64decode(row.wrapped)
         try:
             return AESGCM(kek).decrypt(raw[:12], raw[12:], _wrap_ad(row.id))
         except InvalidTag:
-            raise MasterKeyError(f"master key {row.kek_id!r} does not open data key {row.id}: "
-                            f"HUB_DATA_KEYS holds another key under that id") from None
+            where = ("HUB_SECRET_KEY changed since it was made" if row.kek_id == DERIVED
+                     else "HUB_DATA_KEYS holds another key under that id")
+            raise MasterKeyError(f"master key {row.kek_id!r} does not open data key {row.id}: {where}") from None
 
     def create_key(self, conn: Connection) -> str:
         """A new data key, wrapped by the current KEK; it seals from now on."""
