@@ -38,6 +38,9 @@ from sqlalchemy.engine import make_url
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
+# The hub servers' HUB_SECRET_KEY. The data made here is sealed and indexed under keys derived
+# from it (docs/encryption.md), so that the servers open and find it.
+SECRET_KEY = secrets.token_urlsafe(32)
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -136,6 +139,7 @@ def _enrol(db, program_id, members: int, tiers: tuple[str | None, ...] = (None,)
     """`members` members of the program, in bulk through the real tables (tiers in turn);
     each by either identifier: a random pick is a random member and kind."""
     from hub.ledger.models import Account
+    from hub.privacy import blind
     from hub.programs import service
     from hub.programs.models import Member, Membership, MembershipIdentifier
 
@@ -160,7 +164,7 @@ def _enrol(db, program_id, members: int, tiers: tuple[str | None, ...] = (None,)
         conn.execute(
             insert(MembershipIdentifier),
             [{"id": uuid.uuid4(), "membership_id": ms, "program_id": program_id,
-              "kind": "external_id", "value": e}
+              "kind": "external_id", "value": e, "value_index": blind.index("external_id", e)}
              for ms, e in zip(membership_ids, external)],
         )
         # Statistics for the tables just filled. Not for the empty ones (transfers,
@@ -169,6 +173,15 @@ def _enrol(db, program_id, members: int, tiers: tuple[str | None, ...] = (None,)
         for table in ("ledger_accounts", "members", "memberships", "membership_identifiers"):
             conn.execute(text(f"ANALYZE {table}"))
     return [["external_id", e] for e in external] + [["member_id", str(m)] for m in member_ids]
+
+
+def install_keyring(db) -> None:
+    """Seal and index what this process writes as the servers (SECRET_KEY) will read it."""
+    from types import SimpleNamespace
+
+    from hub.privacy import keyring
+
+    keyring.install(SimpleNamespace(secret_key=SECRET_KEY, data_keys="", index_key=""), db.engine)
 
 
 def setup_hub_db(url: str, members: int, rules: bool = False) -> dict:
@@ -184,6 +197,7 @@ def setup_hub_db(url: str, members: int, rules: bool = False) -> dict:
 
     migrations.upgrade(url)
     db = Database(url, 2)
+    install_keyring(db)
     try:
         code = f"B{secrets.token_hex(3).upper()}"
 
@@ -236,7 +250,7 @@ class Server:
 
     def __init__(self, url: str, port: int, workers: int, logdir: Path, secret_key: str | None = None):
         self.port = port
-        self.secret_key = secret_key or secrets.token_urlsafe(32)
+        self.secret_key = secret_key or SECRET_KEY
         env = {
             **os.environ,
             "HUB_DATABASE_URL": url,

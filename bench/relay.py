@@ -58,8 +58,8 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(HERE))
 
 from earn import (  # noqa: E402  (the earn benchmark's helpers: same machine, same habits)
-    Databases, backend_pids, cpu_seconds, cpu_split, cpu_times, free_port, get_token, log, setup_hub_db,
-    stop_session,
+    SECRET_KEY, Databases, backend_pids, cpu_seconds, cpu_split, cpu_times, free_port, get_token, log,
+    setup_hub_db, stop_session,
 )
 
 DEFAULT_DB_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -555,7 +555,7 @@ def main() -> int:
         env = {
             **os.environ,
             "HUB_DATABASE_URL": url,
-            "HUB_SECRET_KEY": secrets.token_urlsafe(32),
+            "HUB_SECRET_KEY": SECRET_KEY,
             "HUB_ISSUER": f"http://127.0.0.1:{api_port}",
             "HUB_HOST": "127.0.0.1",
             "HUB_PORT": str(api_port),

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
-from earn import DEFAULT_URL, Databases, Server, free_port, log
+from earn import DEFAULT_URL, Databases, Server, free_port, install_keyring, log
 
 REDIRECT_URI = "https://brand.example/cb"
 SCOPE = "openid email offline_access me:read"
@@ -44,6 +44,7 @@ def setup(url: str) -> dict:
 
     migrations.upgrade(url)
     db = Database(url, 2)
+    install_keyring(db)
     try:
         def work(s):
             code = f"S{secrets.token_hex(3).upper()}"

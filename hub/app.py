@@ -22,6 +22,7 @@ from hub.identity.keys import KeyStore
 from hub.identity.oidc.issue import LOGOUT_TOKEN_TTL
 from hub.identity.tokens import TokenVerifier
 from hub.ledger import LedgerError
+from hub.privacy import keyring
 from hub.rewards.registry import configured_providers
 from hub.settings import Settings
 from hub.web import init_web
@@ -47,6 +48,7 @@ class HubApp(connexion.FlaskApp):
 def create_app(settings: Settings | None = None, *, validate_responses: bool = False) -> HubApp:
     settings = settings or Settings.from_env()
     db = Database(settings.database_url, settings.db_pool_size)
+    keyring.install(settings, db.engine)
     # Replaced signing keys stay published as long as the longest-lived token they signed.
     keys = KeyStore(db, settings.secret_key,
                     token_lifetime=max(settings.access_token_ttl, settings.id_token_ttl, LOGOUT_TOKEN_TTL))

@@ -15,13 +15,21 @@ from hub import migrations
 from hub.db import Database
 from hub.errors import DomainError
 from hub.ledger import LedgerError
+from hub.privacy import keyring
 from hub.settings import INSTANCE_DIR, Settings
 
 console = Console()
 
 
 def _db() -> Database:
-    return Database(Settings.from_env().database_url)
+    """The database, with this process's keyring for its sealed columns (hub.privacy)."""
+    settings = Settings.from_env()
+    db = Database(settings.database_url)
+    try:
+        keyring.install(settings, db.engine)
+    except keyring.MasterKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return db
 
 
 def _run(work):
@@ -503,7 +511,7 @@ def ledger_verify():
 
 @main.group()
 def keys():
-    """JWT signing keys."""
+    """JWT signing keys, and the data keys of encryption at rest."""
 
 
 @keys.command("rotate")
@@ -511,9 +519,41 @@ def keys_rotate():
     """Sign with a new key from now on; older keys stay published so their tokens verify."""
     from hub.identity.keys import KeyStore
 
-    settings = Settings.from_env()
-    kid = KeyStore(_db(), settings.secret_key).rotate()
+    kid = KeyStore(_db(), Settings.from_env().secret_key).rotate()
     console.print(f"signing with key [bold]{kid}[/]")
+
+
+@keys.command("rotate-data")
+@click.option("--resume", is_flag=True, help="Finish an interrupted rotation: no new data key.")
+@click.option("--batch", default=500, show_default=True, help="Values sealed again per transaction.")
+def keys_rotate_data(resume, batch):
+    """Seal with a new data key from now on, wrap every data key under the current master key
+    (the first of HUB_DATA_KEYS), and seal every value again under the new data key."""
+    from hub.privacy import rotation
+
+    db = _db()
+    try:
+        report = rotation.rotate(db, keyring.current(), new_key=not resume, batch=batch)
+    except keyring.MasterKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    console.print(f"data key [bold]{report['data_key']}[/] under master key "
+                  f"[bold]{keyring.current().current_kek}[/]: {report['rewrapped']} data keys re-wrapped, "
+                  f"{report['resealed']} values sealed again")
+    if report["skipped"]:
+        console.print(f"[yellow]{report['skipped']} values changed meanwhile:[/] run "
+                      f"`hub keys rotate-data --resume` again in {keyring.REFRESH_SECONDS:.0f} s")
+
+
+@keys.command("data-status")
+def keys_data_status():
+    """The data keys, the master key wrapping each, and how many values each seals. A master
+    key may leave HUB_DATA_KEYS once no data key is wrapped by it."""
+    from hub.privacy import rotation
+
+    table = Table("data key", "master key", "created", "values")
+    for row in rotation.status(_db()):
+        table.add_row(row["id"], row["master_key"], f"{row['created_at']:%Y-%m-%d %H:%M}", str(row["values"]))
+    console.print(table)
 
 
 @main.group()
@@ -530,13 +570,12 @@ def accounts_mail(to, limit):
     from hub.identity import mail
     from hub.identity.accounts import normalise_email
 
-    settings = Settings.from_env()
     try:
         to = normalise_email(to) if to else None
     except DomainError as exc:
         raise click.ClickException(str(exc)) from exc
     with _db().read() as session:
-        messages = mail.latest(session, settings.secret_key, limit=limit, to=to)
+        messages = mail.latest(session, limit=limit, to=to)
     if not messages:
         click.echo("no mail")
     for message in messages:
@@ -703,7 +742,7 @@ def expiry_notify(now):
     """Mail members with a dashboard account whose points expire soon (once per date)."""
     from hub.rules import expiry
 
-    sent = expiry.notify(_db(), Settings.from_env().secret_key, _now(now))
+    sent = expiry.notify(_db(), _now(now))
     console.print(f"{sent} notices written")
 
 
@@ -793,9 +832,8 @@ def privacy_export(member_id, out):
     """Write a member's data archive (an ops request on the member's behalf)."""
     from hub.privacy import export
 
-    settings = Settings.from_env()
     try:
-        data = export.archive(_db(), settings.secret_key, _member_id(member_id))
+        data = export.archive(_db(), _member_id(member_id))
     except DomainError as exc:
         raise click.ClickException(str(exc)) from exc
     with open(out, "wb") as archive:
@@ -813,7 +851,7 @@ def privacy_erase(member_id, yes):
     member = _member_id(member_id)
     if not yes:
         click.confirm(f"Erase member {member} for good?", abort=True)
-    done = _run(lambda s: erasure.erase(s, member, Settings.from_env().secret_key, "ops:cli"))
+    done = _run(lambda s: erasure.erase(s, member, "ops:cli"))
     if done.already:
         console.print(f"member {member} was already erased")
         return

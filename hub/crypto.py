@@ -1,29 +1,18 @@
-"""Encryption at rest for secrets the hub must be able to read back (signing keys).
+"""Encryption at rest for secrets the hub must be able to read back (TOTP secrets, mail
+bodies, redemption deliveries, signing keys, webhook secrets).
 
-Fernet (AES-128-CBC + HMAC-SHA256) with a key derived from HUB_SECRET_KEY by HKDF, so the
-raw setting is never used directly as a cipher key.
+Envelope encryption under the process's keyring (hub.privacy.keyring): the purpose is bound
+to the value, so a value sealed for one purpose does not open as another. Columns that hold
+personal data in Python as plain values use hub.privacy.sealed.Sealed instead.
 """
 from __future__ import annotations
 
-import base64
-from functools import lru_cache
-
-from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from hub.privacy import keyring
 
 
-@lru_cache(maxsize=8)
-def _fernet(secret_key: str, purpose: str) -> Fernet:
-    derived = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=f"hub:{purpose}".encode()
-    ).derive(secret_key.encode())
-    return Fernet(base64.urlsafe_b64encode(derived))
+def seal(purpose: str, plaintext: bytes) -> str:
+    return keyring.current().seal(purpose, plaintext)
 
 
-def seal(secret_key: str, purpose: str, plaintext: bytes) -> str:
-    return _fernet(secret_key, purpose).encrypt(plaintext).decode()
-
-
-def unseal(secret_key: str, purpose: str, token: str) -> bytes:
-    return _fernet(secret_key, purpose).decrypt(token.encode())
+def unseal(purpose: str, token: str) -> bytes:
+    return keyring.current().unseal(purpose, token)

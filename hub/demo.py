@@ -23,6 +23,7 @@ from hub.db import Database, utcnow
 from hub.exchange import rates
 from hub.identity.clients import create_client
 from hub.identity.oidc import clients as brand_clients
+from hub.privacy import blind
 from hub.programs import earning, service
 from hub.programs.models import Membership, MembershipIdentifier, Partner, Program
 from hub.rewards import catalog
@@ -150,7 +151,7 @@ def _link(s, member_id: uuid.UUID, program: str, external_id: str) -> None:
         .join(MembershipIdentifier, MembershipIdentifier.membership_id == Membership.id)
         .join(Program, Program.id == Membership.program_id)
         .where(Program.code == program, MembershipIdentifier.kind == "external_id",
-               MembershipIdentifier.value == external_id))
+               MembershipIdentifier.value_index == blind.index("external_id", external_id)))
     s.execute(update(Membership).where(Membership.member_id == member_id).values(member_id=target))
 
 

@@ -7,7 +7,8 @@ transaction-scoped advisory lock on PostgreSQL (409 at once); on SQLite, writes 
 serialized, so the duplicate waits and then receives the replay.
 
 Only successful responses are stored: a refused request wrote nothing, so repeating it
-re-executes it (it may succeed once the cause is fixed, e.g. the member now exists).
+re-executes it (it may succeed once the cause is fixed, e.g. the member now exists). They
+are sealed (hub.crypto): a response may name a member's email or phone, or a voucher code.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, String, Text, UniqueConstraint, bindparam, insert, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hub import crypto
 from hub.db import Base, BigId, Database, UTCDateTime, run as run_once, utcnow
 from hub.errors import Conflict, Invalid
 
@@ -33,8 +35,11 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(255))
     fingerprint: Mapped[str] = mapped_column(String(64))
     status: Mapped[int] = mapped_column(BigInteger)
-    body: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # the response's JSON, sealed
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+SEAL_PURPOSE = "idempotency-response"
 
 
 # Core statements, straight to the driver (db.run): every creating POST with a key runs them.
@@ -105,13 +110,14 @@ def run(
                     "this Idempotency-Key was used with a different request",
                     slug="idempotency-key-reused",
                 )
-            return Outcome(stored_status, json.loads(stored_body), replayed=True)
+            return Outcome(stored_status, json.loads(crypto.unseal(SEAL_PURPOSE, stored_body)), replayed=True)
         status, body = work(session)
         if 200 <= status < 300:
             kept = {k: v for k, v in body.items() if k not in redact}
             run_once(conn, _STORE, {
                 "owner": owner, "key": key, "fingerprint": request_fingerprint, "status": status,
-                "body": json.dumps(kept, separators=(",", ":")), "created_at": utcnow(),
+                "body": crypto.seal(SEAL_PURPOSE, json.dumps(kept, separators=(",", ":")).encode()),
+                "created_at": utcnow(),
             })
         return Outcome(status, body)
 

@@ -24,6 +24,7 @@ from hub.notify.outbox import OutboxMessage
 from hub.notify.webhook_models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from hub.privacy.erasure_models import MemberErasure
 from hub.privacy.sharing_models import SharingConsent, SharingConsentEvent
+from hub.privacy.models import DataKey
 from hub.programs.models import (
     Member,
     Membership,
@@ -107,4 +108,5 @@ __all__ = [
     "ExpiryNotice",
     "TierBucket",
     "TierChange",
+    "DataKey",
 ]

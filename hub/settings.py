@@ -119,6 +119,13 @@ class Settings:
     retention_sessions_days: int = 30
     retention_idempotency_days: int = 7
     retention_webhooks_days: int = 30
+    # Encryption at rest (hub/privacy, docs/encryption.md). `data_keys`: the master keys that
+    # wrap the data keys, "id:base64(32 bytes)" comma-separated, current first (`derived`:
+    # the one derived from secret_key, which is also the default). `index_key`: base64 of 32
+    # bytes keying the blind indexes of emails and phones (default: derived from secret_key;
+    # it cannot change without recomputing every index).
+    data_keys: str = ""
+    index_key: str = ""
 
     @property
     def _local_issuer(self) -> bool:
@@ -181,4 +188,6 @@ class Settings:
             retention_sessions_days=int(_env("RETENTION_SESSIONS_DAYS", "30")),
             retention_idempotency_days=int(_env("RETENTION_IDEMPOTENCY_DAYS", "7")),
             retention_webhooks_days=int(_env("RETENTION_WEBHOOKS_DAYS", "30")),
+            data_keys=_env("DATA_KEYS", ""),
+            index_key=_env("INDEX_KEY", ""),
         )

@@ -73,6 +73,7 @@ def _services():
     """The database pool, connectors and relay of this worker process."""
     from hub.db import Database
     from hub.notify.policy import RelayPolicy
+    from hub.privacy import keyring
     from hub.rewards import relay
     from hub.rewards.registry import configured_providers
 
@@ -83,9 +84,10 @@ def _services():
     if os.environ.get("HUB_WORKER_POOL") == "threads":
         pool_size = max(pool_size, int(os.environ.get("HUB_WORKER_CONCURRENCY") or 0))
     db = Database(settings.database_url, pool_size)
+    keyring.install(settings, db.engine)
     providers = configured_providers(settings)
     policy = RelayPolicy.from_settings(settings)
-    return settings, db, providers, relay.Relay(db, providers, settings.secret_key, policy, parallel=_parallel())
+    return settings, db, providers, relay.Relay(db, providers, policy, parallel=_parallel())
 
 
 def _parallel() -> int:
@@ -265,8 +267,7 @@ def expire_points() -> dict:
 def notify_expiring() -> int:
     from hub.rules import expiry
 
-    settings, db, _, _ = _services()
-    return expiry.notify(db, settings.secret_key)
+    return expiry.notify(_services()[1])
 
 
 # --- privacy (issue 7): the daily retention job ---------------------------------------------

@@ -3,14 +3,13 @@ import uuid
 
 from flask import current_app
 
-from hub.api import runtime
 from hub.api.common import db
 from hub.api.security import actor
 from hub.privacy import export
 
 
 def _zip(member_id: uuid.UUID):
-    data = export.archive(db(), runtime.current().settings.secret_key, member_id)
+    data = export.archive(db(), member_id)
     return current_app.response_class(data, mimetype="application/zip", headers={
         "Content-Disposition": f'attachment; filename="member-{member_id}.zip"', "Cache-Control": "no-store"})
 

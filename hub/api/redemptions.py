@@ -43,9 +43,8 @@ def list_redemptions(token_info, member_id=None, state=None, cursor=None, limit=
 
 
 def get(redemption_id, token_info):
-    secret_key = runtime.current().settings.secret_key
     with db().read() as s:
-        return ok(redemption(redemptions.get(s, actor(token_info), uuid.UUID(redemption_id), secret_key)))
+        return ok(redemption(redemptions.get(s, actor(token_info), uuid.UUID(redemption_id))))
 
 
 class InvalidSignature(DomainError):
@@ -64,7 +63,7 @@ def provider_webhook(provider, body):
     except WebhookRejected as exc:
         raise InvalidSignature(str(exc)) from exc
     status = hub.db.write(
-        lambda s: relay.handle_event(s, hub.settings.secret_key, provider, event,
+        lambda s: relay.handle_event(s, provider, event,
                                      RelayPolicy.from_settings(hub.settings))
     )
     # handle_event answers "replayed", "ignored", "unknown" (no such order) or the order's state.

@@ -18,8 +18,7 @@ def create_endpoint(body, token_info):
     settings = runtime.current().settings
 
     def work(s):
-        endpoint, secret = endpoints.create(s, caller, body, settings.secret_key,
-                                            endpoints.UrlPolicy.from_settings(settings))
+        endpoint, secret = endpoints.create(s, caller, body, endpoints.UrlPolicy.from_settings(settings))
         return 201, {**_endpoint(s, endpoint), "secret": secret}
 
     return created(caller, body, work, redact=("secret",))
@@ -46,8 +45,7 @@ def rotate_secret(endpoint_id, token_info):
     settings = runtime.current().settings
 
     def work(s):
-        endpoint, secret = endpoints.rotate(s, caller, uuid.UUID(endpoint_id), settings.secret_key,
-                                            timedelta(seconds=settings.webhooks_rotation_window))
+        endpoint, secret = endpoints.rotate(s, caller, uuid.UUID(endpoint_id), timedelta(seconds=settings.webhooks_rotation_window))
         return {**_endpoint(s, endpoint), "secret": secret}
 
     return ok(db().write(work))

@@ -39,12 +39,14 @@ from hub.ledger.models import Account
 from hub.ledger.service import AccountInfo
 from hub.notify import outbox, webhooks
 from hub.notify.breaker import Breaker
+from hub.privacy.sealed import as_stored
 from hub.programs.models import Membership, MembershipIdentifier, Program
 from hub.programs.service import resolve_membership
 
 TRANSFER_CODE = "conversion"
 REMOTE_TOPIC = "exchange.remote_leg"
 _QUOTE_PURPOSE = b"hub conversion quote v1"
+_identifier_value = MembershipIdentifier.__table__.c.value.type
 _conversions = Conversion.__table__
 _INSERT_ONCE = insert_once(_conversions, ["quote_id"], _conversions.c.id)
 _UNSET = dict.fromkeys(c.name for c in _conversions.c)
@@ -140,7 +142,7 @@ def _sides_statement():
     at a hosting partner, and the pair's terms (on the source's row): one round trip."""
     p, m, a, i = Program.__table__, Membership.__table__, Account.__table__, MembershipIdentifier.__table__
     cp, r = ConversionPair.__table__, ProgramRate.__table__
-    remote = (select(i.c.value).where(i.c.membership_id == m.c.id, i.c.kind == "external_id")
+    remote = (select(as_stored(i.c.value)).where(i.c.membership_id == m.c.id, i.c.kind == "external_id")
               .limit(1).scalar_subquery())
     rate_id = select(func.max(r.c.id)).where(r.c.program_id == p.c.id).scalar_subquery()
     target_id = select(p.c.id).where(p.c.code == bindparam("to_code")).scalar_subquery()
@@ -172,7 +174,7 @@ def _load(session: Session, actor: Actor, member_id: uuid.UUID, from_code: str,
         program = SimpleNamespace(id=pid, code=code, partner_id=partner_id, point_value=Decimal(value),
                                   clearing_account_id=clearing, hosted_by=hosted_by)
         sides[code] = _Side(program, AccountInfo(*account) if account[0] is not None else None,
-                            available or 0, remote_member, rate_id)
+                            available or 0, _identifier_value.open(remote_member), rate_id)
         if code == from_code and is_open:
             pair = _Pair(fee_bps, min_points, increment, _micros(updated_at))
     for code in (from_code, to_code):

@@ -3,33 +3,39 @@
 Every secret a member or the hub hands out is stored so that a copy of the database alone
 cannot be used: passwords as argon2 hashes, one-time tokens, recovery codes and login cookies
 as SHA-256 hashes (they are 80-256 random bits, so a slow hash adds nothing), the TOTP secret
-(which the hub must read back) encrypted with HUB_SECRET_KEY, outgoing mail too.
+(which the hub must read back) and outgoing mail sealed (hub.crypto), and the email, names
+and mail addresses in sealed columns (hub.privacy.sealed) found by their blind indexes.
 """
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, Uuid
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, Uuid
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from hub.db import Base, BigId, UTCDateTime, utcnow
+from hub.privacy import blind
+from hub.privacy.sealed import Sealed
 
 
 class MemberAccount(Base):
     """The login of one coalition Member: one account per member, one per email."""
 
     __tablename__ = "member_accounts"
+    __table_args__ = (UniqueConstraint("email_index", name="uq_member_accounts_email_index"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), unique=True)
-    # Normalised (trimmed, lower case): the unique index is what makes it case-insensitive.
-    email: Mapped[str] = mapped_column(String(254), unique=True)
+    # Normalised (trimmed, lower case), sealed; found (and kept unique) by its blind index,
+    # which setting `email` keeps in step.
+    email: Mapped[str] = mapped_column(Sealed("member_accounts.email"))
+    email_index: Mapped[str] = mapped_column(String(64))
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     password_hash: Mapped[str] = mapped_column(String(200))
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    given_name: Mapped[str | None] = mapped_column(String(100), default=None)
-    family_name: Mapped[str | None] = mapped_column(String(100), default=None)
+    given_name: Mapped[str | None] = mapped_column(Sealed("member_accounts.given_name"), default=None)
+    family_name: Mapped[str | None] = mapped_column(Sealed("member_accounts.family_name"), default=None)
     locale: Mapped[str | None] = mapped_column(String(10), default=None)
     # The TOTP secret, sealed (hub.crypto). Set while enrolling; the second factor is on only
     # once totp_enabled_at is set (the member proved their app has the secret).
@@ -39,6 +45,11 @@ class MemberAccount(Base):
     # earlier one is refused, so an observed code cannot be replayed within its window.
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @validates("email")
+    def _index_email(self, _key, email: str) -> str:
+        self.email_index = blind.index("email", email)
+        return email
 
 
 class AccountToken(Base):
@@ -94,10 +105,16 @@ class OutgoingMail(Base):
     __tablename__ = "outgoing_mail"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    to_address: Mapped[str] = mapped_column(String(254), index=True)
+    to_address: Mapped[str] = mapped_column(Sealed("outgoing_mail.to_address"))
+    to_index: Mapped[str] = mapped_column(String(64), index=True)
     subject: Mapped[str] = mapped_column(String(200))
     body_sealed: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @validates("to_address")
+    def _index_address(self, _key, to: str) -> str:
+        self.to_index = blind.index("email", to)
+        return to
 
 
 class LinkRequest(Base):

@@ -34,6 +34,7 @@ from hub.db import utcnow
 from hub.errors import Invalid
 from hub.identity import mail, ratelimit, signout
 from hub.identity.account_models import AccountToken, MemberAccount, RecoveryCode
+from hub.privacy import blind
 from hub.programs.models import Member
 
 VERIFY_EMAIL = "verify_email"
@@ -130,7 +131,7 @@ def _spend_token(session: Session, token: str, purpose: str, now: datetime) -> M
 
 
 def find(session: Session, email: str) -> MemberAccount | None:
-    return session.scalar(select(MemberAccount).where(MemberAccount.email == email))
+    return session.scalar(select(MemberAccount).where(MemberAccount.email_index == blind.index("email", email)))
 
 
 @dataclass(frozen=True)
@@ -203,8 +204,8 @@ def rehash(session: Session, account: MemberAccount, new_hash: str) -> None:
 
 # --- the second factor ---------------------------------------------------------------
 
-def _totp(secret_key: str, account: MemberAccount) -> pyotp.TOTP:
-    secret = unseal(secret_key, TOTP_PURPOSE, account.totp_secret_sealed).decode()
+def _totp(account: MemberAccount) -> pyotp.TOTP:
+    secret = unseal(TOTP_PURPOSE, account.totp_secret_sealed).decode()
     return pyotp.TOTP(secret, interval=TOTP_STEP)
 
 
@@ -220,7 +221,7 @@ def confirm_password(passwords: Passwords, account: MemberAccount, password: str
     return account.password_hash
 
 
-def begin_totp(session: Session, secret_key: str, account: MemberAccount, password_proof: str) -> str:
+def begin_totp(session: Session, account: MemberAccount, password_proof: str) -> str:
     """A new secret for the member's app (replacing an unconfirmed one): its otpauth URI.
     The second factor is off until `confirm_totp` sees a code made from it.
 
@@ -232,26 +233,26 @@ def begin_totp(session: Session, secret_key: str, account: MemberAccount, passwo
     if totp_enabled(account):
         raise Invalid("two-step verification is already on", slug="totp-already-on")
     secret = pyotp.random_base32()
-    account.totp_secret_sealed = seal(secret_key, TOTP_PURPOSE, secret.encode())
+    account.totp_secret_sealed = seal(TOTP_PURPOSE, secret.encode())
     account.totp_last_step = None
     return pyotp.TOTP(secret, interval=TOTP_STEP).provisioning_uri(name=account.email, issuer_name=TOTP_ISSUER)
 
 
-def pending_totp_uri(secret_key: str, account: MemberAccount) -> str | None:
+def pending_totp_uri(account: MemberAccount) -> str | None:
     """The otpauth URI of an enrolment not yet confirmed (to show it again)."""
     if totp_enabled(account) or account.totp_secret_sealed is None:
         return None
-    return _totp(secret_key, account).provisioning_uri(name=account.email, issuer_name=TOTP_ISSUER)
+    return _totp(account).provisioning_uri(name=account.email, issuer_name=TOTP_ISSUER)
 
 
-def _accept_code(session: Session, secret_key: str, account: MemberAccount, code: str, now: datetime) -> bool:
+def _accept_code(session: Session, account: MemberAccount, code: str, now: datetime) -> bool:
     """Whether `code` is the app's code for now (or the step before or after, for clock
     drift) and newer than the last accepted one. The step is recorded by a conditional
     update, so a code is accepted once even by concurrent requests."""
     if account.totp_secret_sealed is None:
         return False
     code = re.sub(r"\s", "", code or "")
-    totp = _totp(secret_key, account)
+    totp = _totp(account)
     current = int(now.timestamp()) // TOTP_STEP
     matched = None
     for step in (current - 1, current, current + 1):  # compare all three: no early exit
@@ -286,7 +287,7 @@ def second_factor_attempt(limiter: ratelimit.Limiter, account: MemberAccount,
     return limiter.attempt(ratelimit.SECOND_FACTOR_ACCOUNT, str(account.id), *also)
 
 
-def second_factor_failed(session: Session, secret_key: str, account: MemberAccount,
+def second_factor_failed(session: Session, account: MemberAccount,
                          tries: ratelimit.Attempt, notice: Callable[[], tuple[str, str]]) -> bool:
     """After a wrong code (counted by `tries`): if it used up the account's allowance for the
     day, queue the notice mail to the member (`notice()`: subject and body, in the member's
@@ -295,41 +296,41 @@ def second_factor_failed(session: Session, secret_key: str, account: MemberAccou
     if not tries.filled(ratelimit.SECOND_FACTOR_DAY):
         return False
     subject, body = notice()
-    mail.send(session, secret_key, to=account.email, subject=subject, body=body)
+    mail.send(session, to=account.email, subject=subject, body=body)
     return True
 
 
 def confirm_totp(
-    session: Session, secret_key: str, account: MemberAccount, code: str, *, now: datetime | None = None
+    session: Session, account: MemberAccount, code: str, *, now: datetime | None = None
 ) -> list[str]:
     """Turn the second factor on with a first valid code: the new recovery codes (shown once)."""
     now = now or utcnow()
     if totp_enabled(account):
         raise Invalid("two-step verification is already on", slug="totp-already-on")
-    if not _accept_code(session, secret_key, account, code, now):
+    if not _accept_code(session, account, code, now):
         raise Invalid("that code is not right", slug="code-wrong", field="code")
     account.totp_enabled_at = now
     return _new_recovery_codes(session, account, now)
 
 
 def check_second_factor(
-    session: Session, secret_key: str, account: MemberAccount, code: str, *, now: datetime | None = None
+    session: Session, account: MemberAccount, code: str, *, now: datetime | None = None
 ) -> bool:
     """A TOTP code, or else one unused recovery code (spent by this)."""
     if not totp_enabled(account):
         return False
     now = now or utcnow()
-    return _accept_code(session, secret_key, account, code, now) or _spend_recovery_code(session, account, code, now)
+    return _accept_code(session, account, code, now) or _spend_recovery_code(session, account, code, now)
 
 
 def disable_totp(
-    session: Session, secret_key: str, account: MemberAccount, code: str, *, now: datetime | None = None
+    session: Session, account: MemberAccount, code: str, *, now: datetime | None = None
 ) -> None:
     """Turn the second factor off; it takes a current code (or recovery code), so that a
     browser left logged in is not enough."""
     if not totp_enabled(account):
         raise Invalid("two-step verification is off", slug="totp-off")
-    if not check_second_factor(session, secret_key, account, code, now=now):
+    if not check_second_factor(session, account, code, now=now):
         raise Invalid("that code is not right", slug="code-wrong", field="code")
     # The account's sessions and OIDC grants stay: turning the factor off takes a current
     # code, so whoever does it already holds the factor, and ending the member's other logins
@@ -347,13 +348,13 @@ def _clear_totp(session: Session, account: MemberAccount, now: datetime) -> None
 
 
 def regenerate_recovery_codes(
-    session: Session, secret_key: str, account: MemberAccount, code: str, *, now: datetime | None = None
+    session: Session, account: MemberAccount, code: str, *, now: datetime | None = None
 ) -> list[str]:
     """New recovery codes, the old ones void; takes a current code, like disabling."""
     now = now or utcnow()
     if not totp_enabled(account):
         raise Invalid("two-step verification is off", slug="totp-off")
-    if not _accept_code(session, secret_key, account, code, now):
+    if not _accept_code(session, account, code, now):
         raise Invalid("that code is not right", slug="code-wrong", field="code")
     return _new_recovery_codes(session, account, now)
 

@@ -12,16 +12,16 @@ import time
 from datetime import timedelta
 
 from authlib.jose import JsonWebKey
-from cryptography.fernet import InvalidToken
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from hub import crypto
 from hub.db import Database, utcnow
 from hub.identity.models import SigningKey
+from hub.privacy.keyring import MasterKeyError, SealError
 
 ALG = "RS256"
-_PURPOSE = "signing-key"
+SEAL_PURPOSE = "signing-key"
 
 
 class KeyStoreError(RuntimeError):
@@ -32,7 +32,7 @@ class KeyStore:
     def __init__(self, db: Database, secret_key: str, refresh: float = 60.0,
                  token_lifetime: float = 3600.0):
         self.db = db
-        self.secret_key = secret_key
+        self.secret_key = secret_key  # derives the pairwise sid of logout tokens (oidc/logout.py)
         self.refresh = refresh
         # How long a replaced key stays published: the longest token it may have signed,
         # issued as late as `refresh` seconds after the rotation (with a minute's slack).
@@ -49,7 +49,7 @@ class KeyStore:
         key = JsonWebKey.generate_key("RSA", 2048, is_private=True)
         private = key.as_dict(is_private=True, alg=ALG, use="sig")
         public = key.as_dict(alg=ALG, use="sig")
-        sealed = crypto.seal(self.secret_key, _PURPOSE, json.dumps(private).encode())
+        sealed = crypto.seal(SEAL_PURPOSE, json.dumps(private).encode())
         self.db.write(
             lambda s: s.add(
                 SigningKey(kid=private["kid"], alg=ALG, private_jwk_sealed=sealed, public_jwk=public)
@@ -94,11 +94,11 @@ class KeyStore:
         signing = self._signing
         if signing is None:
             try:
-                private = crypto.unseal(self.secret_key, _PURPOSE, self._sealed)
-            except InvalidToken as exc:
+                private = crypto.unseal(SEAL_PURPOSE, self._sealed)
+            except (SealError, MasterKeyError) as exc:
                 raise KeyStoreError(
-                    "HUB_SECRET_KEY does not decrypt the stored signing keys; was it changed? "
-                    "Restore it, or run `hub keys rotate` after setting the new one"
+                    f"the stored signing key does not open ({exc}); were HUB_DATA_KEYS or HUB_SECRET_KEY "
+                    "changed? Restore them, or run `hub keys rotate` after setting the new ones"
                 ) from exc
             jwks = {"keys": [json.loads(private)]}
             signing = self._signing = (jwks, KeySet.import_key_set(jwks))

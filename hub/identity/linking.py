@@ -33,6 +33,7 @@ from hub.db import utcnow
 from hub.errors import Conflict, Invalid
 from hub.identity.account_models import LinkRequest, MemberAccount
 from hub.programs.models import Member, Membership, MembershipIdentifier, Partner, Program
+from hub.privacy import blind
 from hub.programs.service import normalise
 from hub.rewards.models import Redemption
 
@@ -131,7 +132,8 @@ def start(session: Session, secret_key: str, account: MemberAccount, program_cod
         .join(MembershipIdentifier, MembershipIdentifier.membership_id == Membership.id)
         .where(MembershipIdentifier.program_id == program.id,
                or_(*(
-                   (MembershipIdentifier.kind == kind) & (MembershipIdentifier.value == _typed(kind, value))
+                   (MembershipIdentifier.kind == kind)
+                   & (MembershipIdentifier.value_index == blind.index(kind, _typed(kind, value)))
                    for kind in LINK_KINDS)))
         .limit(1)
     ).first()

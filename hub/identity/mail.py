@@ -1,7 +1,8 @@
 """Mail to members, written to the outgoing_mail table in the caller's transaction (so no
 mail goes out for work that did not commit). There is no mail server in development:
 `hub accounts mail` prints the latest messages. Bodies hold live links, so they are sealed
-with HUB_SECRET_KEY, and the log names the recipient only in part and never the body.
+(hub.crypto), as addresses are (a sealed column, found by its blind index); the log names
+the recipient only in part and never the body.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from hub.crypto import seal, unseal
 from hub.db import utcnow
 from hub.identity.account_models import OutgoingMail
+from hub.privacy import blind
 
 log = logging.getLogger(__name__)
 PURPOSE = "outgoing-mail"
@@ -35,38 +37,37 @@ def redact(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def send(session: Session, secret_key: str, *, to: str, subject: str, body: str) -> None:
+def send(session: Session, *, to: str, subject: str, body: str) -> None:
     row = OutgoingMail(
-        to_address=to, subject=subject, body_sealed=seal(secret_key, PURPOSE, body.encode()), created_at=utcnow()
+        to_address=to, subject=subject, body_sealed=seal(PURPOSE, body.encode()), created_at=utcnow()
     )
     session.add(row)
     session.flush()
     log.info("mail %s queued to %s: %s", row.id, redact(to), subject)
 
 
-def latest(session: Session, secret_key: str, *, limit: int = 10, to: str | None = None) -> list[Message]:
+def latest(session: Session, *, limit: int = 10, to: str | None = None) -> list[Message]:
     """The newest messages first (to one address if given)."""
     query = select(OutgoingMail).order_by(OutgoingMail.id.desc()).limit(limit)
     if to is not None:
-        query = query.where(OutgoingMail.to_address == to)
-    return [
-        Message(row.id, row.to_address, row.subject, unseal(secret_key, PURPOSE, row.body_sealed).decode(),
-                row.created_at)
-        for row in session.scalars(query)
-    ]
+        query = query.where(_to_any([to]))
+    return [_message(row) for row in session.scalars(query)]
 
 
-def _to_any(addresses: list[str]):
-    return OutgoingMail.to_address.in_(addresses)
-
-
-def to_addresses(session: Session, secret_key: str, addresses: list[str]) -> list[Message]:
+def to_addresses(session: Session, addresses: list[str]) -> list[Message]:
     """Every message to these addresses, oldest first (a member's data export)."""
-    query = select(OutgoingMail).where(_to_any(addresses)).order_by(OutgoingMail.id)
-    return [Message(row.id, row.to_address, row.subject, unseal(secret_key, PURPOSE, row.body_sealed).decode(),
-                    row.created_at) for row in session.scalars(query)]
+    return [_message(row) for row in session.scalars(select(OutgoingMail).where(_to_any(addresses))
+                                                     .order_by(OutgoingMail.id))]
 
 
 def forget(session: Session, addresses: list[str]) -> int:
     """Delete every message to these addresses (a member's erasure): how many."""
     return session.execute(delete(OutgoingMail).where(_to_any(addresses))).rowcount
+
+
+def _to_any(addresses: list[str]):
+    return OutgoingMail.to_index.in_([blind.index("email", a) for a in addresses])
+
+
+def _message(row: OutgoingMail) -> Message:
+    return Message(row.id, row.to_address, row.subject, unseal(PURPOSE, row.body_sealed).decode(), row.created_at)

@@ -26,7 +26,7 @@ class ApiClient(Base):
 
 
 class SigningKey(Base):
-    """A JWT signing key. The private half is encrypted with HUB_SECRET_KEY."""
+    """A JWT signing key. The private half is sealed (hub.crypto, docs/encryption.md)."""
 
     __tablename__ = "signing_keys"
 

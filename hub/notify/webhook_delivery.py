@@ -108,7 +108,6 @@ def next_delay(attempts: int) -> timedelta:
 class Deliverer:
     def __init__(self, db: Database, settings):
         self.db = db
-        self.secret_key = settings.secret_key
         self.policy = UrlPolicy.from_settings(settings)
         self.timeout = (settings.webhooks_timeout_connect, settings.webhooks_timeout_read)
         self.lease = timedelta(seconds=settings.webhooks_lease)
@@ -173,9 +172,9 @@ class Deliverer:
                       webhooks.body_of(event.type, event.created_at.isoformat(), event.data))
 
     def _secrets(self, endpoint: WebhookEndpoint, now: datetime) -> tuple[str, ...]:
-        current = unseal(self.secret_key, endpoint.secret_sealed)
+        current = unseal(endpoint.secret_sealed)
         if endpoint.previous_secret_sealed and endpoint.previous_secret_until and now < endpoint.previous_secret_until:
-            return current, unseal(self.secret_key, endpoint.previous_secret_sealed)
+            return current, unseal(endpoint.previous_secret_sealed)
         return (current,)
 
     def _post(self, claim: _Claim) -> _Result:

@@ -92,12 +92,12 @@ def check_url(url: str, policy: UrlPolicy, resolve: Resolver = _resolve) -> str 
     return addresses[0]
 
 
-def seal(secret_key: str, secret: str) -> str:
-    return crypto.seal(secret_key, SEAL_PURPOSE, secret.encode())
+def seal(secret: str) -> str:
+    return crypto.seal(SEAL_PURPOSE, secret.encode())
 
 
-def unseal(secret_key: str, sealed: str) -> str:
-    return crypto.unseal(secret_key, SEAL_PURPOSE, sealed).decode()
+def unseal(sealed: str) -> str:
+    return crypto.unseal(SEAL_PURPOSE, sealed).decode()
 
 
 def _event_types(given: list[str] | None) -> list[str]:
@@ -121,7 +121,7 @@ def _partner_of(session: Session, actor: Actor, code: str | None) -> uuid.UUID:
     return partner_id
 
 
-def create(session: Session, actor: Actor, body: dict, secret_key: str, policy: UrlPolicy,
+def create(session: Session, actor: Actor, body: dict, policy: UrlPolicy,
            resolve: Resolver = _resolve) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (returned this once)."""
     partner_id = _partner_of(session, actor, body.get("partner"))
@@ -129,7 +129,7 @@ def create(session: Session, actor: Actor, body: dict, secret_key: str, policy: 
     secret = webhooks.new_secret()
     endpoint = WebhookEndpoint(
         id=uuid.uuid4(), partner_id=partner_id, url=body["url"], description=body.get("description"),
-        event_types=_event_types(body.get("event_types")), secret_sealed=seal(secret_key, secret),
+        event_types=_event_types(body.get("event_types")), secret_sealed=seal(secret),
         created_by=actor.ref, created_at=utcnow(),
     )
     session.add(endpoint)
@@ -177,7 +177,7 @@ def delete(session: Session, actor: Actor, endpoint_id: uuid.UUID) -> WebhookEnd
     return endpoint
 
 
-def rotate(session: Session, actor: Actor, endpoint_id: uuid.UUID, secret_key: str,
+def rotate(session: Session, actor: Actor, endpoint_id: uuid.UUID,
            window: timedelta) -> tuple[WebhookEndpoint, str]:
     """A new secret; the current one keeps signing too (both signatures on every delivery)
     for `window`, so the partner can switch its receiver without missing an event."""
@@ -187,7 +187,7 @@ def rotate(session: Session, actor: Actor, endpoint_id: uuid.UUID, secret_key: s
     secret = webhooks.new_secret()
     endpoint.previous_secret_sealed = endpoint.secret_sealed
     endpoint.previous_secret_until = utcnow() + window
-    endpoint.secret_sealed = seal(secret_key, secret)
+    endpoint.secret_sealed = seal(secret)
     session.flush()
     return endpoint, secret
 

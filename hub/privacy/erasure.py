@@ -74,7 +74,7 @@ def erased(session: Session, member_id: uuid.UUID) -> bool:
 
 def forfeitable(session: Session, member_id: uuid.UUID) -> dict[str, int]:
     """Points the member would lose, per program code (the account pages show them)."""
-    subject = Subject(session, member_id, "")
+    subject = Subject(session, member_id)
     found = {}
     for membership, program in subject.memberships():
         if program.hosted_by is None:
@@ -83,7 +83,7 @@ def forfeitable(session: Session, member_id: uuid.UUID) -> dict[str, int]:
     return found
 
 
-def erase(session: Session, member_id: uuid.UUID, secret_key: str, caused_by: str) -> Erased:
+def erase(session: Session, member_id: uuid.UUID, caused_by: str) -> Erased:
     """Erase the member, in the caller's transaction (all or nothing)."""
     if session.get(Member, member_id, with_for_update=True) is None:
         raise NotFound("no such member", slug="member-not-found")
@@ -91,7 +91,7 @@ def erase(session: Session, member_id: uuid.UUID, secret_key: str, caused_by: st
     if done is not None:
         return Erased(member_id, done.forfeited, already=True)
     _refuse_in_flight(session, member_id)
-    subject = Subject(session, member_id, secret_key)
+    subject = Subject(session, member_id)
     forfeited = _forfeit(subject, caused_by)
     _tell_partners(subject)
     for erase_one in ERASERS.values():

@@ -61,7 +61,6 @@ class Subject:
 
     session: Session
     member_id: uuid.UUID
-    secret_key: str
 
     def memberships(self) -> list[tuple[Membership, Program]]:
         return self.session.execute(
@@ -122,9 +121,9 @@ def _rows(subject: Subject, model, *conditions) -> list[dict]:
     return [row(r) for r in subject.session.scalars(select(model).where(*conditions))]
 
 
-def build(session: Session, member_id: uuid.UUID, secret_key: str, *, now: datetime | None = None) -> bytes:
+def build(session: Session, member_id: uuid.UUID, *, now: datetime | None = None) -> bytes:
     """The archive (zip bytes) of everything the hub keeps about the member."""
-    subject = Subject(session, member_id, secret_key)
+    subject = Subject(session, member_id)
     files = {name: area.collect(subject) for name, area in AREAS.items()}
     manifest = {
         "format": FORMAT, "member_id": str(member_id), "generated_at": (now or utcnow()).isoformat(),
@@ -139,12 +138,12 @@ def build(session: Session, member_id: uuid.UUID, secret_key: str, *, now: datet
     return buffer.getvalue()
 
 
-def archive(db, secret_key: str, member_id: uuid.UUID) -> bytes:
+def archive(db, member_id: uuid.UUID) -> bytes:
     """`build` in one read transaction, for a member that exists (else 404)."""
     with db.read() as session:
         if session.get(Member, member_id) is None:
             raise NotFound("no such member", slug="member-not-found")
-        return build(session, member_id, secret_key)
+        return build(session, member_id)
 
 
 def _readme(manifest: dict) -> str:
@@ -203,8 +202,8 @@ def _redemptions(subject: Subject):
             .where(Redemption.member_id == subject.member_id).order_by(Redemption.created_at)):
         legs = _rows(subject, RedemptionLeg, RedemptionLeg.redemption_id == r.id)
         found.append(row(r, reward=reward_code, legs=legs,
-                         recipient=redemptions.unseal(subject.secret_key, r.recipient_sealed),
-                         delivery=redemptions.unseal(subject.secret_key, r.delivery_sealed)))
+                         recipient=redemptions.unseal(r.recipient_sealed),
+                         delivery=redemptions.unseal(r.delivery_sealed)))
     return found
 
 
@@ -279,7 +278,7 @@ def _sign_in(subject: Subject):
 @register("mail", "Messages the hub sent you (to your login email or a membership's email).")
 def _mail(subject: Subject):
     return [jsonable({"id": m.id, "to": m.to, "subject": m.subject, "body": m.body, "created_at": m.created_at})
-            for m in mail.to_addresses(subject.session, subject.secret_key, addresses(subject))]
+            for m in mail.to_addresses(subject.session, addresses(subject))]
 
 
 def addresses(subject: Subject) -> list[str]:

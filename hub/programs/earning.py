@@ -35,7 +35,8 @@ from hub.programs.models import (
     PointTransaction,
     Program,
 )
-from hub.programs.service import normalise, refuse_hosted
+from hub.privacy import blind
+from hub.programs.service import refuse_hosted
 from hub.rules import counters, effects, rating, versions
 from hub.rules.models import RuleVersion
 from hub.rules.segments import segments_of
@@ -181,7 +182,9 @@ def _member_ref(session: Session, actor: Actor, body: dict) -> tuple[str, str]:
         # an unknown one stays a subject, which no membership has: member-not-found.
         member_id = subjects.member_for(session, str(actor.partner_id), value)
         return ("member_id", str(member_id)) if member_id else (kind, value)
-    return kind, normalise(kind, value)
+    if kind == "member_id":
+        return kind, value
+    return kind, blind.index(kind, value)  # what the resolve query matches: one HMAC, no query
 
 
 class _Found:
@@ -214,13 +217,13 @@ def _resolve_query(by_member_id: bool, check_taken: bool, shape: str):
         members = m.join(a, a.c.id == m.c.account_id).outerjoin(e, e.c.member_id == m.c.member_id)
         on = and_(m.c.program_id == p.c.id, one_of(m.c.member_id, "values", shape))
     else:
-        ref = i.c.value
+        ref = i.c.value_index
         members = (i.join(m, m.c.id == i.c.membership_id).join(a, a.c.id == m.c.account_id)
                    .outerjoin(e, e.c.member_id == m.c.member_id))
         on = and_(
             i.c.program_id == p.c.id,
             i.c.kind == bindparam("kind"),
-            one_of(i.c.value, "values", shape),
+            one_of(i.c.value_index, "values", shape),
         )
     newest = select(func.max(RuleVersion.version)).where(RuleVersion.program_id == p.c.id).scalar_subquery()
     columns = [p.c.id, p.c.code, p.c.earn_currency, p.c.earn_rate, p.c.issuance_account_id, p.c.hosted_by,

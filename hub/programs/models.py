@@ -6,9 +6,11 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from hub.db import Base, FixedDecimal, JSONDoc, UTCDateTime, utcnow
+from hub.privacy import blind
+from hub.privacy.sealed import Sealed
 
 IDENTIFIER_KINDS = ("external_id", "card_number", "phone", "email")
 
@@ -81,16 +83,30 @@ class Membership(Base):
 
 
 class MembershipIdentifier(Base):
-    """How a partner knows a member in one program: external id, card, phone or email."""
+    """How a partner knows a member in one program: external id, card, phone or email.
+
+    The value is sealed; it is found (and kept unique) by its blind index, which setting
+    `kind` and `value` keeps in step: compare `value_index` with `blind.index(kind, value)`."""
 
     __tablename__ = "membership_identifiers"
-    __table_args__ = (UniqueConstraint("program_id", "kind", "value"),)
+    __table_args__ = (
+        UniqueConstraint("program_id", "kind", "value_index", name="uq_membership_identifiers_value_index"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     membership_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("memberships.id"), index=True)
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
     kind: Mapped[str] = mapped_column(String(16))
-    value: Mapped[str] = mapped_column(String(254))
+    value: Mapped[str] = mapped_column(Sealed("membership_identifiers.value"))
+    value_index: Mapped[str] = mapped_column(String(64))
+
+    @validates("kind", "value")
+    def _index_value(self, key: str, given: str) -> str:
+        kind = given if key == "kind" else self.kind
+        value = given if key == "value" else self.value
+        if kind is not None and value is not None:
+            self.value_index = blind.index(kind, value)
+        return given
 
 
 class PointTransaction(Base):

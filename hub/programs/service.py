@@ -17,7 +17,8 @@ from hub.privacy.erasure_models import MemberErasure
 from hub.exchange.models import ProgramRate
 from hub.identity.oidc import subjects
 from hub.ledger import models as ledger_models
-from hub.privacy import sharing
+from hub.privacy import blind, sharing
+from hub.privacy.blind import normalise
 from hub.programs.models import (
     IDENTIFIER_KINDS,
     Member,
@@ -192,10 +193,6 @@ class MemberView:
     profile: sharing.Profile | None = None  # only where the member shares it (member_detail)
 
 
-def normalise(kind: str, value: str) -> str:
-    return value.strip().lower() if kind == "email" else value.strip()
-
-
 def enrol(session: Session, actor: Actor, body: dict) -> MemberView:
     program = partner_program(session, actor, body["program"])
     referrer = referrals.referrer_for(session, program.id, body.get("referral_code"))
@@ -244,7 +241,7 @@ def enrol(session: Session, actor: Actor, body: dict) -> MemberView:
 
 def _identifier_match(identifiers: dict[str, str]):
     clauses = [
-        and_(MembershipIdentifier.kind == k, MembershipIdentifier.value == v)
+        and_(MembershipIdentifier.kind == k, MembershipIdentifier.value_index == blind.index(k, v))
         for k, v in identifiers.items()
     ]
     return or_(*clauses) if clauses else false()
@@ -360,7 +357,7 @@ def resolve_membership(session: Session, program: Program, ref: dict) -> Members
             .where(
                 MembershipIdentifier.program_id == program.id,
                 MembershipIdentifier.kind == kind,
-                MembershipIdentifier.value == normalise(kind, value),
+                MembershipIdentifier.value_index == blind.index(kind, value),
             )
         )
     membership = session.scalar(q)

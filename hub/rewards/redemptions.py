@@ -31,6 +31,8 @@ from hub.errors import Conflict, Invalid, NotFound
 from hub.exchange import pooling
 from hub.identity.oidc import subjects
 from hub.notify import outbox
+from hub.privacy import blind
+from hub.privacy.sealed import as_stored
 from hub.ledger.models import Account
 from hub.ledger.service import AccountInfo
 from hub.programs.models import Member, Membership, MembershipIdentifier, Program
@@ -42,6 +44,7 @@ from hub.rewards.models import FAILED, FULFILLED, PENDING, Redemption, Redemptio
 _programs = Program.__table__
 _memberships = Membership.__table__
 _identifiers = MembershipIdentifier.__table__
+_identifier_value = _identifiers.c.value.type
 _accounts = Account.__table__
 _INSERT = insert(Redemption.__table__)
 _INSERT_LEGS = insert(RedemptionLeg.__table__)
@@ -62,11 +65,10 @@ class Terms:
 
     unit_rates: Mapping[str, Decimal]
     hold: timedelta
-    secret_key: str
 
     @classmethod
     def from_settings(cls, settings) -> "Terms":
-        return cls(settings.unit_rates, timedelta(seconds=settings.redemption_hold), settings.secret_key)
+        return cls(settings.unit_rates, timedelta(seconds=settings.redemption_hold))
 
 
 class LegView(NamedTuple):
@@ -96,12 +98,12 @@ def redemption_id_of(ref: str) -> uuid.UUID | None:
         return None
 
 
-def seal(secret_key: str, data: dict) -> str:
-    return crypto.seal(secret_key, SEAL_PURPOSE, json.dumps(data).encode())
+def seal(data: dict) -> str:
+    return crypto.seal(SEAL_PURPOSE, json.dumps(data).encode())
 
 
-def unseal(secret_key: str, token: str | None) -> dict | None:
-    return json.loads(crypto.unseal(secret_key, SEAL_PURPOSE, token)) if token else None
+def unseal(token: str | None) -> dict | None:
+    return json.loads(crypto.unseal(SEAL_PURPOSE, token)) if token else None
 
 
 def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> RedemptionView:
@@ -154,12 +156,12 @@ def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> Redempti
     if reward.provider is None:
         transfer_ids = ledger.post(session, specs, known=known)
         row.update(state=FULFILLED, resolved_at=now,
-                   delivery_sealed=seal(terms.secret_key, _in_house_delivery(reward)))
+                   delivery_sealed=seal(_in_house_delivery(reward)))
         if tier_grant is not None:
             tiers.apply_reward(session, tier_grant)
     else:
         transfer_ids = ledger.reserve(session, specs, terms.hold, known=known)
-        row.update(state=PENDING, recipient_sealed=seal(terms.secret_key, recipient),
+        row.update(state=PENDING, recipient_sealed=seal(recipient),
                    relay_deadline=now + terms.hold - min(DEADLINE_MARGIN, terms.hold / 2))
     row["transfer_id"] = transfer_ids[0]
     conn = session.connection()
@@ -174,7 +176,7 @@ def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> Redempti
         outbox.enqueue(session, RELAY_TOPIC, str(redemption_id), {"redemption_id": str(redemption_id)})
     redemption = SimpleNamespace(**row)
     legs = tuple(LegView(leg.program.code, leg.points) for leg in payment.legs)
-    return _view(redemption, reward, first.program.code, actor, terms.secret_key, legs)
+    return _view(redemption, reward, first.program.code, actor, legs)
 
 
 def _visible(actor: Actor):
@@ -213,12 +215,12 @@ def _legs(session: Session, rows) -> dict[uuid.UUID, tuple[LegView, ...]]:
     return {r.id: tuple(found.get(r.id, ())) or (LegView(p.code, r.points),) for r, _, p in rows}
 
 
-def get(session: Session, actor: Actor, redemption_id: uuid.UUID, secret_key: str) -> RedemptionView:
+def get(session: Session, actor: Actor, redemption_id: uuid.UUID) -> RedemptionView:
     row = session.execute(_visible(actor).where(Redemption.id == redemption_id)).first()
     if row is None:
         raise NotFound(f"no redemption {redemption_id}", slug="redemption-not-found")
     redemption, reward, program = row
-    return _view(redemption, reward, program.code, actor, secret_key, _legs(session, [row])[redemption.id])
+    return _view(redemption, reward, program.code, actor, _legs(session, [row])[redemption.id])
 
 
 def list_redemptions(session: Session, actor: Actor, cursor: str | None, limit: int,
@@ -236,13 +238,13 @@ def list_redemptions(session: Session, actor: Actor, cursor: str | None, limit: 
     return [RedemptionView(r, reward, p.code, None, legs[r.id]) for r, reward, p in rows], next_cursor
 
 
-def _view(redemption: Redemption, reward: Reward, program_code: str, actor: Actor, secret_key: str,
+def _view(redemption: Redemption, reward: Reward, program_code: str, actor: Actor,
           legs: tuple[LegView, ...]) -> RedemptionView:
     # A gift card's code is the member's money: only the member sees it. An in-house
     # voucher is also checked by the partner that issued it, so its partner sees it too.
     owner = actor.member_id == redemption.member_id
     may_see = owner or (reward.provider is None and actor.member_id is None and actor.partner_id is not None)
-    delivery = unseal(secret_key, redemption.delivery_sealed) if may_see else None
+    delivery = unseal(redemption.delivery_sealed) if may_see else None
     return RedemptionView(redemption, reward, program_code, delivery, legs)
 
 
@@ -304,13 +306,14 @@ def _payer_statement(by_member_id: bool, partner_only: bool):
         i_ = i.alias("by_identifier")
         match = m.c.id == (
             select(i_.c.membership_id)
-            .where(i_.c.program_id == p.c.id, i_.c.kind == bindparam("kind"), i_.c.value == bindparam("value"))
+            .where(i_.c.program_id == p.c.id, i_.c.kind == bindparam("kind"), i_.c.value_index == bindparam("value"))
             .scalar_subquery()
         )
     other = m.alias("other")
+    sealed = as_stored(i.c.value)  # opened in _payer
     email = func.coalesce(  # the paying program's first
-        select(i.c.value).where(i.c.membership_id == m.c.id, i.c.kind == "email").scalar_subquery(),
-        select(i.c.value).join_from(i, other, other.c.id == i.c.membership_id)
+        select(sealed).where(i.c.membership_id == m.c.id, i.c.kind == "email").scalar_subquery(),
+        select(sealed).join_from(i, other, other.c.id == i.c.membership_id)
         .where(other.c.member_id == m.c.member_id, i.c.kind == "email").limit(1).scalar_subquery(),
     )
     q = (
@@ -353,7 +356,7 @@ def _payer(session: Session, actor: Actor, body: dict) -> _Payer:
         raise Invalid("name the member the points belong to", slug="member-required")
     if member_id is None:
         raise NotFound(f"no member of {code} with that {kind}", slug="member-not-found")
-    return _Payer(program, member_id, AccountInfo(*account), email)
+    return _Payer(program, member_id, AccountInfo(*account), _identifier_value.open(email))
 
 
 # --- pooling: one reward paid from several programs -----------------------------------------
@@ -428,7 +431,7 @@ def _pooling_member(session: Session, actor: Actor, body: dict, named: list[str]
     q = (
         select(m.c.member_id).distinct()
         .join_from(i, m, m.c.id == i.c.membership_id).join(p, p.c.id == i.c.program_id)
-        .where(p.c.partner_id == actor.partner_id, i.c.kind == kind, i.c.value == value)
+        .where(p.c.partner_id == actor.partner_id, i.c.kind == kind, i.c.value_index == value)
     )
     if named is not None:
         q = q.where(p.c.code.in_(named))
@@ -488,20 +491,20 @@ def _member_email(session: Session, member_id: uuid.UUID, first_program_id: uuid
     return session.scalar(
         select(i.c.value).join_from(i, m, m.c.id == i.c.membership_id)
         .where(m.c.member_id == member_id, i.c.kind == "email")
-        .order_by(case((m.c.program_id == first_program_id, 0), else_=1), i.c.value)
+        .order_by(case((m.c.program_id == first_program_id, 0), else_=1), i.c.value_index)
         .limit(1)
     )
 
 
 def _member_ref(session: Session, actor: Actor, ref: dict) -> tuple[str, object]:
     """The (kind, value) a partner names a member by: a member id (as a UUID), or an
-    identifier (normalised). Its pairwise subject (single sign-on) stands for the member it
+    identifier (its blind index). Its pairwise subject (single sign-on) stands for the member it
     was issued for; an unknown one stays a subject, which no membership has."""
     ((kind, value),) = ref.items()
     if kind == "subject":
         member_id = subjects.member_for(session, str(actor.partner_id), value)
         return ("member_id", member_id) if member_id else (kind, value)
-    return kind, uuid.UUID(value) if kind == "member_id" else normalise(kind, value)
+    return kind, uuid.UUID(value) if kind == "member_id" else blind.index(kind, value)
 
 
 def _recipient(email: str | None, body: dict) -> dict:

@@ -147,11 +147,10 @@ class _Unhealthy(Exception):
 
 
 class Relay:
-    def __init__(self, db: Database, providers: Mapping[str, Provider], secret_key: str,
+    def __init__(self, db: Database, providers: Mapping[str, Provider],
                  policy: RelayPolicy = RelayPolicy(), parallel: int = 16):
         self.db = db
         self.providers = providers
-        self.secret_key = secret_key
         self.policy = policy
         # Per process: a worker that sees a provider failing stops calling it for a while.
         self.breakers = {name: Breaker(policy.breaker_failures, policy.breaker_reset) for name in providers}
@@ -192,7 +191,7 @@ class Relay:
         outcome, placed = self._call(claim)
         log.info("redemption %s attempt %d: %s %s", claim.redemption_id, claim.attempts, outcome.status.value,
                  outcome.detail)
-        return self.db.write(lambda s: record(s, self.secret_key, claim.redemption_id, outcome, self.policy,
+        return self.db.write(lambda s: record(s, claim.redemption_id, outcome, self.policy,
                                               give_up=claim.give_up, placed=placed))
 
     def _claim(self, session: Session, redemption_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, _Claim | str]:
@@ -211,7 +210,7 @@ class Relay:
     def _claim_of(self, row, now) -> _Claim:
         (redemption_id, attempts, provider, amount_minor, currency, recipient_sealed, relay_deadline, maybe_placed,
          product) = row
-        recipient = redemptions.unseal(self.secret_key, recipient_sealed)
+        recipient = redemptions.unseal(recipient_sealed)
         order = OrderRequest(
             reference=redemptions.reference(redemption_id),
             product=product,
@@ -274,7 +273,7 @@ def _checked(outcome: Outcome, placed: bool) -> tuple[Outcome, bool]:
     return outcome, placed
 
 
-def record(session: Session, secret_key: str, redemption_id: uuid.UUID, outcome: Outcome,
+def record(session: Session, redemption_id: uuid.UUID, outcome: Outcome,
            policy: RelayPolicy, *, give_up: bool = False, placed: bool = False) -> str:
     """Apply a provider's answer to a pending redemption, in one transaction with the ledger.
     Used by the relay and by provider webhooks; a redemption already resolved is left alone.
@@ -319,14 +318,14 @@ def record(session: Session, secret_key: str, redemption_id: uuid.UUID, outcome:
             # Delivered after the hold ran out (a very late webhook): ops must settle it.
             _change(session, redemption_id, **changes, state=NEEDS_REVIEW,
                     failure="the provider fulfilled the order after its reservation expired",
-                    delivery_sealed=redemptions.seal(secret_key, dict(outcome.delivery or {})))
+                    delivery_sealed=redemptions.seal(dict(outcome.delivery or {})))
             outbox.complete(session, topic, key)
             return NEEDS_REVIEW
         delivery = dict(outcome.delivery or {})
         if order.kind == Kind.DONATION.value:
             changes["receipt"] = delivery
         else:
-            changes["delivery_sealed"] = redemptions.seal(secret_key, delivery)
+            changes["delivery_sealed"] = redemptions.seal(delivery)
         state = FULFILLED
     elif status is Status.FAILED:
         ledger.void_pending_many(session, _reservations(session, redemption_id, order), CAUSED_BY)
@@ -373,7 +372,7 @@ def _change(session: Session, redemption_id: uuid.UUID, **values) -> None:
 _changes: dict[tuple[str, ...], Update] = {}
 
 
-def handle_event(session: Session, secret_key: str, provider: str, event: WebhookEvent,
+def handle_event(session: Session, provider: str, event: WebhookEvent,
                  policy: RelayPolicy) -> str:
     """A verified provider webhook: applied once per event id; a replay is ignored."""
     try:
@@ -394,7 +393,7 @@ def handle_event(session: Session, secret_key: str, provider: str, event: Webhoo
         return "ignored"  # progress reports: the relay keeps polling
     if session.scalar(select(Redemption.provider).where(Redemption.id == redemption_id)) != provider:
         return "ignored"  # not an order this provider holds
-    return record(session, secret_key, redemption_id, event.outcome, policy)
+    return record(session, redemption_id, event.outcome, policy)
 
 
 def requeue(session: Session, redemption_id: uuid.UUID) -> None:

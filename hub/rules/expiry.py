@@ -242,7 +242,7 @@ def _expire(session: Session, program_id: uuid.UUID, breakage: int, found: dict[
 
 # --- telling members ------------------------------------------------------------------------
 
-def notify(db, secret_key: str, now: datetime | None = None, batch: int = 500) -> int:
+def notify(db, now: datetime | None = None, batch: int = 500) -> int:
     """Mail each member with a dashboard account whose points expire within their program's
     notice_days: once per account and expiry date. The number of mails written."""
     now = now or utcnow()
@@ -263,7 +263,7 @@ def notify(db, secret_key: str, now: datetime | None = None, batch: int = 500) -
                 count = 0
                 for account_id, holding in found.items():
                     soon = [(when, points) for when, points in holding.schedule(now) if now < when <= horizon]
-                    count += sum(_notice(s, secret_key, emails[account_id], code, account_id, when, points)
+                    count += sum(_notice(s, emails[account_id], code, account_id, when, points)
                                  for when, points in soon)
                 return page, count
             page, count = db.write(work)
@@ -274,13 +274,13 @@ def notify(db, secret_key: str, now: datetime | None = None, batch: int = 500) -
     return sent
 
 
-def _notice(session: Session, secret_key: str, email: str, code: str, account_id: int, when: datetime,
+def _notice(session: Session, email: str, code: str, account_id: int, when: datetime,
             points: int) -> bool:
     conn = session.connection()
     row = {"account_id": account_id, "expires_at": when, "points": points, "sent_at": utcnow()}
     if conn.execute(_NOTICE_ONCE[conn.dialect.name], row).first() is None:
         return False
-    mail.send(session, secret_key, to=email, subject=f"{points} {code} points expire on {when:%Y-%m-%d}",
+    mail.send(session, to=email, subject=f"{points} {code} points expire on {when:%Y-%m-%d}",
               body=f"{points} of your {code} points expire on {when:%Y-%m-%d %H:%M} UTC. "
                    "Spend them before then to keep their value.")
     return True

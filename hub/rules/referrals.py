@@ -98,7 +98,7 @@ def _shared_identifier(session: Session, referrer: Referrer, referee_member_id: 
     return session.scalar(
         select(ours.kind)
         .join(ours_m, ours_m.id == ours.membership_id)
-        .join(theirs, and_(theirs.kind == ours.kind, theirs.value == ours.value))
+        .join(theirs, and_(theirs.kind == ours.kind, theirs.value_index == ours.value_index))
         .join(theirs_m, theirs_m.id == theirs.membership_id)
         .where(ours_m.member_id == referee_member_id, theirs_m.member_id == referrer.member_id,
                ours.kind.in_(("email", "phone")))

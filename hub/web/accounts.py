@@ -191,9 +191,9 @@ def second_factor():
     code = request.form.get("code", "")
 
     def check(s):
-        if accounts.check_second_factor(s, _secret_key(), s.get(MemberAccount, account.id), code):
+        if accounts.check_second_factor(s, s.get(MemberAccount, account.id), code):
             return True
-        accounts.second_factor_failed(s, _secret_key(), account, tries, lambda: _code_notice(account))
+        accounts.second_factor_failed(s, account, tries, lambda: _code_notice(account))
         return False
 
     if not _db().write(check):
@@ -250,7 +250,7 @@ def _signup_form(form: dict, next_url: str, errors: dict, status: int = 200):
 
 
 def _send(session, to: str, subject_key: str, body_key: str, **values) -> None:
-    mail.send(session, _secret_key(), to=to, subject=t(subject_key), body=t(body_key, **values))
+    mail.send(session, to=to, subject=t(subject_key), body=t(body_key, **values))
 
 
 def _code_notice(account: MemberAccount) -> tuple[str, str]:
@@ -350,7 +350,7 @@ def security():
 def _security_page(account: MemberAccount, errors: dict, *, notice: str | None = None, status: int = 200):
     with _db().read() as session:
         codes_left = accounts.recovery_codes_left(session, account)
-    pending_uri = accounts.pending_totp_uri(_secret_key(), account)
+    pending_uri = accounts.pending_totp_uri(account)
     pending_secret = None
     if pending_uri is not None:
         secret = parse_qs(urlsplit(pending_uri).query)["secret"][0]
@@ -370,13 +370,13 @@ def _with_code(action, done):
     tries = accounts.second_factor_attempt(state().limiter, account)
     code = request.form.get("code", "")
     try:
-        result = _db().write(lambda s: action(s, _secret_key(), s.get(MemberAccount, account.id), code))
+        result = _db().write(lambda s: action(s, s.get(MemberAccount, account.id), code))
     except Invalid as exc:
         if exc.slug != "code-wrong":  # only wrong codes count
             tries.succeeded()
         else:  # (the action's transaction was rolled back: the notice has its own)
             _db().write(lambda s: accounts.second_factor_failed(
-                s, _secret_key(), account, tries, lambda: _code_notice(account)))
+                s, account, tries, lambda: _code_notice(account)))
         return _security_page(account, _errors(exc), status=400)
     tries.succeeded()
     return done(result)
@@ -392,7 +392,7 @@ def totp_begin():
     try:
         proof = accounts.confirm_password(state().passwords, account, request.form.get("password", ""))
         tries.succeeded()
-        _db().write(lambda s: accounts.begin_totp(s, _secret_key(), s.get(MemberAccount, account.id), proof))
+        _db().write(lambda s: accounts.begin_totp(s, s.get(MemberAccount, account.id), proof))
     except Invalid as exc:
         return _security_page(account, _errors(exc), status=400)
     return redirect(url_for(".security"))

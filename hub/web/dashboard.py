@@ -390,7 +390,7 @@ def link():
     def work(s):
         started = linking.start(s, secret_key, s.get(MemberAccount, account.id), form["program"], form["identifier"])
         if started.send_to is not None:
-            mail.send(s, secret_key, to=started.send_to, subject=t("mail.link_subject"),
+            mail.send(s, to=started.send_to, subject=t("mail.link_subject"),
                       body=t("mail.link_body", program=started.program_name, code=started.code))
         return started
 

@@ -34,7 +34,7 @@ def download():
         return redirect(login_url(url_for(".download")))
     with _db().read() as s:
         member_id = s.get(MemberAccount, current.account_id).member_id
-    data = export.archive(_db(), state().hub.settings.secret_key, member_id)
+    data = export.archive(_db(), member_id)
     return current_app.response_class(data, mimetype="application/zip", headers={
         "Content-Disposition": 'attachment; filename="my-coalition-data.zip"'})
 
@@ -59,14 +59,13 @@ def delete():
     except Invalid as exc:
         return _page(account, accounts._errors(exc), 400)
     tries.succeeded()
-    secret_key = state().hub.settings.secret_key
     code_tries = identity.second_factor_attempt(state().limiter, account) if identity.totp_enabled(account) else None
 
     def work(s):
         if code_tries is not None and not identity.check_second_factor(
-                s, secret_key, s.get(MemberAccount, account.id), request.form.get("code", "")):
+                s, s.get(MemberAccount, account.id), request.form.get("code", "")):
             raise Invalid("that code is not right", slug="code-wrong", field="code")
-        return erasure.erase(s, account.member_id, secret_key, "member")
+        return erasure.erase(s, account.member_id, "member")
 
     try:
         _db().write(work)

@@ -377,7 +377,7 @@ def test_concurrent_pooled_orders_in_opposite_orders_never_overdraw(pool, db):
         partner_id = s.scalar(select(PartnerRow.id).where(PartnerRow.code == pool.partner.code))
     actor = Actor(pool.partner.client_id, partner_id, frozenset({"redemptions:write"}))
     settings = runtime.current().settings
-    terms = redemptions.Terms(settings.unit_rates, timedelta(seconds=settings.redemption_hold), settings.secret_key)
+    terms = redemptions.Terms(settings.unit_rates, timedelta(seconds=settings.redemption_hold))
 
     def order(i):
         body = {"reward": reward, "member": {"member_id": member},

@@ -79,7 +79,7 @@ def reward_code(db, provider) -> str:
 
 
 def run_relay(db, provider, redemption_id: str) -> str:
-    return relay.Relay(db, {provider.name: provider}, runtime.current().settings.secret_key, POLICY).run(
+    return relay.Relay(db, {provider.name: provider}, POLICY).run(
         uuid.UUID(redemption_id)
     )
 
@@ -323,7 +323,7 @@ def test_only_surely_unplaced_orders_are_voided_when_giving_up(partner, provider
 
 def test_circuit_breaker_stops_calls_to_a_failing_provider(partner, provider, db):
     member = rich_member(partner)
-    relayer = relay.Relay(db, {provider.name: provider}, runtime.current().settings.secret_key, POLICY)
+    relayer = relay.Relay(db, {provider.name: provider}, POLICY)
     orders = [redeem(partner, member, reward_code(db, provider), amount="10.00").json()["id"] for _ in range(4)]
     provider.place_script = [Outcome(Status.UNKNOWN, detail="503")] * 3
     for order in orders:
@@ -413,7 +413,7 @@ def test_a_batch_attempts_each_order_once_and_skips_done_and_leased_ones(partner
     member = rich_member(partner)
     code = reward_code(db, provider)
     ids = [uuid.UUID(redeem(partner, member, code, amount="10.00").json()["id"]) for _ in range(4)]
-    worker = relay.Relay(db, {provider.name: provider}, runtime.current().settings.secret_key, POLICY)
+    worker = relay.Relay(db, {provider.name: provider}, POLICY)
     provider.place_script = [Outcome(Status.FULFILLED, provider_order_id="P-0", delivery=CARD)]
     assert worker.run(ids[0]) == "fulfilled"
     leased = Redemption.__table__.update().where(Redemption.id == ids[1])
@@ -533,8 +533,7 @@ def test_a_real_connector_to_a_closed_port_fails_and_returns_the_points(partner,
     with db.read() as s:
         code = s.scalar(select(Reward.code).where(Reward.provider == name))
     order = redeem(partner, member, code, amount="10.00").json()
-    worker = relay.Relay(db, {name: down}, runtime.current().settings.secret_key,
-                         RelayPolicy(lease=timedelta(seconds=30), backoff_base=0.01, backoff_cap=0.02,
+    worker = relay.Relay(db, {name: down}, RelayPolicy(lease=timedelta(seconds=30), backoff_base=0.01, backoff_cap=0.02,
                                      max_attempts=4, breaker_failures=10, breaker_reset=60))
     states = [worker.run(uuid.UUID(order["id"])) for _ in range(4)]
     assert states == ["pending", "pending", "pending", "failed"]

@@ -20,7 +20,7 @@ from hub.programs import earning
 from hub.programs.models import Membership, Program
 from hub.rules import expiry, months, tiers, versions
 from hub.rules.standing_models import TierChange
-from tests.conftest import SECRET_KEY, assert_problem, statements_run, unique_code
+from tests.conftest import assert_problem, statements_run, unique_code
 from tests.integration.oidc_support import log_in
 from tests.integration.test_concurrency import THREADS, actor_of
 from tests.integration.test_cli import run  # noqa: F401  (the fixture: the hub command)
@@ -216,10 +216,10 @@ def test_members_are_told_what_expires_soon_once(db, http, partner):
     with db.read() as s:
         email = s.scalar(select(MemberAccount.email).where(MemberAccount.id == account_login.account_id))
 
-    expiry.notify(db, SECRET_KEY)
-    expiry.notify(db, SECRET_KEY)  # once per expiry date
+    expiry.notify(db)
+    expiry.notify(db)  # once per expiry date
     with db.read() as s:
-        sent = mail.latest(s, SECRET_KEY, to=email)
+        sent = mail.latest(s, to=email)
     month_end = months.start(months.index(utcnow()) + 1)
     assert [m.subject for m in sent] == [f"150 {partner.program} points expire on {month_end:%Y-%m-%d}"]
 
