@@ -55,6 +55,17 @@ def _provider_config() -> dict[str, dict[str, str]]:
     return config
 
 
+def parse_rate_limits(text: str) -> dict[str, tuple[int, int]]:
+    """HUB_RATE_LIMITS, "rule=limit/seconds,...": overrides of the rules of
+    hub/identity/ratelimit.py (e.g. "oauth-ip=6000/60" behind a partner's gateway)."""
+    overrides = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        limit, _, window = value.partition("/")
+        overrides[name.strip()] = (int(limit), int(window))
+    return overrides
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -110,6 +121,9 @@ class Settings:
     webhooks_rotation_window: int = 24 * 3600
     webhooks_breaker_failures: int = 5
     webhooks_breaker_reset: float = 60.0
+    # Rate limits (hub/identity/ratelimit.py, docs/security.md): overrides of its rules, by name.
+    # Counted in Redis when the broker is Redis (shared by every process), else in memory.
+    rate_limits: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def _local_issuer(self) -> bool:
@@ -167,4 +181,5 @@ class Settings:
             webhooks_rotation_window=int(_env("WEBHOOKS_ROTATION_WINDOW", str(24 * 3600))),
             webhooks_breaker_failures=int(_env("WEBHOOKS_BREAKER_FAILURES", "5")),
             webhooks_breaker_reset=float(_env("WEBHOOKS_BREAKER_RESET", "60")),
+            rate_limits=parse_rate_limits(_env("RATE_LIMITS", "")),
         )

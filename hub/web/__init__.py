@@ -7,7 +7,6 @@ from flask import Flask
 
 from hub.api.runtime import Hub
 from hub.identity.accounts import Passwords
-from hub.identity.ratelimit import limiter_for
 from hub.web import accounts, dashboard, i18n, session
 from hub.web.state import WebState
 
@@ -17,7 +16,7 @@ def init_web(flask_app: Flask, hub: Hub) -> None:
     flask_app.extensions["hub_web"] = WebState(
         hub=hub,
         passwords=Passwords(),
-        limiter=limiter_for(settings.broker_url),
+        limiter=hub.limiter,
         cookie_secure=settings.login_cookie_secure,
     )
     flask_app.context_processor(i18n.template_globals)
