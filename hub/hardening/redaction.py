@@ -33,7 +33,7 @@ _PATTERNS: tuple[tuple[re.Pattern, str], ...] = (
      rf"\1\2{REDACTED}\2"),
     # name=value (query strings, forms, key=value log lines).
     (re.compile(rf"(?i)(?<![\w-])((?:__Host-)?(?:{_NAMES})=)[^&\s'\",;)]+"), rf"\1{REDACTED}"),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"), rf"\1 {REDACTED}"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/-]{16,}=*"), rf"\1 {REDACTED}"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?"), REDACTED),
     (re.compile(r"\bwhsec_[A-Za-z0-9_+/=-]+"), REDACTED),
 )
@@ -61,12 +61,18 @@ class RedactingFilter(logging.Filter):
     """Redacts a record in place (never drops it)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
         if isinstance(record.args, dict):
             record.args = {k: _redact_arg(v) for k, v in record.args.items()}
         elif record.args:
             record.args = tuple(_redact_arg(a) for a in record.args)
+        if isinstance(record.msg, str) and redact(record.msg) != record.msg:
+            # The template itself names a secret ("?code=%s"): the value is in the arguments,
+            # so redact the whole message once rendered (formatters that read the arguments,
+            # like uvicorn's access log, have templates that name none).
+            try:
+                record.msg, record.args = redact(record.getMessage()), None
+            except (TypeError, ValueError, KeyError):  # a record that never rendered anyway
+                record.msg, record.args = redact(record.msg), None
         if record.exc_info and not record.exc_text:
             # Formatters print exc_text when it is set: the traceback, redacted (exception
             # messages may quote a request).
