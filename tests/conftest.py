@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 
 from hub import migrations
 from hub.db import Database
+from hub.hardening import redaction
 from hub.identity.clients import create_client
 from hub.settings import Settings
 from tests.log_capture import LeakScan
@@ -34,6 +35,7 @@ TEST_PASSWORDS = ("correct horse battery", "a new long password", "a long enough
 
 
 def pytest_configure(config):
+    redaction.install()  # as the app does; here from the start, whichever test creates the app first
     LOG_SCAN.remember(SECRET_KEY, *TEST_PASSWORDS)
     LOG_SCAN.watch_issuers()
     root = logging.getLogger()
