@@ -52,7 +52,10 @@ def _redact_arg(value):
         value = value.decode("utf-8", "replace")
     if isinstance(value, str):
         return redact(value)
-    text = str(value)  # a dict, a request, a tuple of headers: as %s would show it
+    try:
+        text = str(value)  # a dict, a request, a tuple of headers: as %s would show it
+    except Exception:  # noqa: BLE001  (a broken __str__: logging reports it when formatting)
+        return value
     cleaned = redact(text)
     return value if cleaned == text else cleaned
 

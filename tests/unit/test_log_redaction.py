@@ -62,6 +62,13 @@ def test_uvicorns_access_line_keeps_its_shape_and_loses_the_query_secret():
     assert "s3cr3t_t0ken" not in line and "/account/verify?token=[redacted]" in line and "200" in line
 
 
+def test_gunicorns_access_line_with_dict_args_loses_the_query_secret():
+    atoms = {"h": "10.0.0.1", "r": "GET /account/reset/new?token=s3cr3t_t0ken HTTP/1.1", "s": "200"}
+    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, '%(h)s "%(r)s" %(s)s', (atoms,), None)
+    RedactingFilter().filter(record)
+    assert record.getMessage() == '10.0.0.1 "GET /account/reset/new?token=[redacted] HTTP/1.1" 200'
+
+
 def test_install_redacts_records_of_every_logger_and_handler(caplog):
     redaction.install()
     redaction.install()  # idempotent
