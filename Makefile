@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PG_URL    ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run test test-services bench bench-relay bench-sso bench-convert clean
+.PHONY: install run test test-services audit bench bench-relay bench-sso bench-convert clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: install
 ## test-services: the same suite against this machine's PostgreSQL and Redis
 test-services: install
 	HUB_TEST_DATABASE_URL=$(PG_URL) HUB_TEST_REDIS_URL=$(REDIS_URL) $(BIN)/pytest
+
+## audit: known vulnerabilities of the installed dependencies (PyPI's advisory data; docs/security.md)
+audit: install
+	$(BIN)/pip-audit --vulnerability-service pypi --skip-editable --progress-spinner off
 
 ## bench: the earn benchmark on PostgreSQL (prints one JSON line)
 bench: install

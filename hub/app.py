@@ -18,8 +18,11 @@ from hub.api.validation import decorate_once, security_map, validator_map
 from hub.db import Database
 from hub.errors import DomainError
 from hub.exchange import hosted
+from hub.hardening import redaction
+from hub.hardening.headers import SecurityHeaders
 from hub.identity.keys import KeyStore
 from hub.identity.oidc.issue import LOGOUT_TOKEN_TTL
+from hub.identity.ratelimit import Limited, limiter_for
 from hub.identity.tokens import TokenVerifier
 from hub.ledger import LedgerError
 from hub.privacy import keyring
@@ -36,8 +39,12 @@ class HubApp(connexion.FlaskApp):
     framework's routing, Flask and a2wsgi). Everything else goes through connexion."""
 
     lean: lean.LeanRoutes | None = None
+    secured: SecurityHeaders | None = None  # route() behind the security headers
 
     async def __call__(self, scope, receive, send) -> None:
+        await (self.secured or self.route)(scope, receive, send)
+
+    async def route(self, scope, receive, send) -> None:
         chain = self.lean.match(scope) if self.lean is not None else None
         if chain is not None:
             await chain(scope, receive, send)
@@ -47,6 +54,7 @@ class HubApp(connexion.FlaskApp):
 
 def create_app(settings: Settings | None = None, *, validate_responses: bool = False) -> HubApp:
     settings = settings or Settings.from_env()
+    redaction.install()
     db = Database(settings.database_url, settings.db_pool_size)
     keyring.install(settings, db.engine)
     # Replaced signing keys stay published as long as the longest-lived token they signed.
@@ -54,7 +62,8 @@ def create_app(settings: Settings | None = None, *, validate_responses: bool = F
                     token_lifetime=max(settings.access_token_ttl, settings.id_token_ttl, LOGOUT_TOKEN_TTL))
     audience = settings.issuer.rstrip("/") + "/v1"
     hub = runtime.Hub(settings, db, keys, TokenVerifier(keys, settings.issuer, audience),
-                      configured_providers(settings), hosted.configured(settings.providers))
+                      configured_providers(settings), hosted.configured(settings.providers),
+                      limiter_for(settings.broker_url, settings.rate_limits))
     runtime.install(hub)
 
     app = HubApp(
@@ -77,6 +86,7 @@ def create_app(settings: Settings | None = None, *, validate_responses: bool = F
     flask_app.json.sort_keys = False
     flask_app.register_error_handler(DomainError, problems.domain_error)
     flask_app.register_error_handler(LedgerError, problems.ledger_error)
+    flask_app.register_error_handler(Limited, problems.rate_limited)  # the pages answer their own
     flask_app.register_error_handler(UnicodeEncodeError, problems.unencodable_text)
     flask_app.register_error_handler(Exception, _unexpected)
     init_oauth(flask_app, hub, audience)
@@ -93,6 +103,7 @@ def create_app(settings: Settings | None = None, *, validate_responses: bool = F
         return {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
 
     app.lean = lean.build(app, settings.db_pool_size)
+    app.secured = SecurityHeaders(app.route, https=settings.issuer.startswith("https://"))
     return app
 
 

@@ -14,6 +14,7 @@ from rich.table import Table
 from hub import migrations
 from hub.db import Database
 from hub.errors import DomainError
+from hub.hardening import redaction
 from hub.ledger import LedgerError
 from hub.privacy import keyring
 from hub.settings import INSTANCE_DIR, Settings
@@ -50,6 +51,7 @@ def _ops():
 @click.group()
 def main():
     """Coalition loyalty hub."""
+    redaction.install()  # every command's logs, the server's and the dispatcher's included
 
 
 @main.command()

@@ -55,6 +55,17 @@ def _provider_config() -> dict[str, dict[str, str]]:
     return config
 
 
+def parse_rate_limits(text: str) -> dict[str, tuple[int, int]]:
+    """HUB_RATE_LIMITS, "rule=limit/seconds,...": overrides of the rules of
+    hub/identity/ratelimit.py (e.g. "oauth-ip=6000/60" behind a partner's gateway)."""
+    overrides = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        limit, _, window = value.partition("/")
+        overrides[name.strip()] = (int(limit), int(window))
+    return overrides
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -126,6 +137,9 @@ class Settings:
     # it cannot change without recomputing every index).
     data_keys: str = ""
     index_key: str = ""
+    # Rate limits (hub/identity/ratelimit.py, docs/security.md): overrides of its rules, by name.
+    # Counted in Redis when the broker is Redis (shared by every process), else in memory.
+    rate_limits: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def _local_issuer(self) -> bool:
@@ -190,4 +204,5 @@ class Settings:
             retention_webhooks_days=int(_env("RETENTION_WEBHOOKS_DAYS", "30")),
             data_keys=_env("DATA_KEYS", ""),
             index_key=_env("INDEX_KEY", ""),
+            rate_limits=parse_rate_limits(_env("RATE_LIMITS", "")),
         )

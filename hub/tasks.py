@@ -16,6 +16,7 @@ from celery import Celery
 from celery.schedules import crontab
 from sqlalchemy.exc import OperationalError
 
+from hub.hardening import redaction
 from hub.settings import INSTANCE_DIR, Settings
 
 RELAY_TASK = "hub.relay_redemptions"
@@ -34,6 +35,7 @@ def broker_url(settings: Settings) -> str:
 
 
 def make_celery(settings: Settings) -> Celery:
+    redaction.install()  # the worker's logs (task arguments, errors) carry no secret
     app = Celery("hub", broker=broker_url(settings), set_as_current=False)
     app.conf.update(
         task_default_queue=settings.task_queue,

@@ -7,6 +7,7 @@ they are tested too. Tests isolate their data by making their own partners (uniq
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import uuid
@@ -18,11 +19,41 @@ from starlette.testclient import TestClient
 
 from hub import migrations
 from hub.db import Database
+from hub.hardening import redaction
 from hub.identity.clients import create_client
 from hub.settings import Settings
+from tests.log_capture import LeakScan
 
 ISSUER = "http://127.0.0.1"
 SECRET_KEY = "test-secret-key-not-for-production"
+
+# The log capture of the whole run (tests/log_capture.py): every record at DEBUG, scanned for
+# secrets and tokens at the end; a leak fails the run. The tests' passwords are looked for too.
+LOG_SCAN = LeakScan()
+TEST_PASSWORDS = ("correct horse battery", "a new long password", "a long enough passphrase 42",
+                  "the members own password", "wrong password 123")
+
+
+def pytest_configure(config):
+    redaction.install()  # as the app does; here from the start, whichever test creates the app first
+    LOG_SCAN.remember(SECRET_KEY, *TEST_PASSWORDS)
+    LOG_SCAN.watch_issuers()
+    root = logging.getLogger()
+    root.addHandler(LOG_SCAN)
+    root.setLevel(logging.DEBUG)
+
+
+def pytest_sessionfinish(session):
+    LOG_SCAN.leaks = LOG_SCAN.findings()
+    if LOG_SCAN.leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    leaks = getattr(LOG_SCAN, "leaks", [])
+    terminalreporter.write_line(f"log capture: {len(LOG_SCAN.lines)} records scanned, {len(leaks)} secrets found")
+    for leak in leaks[:50]:
+        terminalreporter.write_line(f"LEAK: {leak}", red=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,15 @@
 import uuid
 
-from hub.api import views
+from hub.api import runtime, views
 from hub.api.common import created, db, ok
 from hub.api.security import actor
+from hub.identity import ratelimit
 from hub.programs import service
 
 
 def enrol(body, token_info):
     caller = actor(token_info)
+    runtime.current().limiter.attempt(ratelimit.ENROL_CLIENT, caller.client_id)
     return created(caller, body, lambda s: (201, views.member(service.enrol(s, caller, body))))
 
 

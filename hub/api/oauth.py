@@ -23,7 +23,7 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from flask import Blueprint, Flask, Response, jsonify, render_template, request
 
 from hub.api.runtime import Hub
-from hub.identity import clients
+from hub.identity import clients, ratelimit
 from hub.identity.clients import ALL_SCOPES
 from hub.identity.oidc import authorize, discovery, issue, logout
 from hub.identity.oidc import clients as brand_clients
@@ -355,10 +355,6 @@ class HubAuthorizationServer(AuthorizationServer):
 
 # --- HTTP ------------------------------------------------------------------------------
 
-# Pages that ask the member something must not be framed by another site (clickjacking).
-PAGE_HEADERS = {**NO_STORE, "Content-Security-Policy": "frame-ancestors 'none'",
-                "X-Frame-Options": "DENY"}
-
 blueprint = Blueprint("oidc", __name__, template_folder="templates")
 
 
@@ -382,7 +378,8 @@ def _repeated() -> frozenset:
 
 
 def _page(template: str, status: int = 200, **context) -> Response:
-    return Response(render_template(template, **context), status, headers=PAGE_HEADERS)
+    # Never framed (clickjacking) nor cached: hub/hardening/headers.py, on every response.
+    return Response(render_template(template, **context), status, headers=NO_STORE)
 
 
 def _error_page(message: str) -> Response:
@@ -545,6 +542,15 @@ def _cors(origins: Origins):
     return add_headers
 
 
+def _limit_client_request(hub: Hub) -> None:
+    """Count a POST to the token, introspection or revocation endpoint per client IP and per
+    claimed client id (Basic auth or the form's client_id; counted whether it exists or not)."""
+    ip = web_session.client_ip()
+    claimed = request.authorization.username if request.authorization else request.form.get("client_id")
+    also = [(ratelimit.OAUTH_CLIENT, claimed)] if claimed else []
+    hub.limiter.attempt(ratelimit.OAUTH_IP, ip, *also)
+
+
 def init_oauth(flask_app: Flask, hub: Hub, audience: str) -> None:
     def query_client(client_id):
         if "\x00" in client_id:
@@ -575,6 +581,7 @@ def init_oauth(flask_app: Flask, hub: Hub, audience: str) -> None:
     server.register_endpoint(Introspection)
 
     def respond(make):
+        _limit_client_request(hub)
         try:
             response = make()
         except InsecureTransportError as exc:

@@ -9,6 +9,7 @@ from flask import Response, json
 
 from hub.api import runtime
 from hub.errors import DomainError
+from hub.identity.ratelimit import Limited
 from hub.ledger import InsufficientFunds, LedgerError
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,14 @@ def handler_problem(exc: Exception) -> tuple[int, dict]:
 def _flask_problem(problem: tuple[int, dict]) -> Response:
     status, content = problem
     return Response(json.dumps(content), status=status, mimetype=MEDIA_TYPE)
+
+
+def rate_limited(exc: Limited) -> Response:
+    """Too many requests to a rate-limited API or OAuth endpoint (hub/identity/ratelimit.py)."""
+    response = flask_response(429, "rate-limited", "Too many requests",
+                              f"too many requests ({exc.rule.name}); retry after {exc.retry_after} s")
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def domain_error(exc: DomainError) -> Response:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from hub.db import Database
 from hub.identity.keys import KeyStore
+from hub.identity.ratelimit import Limiter
 from hub.identity.tokens import TokenVerifier
 from hub.settings import Settings
 
@@ -21,6 +22,7 @@ class Hub:
     tokens: TokenVerifier
     providers: dict = field(default_factory=dict)  # reward provider connectors, by name
     hosted: dict = field(default_factory=dict)  # partner-hosted program connectors, by name
+    limiter: Limiter | None = None  # rate limits of the pages, OAuth endpoints and enrolment
 
 
 _current: Hub | None = None

@@ -65,6 +65,19 @@ RESET_IP = Rule("reset-ip", 20, 60 * 60)
 LINK_START_ACCOUNT = Rule("link-start-account", 5, 60 * 60)
 LINK_START_CARD = Rule("link-start-card", 3, 60 * 60)
 LINK_CODE_ACCOUNT = Rule("link-code-account", 5, 15 * 60)
+# Email verification and the reset link's new password (hub/web/accounts.py): their tokens are
+# 256-bit, so these only bound the work a client can make the hub do (each reset hashes a password).
+VERIFY_IP = Rule("verify-ip", 30, 60 * 60)
+RESET_CONFIRM_IP = Rule("reset-confirm-ip", 20, 60 * 60)
+# The OAuth endpoints clients POST to (token, introspection, revocation; hub/api/oauth.py):
+# every request, per claimed client id (known or not) and per client IP. Per client: a back end
+# that asks for a token per call instead of reusing it, or a stolen secret being tried.
+OAUTH_CLIENT = Rule("oauth-client", 600, 60)
+OAUTH_IP = Rule("oauth-ip", 3000, 60)
+# Enrolment (POST /v1/members), per API client: a leaked partner token cannot mint members
+# (each one a row, a ledger account and maybe a welcome bonus) faster than this.
+ENROL_CLIENT = Rule("enrol-client", 1200, 60)
+
 
 
 def login_subject(email: str, ip: str) -> str:
@@ -75,6 +88,10 @@ def login_subject(email: str, ip: str) -> str:
 def second_factor_subject(account_id, password_changed_at) -> str:
     """Whom SECOND_FACTOR_DAY counts: one account's failed codes while its password stays."""
     return f"{account_id}|{password_changed_at.isoformat()}"
+
+
+# Every rule above, by name: the ones HUB_RATE_LIMITS may override (settings.rate_limits).
+RULES: dict[str, Rule] = {r.name: r for r in list(globals().values()) if isinstance(r, Rule)}
 
 
 class Limited(Exception):
@@ -143,7 +160,7 @@ class Attempt:
         """Whether this request's count reached the rule's limit (the next one is refused):
         true for one request per window and subject, so a notice sent on it goes out once.
         False after `succeeded()`, and when the store was unreachable."""
-        return bool(self._counted) and self._counts.get(rule.name) == rule.limit
+        return bool(self._counted) and self._counts.get(rule.name) == self._limiter.rule(rule).limit
 
     def succeeded(self) -> None:
         """Take the counts back: for rules that count failures only (a right password or
@@ -153,9 +170,19 @@ class Attempt:
 
 
 class Limiter:
-    def __init__(self, counters, clock: Callable[[], float] = time.time):
+    def __init__(self, counters, clock: Callable[[], float] = time.time,
+                 overrides: dict[str, tuple[int, int]] | None = None):
         self.counters = counters
         self.clock = clock
+        unknown = set(overrides or ()) - set(RULES)
+        if unknown:
+            raise ValueError(f"HUB_RATE_LIMITS names no such rule: {', '.join(sorted(unknown))}")
+        # The operator's rules (HUB_RATE_LIMITS), by name: they replace the module's.
+        self.overrides = {name: Rule(name, *value) for name, value in (overrides or {}).items()}
+
+    def rule(self, rule: Rule) -> Rule:
+        """The rule in force: the operator's override of `rule`, or `rule` itself."""
+        return self.overrides.get(rule.name, rule)
 
     def _key(self, rule: Rule, subject: str, now: float) -> str:
         # Hashed: emails and addresses are not kept in the counters' store.
@@ -171,6 +198,7 @@ class Limiter:
         counted: list[tuple[Rule, str, float]] = []
         counts: dict[str, int] = {}
         for each_rule, each_subject in ((rule, subject), *also):
+            each_rule = self.rule(each_rule)
             window_end = (int(now // each_rule.window) + 1) * each_rule.window
             key = self._key(each_rule, each_subject, now)
             try:
@@ -195,8 +223,9 @@ class Limiter:
                 log.error("rate limit store unavailable (%s): %s not taken back", type(exc).__name__, rule.name)
 
 
-def limiter_for(broker_url: str) -> Limiter:
+def limiter_for(broker_url: str, overrides: dict[str, tuple[int, int]] | None = None) -> Limiter:
     """Redis when the broker is Redis, else this process's memory."""
     if broker_url.startswith(("redis://", "rediss://")):
-        return Limiter(RedisCounters(redis.Redis.from_url(broker_url, socket_timeout=1, socket_connect_timeout=1)))
-    return Limiter(MemoryCounters())
+        client = redis.Redis.from_url(broker_url, socket_timeout=1, socket_connect_timeout=1)
+        return Limiter(RedisCounters(client), overrides=overrides)
+    return Limiter(MemoryCounters(), overrides=overrides)

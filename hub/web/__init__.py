@@ -1,6 +1,6 @@
 """Server-rendered pages on the Flask app under connexion: member accounts (hub/web/accounts.py),
 the member's dashboard and account linking (hub/web/dashboard.py), what partners may see
-(hub/web/sharing.py),
+(hub/web/sharing.py), downloading one's data and deleting one's account (privacy_pages.py),
 and the glue the other pages share (login session and CSRF in session.py, i18n.py)."""
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from flask import Flask
 
 from hub.api.runtime import Hub
 from hub.identity.accounts import Passwords
-from hub.identity.ratelimit import limiter_for
 from hub.web import accounts, dashboard, i18n, privacy_pages, session, sharing
 from hub.web.state import WebState
 
@@ -18,7 +17,7 @@ def init_web(flask_app: Flask, hub: Hub) -> None:
     flask_app.extensions["hub_web"] = WebState(
         hub=hub,
         passwords=Passwords(),
-        limiter=limiter_for(settings.broker_url),
+        limiter=hub.limiter,
         cookie_secure=settings.login_cookie_secure,
     )
     flask_app.context_processor(i18n.template_globals)

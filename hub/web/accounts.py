@@ -39,18 +39,6 @@ def _csrf():
         check_csrf()
 
 
-@blueprint.after_request
-def _headers(response):
-    # Pages carry one-time secrets (codes, tokens in links): never cached, never framed, and
-    # no Referer with a token in it.
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'"
-    return response
-
-
 @blueprint.errorhandler(Limited)
 def _too_many(exc: Limited):
     minutes = max(1, -(-exc.retry_after // 60))
@@ -257,8 +245,9 @@ def _code_notice(account: MemberAccount) -> tuple[str, str]:
     """The mail telling a member that someone used up the day's wrong codes: in the member's
     own language (the request is likely someone else's)."""
     texts = MESSAGES.get(account.locale or "") or MESSAGES[locale()]
+    day = state().limiter.rule(ratelimit.SECOND_FACTOR_DAY)
     return (texts["mail.code_guesses_subject"],
-            texts["mail.code_guesses_body"].format(count=ratelimit.SECOND_FACTOR_DAY.limit,
+            texts["mail.code_guesses_body"].format(count=day.limit,
                                                    link=_absolute(".reset")))
 
 
@@ -269,6 +258,7 @@ def verify():
     token = request.values.get("token", "")
     if request.method == "GET":
         return render_template("verify.html", token=token, next=next_url)
+    state().limiter.attempt(ratelimit.VERIFY_IP, client_ip())
     try:
         _db().write(lambda s: accounts.verify_email(s, token))
     except Invalid:
@@ -307,6 +297,7 @@ def reset_new():
     token = request.values.get("token", "")
     if request.method == "GET":
         return _reset_form(token, {})
+    state().limiter.attempt(ratelimit.RESET_CONFIRM_IP, client_ip())
     password = request.form.get("password", "")
     if password != request.form.get("confirm", ""):
         return _reset_form(token, {"confirm": t("error.password-mismatch")}, status=400)

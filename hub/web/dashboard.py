@@ -47,10 +47,9 @@ from hub.web.session import current_login, login_url
 from hub.web.state import state
 
 blueprint = Blueprint("dashboard", __name__, url_prefix="/account", template_folder="templates")
-# The same guards as the account pages: CSRF on every POST, no caching or framing, and the
-# same pages for a refused form and for too many attempts.
+# The same guards as the account pages: CSRF on every POST, and the same pages for a refused
+# form and for too many attempts (headers: hub/hardening/headers.py, on every response).
 blueprint.before_request(accounts._csrf)
-blueprint.after_request(accounts._headers)
 blueprint.register_error_handler(ratelimit.Limited, accounts._too_many)
 blueprint.register_error_handler(400, accounts._bad_request)
 

@@ -18,7 +18,6 @@ from hub.web.state import state
 
 blueprint = Blueprint("privacy", __name__, url_prefix="/account", template_folder="templates")
 blueprint.before_request(accounts._csrf)
-blueprint.after_request(accounts._headers)
 blueprint.register_error_handler(ratelimit.Limited, accounts._too_many)
 blueprint.register_error_handler(400, accounts._bad_request)
 

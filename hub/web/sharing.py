@@ -18,7 +18,6 @@ from hub.web.session import current_login, login_url
 
 blueprint = Blueprint("sharing", __name__, url_prefix="/account/sharing", template_folder="templates")
 blueprint.before_request(accounts._csrf)
-blueprint.after_request(accounts._headers)
 blueprint.register_error_handler(400, accounts._bad_request)
 NOTICES = ("granted", "revoked")
 

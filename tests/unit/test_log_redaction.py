@@ -1,0 +1,102 @@
+"""Secrets never reach a log (hub/hardening/redaction.py), and the run's log capture
+(tests/log_capture.py) flags any that would."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+from uvicorn.logging import AccessFormatter
+
+from hub.hardening import redaction
+from hub.hardening.redaction import REDACTED, RedactingFilter, redact
+from tests.log_capture import LeakScan
+
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtZW1iZXIifQ.c2lnbmF0dXJlLXBhcnQ"
+
+
+@pytest.mark.parametrize("text,secret", [
+    ("Authorization: Bearer abcdefghijklmnopqrstuvwxyz", "abcdefghijklmnop"),
+    ("{'Authorization': 'Basic Y2xpX2FiYzpzM2NyM3RzM2NyM3Q=', 'Accept': '*/*'}", "Y2xpX2FiYzpz"),
+    ("token_type=Bearer&access_token=" + JWT, "eyJhbGci"),
+    ('{"refresh_token": "rt0123456789abcdef", "expires_in": 3600}', "rt0123456789abcdef"),
+    ('{"password": "correct horse battery", "email": "a@example.com"}', "correct horse"),
+    ("grant_type=client_credentials&client_secret=s3cr3tvalue&scope=x", "s3cr3tvalue"),
+    ('"GET /account/verify?token=AbC123_-xyz&next=/account/ HTTP/1.1" 200', "AbC123_-xyz"),
+    ("GET /cb?code=Zx9_abcdef&state=s1 HTTP/1.1", "Zx9_abcdef"),
+    ("GET /account/reset/new?token=tok3n_value HTTP/1.1", "tok3n_value"),
+    ("Cookie: __Host-hub_login=l0gin; __Host-hub_csrf=csrfv", "l0gin"),
+    ("Set-Cookie: hub_mfa=signed.cookie.value; Path=/", "signed.cookie"),
+    ("[(b'cookie', b'hub_login=l0gincookie')]", "l0gincookie"),
+    ("otpauth://totp/Hub:a@example.com?secret=JBSWY3DPEHPK3PXP&issuer=Hub", "JBSWY3DPEHPK3PXP"),
+    ("endpoint secret whsec_AbCdEf0123456789 rotated", "whsec_AbC"),
+    ("{'code': '123456', 'recovery_codes': ['abcd-efgh']}", "123456"),
+    ("id_token_hint=" + JWT, "c2lnbmF0"),
+])
+def test_secrets_are_redacted_whatever_their_form(text, secret):
+    cleaned = redact(text)
+    assert secret not in cleaned and REDACTED in cleaned
+
+
+def test_what_is_not_secret_stays_readable():
+    line = 'POST /v1/members HTTP/1.1 201 client_id=cli_abc program=G1 Bearer error="invalid_token"'
+    assert redact(line) == line
+
+
+def test_the_filter_redacts_message_args_and_traceback_and_keeps_numbers():
+    try:
+        raise ValueError(f"refused Authorization: Bearer {JWT}")
+    except ValueError as exc:
+        record = logging.LogRecord("hub", logging.ERROR, __file__, 1, "token %s for %s: %d", (JWT, {"password": "pw12345678"}, 3),
+                                   (type(exc), exc, exc.__traceback__))
+    assert RedactingFilter().filter(record) is True
+    text = record.getMessage() + record.exc_text
+    assert "eyJ" not in text and "pw12345678" not in text and text.startswith("token [redacted] for") and ": 3" in text
+
+
+def test_uvicorns_access_line_keeps_its_shape_and_loses_the_query_secret():
+    # uvicorn's formatter unpacks the record's five args: redaction must keep them five.
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", "/account/verify?token=s3cr3t_t0ken", "1.1", 200), None)
+    RedactingFilter().filter(record)
+    line = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s').format(record)
+    assert "s3cr3t_t0ken" not in line and "/account/verify?token=[redacted]" in line and "200" in line
+
+
+def test_gunicorns_access_line_with_dict_args_loses_the_query_secret():
+    atoms = {"h": "10.0.0.1", "r": "GET /account/reset/new?token=s3cr3t_t0ken HTTP/1.1", "s": "200"}
+    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, '%(h)s "%(r)s" %(s)s', (atoms,), None)
+    RedactingFilter().filter(record)
+    assert record.getMessage() == '10.0.0.1 "GET /account/reset/new?token=[redacted] HTTP/1.1" 200'
+
+
+def test_install_redacts_records_of_every_logger_and_handler(caplog):
+    redaction.install()
+    redaction.install()  # idempotent
+    with caplog.at_level(logging.DEBUG, logger="werkzeug"):
+        logging.getLogger("werkzeug").info('"GET /cb?code=%s&state=x HTTP/1.1" 302', "c0de_value_123")
+    assert "c0de_value_123" not in caplog.text and "code=[redacted]" in caplog.text
+
+
+@pytest.mark.parametrize("leak", [
+    f"issued {JWT}",
+    "Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123",
+    "secret whsec_AbCdEf0123456789",
+    "GET /cb?code=Zx9abcdefgh&state=1",
+    "the client's secret is Xy7_remembered-secret-value",
+    "password was correct horse battery",
+])
+def test_the_capture_flags_a_leaked_secret(leak):
+    scan = LeakScan()
+    scan.remember("Xy7_remembered-secret-value", "correct horse battery")
+    scan.handle(logging.makeLogRecord({"name": "leaky", "msg": "%s", "args": (leak,), "levelno": logging.INFO}))
+    scan.handle(logging.makeLogRecord({"name": "fine", "msg": "GET /account/verify?token=[redacted] 200"}))
+    (finding,) = scan.findings()
+    assert "'leaky'" in finding and "Xy7_remembered-secret-value" not in finding
+
+
+def test_the_capture_remembers_what_an_issuer_returns():
+    scan = LeakScan()
+    create_client = scan._remembering(lambda name: (name, "issued-s3cret-abcdef"), lambda a, k, r: [r[1]])
+    assert create_client("pos") == ("pos", "issued-s3cret-abcdef")
+    scan.handle(logging.makeLogRecord({"name": "leaky", "msg": "made issued-s3cret-abcdef"}))
+    assert len(scan.findings()) == 1
