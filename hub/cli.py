@@ -17,7 +17,7 @@ from hub.errors import DomainError
 from hub.hardening import redaction
 from hub.ledger import LedgerError
 from hub.privacy import keyring
-from hub.settings import INSTANCE_DIR, Settings
+from hub.settings import Settings
 
 console = Console()
 
@@ -67,12 +67,12 @@ def serve():
             sys.executable,
             [sys.executable, "-m", "gunicorn", "hub.asgi:app", "--bind", bind,
              "--workers", str(settings.workers), "--worker-class", "uvicorn.workers.UvicornWorker",
-             *access_log],
+             "--forwarded-allow-ips", settings.forwarded_allow_ips, *access_log],
         )
     import uvicorn
 
     uvicorn.run("hub.asgi:app", host=settings.host, port=settings.port,
-                access_log=settings.access_log)
+                access_log=settings.access_log, forwarded_allow_ips=settings.forwarded_allow_ips)
 
 
 @main.command()
@@ -95,8 +95,18 @@ def worker(pool, concurrency, beat):
     args = [sys.executable, "-m", "celery", "-A", "hub.tasks:celery", "worker", "--loglevel", "info",
             "--pool", pool, "--concurrency", str(concurrency), "--without-gossip", "--without-mingle"]
     if beat:
-        args += ["--beat", "--schedule", str(INSTANCE_DIR / "celerybeat-schedule")]
+        args += ["--beat", "--schedule", Settings.from_env().beat_schedule]
     os.execvp(sys.executable, args)
+
+
+@main.command()
+def beat():
+    """Run the periodic schedule alone (Celery beat), for deployments whose workers are
+    replicated: exactly one per deployment, or every periodic job runs once per beat. Its
+    schedule file (HUB_BEAT_SCHEDULE) remembers the last runs across restarts. It answers
+    `celery inspect ping` as celerybeat@<host> while its scheduler ticks (a health check)."""
+    os.execvp(sys.executable, [sys.executable, "-m", "celery", "-A", "hub.tasks:celery", "beat", "--loglevel", "info",
+                               "--schedule", Settings.from_env().beat_schedule, "--enable-remote-control"])
 
 
 @main.command()

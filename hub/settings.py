@@ -78,6 +78,11 @@ class Settings:
     host: str
     port: int
     access_log: bool = False
+    # `hub serve` behind a reverse proxy: the addresses (or CIDR networks) whose
+    # X-Forwarded-For and X-Forwarded-Proto it believes, so rate limits count the real client
+    # (docs/deploy.md). Only the proxy's own address: anyone else could forge the headers.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    beat_schedule: str = ""  # Celery beat's schedule file (`hub beat`, `hub worker --beat`)
     problem_base: str = "https://coalition-hub.dev/problems/"
     unit_rates: dict[str, Decimal] = field(default_factory=lambda: parse_unit_rates(DEFAULT_UNIT_RATES))
     # How long a redemption's points stay reserved while the relay works on it. It must
@@ -174,6 +179,8 @@ class Settings:
             host=_env("HOST", "127.0.0.1"),
             port=int(_env("PORT", "8000")),
             access_log=_env("ACCESS_LOG", "").lower() in ("1", "true", "yes", "on"),
+            forwarded_allow_ips=_env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
+            beat_schedule=_env("BEAT_SCHEDULE", str(INSTANCE_DIR / "celerybeat-schedule")),
             unit_rates=parse_unit_rates(_env("UNIT_RATES", DEFAULT_UNIT_RATES)),
             redemption_hold=int(_env("REDEMPTION_HOLD", str(7 * 24 * 3600))),
             providers=_provider_config(),
