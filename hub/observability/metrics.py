@@ -54,9 +54,18 @@ def status_class(status: int) -> str:
     return f"{status // 100}xx"
 
 
+# (operation, status) -> the two children to count in: labels() takes a lock and builds a key
+# on every call, twice the cost of counting (the label values are bounded, so are these caches).
+_request_children: dict[tuple[str, int], tuple] = {}
+
+
 def observe_request(operation: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(operation, status_class(status)).inc()
-    REQUEST_SECONDS.labels(operation).observe(seconds)
+    children = _request_children.get((operation, status))
+    if children is None:
+        children = _request_children[(operation, status)] = (
+            REQUESTS.labels(operation, status_class(status)), REQUEST_SECONDS.labels(operation))
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 # --- ledger transfers: counted when their transaction commits -----------------------------
@@ -64,19 +73,26 @@ def observe_request(operation: str, status: int, seconds: float) -> None:
 # commit counts them: a transaction rolled back (a refusal, a retried serialization failure)
 # counts nothing. No query, no lock beyond the counters' own.
 _PENDING_KEY = "hub.metrics.transfers"
+_transfer_children: dict[tuple[str, str], tuple] = {}  # as _request_children below
 
 
 def transfers_made(session: Session, rows) -> None:
     """Note ledger rows (dicts with "code", "phase" and "amount") inserted in this session."""
-    session.info.setdefault(_PENDING_KEY, []).extend((r["code"], r["phase"], r["amount"]) for r in rows)
+    made = session.info.setdefault(_PENDING_KEY, [])
+    for row in rows:
+        made.append((row["code"], row["phase"], row["amount"]))
 
 
 @event.listens_for(Session, "after_commit")
 def _count_committed(session: Session) -> None:
     made = session.info.pop(_PENDING_KEY, None)
     for code, phase, amount in made or ():
-        TRANSFERS.labels(code, phase).inc()
-        TRANSFER_POINTS.labels(code, phase).inc(amount)
+        children = _transfer_children.get((code, phase))
+        if children is None:
+            children = _transfer_children[(code, phase)] = (TRANSFERS.labels(code, phase),
+                                                            TRANSFER_POINTS.labels(code, phase))
+        children[0].inc()
+        children[1].inc(amount)
 
 
 @event.listens_for(Session, "after_soft_rollback")

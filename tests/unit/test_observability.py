@@ -185,3 +185,15 @@ def test_configure_json_writes_one_object_a_line_for_every_logger(root_logging, 
                                                                ("uvicorn.access", "req-json")]
     assert lines[0]["message"] == "redemption r-1 attempt 2"
     assert "s3cr3t_t0ken" not in lines[1]["message"]
+
+
+def test_provider_calls_carry_the_bound_request_id(mocked):
+    from partners import _http
+
+    client = _http.Client({"base_url": "https://provider.example", "timeout_connect": "1", "timeout_read": "2"})
+    mocked.get("https://provider.example/orders/1", json={})
+    with context.bound("order-77"):
+        client.send("GET", "/orders/1")
+    client.send("GET", "/orders/1")
+    first, second = (call.request.headers for call in mocked.calls)
+    assert first[context.HEADER] == "order-77" and context.HEADER not in second
