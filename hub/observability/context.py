@@ -51,10 +51,6 @@ def current() -> str | None:
     return state.id if state is not None else None
 
 
-def state() -> RequestState | None:
-    return _CURRENT.get()
-
-
 def name_operation(name: str) -> None:
     """Name the operation being served (for routes the middleware cannot see routed)."""
     state = _CURRENT.get()

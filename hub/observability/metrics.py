@@ -27,6 +27,9 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import bindparam, event, func, select, text
 from sqlalchemy.orm import Session
 
+from hub.db import utcnow
+from hub.notify.outbox import OutboxMessage
+
 log = logging.getLogger(__name__)
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -126,8 +129,6 @@ class OutboxLag:
     whether the query answered."""
 
     def __init__(self, db):
-        from hub.notify.outbox import OutboxMessage
-
         self.db = db
         table = OutboxMessage.__table__
         self.query = (
@@ -155,8 +156,6 @@ class OutboxLag:
         return [due, age, up]
 
     def _read(self):
-        from hub.db import utcnow
-
         now = utcnow()
         with self.db.read() as session:
             if session.get_bind().dialect.name == "postgresql":
