@@ -1,6 +1,7 @@
 """create_app(): the connexion FlaskApp serving openapi/hub.yaml at /v1."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from pathlib import Path
 
 import connexion
@@ -8,6 +9,7 @@ import redis
 from connexion.context import UNBOUND_MESSAGE
 from connexion.exceptions import ProblemException
 from connexion.options import SwaggerUIOptions
+from flask import Response, request
 from sqlalchemy import text
 from starlette.exceptions import HTTPException
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
@@ -18,13 +20,14 @@ from hub.api.validation import decorate_once, security_map, validator_map
 from hub.db import Database
 from hub.errors import DomainError
 from hub.exchange import hosted
-from hub.hardening import redaction
 from hub.hardening.headers import SecurityHeaders
 from hub.identity.keys import KeyStore
 from hub.identity.oidc.issue import LOGOUT_TOKEN_TTL
 from hub.identity.ratelimit import Limited, limiter_for
 from hub.identity.tokens import TokenVerifier
 from hub.ledger import LedgerError
+from hub.observability import context, logs, metrics
+from hub.observability.middleware import Observed
 from hub.privacy import keyring
 from hub.rewards.registry import configured_providers
 from hub.settings import Settings
@@ -39,10 +42,11 @@ class HubApp(connexion.FlaskApp):
     framework's routing, Flask and a2wsgi). Everything else goes through connexion."""
 
     lean: lean.LeanRoutes | None = None
-    secured: SecurityHeaders | None = None  # route() behind the security headers
+    # route() behind the security headers, behind the request id and metrics
+    observed: Observed | None = None
 
     async def __call__(self, scope, receive, send) -> None:
-        await (self.secured or self.route)(scope, receive, send)
+        await (self.observed or self.route)(scope, receive, send)
 
     async def route(self, scope, receive, send) -> None:
         chain = self.lean.match(scope) if self.lean is not None else None
@@ -54,7 +58,7 @@ class HubApp(connexion.FlaskApp):
 
 def create_app(settings: Settings | None = None, *, validate_responses: bool = False) -> HubApp:
     settings = settings or Settings.from_env()
-    redaction.install()
+    logs.install()  # records redacted (hub.hardening.redaction) and carrying the request id
     db = Database(settings.database_url, settings.db_pool_size)
     keyring.install(settings, db.engine)
     # Replaced signing keys stay published as long as the longest-lived token they signed.
@@ -98,12 +102,27 @@ def create_app(settings: Settings | None = None, *, validate_responses: bool = F
 
     @flask_app.get("/readyz")
     def readyz():
-        checks = {"database": _check_database(db), "broker": _check_broker(settings.broker_url)}
+        checks = _readiness(db, settings.broker_url)
         ok = all(v in ("ok", "not configured") for v in checks.values())
         return {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
 
+    @flask_app.get("/metrics")
+    def prometheus_metrics():
+        status = metrics.access(settings, request.headers.get("Authorization"))
+        if status == 404:
+            return problems.flask_response(404, "not-found", "Not found", "no such resource")
+        if status == 401:
+            return problems.flask_response(401, "unauthenticated", "Unauthenticated", "a metrics token is required")
+        return Response(metrics.render(db), content_type=metrics.CONTENT_TYPE)
+
+    @flask_app.before_request
+    def name_route():  # the metrics' operation for pages and OAuth (API operations are named by connexion)
+        if request.url_rule is not None:
+            context.name_operation(request.url_rule.rule)
+
     app.lean = lean.build(app, settings.db_pool_size)
-    app.secured = SecurityHeaders(app.route, https=settings.issuer.startswith("https://"))
+    secured = SecurityHeaders(app.route, https=settings.issuer.startswith("https://"))
+    app.observed = Observed(secured)
     return app
 
 
@@ -118,6 +137,23 @@ def _unexpected(exc: Exception):
         # before the handler runs. To connexion, that URL names no operation: a 404.
         return problems.flask_response(404, "not-found", "Not found", "no such resource")
     return problems.unexpected(exc)
+
+
+READINESS_TIMEOUT = 2.0  # seconds for each check
+_checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub-readyz")
+
+
+def _readiness(db: Database, broker_url: str) -> dict[str, str]:
+    """Each check in its own thread, each given READINESS_TIMEOUT: a hung database or broker
+    is reported as such instead of holding the probe (the check's own timeouts end it)."""
+    futures = {"database": _checks.submit(_check_database, db), "broker": _checks.submit(_check_broker, broker_url)}
+    results = {}
+    for name, future in futures.items():
+        try:
+            results[name] = future.result(timeout=READINESS_TIMEOUT)
+        except FutureTimeout:
+            results[name] = "failed: timeout"
+    return results
 
 
 def _check_database(db: Database) -> str:

@@ -1,8 +1,11 @@
 """The ASGI application for uvicorn and gunicorn: `hub.asgi:app`."""
 import gc
+import logging
 
 from hub.app import create_app
+from hub.observability import logs
 
+logs.configure(logging.INFO)  # after the server's own set-up: HUB_LOG_FORMAT for every line
 app = create_app()
 
 # The app's start-up leaves ~140,000 long-lived objects (the spec, connexion's and SQLAlchemy's

@@ -3,6 +3,7 @@ seed the demo coalition."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from decimal import Decimal
@@ -14,8 +15,8 @@ from rich.table import Table
 from hub import migrations
 from hub.db import Database
 from hub.errors import DomainError
-from hub.hardening import redaction
 from hub.ledger import LedgerError
+from hub.observability import logs, metrics
 from hub.privacy import keyring
 from hub.settings import Settings
 
@@ -51,7 +52,20 @@ def _ops():
 @click.group()
 def main():
     """Coalition loyalty hub."""
-    redaction.install()  # every command's logs, the server's and the dispatcher's included
+    # Every command's logs redacted and carrying the request id; with HUB_LOG_FORMAT=json, its
+    # warnings and errors as JSON lines (the server, the worker and the dispatcher log at INFO).
+    logs.install()
+    if logs.log_format() == "json":
+        logs.configure(logging.WARNING)
+
+
+def _shared_metrics_dir() -> None:
+    """Processes about to be forked count into one directory, so that a scrape of any of them
+    sees all (hub/observability/metrics.py). A fresh one unless the operator named one."""
+    if not os.environ.get(metrics.MULTIPROCESS_ENV):
+        import tempfile
+
+        os.environ[metrics.MULTIPROCESS_ENV] = tempfile.mkdtemp(prefix="hub-metrics-")
 
 
 @main.command()
@@ -63,6 +77,7 @@ def serve():
         # No --access-logfile at all without HUB_ACCESS_LOG: given /dev/null, uvicorn would
         # still format a log line for every request and throw it away.
         access_log = ["--access-logfile", "-"] if settings.access_log else []
+        _shared_metrics_dir()
         os.execvp(
             sys.executable,
             [sys.executable, "-m", "gunicorn", "hub.asgi:app", "--bind", bind,
@@ -92,6 +107,8 @@ def worker(pool, concurrency, beat):
     workers, or prefork. A threads worker's database pool holds at least one connection per
     thread (HUB_DB_POOL_SIZE if larger)."""
     os.environ.update(HUB_WORKER_POOL=pool, HUB_WORKER_CONCURRENCY=str(concurrency))  # for hub.tasks
+    if pool == "prefork" and Settings.from_env().worker_metrics_port:
+        _shared_metrics_dir()  # the pool's children count, the worker's metrics port shows them
     args = [sys.executable, "-m", "celery", "-A", "hub.tasks:celery", "worker", "--loglevel", "info",
             "--pool", pool, "--concurrency", str(concurrency), "--without-gossip", "--without-mingle"]
     if beat:
@@ -116,13 +133,12 @@ def beat():
               help="On PostgreSQL, LISTEN for new messages and publish them at once.")
 def dispatch(poll, listen):
     """Publish due outbox messages to the broker, forever (survives broker outages)."""
-    import logging
     from datetime import timedelta
 
     from hub import tasks
     from hub.notify import dispatcher
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure(logging.INFO)
     lease = timedelta(seconds=Settings.from_env().outbox_lease)
     dispatcher.run(_db(), dispatcher.celery_publisher(tasks.celery, tasks.TOPICS), lease=lease, poll=poll,
                    listen=listen)

@@ -145,6 +145,13 @@ class Settings:
     # Rate limits (hub/identity/ratelimit.py, docs/security.md): overrides of its rules, by name.
     # Counted in Redis when the broker is Redis (shared by every process), else in memory.
     rate_limits: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Observability (hub/observability, docs/observability.md). /metrics is served when
+    # `metrics` is on; None (unset): only for an http://localhost issuer (`make run`, tests).
+    # With `metrics_token`, only to a scraper sending it as a Bearer token (on or unset).
+    # `worker_metrics_port`: a Celery worker serves its own /metrics there (0: none).
+    metrics: bool | None = None
+    metrics_token: str = ""
+    worker_metrics_port: int = 0
 
     @property
     def _local_issuer(self) -> bool:
@@ -158,6 +165,10 @@ class Settings:
     @property
     def webhooks_private_allowed(self) -> bool:
         return self._local_issuer if self.webhooks_allow_private is None else self.webhooks_allow_private
+
+    @property
+    def metrics_served(self) -> bool:
+        return self._local_issuer if self.metrics is None else self.metrics
 
     @property
     def login_cookie_secure(self) -> bool:
@@ -212,4 +223,7 @@ class Settings:
             data_keys=_env("DATA_KEYS", ""),
             index_key=_env("INDEX_KEY", ""),
             rate_limits=parse_rate_limits(_env("RATE_LIMITS", "")),
+            metrics=_flag(_env("METRICS", "")),
+            metrics_token=_env("METRICS_TOKEN", ""),
+            worker_metrics_port=int(_env("WORKER_METRICS_PORT", "0")),
         )

@@ -8,15 +8,18 @@ therefore idempotent. With no HUB_BROKER_URL, the broker is an SQLite file under
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
+import time
 import uuid
 
-from celery import Celery
+from celery import Celery, signals
 from celery.schedules import crontab
 from sqlalchemy.exc import OperationalError
 
-from hub.hardening import redaction
+from hub.notify.dispatcher import REQUEST_IDS_HEADER
+from hub.observability import context, logs, metrics
 from hub.settings import INSTANCE_DIR, Settings
 
 RELAY_TASK = "hub.relay_redemptions"
@@ -35,9 +38,10 @@ def broker_url(settings: Settings) -> str:
 
 
 def make_celery(settings: Settings) -> Celery:
-    redaction.install()  # the worker's logs (task arguments, errors) carry no secret
+    logs.install()  # the worker's logs (task arguments, errors) carry no secret, and the request id
     app = Celery("hub", broker=broker_url(settings), set_as_current=False)
     app.conf.update(
+        worker_log_format="[%(asctime)s: %(levelname)s/%(processName)s] [%(request_id)s] %(message)s",
         task_default_queue=settings.task_queue,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -55,6 +59,66 @@ def make_celery(settings: Settings) -> Celery:
 
 
 celery = make_celery(Settings.from_env())
+
+
+# --- observability: request ids, task metrics, logs, the worker's /metrics -----------------
+
+def _header_ids(task) -> list | None:
+    """The dispatcher's header of request ids: a worker's request has the message's custom
+    headers as attributes; `apply(headers=...)` (tests) keeps them in `request.headers`."""
+    request = task.request
+    return getattr(request, REQUEST_IDS_HEADER, None) or (request.headers or {}).get(REQUEST_IDS_HEADER)
+
+
+def _request_ids(task, payloads: list[dict]) -> list[str | None]:
+    """The request id of each payload (None for each if the task came without them:
+    published by an older dispatcher, or applied directly)."""
+    ids = _header_ids(task)
+    if isinstance(ids, list) and len(ids) == len(payloads):
+        return [i if context.valid(i) else None for i in ids]
+    return [None] * len(payloads)
+
+
+_running: dict[str, tuple[float, object]] = {}  # task id -> (started, request context token)
+
+
+@signals.task_prerun.connect
+def _task_started(task_id, task, **_):
+    # The whole task's records carry its payloads' request ids (each item's own: see the tasks).
+    ids = sorted({i for i in (_header_ids(task) or ()) if context.valid(i)})
+    _, token = context.begin(",".join(ids) or None)
+    _running[task_id] = (time.perf_counter(), token)
+
+
+@signals.task_postrun.connect
+def _task_ended(task_id, task, state=None, **_):
+    started, token = _running.pop(task_id, (None, None))
+    if token is not None:
+        context.end(token)
+    metrics.TASKS.labels(task.name, (state or "unknown").lower()).inc()
+    if started is not None:
+        metrics.TASK_SECONDS.labels(task.name).observe(time.perf_counter() - started)
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _json_logs(logger, **_):
+    """HUB_LOG_FORMAT=json: Celery's handlers write JSON lines."""
+    if logs.log_format() == "json":
+        for handler in logger.handlers:
+            handler.setFormatter(logs.JsonFormatter())
+
+
+@signals.worker_init.connect
+def _serve_metrics(**_):
+    """HUB_WORKER_METRICS_PORT: this worker's metrics (all its pool's processes: `hub worker`
+    gives a prefork pool a PROMETHEUS_MULTIPROC_DIR) at http://HUB_HOST:port/metrics."""
+    settings = Settings.from_env()
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, settings.host, registry=metrics.counted_registry())
+        logging.getLogger(__name__).info("worker metrics on %s:%d", settings.host, settings.worker_metrics_port)
 
 
 def _per_process(build):
@@ -122,7 +186,8 @@ def _saga():
 )
 def relay_redemptions(payloads: list[dict]) -> list[str]:
     """One relay attempt for each outbox payload ({"redemption_id": ...}) of the batch."""
-    return _services()[3].run_many([uuid.UUID(p["redemption_id"]) for p in payloads])
+    ids = [uuid.UUID(p["redemption_id"]) for p in payloads]
+    return _services()[3].run_many(ids, dict(zip(ids, _request_ids(relay_redemptions, payloads))))
 
 
 @celery.task(
@@ -181,7 +246,8 @@ def _deliverer():
 def deliver_webhooks(payloads: list[dict]) -> list[str]:
     """One attempt for each outbox payload ({"delivery_id": ...}) of the batch: sign, POST,
     record (hub/notify/webhook_delivery.py; the outbox brings back the ones to retry)."""
-    return _deliverer().run_many([uuid.UUID(p["delivery_id"]) for p in payloads])
+    ids = [uuid.UUID(p["delivery_id"]) for p in payloads]
+    return _deliverer().run_many(ids, _request_ids(deliver_webhooks, payloads))
 
 
 @functools.cache

@@ -18,6 +18,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from hub import money
+from hub.observability import context
 from hub.rewards.providers import CatalogUnavailable, Outcome, Status
 
 # Errors that can only happen before a single byte of the request left this process.
@@ -78,8 +79,10 @@ class Client:
              json: Any = None) -> requests.Response | Outcome:
         """The provider's response, or the Outcome of not getting one."""
         try:
+            request_id = context.current()  # the API request behind this call, for the provider's logs
+            headers = self._headers if request_id is None else {**self._headers, context.HEADER: request_id}
             request = requests.Request(
-                method, self.base_url + path, headers=self._headers, params={**self.params, **(params or {})},
+                method, self.base_url + path, headers=headers, params={**self.params, **(params or {})},
                 json=json, auth=self._auth,
             ).prepare()
             return self._adapter.send(request, timeout=self.timeout, verify=self._verify, proxies=self._proxies)

@@ -30,6 +30,7 @@ middleware, connexion's context variables (these handlers do not read them), a2w
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hub.api import conversions, problems, redemptions, transactions
 from hub.api.common import Call, Reply
 from hub.api.validation import BODY_KEY, CachedJSONRequestBodyValidator
+from hub.observability import context
+from hub.observability.middleware import operation_label
 
 # (method, path under the API's base path) -> the handler both paths run.
 ROUTES: dict[tuple[str, str], Callable[[Call, dict, dict], Reply]] = {
@@ -76,8 +79,9 @@ class LeanEndpoint:
         token_info = scope["extensions"]["connexion_context"]["token_info"]
         call = Call("POST", scope["path"] + "?", _header(scope, b"idempotency-key"))
         loop = asyncio.get_running_loop()
+        # In the request's context: the thread's log records and outbox messages carry its id.
         status, headers, content, media_type = await loop.run_in_executor(
-            self.executor, self._run, call, body, token_info
+            self.executor, contextvars.copy_context().run, self._run, call, body, token_info
         )
         await Response(content, status, headers, media_type)(scope, receive, send)
 
@@ -147,17 +151,20 @@ class LeanRoutes:
     Content-Type header that is exactly application/json. Anything else goes to connexion,
     which answers it as it always did."""
 
-    def __init__(self, chains: dict[tuple[str, str], ASGIApp]):
-        self.chains = chains
+    def __init__(self, chains: dict[tuple[str, str], tuple[str, ASGIApp]]):
+        self.chains = chains  # (method, path) -> (operation name for the metrics, chain)
 
     def match(self, scope: Scope) -> ASGIApp | None:
         if scope["type"] != "http" or scope["query_string"] or scope.get("root_path"):
             return None
-        chain = self.chains.get((scope["method"], scope["path"]))
-        if chain is None:
+        named = self.chains.get((scope["method"], scope["path"]))
+        if named is None:
             return None
         content_types = [v for k, v in scope["headers"] if k.lower() == b"content-type"]
-        return chain if content_types == [b"application/json"] else None
+        if content_types != [b"application/json"]:
+            return None
+        context.name_operation(named[0])
+        return named[1]
 
 
 def build(connexion_app, pool_size: int) -> LeanRoutes:
@@ -189,5 +196,5 @@ def build(connexion_app, pool_size: int) -> LeanRoutes:
         guarded = ExceptionMiddleware(app)
         for exc_class, handler_fn in connexion_app.middleware.error_handlers:
             guarded.add_exception_handler(exc_class, handler_fn)
-        chains[(method.upper(), base_path + path)] = guarded
+        chains[(method.upper(), base_path + path)] = (operation_label(operation.operation_id), guarded)
     return LeanRoutes(chains)

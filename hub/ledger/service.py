@@ -35,6 +35,7 @@ from hub.ledger.models import (
     Account,
     Transfer,
 )
+from hub.observability import metrics
 
 _accounts = Account.__table__
 _transfers = Transfer.__table__
@@ -394,9 +395,12 @@ def _create(
         # One transfer moving one cached account (an earn, a return): its balance update and
         # its insert as one statement, a round trip fewer on the hottest path.
         (account_id,) = cached
-        return [_apply_and_insert(conn, account_id, deltas[account_id], infos[account_id], rows[0])]
-    _apply(session, deltas, infos)
-    return _insert(session, rows)
+        ids = [_apply_and_insert(conn, account_id, deltas[account_id], infos[account_id], rows[0])]
+    else:
+        _apply(session, deltas, infos)
+        ids = _insert(session, rows)
+    metrics.transfers_made(session, rows)  # counted when the transaction commits
+    return ids
 
 
 # What resolving a reservation reads of it (Core, one statement: no ORM identity map).
@@ -471,6 +475,7 @@ def _resolve(session: Session, resolutions: Sequence[tuple[_Pending, int]], phas
         if not inserted:
             raise PendingAlreadyResolved(f"pending transfer {pending.id} is already resolved")
         ids.append(inserted[0][0])
+        metrics.transfers_made(session, (row,))
     _apply(session, deltas, infos)
     return ids
 

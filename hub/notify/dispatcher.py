@@ -21,6 +21,7 @@ from hub.db import Database
 from hub.notify import outbox
 
 log = logging.getLogger(__name__)
+REQUEST_IDS_HEADER = "hub_request_ids"
 
 
 def run(
@@ -107,12 +108,14 @@ class _Listener:
             self.conn = None
 
 
-def celery_publisher(celery, topics: dict[str, str]) -> Callable[[str, list[dict]], None]:
-    """One task per group of a topic's payloads (the task takes them as its one argument)."""
-    def publish(topic: str, payloads: list[dict]) -> None:
+def celery_publisher(celery, topics: dict[str, str]) -> Callable[[str, list[dict], list[str | None]], None]:
+    """One task per group of a topic's payloads (the task takes them as its one argument).
+    Their request ids ride in a task header, one per payload (hub.tasks binds them)."""
+    def publish(topic: str, payloads: list[dict], request_ids: list[str | None]) -> None:
         celery.send_task(
             topics[topic],
             args=(payloads,),
+            headers={REQUEST_IDS_HEADER: request_ids} if any(request_ids) else None,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         )

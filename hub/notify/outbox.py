@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.db import Base, BigId, JSONDoc, UTCDateTime, run, utcnow
+from hub.observability import context
 
 
 class OutboxMessage(Base):
@@ -33,6 +34,9 @@ class OutboxMessage(Base):
     publish_count: Mapped[int] = mapped_column(Integer, default=0)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The id of the API request that wrote the message (hub/observability/context.py): its
+    # task's log records and outgoing calls carry it too.
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 _outbox = OutboxMessage.__table__
@@ -55,7 +59,7 @@ def enqueue(session: Session, topic: str, key: str, payload: dict) -> None:
     now = utcnow()
     conn = session.connection()
     row = {"topic": topic, "key": key, "payload": payload, "available_at": now, "published_at": None,
-           "publish_count": 0, "done_at": None, "created_at": now}
+           "publish_count": 0, "done_at": None, "created_at": now, "request_id": context.current()}
     statement = _INSERT_AND_NOTIFY if conn.dialect.name == "postgresql" else _INSERT
     run(conn, statement, {f"new_{name}": value for name, value in row.items()})
 
@@ -83,7 +87,7 @@ def backoff(attempt: int, base: float, cap: float) -> timedelta:
 
 # Due messages, oldest first; built once (the dispatcher runs it several times a second).
 _DUE = (
-    select(_outbox.c.id, _outbox.c.topic, _outbox.c.payload)
+    select(_outbox.c.id, _outbox.c.topic, _outbox.c.payload, _outbox.c.request_id)
     .where(_outbox.c.done_at.is_(None), _outbox.c.available_at <= bindparam("now"))
     .order_by(_outbox.c.available_at)
     .limit(bindparam("n"))
@@ -104,7 +108,7 @@ PER_MESSAGE = 20
 
 def dispatch_due(
     session: Session,
-    publish: Callable[[str, list[dict]], None],
+    publish: Callable[[str, list[dict], list[str | None]], None],
     lease: timedelta,
     limit: int = 200,
     per_message: int | None = None,
@@ -113,7 +117,8 @@ def dispatch_due(
 
     Messages of one topic go out together, up to `per_message` payloads in one broker
     message: what a broker message and a task cost is then paid once for several (a task
-    runs each payload on its own, so the consumer's semantics stay per payload).
+    runs each payload on its own, so the consumer's semantics stay per payload). `publish`
+    gets the topic, the payloads and their request ids (None where none was bound).
 
     Rows are claimed with FOR UPDATE SKIP LOCKED (PostgreSQL), so several dispatchers can
     run. The published rows are pushed forward by their lease in one UPDATE, after the
@@ -131,7 +136,7 @@ def dispatch_due(
     for topic, rows in by_topic.items():
         for start in range(0, len(rows), per_message):
             chunk = rows[start:start + per_message]
-            publish(topic, [row.payload for row in chunk])
+            publish(topic, [row.payload for row in chunk], [row.request_id for row in chunk])
             published += [row.id for row in chunk]
     if published:
         session.execute(_MARK_PG if pg else _MARK, {"ids": published, "at": now, "due": now + lease})

@@ -43,6 +43,7 @@ from hub.db import Database, utcnow
 from hub.notify import outbox, webhooks
 from hub.notify.breaker import Breaker
 from hub.notify.webhook_endpoints import UnsafeUrl, UrlPolicy, check_url, disable, unseal
+from hub.observability import context, metrics
 from hub.notify.webhook_models import (
     FAILED, PENDING, SUCCEEDED, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent,
 )
@@ -118,8 +119,14 @@ class Deliverer:
         # follows none: a 3xx could point inside the network), one keep-alive pool.
         self._adapter = _PinnedAdapter(max_retries=0)
 
-    def run_many(self, delivery_ids: Sequence[uuid.UUID]) -> list[str]:
-        return [self.deliver(delivery_id) for delivery_id in delivery_ids]
+    def run_many(self, delivery_ids: Sequence[uuid.UUID], request_ids: Sequence[str | None] = ()) -> list[str]:
+        """`request_ids`: the id of the request behind each delivery (sent as X-Request-Id)."""
+        request_ids = list(request_ids) or [None] * len(delivery_ids)
+        results = []
+        for delivery_id, request_id in zip(delivery_ids, request_ids):
+            with context.bound(request_id):
+                results.append(self.deliver(delivery_id))
+        return results
 
     def deliver(self, delivery_id: uuid.UUID) -> str:
         """One attempt. Returns the delivery's status afterwards, or 'busy' (another attempt
@@ -129,8 +136,10 @@ class Deliverer:
             return claim
         breaker = self._breaker(claim.endpoint_id)
         if not breaker.admit():
+            metrics.webhook_attempt(None, "paused")
             return self.db.write(lambda s: _pause(s, delivery_id, timedelta(seconds=self._breaker_args[1])))
         result = self._post(claim)
+        metrics.webhook_attempt(result.status_code, result.error)
         if result.status_code is not None and 200 <= result.status_code < 300:
             breaker.success()
         elif result.status_code == 410:
@@ -138,7 +147,10 @@ class Deliverer:
         else:
             breaker.failure()
         log.info("webhook delivery %s of %s: %s", delivery_id, claim.msg_id, result.status_code or result.error)
-        return self.db.write(lambda s: record(s, delivery_id, result))
+        status = self.db.write(lambda s: record(s, delivery_id, result))
+        if status == FAILED:  # this attempt was its last (or the endpoint is gone)
+            metrics.WEBHOOK_FAILURES.inc()
+        return status
 
     def _breaker(self, endpoint_id: uuid.UUID) -> Breaker:
         with self._lock:
@@ -185,6 +197,9 @@ class Deliverer:
             address = check_url(claim.url, self.policy)
             headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                        **webhooks.sign(claim.secrets, claim.msg_id, int(time.time()), claim.body)}
+            request_id = context.current()
+            if request_id:
+                headers[context.HEADER] = request_id
             request = requests.Request("POST", claim.url, headers=headers, data=claim.body).prepare()
             if address is not None:
                 request.pinned_address = address

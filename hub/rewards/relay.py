@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -45,6 +46,7 @@ from hub.errors import Conflict
 from hub.notify import outbox, webhooks
 from hub.notify.policy import RelayPolicy
 from hub.notify.breaker import Breaker
+from hub.observability import context, metrics
 from hub.programs.models import Program
 from hub.rewards import catalog, redemptions
 from hub.rewards.models import (
@@ -163,19 +165,25 @@ class Relay:
         delivery holds the lease, 'done' if it was already resolved)."""
         return self.run_many([redemption_id])[0]
 
-    def run_many(self, redemption_ids: Sequence[uuid.UUID]) -> list[str]:
+    def run_many(self, redemption_ids: Sequence[uuid.UUID],
+                 request_ids: Mapping[uuid.UUID, str | None] | None = None) -> list[str]:
         """One attempt for each order: their leases taken in one transaction, then each
         order's provider call and outcome on its own, concurrently (the process's relay
         threads, `parallel` of them, are shared by every task), so that the orders of a
         batch do not wait for each other's provider. Returns when every attempt has ended; then raises the first
         error, if any (the task is retried: attempts already recorded find their order done,
-        ones whose lease is still held are left to the outbox, as for a lost task)."""
+        ones whose lease is still held are left to the outbox, as for a lost task).
+        `request_ids`: the id of the request that placed each order, for its attempt's logs
+        and provider calls."""
+        request_ids = request_ids or {}
         claims = self.db.write(lambda s: self._claim(s, redemption_ids))
         taken = [claims[rid] for rid in redemption_ids if isinstance(claims[rid], _Claim)]
         if len(taken) == 1:
-            claims[taken[0].redemption_id] = self._attempt(taken[0])
+            claim = taken[0]
+            claims[claim.redemption_id] = self._attempt(claim, request_ids.get(claim.redemption_id))
         elif taken:
-            futures = {c.redemption_id: self._executor().submit(self._attempt, c) for c in taken}
+            futures = {c.redemption_id: self._executor().submit(self._attempt, c, request_ids.get(c.redemption_id))
+                       for c in taken}
             wait(futures.values())
             claims.update((rid, future.result()) for rid, future in futures.items())
         return [claims[rid] for rid in redemption_ids]
@@ -186,9 +194,15 @@ class Relay:
                 self._pool = ThreadPoolExecutor(self._parallel, thread_name_prefix="relay")
             return self._pool
 
-    def _attempt(self, claim: _Claim) -> str:
+    def _attempt(self, claim: _Claim, request_id: str | None = None) -> str:
         """Call the provider (no transaction open meanwhile), then record its answer."""
+        with context.bound(request_id):
+            return self._attempt_bound(claim)
+
+    def _attempt_bound(self, claim: _Claim) -> str:
+        started = time.perf_counter()
         outcome, placed = self._call(claim)
+        metrics.relay_outcome(claim.provider, outcome.status.value, time.perf_counter() - started)
         log.info("redemption %s attempt %d: %s %s", claim.redemption_id, claim.attempts, outcome.status.value,
                  outcome.detail)
         return self.db.write(lambda s: record(s, claim.redemption_id, outcome, self.policy,

@@ -24,7 +24,7 @@ def keys(db):
 
 def dispatch(db, publish, lease=timedelta(seconds=60)):
     # Only this test's topic: other tests' messages may be due in the same database.
-    def only_ours(topic, payloads):
+    def only_ours(topic, payloads, request_ids):
         if topic == TOPIC:
             for payload in payloads:
                 publish(payload)
