@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-
-import uuid
 
 from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint, Uuid, bindparam, insert, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column

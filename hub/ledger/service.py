@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import BigInteger, bindparam, case, func, insert, literal, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -241,7 +242,7 @@ def _apply(session: Session, deltas: dict[int, _Delta], infos: dict[int, Account
 _CLOSED = select(_accounts.c.id).where(_accounts.c.id.in_(bindparam("ids", expanding=True)), _accounts.c.closed)
 
 
-def _refuse(conn, account_ids: list[int], otherwise: Exception):
+def _refuse(conn, account_ids: list[int], otherwise: Exception) -> NoReturn:
     """Why a balance update updated nothing: a closed account, else `otherwise`. Only ever
     run when refusing (a fresh statement, so it sees the erasure that closed it)."""
     closed = conn.execute(_CLOSED, {"ids": account_ids}).scalars().first()

@@ -5,17 +5,22 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import time
 import uuid
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 import time_machine
 from click.testing import CliRunner
-from sqlalchemy import func, select, text as text_, update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
+from hub import ledger
 from hub.cli import main as hub_cli
 from hub.db import utcnow
+from hub.exchange.models import MemberTransfer
 from hub.idempotency import IdempotencyKey
 from hub.identity.account_models import AccountToken, LoginSession, MemberAccount, OutgoingMail
 from hub.ledger.models import Transfer
@@ -24,7 +29,7 @@ from hub.notify import webhooks
 from hub.notify.webhook_models import SUCCEEDED, WebhookDelivery, WebhookEvent
 from hub.identity import accounts
 from hub.privacy import blind, erasure, export, retention, sharing
-from hub.programs.models import Membership, Program
+from hub.programs.models import Membership, PointTransaction, Program
 from hub.rewards.providers import Outcome, Status
 from hub.rules.engage_models import MemberAttribute
 from tests.conftest import assert_problem
@@ -39,6 +44,7 @@ from tests.integration.test_account_pages import (  # noqa: F401  (fixtures)
     web_state,
 )
 from tests.integration.test_redemptions import member_api, provider, redeem, reward_code, run_relay  # noqa: F401
+from tests.integration.test_member_transfers import give, set_policy
 from tests.integration.test_webhooks import register
 
 
@@ -312,8 +318,6 @@ def test_erasure_deletes_every_stored_reply_that_names_the_member(db, partner):
 
 
 def test_a_transfer_note_is_kept_off_the_ledger_and_cleared_by_erasure(db, partner, ops):
-    from tests.integration.test_member_transfers import give, set_policy
-    from hub.exchange.models import MemberTransfer
     assert set_policy(partner.api, partner.program, 500, 1000).status_code == 200
     ana, budi = partner.enrol(), partner.enrol()
     partner.buy(ana, "1000000")
@@ -333,7 +337,6 @@ def test_a_transfer_note_is_kept_off_the_ledger_and_cleared_by_erasure(db, partn
 def test_a_closed_account_takes_no_more_movements(db, partner):
     """What a write that read the member before the erasure committed meets afterwards (the
     same on both dialects): the ledger refuses the account, nothing is written."""
-    from hub import ledger
     member = partner.enrol()
     purchase = partner.buy(member, "100000")
     _erase(db, member)
@@ -343,10 +346,8 @@ def test_a_closed_account_takes_no_more_movements(db, partner):
     late = ledger.TransferSpec(debit=program.issuance_account_id, credit=account_id, amount=5, code="earn",
                                ledger=program.id, caused_by="test")
     for write in (lambda s: ledger.post(s, [late]), lambda s: ledger.require_open(s, [account_id])):
-        with pytest.raises(ledger.AccountClosed), db.engine.connect() as conn:
-            from sqlalchemy.orm import Session
-            with Session(conn) as s:
-                write(s)
+        with pytest.raises(ledger.AccountClosed), Session(db.engine) as s:
+            write(s)
     with db.read() as s:
         assert ledger.balance(s, account_id).posted == 0
         assert verify(s).ok
@@ -356,12 +357,11 @@ def test_a_closed_account_takes_no_more_movements(db, partner):
 
 
 def _wait_for_a_lock_wait(db, timeout: float = 10.0) -> None:
-    import time
     deadline = time.monotonic() + timeout
     with db.engine.connect() as conn:
         while time.monotonic() < deadline:
-            waiting = conn.execute(text_("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                                         " AND wait_event_type = 'Lock'")).scalar()
+            waiting = conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                           " AND wait_event_type = 'Lock'").scalar()
             conn.rollback()
             if waiting:
                 return
@@ -375,9 +375,6 @@ def test_a_purchase_racing_an_erasure_is_refused_and_writes_nothing(db, partner,
     and reaches the account while the erasure holds it: once the erasure commits, the
     purchase gets 410 and leaves no transaction, items or points. On SQLite writers run one at
     a time: the purchase comes after the erasure and meets the same answer."""
-    from concurrent.futures import ThreadPoolExecutor
-    from sqlalchemy.orm import Session
-    from hub.programs.models import PointTransaction
     member = partner.enrol()
     partner.buy(member, "100000")
     body = partner.purchase_body(member, amount, items=[{"category": "pharmacy", "amount": amount, "sku": "SECRET"}])
@@ -396,6 +393,5 @@ def test_a_purchase_racing_an_erasure_is_refused_and_writes_nothing(db, partner,
         assert s.scalar(select(func.count()).select_from(PointTransaction)
                         .where(PointTransaction.partner_txn_id == body["transaction_id"])) == 0
         account_id = s.scalar(select(Membership.account_id).where(Membership.member_id == uuid.UUID(member)))
-        from hub import ledger
         assert ledger.balance(s, account_id).posted == 0
         assert verify(s).ok
