@@ -97,11 +97,14 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Serialization failures, deadlocks, a busy SQLite, and unique violations.
+    """Serialization failures, deadlocks, a busy SQLite, unique violations, and errors that
+    say they are retryable.
 
     Services check for an existing row before inserting one; a unique violation means a
     concurrent transaction inserted it first, and on retry the check finds it.
     """
+    if getattr(exc, "retryable", False):  # a refusal caused by a concurrent commit (ledger.AccountClosed)
+        return True
     if isinstance(exc, DBAPIError):
         sqlstate = getattr(exc.orig, "sqlstate", None)
         if sqlstate in _RETRYABLE_PG:

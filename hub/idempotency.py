@@ -9,20 +9,26 @@ serialized, so the duplicate waits and then receives the replay.
 Only successful responses are stored: a refused request wrote nothing, so repeating it
 re-executes it (it may succeed once the cause is fixed, e.g. the member now exists). They
 are sealed (hub.crypto): a response may name a member's email or phone, or a voucher code.
+
+A stored response is linked to every member it names (`idempotency_key_members`; a batch's
+reply names many, a transfer's two), so that erasing a member deletes every stored reply
+about them, whoever sent the request (hub.privacy.erasure): a repeat then re-executes and
+gets today's answer (410 member-erased) instead of the erased member's contact details.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String, Text, UniqueConstraint, bindparam, insert, select, text
+from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint, Uuid, bindparam, insert, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub import crypto
-from hub.db import Base, BigId, Database, UTCDateTime, run as run_once, utcnow
+from hub.db import Base, BigId, Database, UTCDateTime, executemany, run as run_once, utcnow
 from hub.errors import Conflict, Invalid
 
 
@@ -37,6 +43,15 @@ class IdempotencyKey(Base):
     status: Mapped[int] = mapped_column(BigInteger)
     body: Mapped[str] = mapped_column(Text)  # the response's JSON, sealed
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdempotencyKeyMember(Base):
+    """A member that a stored response names (erasure deletes the response)."""
+
+    __tablename__ = "idempotency_key_members"
+
+    key_id: Mapped[int] = mapped_column(ForeignKey("idempotency_keys.id", ondelete="CASCADE"), primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, index=True)
 
 
 SEAL_PURPOSE = "idempotency-response"
@@ -55,7 +70,11 @@ _LOCK_AND_STORED = text(
     "SELECT pg_try_advisory_xact_lock(:id), k.fingerprint, k.status, k.body FROM (SELECT 1) AS one"
     " LEFT JOIN idempotency_keys AS k ON k.owner = :owner AND k.key = :key"
 )
-_STORE = insert(_keys)
+_STORE = insert(_keys).returning(_keys.c.id)
+_LINK = insert(IdempotencyKeyMember.__table__)
+# Fields of a response, at any depth, that hold a member id (a purchase, an order, a transfer,
+# each result of a batch). A response that is itself a member passes ("id",) instead.
+MEMBER_FIELDS = ("member_id", "from_member_id", "to_member_id")
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,19 @@ def fingerprint(method: str, path: str, body: object) -> str:
     return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
 
 
+def members_named(body: object, fields: tuple[str, ...]) -> Iterator[uuid.UUID]:
+    """The member ids that `fields` hold anywhere in a response body."""
+    if isinstance(body, dict):
+        for name, value in body.items():
+            if name in fields and isinstance(value, str):
+                yield uuid.UUID(value)
+            else:
+                yield from members_named(value, fields)
+    elif isinstance(body, list):
+        for value in body:
+            yield from members_named(value, fields)
+
+
 def _lock_id(owner: str, key: str) -> int:
     digest = hashlib.blake2b(f"{owner}\0{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
@@ -82,10 +114,12 @@ def run(
     request_fingerprint: str,
     work: Callable[[Session], tuple[int, dict]],
     redact: tuple[str, ...] = (),
+    member_fields: tuple[str, ...] = MEMBER_FIELDS,
 ) -> Outcome:
     """Run `work` once per (owner, key); replay the stored outcome for a repeat.
 
     Fields named in `redact` (secrets shown once) are never stored, so a replay lacks them.
+    The members held in `member_fields` are linked to the stored outcome.
     """
     if key is None:
         return Outcome(*db.write(work))
@@ -114,11 +148,14 @@ def run(
         status, body = work(session)
         if 200 <= status < 300:
             kept = {k: v for k, v in body.items() if k not in redact}
-            run_once(conn, _STORE, {
+            ((key_id,),), _ = run_once(conn, _STORE, {
                 "owner": owner, "key": key, "fingerprint": request_fingerprint, "status": status,
                 "body": crypto.seal(SEAL_PURPOSE, json.dumps(kept, separators=(",", ":")).encode()),
                 "created_at": utcnow(),
             })
+            members = set(members_named(kept, member_fields))
+            if members:
+                executemany(conn, _LINK, [{"key_id": key_id, "member_id": m} for m in members])
         return Outcome(status, body)
 
     return db.write(attempt)

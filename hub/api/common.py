@@ -46,6 +46,7 @@ def create(
     body: dict,
     work: Callable[[Session], tuple[int, dict]],
     redact: tuple[str, ...] = (),
+    member_fields: tuple[str, ...] = idempotency.MEMBER_FIELDS,
 ) -> Reply:
     """Run a creating POST once per Idempotency-Key and answer with its (stored) outcome."""
     key = call.idempotency_key
@@ -56,7 +57,7 @@ def create(
     # client_id, so a member's keys are scoped to the member: otherwise one member's request
     # could replay another's stored answer (a body without the member in it, e.g. a transfer).
     owner = actor.client_id if actor.member_id is None else actor.ref
-    outcome = idempotency.run(db(), owner, key, fingerprint, work, redact)
+    outcome = idempotency.run(db(), owner, key, fingerprint, work, redact, member_fields)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     return Reply(outcome.status, outcome.body, headers)
 
@@ -66,10 +67,11 @@ def flask_call() -> Call:
 
 
 def created(
-    actor: Actor, body: dict, work: Callable[[Session], tuple[int, dict]], redact: tuple[str, ...] = ()
+    actor: Actor, body: dict, work: Callable[[Session], tuple[int, dict]], redact: tuple[str, ...] = (),
+    member_fields: tuple[str, ...] = idempotency.MEMBER_FIELDS,
 ):
     """`create` for a Flask handler."""
-    return flask_reply(create(flask_call(), actor, body, work, redact))
+    return flask_reply(create(flask_call(), actor, body, work, redact, member_fields))
 
 
 def flask_reply(reply: Reply) -> Response:

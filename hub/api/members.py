@@ -10,7 +10,8 @@ from hub.programs import service
 def enrol(body, token_info):
     caller = actor(token_info)
     runtime.current().limiter.attempt(ratelimit.ENROL_CLIENT, caller.client_id)
-    return created(caller, body, lambda s: (201, views.member(service.enrol(s, caller, body))))
+    return created(caller, body, lambda s: (201, views.member(service.enrol(s, caller, body))),
+                   member_fields=("id",))  # the reply is the member
 
 
 def lookup(token_info, program=None, **identifiers):

@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, BigId, FixedDecimal, UTCDateTime, utcnow
+from hub.privacy.sealed import Sealed
 
 # Conversion states. Local conversions complete at once; one with a partner-hosted side is
 # pending until its remote leg settles: completed, failed (local leg compensated), or
@@ -113,5 +114,7 @@ class MemberTransfer(Base):
     to_member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
     points: Mapped[int] = mapped_column(BigInteger)
     transfer_id: Mapped[int] = mapped_column(BigInteger)
+    # Free text from the sender: kept here (erasure clears it), never in the immutable ledger.
+    note: Mapped[str | None] = mapped_column(Sealed("member_transfers.note"), default=None)
     caused_by: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

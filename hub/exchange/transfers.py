@@ -2,8 +2,9 @@
 
 A transfer is one ledger transfer in the program's ledger, from the sender's member account to
 the recipient's (code "transfer", ref_type "member_transfer", ref_id the transfer's id), and
-one member_transfers row, from which the sender's daily total is counted. Both commit in the
-caller's transaction, or neither does.
+one member_transfers row, from which the sender's daily total is counted, with the sender's
+note (sealed; never in the ledger, which erasure cannot touch). Both commit in the caller's
+transaction, or neither does.
 
 The program's policy (programs.transfer_max_points and transfer_daily_limit) caps each
 transfer and what one sender gives in any rolling 24 hours; a None cap does not apply, and
@@ -25,7 +26,6 @@ from hub.actor import Actor
 from hub.db import run, utcnow
 from hub.errors import Conflict, Invalid, NotFound
 from hub.exchange.models import MemberTransfer
-from hub.ledger.models import Transfer
 from hub.programs.models import Membership, Program
 from hub.programs.service import partner_program, refuse_hosted, resolve_membership
 
@@ -36,7 +36,6 @@ MAX_POINTS = 10**12  # as the spec's bounds on points
 
 _transfers = MemberTransfer.__table__
 _programs = Program.__table__
-_ledger = Transfer.__table__
 _INSERT = insert(_transfers)
 
 
@@ -113,14 +112,13 @@ def send(session: Session, actor: Actor, body: dict) -> TransferView:
     (ledger_id,) = ledger.post(session, [ledger.TransferSpec(
         debit=sender.account_id, credit=recipient.account_id, amount=points, code=TRANSFER_CODE,
         ledger=program.id, caused_by=actor.ref, ref_type=REF_TYPE, ref_id=str(transfer_id),
-        meta={"note": note} if note else None,
     )])
     now = utcnow()
     if policy.daily_limit is not None:
         _check_daily_limit(session, program, sender.member_id, points, policy.daily_limit, now)
     row = {"id": transfer_id, "program_id": program.id, "from_member_id": sender.member_id,
            "to_member_id": recipient.member_id, "points": points, "transfer_id": ledger_id,
-           "caused_by": actor.ref, "created_at": now}
+           "note": note, "caused_by": actor.ref, "created_at": now}
     run(session.connection(), _INSERT, row)
     return TransferView(transfer_id, program.code, sender.member_id, recipient.member_id, points, note, now)
 
@@ -181,11 +179,9 @@ def _sender(session: Session, actor: Actor, program: Program, body: dict) -> Mem
 def _query(actor: Actor):
     """Transfers the actor may see: a member those they gave or received, ops (ops:read) all,
     a partner those of its programs."""
-    t, p, lt = _transfers, _programs, _ledger
-    q = (select(t.c.id, p.c.code, t.c.from_member_id, t.c.to_member_id, t.c.points, lt.c["metadata"],
-                t.c.created_at)
-         .join(p, p.c.id == t.c.program_id)
-         .join(lt, lt.c.id == t.c.transfer_id))
+    t, p = _transfers, _programs
+    q = (select(t.c.id, p.c.code, t.c.from_member_id, t.c.to_member_id, t.c.points, t.c.note, t.c.created_at)
+         .join(p, p.c.id == t.c.program_id))
     if actor.member_id is not None:
         return q.where(or_(t.c.from_member_id == actor.member_id, t.c.to_member_id == actor.member_id))
     if "ops:read" in actor.scopes:
@@ -194,8 +190,7 @@ def _query(actor: Actor):
 
 
 def _view(row) -> TransferView:
-    transfer_id, code, from_member, to_member, points, meta, created_at = row
-    return TransferView(transfer_id, code, from_member, to_member, points, (meta or {}).get("note"), created_at)
+    return TransferView(*row)
 
 
 def get(session: Session, actor: Actor, transfer_id: uuid.UUID) -> TransferView:

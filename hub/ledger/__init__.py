@@ -1,5 +1,6 @@
 """Double-entry points ledger (no Flask here). See design.md, "Ledger rules"."""
 from hub.ledger.errors import (
+    AccountClosed,
     InsufficientFunds,
     InvalidTransfer,
     LedgerError,
@@ -12,17 +13,20 @@ from hub.ledger.service import (
     TransferSpec,
     available_locked,
     balance,
+    close,
     fold,
     open_account,
     post,
     post_pending,
     post_pending_many,
+    require_open,
     reserve,
     void_pending,
     void_pending_many,
 )
 
 __all__ = [
+    "AccountClosed",
     "available_locked",
     "Balance",
     "InsufficientFunds",
@@ -33,11 +37,13 @@ __all__ = [
     "PendingNotFound",
     "TransferSpec",
     "balance",
+    "close",
     "fold",
     "open_account",
     "post",
     "post_pending",
     "post_pending_many",
+    "require_open",
     "reserve",
     "void_pending",
     "void_pending_many",

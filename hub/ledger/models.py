@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Uuid
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, String, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, BigId, JSONDoc, UTCDateTime, utcnow
@@ -33,6 +33,9 @@ class Account(Base):
     cached: Mapped[bool] = mapped_column(default=True)
     # TigerBeetle's debits_must_not_exceed_credits.
     no_overdraft: Mapped[bool] = mapped_column(default=False)
+    # Closed when its member is erased (hub.privacy.erasure): no balance update applies to
+    # it any more (service._apply's WHERE), however late a concurrent purchase arrives.
+    closed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     debits_pending: Mapped[int] = mapped_column(BigInteger, default=0)
     debits_posted: Mapped[int] = mapped_column(BigInteger, default=0)
     credits_pending: Mapped[int] = mapped_column(BigInteger, default=0)

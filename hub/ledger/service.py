@@ -6,6 +6,12 @@ All functions take the caller's session and never commit: a list of transfers gi
 Balances of cached accounts change through one conditional UPDATE per account, in ascending
 account id order (rule 9), so the row lock and the no-overdraft check are one atomic step
 (rule 4) and opposite movements cannot deadlock.
+
+A closed account (its member erased: `close`) takes no more movements: every balance update
+has `NOT closed` in its WHERE. That costs the hot path nothing, and is race-free: an update
+that waited for the erasure's row lock re-evaluates its WHERE on the committed row (PostgreSQL,
+READ COMMITTED), updates nothing, and the post fails with AccountClosed before anything of
+it is written.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import BigInteger, bindparam, case, func, insert, literal, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from hub.db import executemany, insert_many, run as run_once, utcnow
 from hub.ledger.errors import (
+    AccountClosed,
     InsufficientFunds,
     InvalidTransfer,
     PendingAlreadyResolved,
@@ -150,7 +158,7 @@ _UPDATE_BALANCE = text(
     " debits_posted = debits_posted + :dpo,"
     " credits_pending = credits_pending + :cp,"
     " credits_posted = credits_posted + :cpo"
-    " WHERE id = :id"
+    " WHERE id = :id AND NOT closed"
 )
 _UPDATE_BALANCE_GUARDED = text(
     _UPDATE_BALANCE.text + " AND credits_posted - debits_posted - debits_pending >= :need"
@@ -163,7 +171,8 @@ _UPDATE_BALANCE_GUARDED = text(
 # several times more. Only rows already locked by this transaction are updated, so the
 # second statement waits for no lock and cannot take locks out of order.
 _LOCK_IN_ORDER = text(
-    "SELECT id FROM ledger_accounts WHERE id = ANY(CAST(:ids AS BIGINT[])) ORDER BY id FOR NO KEY UPDATE"
+    "SELECT id FROM ledger_accounts WHERE id = ANY(CAST(:ids AS BIGINT[])) AND NOT closed ORDER BY id"
+    " FOR NO KEY UPDATE"
 )
 _UPDATE_MANY = text(
     "UPDATE ledger_accounts AS a SET"
@@ -182,7 +191,7 @@ def _update_many(conn, run: list[dict]) -> int:
     columns = {name: [params[name] for params in run] for name in ("id", "dp", "dpo", "cp", "cpo")}
     locked, _ = run_once(conn, _LOCK_IN_ORDER, {"ids": columns["id"]})
     if len(locked) != len(run):
-        return len(locked)  # an account is missing: the caller refuses the post
+        return len(locked)  # an account is missing or closed: the caller refuses the post
     return run_once(conn, _UPDATE_MANY, {"ids": columns.pop("id"), **columns})[1]
 
 
@@ -206,7 +215,7 @@ def _apply(session: Session, deltas: dict[int, _Delta], infos: dict[int, Account
             else:
                 updated = executemany(conn, _UPDATE_BALANCE, run)  # all ints
             if updated != len(run):
-                raise InvalidTransfer("an account to update is missing")
+                _refuse(conn, [params["id"] for params in run], InvalidTransfer("an account to update is missing"))
             run.clear()
 
     for account_id in sorted(deltas):
@@ -227,8 +236,44 @@ def _apply(session: Session, deltas: dict[int, _Delta], infos: dict[int, Account
             continue
         flush_run()
         if run_once(conn, _UPDATE_BALANCE_GUARDED, {**params, "need": need})[1] != 1:
-            raise InsufficientFunds(account_id)
+            _refuse(conn, [account_id], InsufficientFunds(account_id))
     flush_run()
+
+
+_CLOSED = select(_accounts.c.id).where(_accounts.c.id.in_(bindparam("ids", expanding=True)), _accounts.c.closed)
+
+
+def _refuse(conn, account_ids: list[int], otherwise: Exception) -> NoReturn:
+    """Why a balance update updated nothing: a closed account, else `otherwise`. Only ever
+    run when refusing (a fresh statement, so it sees the erasure that closed it)."""
+    closed = conn.execute(_CLOSED, {"ids": account_ids}).scalars().first()
+    if closed is not None:
+        raise AccountClosed(closed)
+    raise otherwise
+
+
+def close(session: Session, account_ids: Sequence[int]) -> None:
+    """Close accounts: no balance update applies to them any more (an erased member's).
+    Their rows are locked FOR UPDATE first (in id order), which also blocks a zero-point
+    purchase's `require_open` until this transaction ends."""
+    ids = sorted(account_ids)
+    if ids:
+        session.execute(select(_accounts.c.id).where(_accounts.c.id.in_(ids)).order_by(_accounts.c.id)
+                        .with_for_update())
+        session.execute(update(_accounts).where(_accounts.c.id.in_(ids)).values(closed=True))
+
+
+def require_open(session: Session, account_ids: Iterable[int]) -> None:
+    """Refuse (AccountClosed) if any of these accounts is closed, waiting for a closing in
+    progress: for a write about an account that moves no points (a purchase earning none).
+    FOR KEY SHARE waits only for `close`'s FOR UPDATE, never for a balance update."""
+    ids = sorted(set(account_ids))
+    if ids:
+        conn = session.connection()
+        open_ = conn.execute(select(_accounts.c.id).where(_accounts.c.id.in_(ids), ~_accounts.c.closed)
+                             .with_for_update(read=True, key_share=True)).scalars().all()
+        if len(open_) != len(ids):
+            _refuse(conn, ids, InvalidTransfer("an account is missing"))
 
 
 def _apply_and_insert_statement(guarded: bool):
@@ -238,7 +283,7 @@ def _apply_and_insert_statement(guarded: bool):
     a, t = _accounts, _transfers
     account = (
         update(a)
-        .where(a.c.id == bindparam("id"))
+        .where(a.c.id == bindparam("id"), ~a.c.closed)
         .values(
             debits_pending=a.c.debits_pending + bindparam("dp", type_=BigInteger),
             debits_posted=a.c.debits_posted + bindparam("dpo", type_=BigInteger),
@@ -271,9 +316,8 @@ def _apply_and_insert(conn, account_id: int, d: _Delta, info: AccountInfo, row: 
         params["need"] = need
     inserted, _ = run_once(conn, _APPLY_AND_INSERT[need > 0], params)
     if not inserted:
-        if need > 0:
-            raise InsufficientFunds(account_id)
-        raise InvalidTransfer("an account to update is missing")
+        _refuse(conn, [account_id], InsufficientFunds(account_id) if need > 0
+                else InvalidTransfer("an account to update is missing"))
     return inserted[0][0]
 
 

@@ -2,7 +2,9 @@
 
 One transaction: refuse while a redemption or conversion is in flight (409
 `erasure-in-flight`); forfeit the points left to each program's breakage account (a ledger
-transfer, code `forfeit`, so settlement sees it); tell each partner (webhook
+transfer, code `forfeit`, so settlement sees it) and close the member's ledger accounts (a
+purchase, return or transfer that read the member before this commits, and reaches the
+account after, is refused: hub.ledger.service); tell each partner (webhook
 `member.erased`, with the identifiers the partner itself gave); then run every registered
 eraser (account, sessions and brands' tokens, identifiers, mail, profile, purchase details,
 redemption recipients and deliveries, ...) and record the erasure. The member id stays, as a
@@ -16,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub import ledger
@@ -25,7 +27,7 @@ from hub.exchange import models as exchange
 from hub.identity import mail, signout
 from hub.identity.account_models import AccountToken, LinkRequest, LoginSession, RecoveryCode
 from hub.identity.oidc.models import AuthorizationCode, Consent, Grant, PairwiseSubject, RefreshToken
-from hub.idempotency import IdempotencyKey
+from hub.idempotency import IdempotencyKey, IdempotencyKeyMember
 from hub.notify import webhooks
 from hub.privacy.erasure_models import MemberErasure
 from hub.privacy import sharing
@@ -93,6 +95,7 @@ def erase(session: Session, member_id: uuid.UUID, caused_by: str) -> Erased:
     _refuse_in_flight(session, member_id)
     subject = Subject(session, member_id)
     forfeited = _forfeit(subject, caused_by)
+    ledger.close(session, [m.account_id for m, _ in subject.memberships()])
     _tell_partners(subject)
     for erase_one in ERASERS.values():
         erase_one(subject)
@@ -163,7 +166,12 @@ def _account(subject: Subject) -> None:
     s.execute(delete(Grant).where(Grant.member_id == subject.member_id))
     for model in (Consent, PairwiseSubject):
         s.execute(delete(model).where(model.member_id == subject.member_id))
-    s.execute(delete(IdempotencyKey).where(IdempotencyKey.owner == f"member:{subject.member_id}"))
+    # Stored replies: the member's own requests, and any client's that named the member (an
+    # enrolment's reply holds the contact details); a repeat re-executes and gets 410.
+    naming = select(IdempotencyKeyMember.key_id).where(IdempotencyKeyMember.member_id == subject.member_id)
+    s.execute(delete(IdempotencyKey).where(or_(IdempotencyKey.owner == f"member:{subject.member_id}",
+                                               IdempotencyKey.id.in_(naming))),
+              execution_options={"synchronize_session": False})
     if account is not None:
         s.delete(account)
     s.flush()
@@ -178,6 +186,9 @@ def _memberships(subject: Subject) -> None:
         s.execute(delete(model).where(model.membership_id.in_(ids)))
     s.execute(update(PointTransaction).where(PointTransaction.membership_id.in_(ids))
               .values(items=None, rating=None, store_id=None, channel=None))
+    s.execute(update(exchange.MemberTransfer).where(or_(exchange.MemberTransfer.from_member_id == subject.member_id,
+                                                        exchange.MemberTransfer.to_member_id == subject.member_id))
+              .values(note=None), execution_options={"synchronize_session": False})
     for voucher in s.scalars(select(RewardVoucher).where(RewardVoucher.membership_id.in_(ids))):
         voucher.code = "X" + secrets.token_hex(15)  # unique, meaningless: the voucher is void
 

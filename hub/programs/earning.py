@@ -36,7 +36,7 @@ from hub.programs.models import (
     Program,
 )
 from hub.privacy import blind
-from hub.programs.service import refuse_hosted
+from hub.programs.service import refuse_erased, refuse_hosted
 from hub.rules import counters, effects, rating, versions
 from hub.rules.models import RuleVersion
 from hub.rules.segments import segments_of
@@ -547,6 +547,9 @@ def _write(
     )
     for item, transfer_id in zip(earning, transfer_ids):
         item.txn.transfer_id = transfer_id
+    # A purchase earning nothing moves no balance, whose update would refuse an account
+    # closed by an erasure that committed after _resolve read the member: check it instead.
+    ledger.require_open(session, [i.membership[1] for i in items if i.points <= 0])
     rows = [vars(i.txn) for i in items]  # _new_txn sets exactly the table's columns
     if rows:
         conn = session.connection()
@@ -584,6 +587,7 @@ def reverse(session: Session, actor: Actor, body: dict) -> tuple[bool, TxnView]:
     purchase, program = _find_purchase(session, actor, body["purchase"])
     refuse_hosted(program)
     member_id = session.scalar(select(Membership.member_id).where(Membership.id == purchase.membership_id))
+    refuse_erased(session, member_id)
     if body["currency"] != purchase.currency:
         money.exponent(body["currency"])
         raise Invalid(f"the purchase was in {purchase.currency}", slug="currency-mismatch")
@@ -614,6 +618,8 @@ def reverse(session: Session, actor: Actor, body: dict) -> tuple[bool, TxnView]:
     take = 0
     if due > 0:
         take = min(due, ledger.available_locked(session, [account_id])[account_id])
+    if not take:  # no reversal to be refused if an erasure closed the account meanwhile
+        ledger.require_open(session, [account_id])
     txn = PointTransaction(
         id=uuid.uuid4(),
         kind=RETURN,

@@ -5,17 +5,22 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import time
 import uuid
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 import time_machine
 from click.testing import CliRunner
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
+from hub import ledger
 from hub.cli import main as hub_cli
 from hub.db import utcnow
+from hub.exchange.models import MemberTransfer
 from hub.idempotency import IdempotencyKey
 from hub.identity.account_models import AccountToken, LoginSession, MemberAccount, OutgoingMail
 from hub.ledger.models import Transfer
@@ -24,7 +29,7 @@ from hub.notify import webhooks
 from hub.notify.webhook_models import SUCCEEDED, WebhookDelivery, WebhookEvent
 from hub.identity import accounts
 from hub.privacy import blind, erasure, export, retention, sharing
-from hub.programs.models import Membership, Program
+from hub.programs.models import Membership, PointTransaction, Program
 from hub.rewards.providers import Outcome, Status
 from hub.rules.engage_models import MemberAttribute
 from tests.conftest import assert_problem
@@ -39,6 +44,7 @@ from tests.integration.test_account_pages import (  # noqa: F401  (fixtures)
     web_state,
 )
 from tests.integration.test_redemptions import member_api, provider, redeem, reward_code, run_relay  # noqa: F401
+from tests.integration.test_member_transfers import give, set_policy
 from tests.integration.test_webhooks import register
 
 
@@ -272,3 +278,120 @@ def test_retention_deletes_only_what_outlived_its_period(browser, db, settings, 
         assert _left(db, account_id, email, key, event_id) == dict.fromkeys(made, 0)
         again = retention.run(db, settings)
     assert set(again.values()) == {0}
+
+
+# --- review follow-ups: stored replies, transfer notes, erasure racing a write --------------
+
+def _erase(db, member_id: str) -> None:
+    db.write(lambda s: erasure.erase(s, uuid.UUID(member_id), "ops:test"))
+
+
+def _stored(db, owner_key: str) -> bool:
+    with db.read() as s:
+        return s.scalar(select(func.count()).select_from(IdempotencyKey).where(IdempotencyKey.key == owner_key)) > 0
+
+
+def test_erasure_deletes_every_stored_reply_that_names_the_member(db, partner):
+    """A partner's stored enrolment reply holds the member's email and phone: erasure deletes
+    it (and the purchase's, the batch's), so a repeat re-executes; other members' stay."""
+    tag = secrets.token_hex(4)
+    body = {"program": partner.program, "email": f"erase-{tag}@example.com", "phone": f"+62812{secrets.randbelow(10**7):07d}"}
+    first = partner.api.post("/v1/members", body, key=f"enrol-{tag}")
+    assert first.status_code == 201
+    member = first.json()["id"]
+    other = partner.api.post("/v1/members", {"program": partner.program, "external_id": f"o-{tag}"}, key=f"other-{tag}")
+    purchase = partner.purchase_body(member, "100000")
+    assert partner.api.post("/v1/transactions", purchase, key=f"buy-{tag}").status_code == 201
+    batch = {"items": [partner.purchase_body(member, "1000"), partner.purchase_body(other.json()["id"], "1000")]}
+    assert partner.api.post("/v1/transactions/batch", batch, key=f"batch-{tag}").status_code == 200
+    _erase(db, member)
+
+    for key in ("enrol", "buy", "batch"):
+        assert not _stored(db, f"{key}-{tag}"), key
+    assert _stored(db, f"other-{tag}")
+    again = partner.api.post("/v1/members", body, key=f"enrol-{tag}")
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+    assert again.json()["id"] != member  # enrolled afresh: the erased member is not brought back
+    assert_problem(partner.api.post("/v1/transactions", purchase, key=f"buy-{tag}"), 410, "member-erased")
+    replay = partner.api.post("/v1/members", {"program": partner.program, "external_id": f"o-{tag}"}, key=f"other-{tag}")
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+
+
+def test_a_transfer_note_is_kept_off_the_ledger_and_cleared_by_erasure(db, partner, ops):
+    assert set_policy(partner.api, partner.program, 500, 1000).status_code == 200
+    ana, budi = partner.enrol(), partner.enrol()
+    partner.buy(ana, "1000000")
+    note = f"for Budi, get well soon {secrets.token_hex(3)}"
+    sent = give(partner.api, partner.program, {"member_id": budi}, 100, sender=ana, note=note)
+    assert sent.status_code == 201 and sent.json()["note"] == note
+    with db.read() as s:
+        row = s.get(MemberTransfer, uuid.UUID(sent.json()["id"]))
+        assert row.note == note and s.get(Transfer, row.transfer_id).meta is None
+    _erase(db, budi)  # the recipient: the note is about them too
+    with db.read() as s:
+        assert s.get(MemberTransfer, uuid.UUID(sent.json()["id"])).note is None
+    for member in (ana, budi):
+        assert note not in "\n".join(_archive(ops.get(f"/v1/members/{member}/export")).values())
+
+
+def test_a_closed_account_takes_no_more_movements(db, partner):
+    """What a write that read the member before the erasure committed meets afterwards (the
+    same on both dialects): the ledger refuses the account, nothing is written."""
+    member = partner.enrol()
+    purchase = partner.buy(member, "100000")
+    _erase(db, member)
+    with db.read() as s:
+        program = s.scalar(select(Program).where(Program.code == partner.program))
+        account_id = s.scalar(select(Membership.account_id).where(Membership.member_id == uuid.UUID(member)))
+    late = ledger.TransferSpec(debit=program.issuance_account_id, credit=account_id, amount=5, code="earn",
+                               ledger=program.id, caused_by="test")
+    for write in (lambda s: ledger.post(s, [late]), lambda s: ledger.require_open(s, [account_id])):
+        with pytest.raises(ledger.AccountClosed), Session(db.engine) as s:
+            write(s)
+    with db.read() as s:
+        assert ledger.balance(s, account_id).posted == 0
+        assert verify(s).ok
+    body = {"purchase": {"id": purchase["id"]}, "return_id": f"r-{secrets.token_hex(4)}", "amount": "1000",
+            "currency": partner.currency, "occurred_at": "2026-11-02T10:00:00Z"}
+    assert_problem(partner.api.post("/v1/returns", body), 410, "member-erased")
+
+
+def _wait_for_a_lock_wait(db, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    with db.engine.connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                           " AND wait_event_type = 'Lock'").scalar()
+            conn.rollback()
+            if waiting:
+                return
+            time.sleep(0.02)
+    raise AssertionError("the purchase never waited for the erasure's lock")
+
+
+@pytest.mark.parametrize("amount", ["100000", "500"], ids=["earning", "earning-nothing"])
+def test_a_purchase_racing_an_erasure_is_refused_and_writes_nothing(db, partner, amount):
+    """The purchase reads the member before the erasure commits (PostgreSQL, READ COMMITTED)
+    and reaches the account while the erasure holds it: once the erasure commits, the
+    purchase gets 410 and leaves no transaction, items or points. On SQLite writers run one at
+    a time: the purchase comes after the erasure and meets the same answer."""
+    member = partner.enrol()
+    partner.buy(member, "100000")
+    body = partner.purchase_body(member, amount, items=[{"category": "pharmacy", "amount": amount, "sku": "SECRET"}])
+    if db.dialect == "postgresql":
+        with Session(db.engine) as eraser, ThreadPoolExecutor(1) as pool:
+            erasure.erase(eraser, uuid.UUID(member), "ops:test")  # forfeited and closed, not committed
+            late = pool.submit(partner.api.post, "/v1/transactions", body)
+            _wait_for_a_lock_wait(db)
+            eraser.commit()
+            answer = late.result(timeout=30)
+    else:
+        _erase(db, member)
+        answer = partner.api.post("/v1/transactions", body)
+    assert_problem(answer, 410, "member-erased")
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(PointTransaction)
+                        .where(PointTransaction.partner_txn_id == body["transaction_id"])) == 0
+        account_id = s.scalar(select(Membership.account_id).where(Membership.member_id == uuid.UUID(member)))
+        assert ledger.balance(s, account_id).posted == 0
+        assert verify(s).ok

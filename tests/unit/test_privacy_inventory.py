@@ -10,7 +10,7 @@ from hub.db import Base
 DOC = Path(__file__).resolve().parents[2] / "docs" / "privacy.md"
 PERSONAL = re.compile(
     r"email|phone|name|address|birth|(^|_)ip($|_)|user_agent|_sealed$|^value$|attributes|items|recipient"
-    r"|subject|claims|remote_member|body|^data$|receipt|delivery|store|sku|^code$"
+    r"|subject|claims|remote_member|body|^data$|receipt|delivery|store|sku|^code$|metadata|note"
 )
 # `code` matches every business code (programs, rewards, ...): only these are a member's.
 MEMBER_CODES = {"reward_vouchers.code", "referral_codes.code"}
