@@ -2,14 +2,14 @@
 that the task it becomes (and that task's provider or webhook call) logs the same id.
 
 Revision ID: 0020_request_ids
-Revises: 0019_security_hardening
+Revises: 0019_erasure_followups
 Create Date: 2026-11-24 11:00:00.000000
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = '0020_request_ids'
-down_revision = '0019_security_hardening'
+down_revision = '0019_erasure_followups'
 branch_labels = None
 depends_on = None
 
