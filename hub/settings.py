@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from hub.hardening import redaction
 
 INSTANCE_DIR = Path(os.environ.get("HUB_INSTANCE_DIR", Path.cwd() / "instance"))
 
@@ -64,6 +66,9 @@ def parse_rate_limits(text: str) -> dict[str, tuple[int, int]]:
         limit, _, window = value.partition("/")
         overrides[name.strip()] = (int(limit), int(window))
     return overrides
+
+
+_SECRET_FIELDS = ("secret_key", "data_keys", "index_key")  # never shown by repr
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,13 @@ class Settings:
         if self.cookie_secure is False and not local:
             raise ValueError("HUB_COOKIE_SECURE may be off only for an http://localhost issuer")
         return (not local) if self.cookie_secure is None else self.cookie_secure
+
+    def __repr__(self) -> str:
+        """Safe to log: the keys hidden, URLs' passwords and secret-named provider settings
+        redacted (hub/hardening/redaction.py)."""
+        shown = (f"{f.name}={redaction.REDACTED if f.name in _SECRET_FIELDS else redaction.redact(repr(getattr(self, f.name)))}"
+                 for f in fields(self))
+        return f"Settings({', '.join(shown)})"
 
     @classmethod
     def from_env(cls) -> "Settings":

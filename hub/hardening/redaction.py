@@ -8,10 +8,12 @@ any handler (ours, the server's, Celery's, a test's capture) sees it. `install()
 the app factory, the Celery worker and the CLI call it.
 
 What is redacted (REDACTED stands in): JWTs (eyJ...), Bearer and Basic credentials, whsec_
-signing secrets, Authorization and Cookie headers, and the value of any field whose name says
-secret (password, secret, token, code, otp, cookie, api key, the hub's cookies...) written as
-a query string or form (name=value), a header (Name: value) or JSON / a Python dict
-("name": "value"). Over-redaction (a program's `code=P12`) is the accepted price.
+signing secrets, Authorization and Cookie headers, URLs' passwords (scheme://user:pw@host),
+and the value of any field whose name says secret (password, secret, token, code, otp, pin,
+cookie, any name ending in key or keys, the hub's cookies...) written as a query string or
+form (name=value), a keyword repr (name='value'), a header (Name: value) or JSON / a Python
+dict ("name": "value"). Over-redaction (a program's `code=P12`, an idempotency key) is the
+accepted price.
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ import re
 REDACTED = "[redacted]"
 
 # Field names whose values are secret: *password*, *secret*, *token*, *api_key*, *signature*,
-# the OAuth code and PKCE verifier, one-time codes, cookies and the hub's cookie names.
-_NAMES = (r"[\w-]*(?:password|passwd|secret|token|api[_-]?key|signature)[\w-]*"
+# names ending in key or keys (data_keys, index_key, HUB_DATA_KEYS, platform_key), a card's
+# pin, the OAuth code and PKCE verifier, one-time codes, cookies and the hub's cookie names.
+_NAMES = (r"[\w-]*(?:password|passwd|secret|token|api[_-]?key|signature)[\w-]*|[\w-]*keys?"
+          r"|(?:[\w-]*[_-])?pins?"
           r"|code|code_verifier|otp|totp|recovery_codes?|hub_login|hub_csrf|hub_mfa|session")
 _PATTERNS: tuple[tuple[re.Pattern, str], ...] = (
     # Whole header lines: everything after the name is the credential.
@@ -31,6 +35,12 @@ _PATTERNS: tuple[tuple[re.Pattern, str], ...] = (
     # "name": "value" and 'name': 'value' (JSON, dict reprs, header lists).
     (re.compile(rf"(?i)(['\"](?:{_NAMES}|authorization|cookie)['\"]\s*[:,]\s*)(['\"])(?:\\.|(?!\2).)*\2"),
      rf"\1\2{REDACTED}\2"),
+    # name='value' (keyword reprs: a dataclass's, Settings(secret_key='...')).
+    (re.compile(rf"(?i)(?<![\w-])((?:{_NAMES})=)(['\"])(?:\\.|(?!\2).)*\2"), rf"\1\2{REDACTED}\2"),
+    # A URL's password (postgresql://hub:pw@host, redis://:pw@host).
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/?#@'\"]*:)[^\s/?#@'\"]+@"), rf"\1{REDACTED}@"),
+    # name=value lists of keys (HUB_DATA_KEYS=id:key,id:key): to the end of the word.
+    (re.compile(r"(?i)(?<![\w-])([\w-]*keys=)(?!['\"])[^&\s'\"]+"), rf"\1{REDACTED}"),
     # name=value (query strings, forms, key=value log lines).
     (re.compile(rf"(?i)(?<![\w-])((?:__Host-)?(?:{_NAMES})=)[^&\s'\",;)]+"), rf"\1{REDACTED}"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/-]{16,}=*"), rf"\1 {REDACTED}"),

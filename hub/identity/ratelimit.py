@@ -8,10 +8,14 @@ Counting is atomic: `Limiter.attempt` counts first (Redis INCR's answer, or unde
 memory) and refuses the request if that made it one too many, so however many guesses are
 in flight at once, at most `limit` of them are tried. Rules that count failures take a
 success back (`Attempt.succeeded`).
+
+While Redis is unreachable, counting falls back to this process's memory (logged once a
+minute): the limits then hold per process instead of across them, and never vanish.
 """
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import threading
 import time
@@ -77,7 +81,24 @@ OAUTH_IP = Rule("oauth-ip", 3000, 60)
 # Enrolment (POST /v1/members), per API client: a leaked partner token cannot mint members
 # (each one a row, a ledger account and maybe a welcome bonus) faster than this.
 ENROL_CLIENT = Rule("enrol-client", 1200, 60)
+# While Redis is unreachable the limiter counts in memory and says so at most this often (s).
+OUTAGE_LOG_PERIOD = 60
 
+
+def ip_subject(address: str | None) -> str:
+    """Whom a per-address rule counts: an IPv4 address, or an IPv6 address's /64 network (one
+    customer's allocation: each of its 2^64 addresses is free to take, so counting addresses
+    would give one client unlimited "IPs"). IPv4-mapped IPv6 (::ffff:a.b.c.d, from a
+    dual-stack socket) counts as the IPv4 address."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))  # also drops a %scope
+    return str(ip)
 
 
 def login_subject(email: str, ip: str) -> str:
@@ -151,7 +172,7 @@ class RedisCounters:
 class Attempt:
     """The counts one request added (from `Limiter.attempt`)."""
 
-    def __init__(self, limiter: Limiter, counted: list[tuple[Rule, str, float]], counts: dict[str, int]):
+    def __init__(self, limiter: Limiter, counted: list[tuple[Rule, str, float, object]], counts: dict[str, int]):
         self._limiter = limiter
         self._counted = counted
         self._counts = counts  # rule name -> the count this request made (where it was counted)
@@ -159,7 +180,8 @@ class Attempt:
     def filled(self, rule: Rule) -> bool:
         """Whether this request's count reached the rule's limit (the next one is refused):
         true for one request per window and subject, so a notice sent on it goes out once.
-        False after `succeeded()`, and when the store was unreachable."""
+        False after `succeeded()`. While Redis is down, counted in this process (so a notice
+        may go out once per process)."""
         return bool(self._counted) and self._counts.get(rule.name) == self._limiter.rule(rule).limit
 
     def succeeded(self) -> None:
@@ -173,7 +195,10 @@ class Limiter:
     def __init__(self, counters, clock: Callable[[], float] = time.time,
                  overrides: dict[str, tuple[int, int]] | None = None):
         self.counters = counters
+        self.fallback = MemoryCounters()  # while `counters` (Redis) is unreachable
         self.clock = clock
+        self._lock = threading.Lock()
+        self._outage_logged_at = float("-inf")
         unknown = set(overrides or ()) - set(RULES)
         if unknown:
             raise ValueError(f"HUB_RATE_LIMITS names no such rule: {', '.join(sorted(unknown))}")
@@ -195,32 +220,45 @@ class Limiter:
         counts against none of them. Rules that count failures only call `succeeded()` on the
         answer when the request turned out right."""
         now = self.clock()
-        counted: list[tuple[Rule, str, float]] = []
+        counted: list[tuple[Rule, str, float, object]] = []
         counts: dict[str, int] = {}
         for each_rule, each_subject in ((rule, subject), *also):
             each_rule = self.rule(each_rule)
             window_end = (int(now // each_rule.window) + 1) * each_rule.window
             key = self._key(each_rule, each_subject, now)
+            store = self.counters
             try:
-                count = self.counters.incr(key, window_end, now)
+                count = store.incr(key, window_end, now)
             except redis.RedisError as exc:
-                # Fail open: an outage of Redis must not lock every member out. Logged loudly.
-                log.error("rate limit store unavailable (%s): %s not checked", type(exc).__name__, each_rule.name)
-                continue
-            counted.append((each_rule, key, window_end))
+                # Redis is down: count in this process instead, so brute-force protection
+                # degrades to per-process limits rather than vanishing (and no member is
+                # locked out by the outage).
+                self._outage(exc, now)
+                store = self.fallback
+                count = store.incr(key, window_end, now)
+            counted.append((each_rule, key, window_end, store))
             counts[each_rule.name] = count
             if count > each_rule.limit:
                 self._uncount(counted)
                 raise Limited(each_rule, max(1, int(window_end - now)))
         return Attempt(self, counted, counts)
 
-    def _uncount(self, counted: list[tuple[Rule, str, float]]) -> None:
+    def _uncount(self, counted: list[tuple[Rule, str, float, object]]) -> None:
         now = self.clock()
-        for rule, key, window_end in counted:
+        for rule, key, window_end, store in counted:
             try:
-                self.counters.decr(key, window_end, now)
+                store.decr(key, window_end, now)  # where it was counted
             except redis.RedisError as exc:
-                log.error("rate limit store unavailable (%s): %s not taken back", type(exc).__name__, rule.name)
+                self._outage(exc, now)
+
+    def _outage(self, exc: redis.RedisError, now: float) -> None:
+        """Log a Redis outage once per OUTAGE_LOG_PERIOD, not once per request."""
+        with self._lock:
+            if now - self._outage_logged_at < OUTAGE_LOG_PERIOD:
+                return
+            self._outage_logged_at = now
+        log.error("rate limit store unavailable (%s): counting in this process's memory meanwhile",
+                  type(exc).__name__)
 
 
 def limiter_for(broker_url: str, overrides: dict[str, tuple[int, int]] | None = None) -> Limiter:

@@ -3,8 +3,10 @@
 Master keys (KEKs) come from settings (HUB_DATA_KEYS, first = current) and never reach the
 database. Data keys (DEKs) are random AES-256 keys, kept in `data_keys` only wrapped by a
 KEK. A sealed value names its format and DEK, so values sealed before a rotation stay
-readable, and binds its purpose (the column) as associated data, so a ciphertext copied to
-another column or row kind does not open:
+readable. Its associated data binds the format, the DEK id and the purpose (the column, or
+the secret's kind), so a ciphertext copied to another column does not open; it does not bind
+the row, so one moved between rows of the same column (two members' TOTP secrets) still opens.
+Only someone who can already write the database can do that (docs/encryption.md, "Limits"):
 
     hv1.<dek id>.<base64url(nonce 12 bytes | AES-256-GCM ciphertext and tag)>
 
@@ -44,8 +46,8 @@ class MasterKeyError(Exception):
 
 
 class SealError(ValueError):
-    """A sealed value that does not open: tampered with, moved from another column, or
-    sealed under a data key this hub does not have."""
+    """A sealed value that does not open: tampered with, moved from another column (not from
+    another row of the same column), or sealed under a data key this hub does not have."""
 
 
 def _derive(secret_key: str, info: str) -> bytes:

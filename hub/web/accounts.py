@@ -12,18 +12,17 @@ import uuid
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
-from flask import Blueprint, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from werkzeug.exceptions import BadRequest
 
 from hub.errors import Invalid
 from hub.identity import accounts, mail, ratelimit, signout
 from hub.identity import login as login_sessions
 from hub.identity.account_models import MemberAccount
-from hub.identity.ratelimit import Limited
+from hub.web import common
 from hub.web import session as web_session
-from hub.web.i18n import MESSAGES, locale, t
-from hub.web.session import check_csrf, client_ip, current_login, login_url, safe_next
+from hub.web.i18n import locale, t
+from hub.web.session import client_ip, current_login, login_url, safe_next
 from hub.web.state import state
 
 blueprint = Blueprint("accounts", __name__, url_prefix="/account", template_folder="templates",
@@ -33,49 +32,11 @@ MFA_COOKIE = "hub_mfa"
 MFA_MAX_AGE = 300  # seconds between a right password and its second factor
 
 
-@blueprint.before_request
-def _csrf():
-    if request.method == "POST":
-        check_csrf()
-
-
-@blueprint.errorhandler(Limited)
-def _too_many(exc: Limited):
-    minutes = max(1, -(-exc.retry_after // 60))
-    response = make_response(_message("too_many_title", t("too_many_text", minutes=minutes), status=429))
-    response.headers["Retry-After"] = str(exc.retry_after)
-    return response
-
-
-@blueprint.errorhandler(BadRequest)
-def _bad_request(exc: BadRequest):
-    # check_csrf's refusal: a form from another site, or one shown before a login or logout.
-    return _message("form_expired_title", t("form_expired_text"), link=request.path,
-                    link_key="try_again", status=400)
-
-
-def _message(title_key: str, text: str, *, link: str | None = None, link_key: str | None = None,
-             status: int = 200, alert: bool = False):
-    return render_template("message.html", title=t(title_key), text=text, link=link,
-                           link_text=t(link_key) if link_key else None, alert=alert or status >= 400), status
-
-
-def _errors(exc: Invalid) -> dict[str, str]:
-    message = t(f"error.{exc.slug}", min=accounts.PASSWORD_MIN, max=accounts.PASSWORD_MAX,
-                name_max=accounts.NAME_MAX)
-    return {exc.extra.get("field", "form"): message}
-
-
-def _db():
-    return state().hub.db
+common.guard(blueprint)
 
 
 def _secret_key() -> str:
     return state().hub.settings.secret_key
-
-
-def _absolute(endpoint: str, **values) -> str:
-    return state().hub.settings.issuer.rstrip("/") + url_for(endpoint, **values)
 
 
 # --- login -----------------------------------------------------------------------------
@@ -96,9 +57,9 @@ def login():
         return render_template("login.html", email=hint, next=next_url, force=force, errors={})
 
     email, password = request.form.get("email", ""), request.form.get("password", "")
-    tries = _password_attempt(_email_subject(email), ratelimit.LOGIN_IP)
+    tries = common.password_attempt(_email_subject(email), ratelimit.LOGIN_IP)
     passwords = state().passwords
-    with _db().read() as session:
+    with common.db().read() as session:
         account = accounts.authenticate(session, passwords, email, password)
     if account is None:  # counted
         errors = {"form": t("error.login-wrong")}
@@ -106,21 +67,13 @@ def login():
     tries.succeeded()
     if passwords.needs_rehash(account.password_hash):
         new_hash = passwords.hash(password)
-        _db().write(lambda s: accounts.rehash(s, account, new_hash))
+        common.db().write(lambda s: accounts.rehash(s, account, new_hash))
     if accounts.totp_enabled(account):
         pending = _mfa_signer().dumps({"a": str(account.id), "p": account.password_changed_at.isoformat()})
         response = redirect(url_for(".second_factor", next=next_url))
         web_session.set_cookie(response, MFA_COOKIE, pending, max_age=MFA_MAX_AGE)
         return response
     return _logged_in(account, ("pwd",), next_url)
-
-
-def _password_attempt(email: str, *also: ratelimit.Rule) -> ratelimit.Attempt:
-    """Count a password about to be checked against the login limits (per account from this
-    IP, per account from anywhere, and `also` per IP); the caller takes it back if right."""
-    ip = client_ip()
-    return state().limiter.attempt(ratelimit.LOGIN_ACCOUNT, ratelimit.login_subject(email, ip),
-                                   (ratelimit.LOGIN_EMAIL, email), *((rule, ip) for rule in also))
 
 
 def _email_subject(raw: str) -> str:
@@ -143,7 +96,7 @@ def _logged_in(account: MemberAccount, amr: tuple[str, ...], next_url: str):
         return login_sessions.start(s, account, amr, ttl=timedelta(seconds=ttl),
                                     replacing=current.session_id if current else None)
 
-    started, cookie = _db().write(work)
+    started, cookie = common.db().write(work)
     web_session.begin(started, cookie)
     return redirect(next_url)
 
@@ -158,7 +111,7 @@ def _pending_second_factor() -> MemberAccount | None:
         pending = _mfa_signer().loads(raw, max_age=MFA_MAX_AGE)
     except BadSignature:
         return None
-    with _db().read() as session:
+    with common.db().read() as session:
         account = session.get(MemberAccount, uuid.UUID(pending["a"]))
     if account is None or account.password_changed_at.isoformat() != pending["p"]:
         return None
@@ -181,10 +134,10 @@ def second_factor():
     def check(s):
         if accounts.check_second_factor(s, s.get(MemberAccount, account.id), code):
             return True
-        accounts.second_factor_failed(s, account, tries, lambda: _code_notice(account))
+        accounts.second_factor_failed(s, account, tries, lambda: common.code_notice(account))
         return False
 
-    if not _db().write(check):
+    if not common.db().write(check):
         return render_template("code.html", next=next_url, errors={"code": t("error.code-wrong")}), 400
     tries.succeeded()
     response = _logged_in(account, ("pwd", "otp"), next_url)
@@ -213,22 +166,22 @@ def signup():
         done = accounts.sign_up(s, email=form["email"], password_hash=password_hash, given_name=form["given_name"],
                                 family_name=form["family_name"], locale=locale())
         if done.verify_token is not None:
-            link = _absolute(".verify", token=done.verify_token, next=next_url)
+            link = common.absolute_url("accounts.verify", token=done.verify_token, next=next_url)
             _send(s, done.email, "mail.verify_subject", "mail.verify_body", link=link)
         else:
             _send(s, done.email, "mail.exists_subject", "mail.exists_body",
-                  link=_absolute(".reset"), login=_absolute(".login"))
+                  link=common.absolute_url("accounts.reset"), login=common.absolute_url("accounts.login"))
         return done
 
     try:
         # Counted per address too: each sign-up mails it, and it may not be the sender's.
         limiter.attempt(ratelimit.SIGNUP_EMAIL, accounts.normalise_email(form["email"]))
         password_hash = accounts.new_password_hash(state().passwords, request.form.get("password", ""))
-        done = _db().write(work)
+        done = common.db().write(work)
     except Invalid as exc:
-        return _signup_form(form, next_url, _errors(exc), status=400)
+        return _signup_form(form, next_url, common.errors(exc), status=400)
     # The same answer whether the email was new or not (no account enumeration).
-    return _message("signup_sent_title", t("signup_sent_text", email=done.email),
+    return common.message("signup_sent_title", t("signup_sent_text", email=done.email),
                     link=url_for(".login", next=next_url), link_key="login_link")
 
 
@@ -241,16 +194,6 @@ def _send(session, to: str, subject_key: str, body_key: str, **values) -> None:
     mail.send(session, to=to, subject=t(subject_key), body=t(body_key, **values))
 
 
-def _code_notice(account: MemberAccount) -> tuple[str, str]:
-    """The mail telling a member that someone used up the day's wrong codes: in the member's
-    own language (the request is likely someone else's)."""
-    texts = MESSAGES.get(account.locale or "") or MESSAGES[locale()]
-    day = state().limiter.rule(ratelimit.SECOND_FACTOR_DAY)
-    return (texts["mail.code_guesses_subject"],
-            texts["mail.code_guesses_body"].format(count=day.limit,
-                                                   link=_absolute(".reset")))
-
-
 @blueprint.route("/verify", methods=["GET", "POST"])
 def verify():
     # The link only shows a button: mail scanners that fetch links must not spend the token.
@@ -260,11 +203,11 @@ def verify():
         return render_template("verify.html", token=token, next=next_url)
     state().limiter.attempt(ratelimit.VERIFY_IP, client_ip())
     try:
-        _db().write(lambda s: accounts.verify_email(s, token))
+        common.db().write(lambda s: accounts.verify_email(s, token))
     except Invalid:
-        return _message("verify_failed_title", t("error.token-invalid"), status=400)
+        return common.message("verify_failed_title", t("error.token-invalid"), status=400)
     link = next_url if current_login() else url_for(".login", next=next_url)
-    return _message("verified_title", t("verified_text"), link=link, link_key="continue")
+    return common.message("verified_title", t("verified_text"), link=link, link_key="continue")
 
 
 # --- password reset --------------------------------------------------------------------
@@ -281,15 +224,15 @@ def reset():
         token = accounts.request_reset(s, email)
         if token is not None:
             _send(s, accounts.normalise_email(email), "mail.reset_subject", "mail.reset_body",
-                  link=_absolute(".reset_new", token=token))
+                  link=common.absolute_url("accounts.reset_new", token=token))
 
     try:
         # Counted per address whether it has an account or not: the limit tells nothing.
         limiter.attempt(ratelimit.RESET_ACCOUNT, accounts.normalise_email(email))
-        _db().write(work)
+        common.db().write(work)
     except Invalid as exc:
-        return render_template("reset.html", email=email, errors=_errors(exc)), 400
-    return _message("reset_sent_title", t("reset_sent_text"))
+        return render_template("reset.html", email=email, errors=common.errors(exc)), 400
+    return common.message("reset_sent_title", t("reset_sent_text"))
 
 
 @blueprint.route("/reset/new", methods=["GET", "POST"])
@@ -303,15 +246,15 @@ def reset_new():
         return _reset_form(token, {"confirm": t("error.password-mismatch")}, status=400)
     try:
         password_hash = accounts.new_password_hash(state().passwords, password)
-        _db().write(lambda s: accounts.reset_password(s, token, password_hash))
+        common.db().write(lambda s: accounts.reset_password(s, token, password_hash))
     except Invalid as exc:
         if exc.slug == "token-invalid":
-            return _message("reset_failed_title", t("error.token-invalid"), link=url_for(".reset"),
+            return common.message("reset_failed_title", t("error.token-invalid"), link=url_for(".reset"),
                             link_key="reset_again", status=400)
-        return _reset_form(token, _errors(exc), status=400)
+        return _reset_form(token, common.errors(exc), status=400)
     # Every session of the account has ended, this browser's too.
     web_session.logout_current()
-    return _message("reset_done_title", t("reset_done_text"), link=url_for(".login"), link_key="login_link")
+    return common.message("reset_done_title", t("reset_done_text"), link=url_for(".login"), link_key="login_link")
 
 
 def _reset_form(token: str, errors: dict, status: int = 200):
@@ -321,17 +264,9 @@ def _reset_form(token: str, errors: dict, status: int = 200):
 
 # --- security settings -----------------------------------------------------------------
 
-def _account() -> MemberAccount | None:
-    current = current_login()
-    if current is None:
-        return None
-    with _db().read() as session:
-        return session.get(MemberAccount, current.account_id)
-
-
 @blueprint.get("/security")
 def security():
-    account = _account()
+    account = common.current_account()
     if account is None:
         return redirect(login_url(url_for(".security")))
     notice = t(f"notice.{request.args['done']}") if request.args.get("done") in ("totp-off",) else None
@@ -339,7 +274,7 @@ def security():
 
 
 def _security_page(account: MemberAccount, errors: dict, *, notice: str | None = None, status: int = 200):
-    with _db().read() as session:
+    with common.db().read() as session:
         codes_left = accounts.recovery_codes_left(session, account)
     pending_uri = accounts.pending_totp_uri(account)
     pending_secret = None
@@ -355,37 +290,36 @@ def _security_page(account: MemberAccount, errors: dict, *, notice: str | None =
 def _with_code(action, done):
     """Run a security action that takes a current code (login required, rate-limited like the
     login's second factor), then render `done(result)`; a refusal is shown on the page."""
-    account = _account()
+    account = common.current_account()
     if account is None:
         return redirect(login_url(url_for(".security")))
     tries = accounts.second_factor_attempt(state().limiter, account)
     code = request.form.get("code", "")
     try:
-        result = _db().write(lambda s: action(s, s.get(MemberAccount, account.id), code))
+        result = common.db().write(lambda s: action(s, s.get(MemberAccount, account.id), code))
     except Invalid as exc:
         if exc.slug != "code-wrong":  # only wrong codes count
             tries.succeeded()
         else:  # (the action's transaction was rolled back: the notice has its own)
-            _db().write(lambda s: accounts.second_factor_failed(
-                s, account, tries, lambda: _code_notice(account)))
-        return _security_page(account, _errors(exc), status=400)
+            common.second_factor_failed(account, tries)
+        return _security_page(account, common.errors(exc), status=400)
     tries.succeeded()
     return done(result)
 
 
 @blueprint.post("/security/totp")
 def totp_begin():
-    account = _account()
+    account = common.current_account()
     if account is None:
         return redirect(login_url(url_for(".security")))
     # The current password, counted like a login's (a logged-in browser may guess it too).
-    tries = _password_attempt(account.email)
+    tries = common.password_attempt(account.email)
     try:
         proof = accounts.confirm_password(state().passwords, account, request.form.get("password", ""))
         tries.succeeded()
-        _db().write(lambda s: accounts.begin_totp(s, s.get(MemberAccount, account.id), proof))
+        common.db().write(lambda s: accounts.begin_totp(s, s.get(MemberAccount, account.id), proof))
     except Invalid as exc:
-        return _security_page(account, _errors(exc), status=400)
+        return _security_page(account, common.errors(exc), status=400)
     return redirect(url_for(".security"))
 
 

@@ -38,7 +38,7 @@ from hub.programs import service as programs
 from hub.programs.models import Partner, Program
 from hub.rewards import catalog, redemptions
 from hub.rewards.models import PENDING
-from hub.web import accounts
+from hub.web import common
 from hub.web import dashboard_text  # noqa: F401  (adds the pages' texts to the catalogue)
 from hub.web import offers_panel
 from hub.web import progress as progress_panel
@@ -47,16 +47,12 @@ from hub.web.session import current_login, login_url
 from hub.web.state import state
 
 blueprint = Blueprint("dashboard", __name__, url_prefix="/account", template_folder="templates")
-# The same guards as the account pages: CSRF on every POST, and the same pages for a refused
-# form and for too many attempts (headers: hub/hardening/headers.py, on every response).
-blueprint.before_request(accounts._csrf)
-blueprint.register_error_handler(ratelimit.Limited, accounts._too_many)
-blueprint.register_error_handler(400, accounts._bad_request)
+# The same guards as the account pages (headers: hub/hardening/headers.py, on every response).
+common.guard(blueprint)
 
 HISTORY_ON_HOME = 10
 HISTORY_PAGE = 25
 REWARDS_ON_HOME = 10
-WEB_CLIENT = "hub-web"  # how the dashboard's actions appear as the caller (Actor.client_id)
 NOTICES = ("consent-revoked", "linked")
 REDEEM_ERRORS = ("out-of-stock", "reward-unavailable", "limit-reached")
 # The refusals of a quote or a conversion the member gets a message for (hub.exchange; a
@@ -74,16 +70,8 @@ QUOTE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")  # as the API's schema (Qu
 CENT = Decimal("0.01")
 
 
-def _db():
-    return state().hub.db
-
-
 def _settings():
     return state().hub.settings
-
-
-def _actor(member_id: uuid.UUID) -> Actor:
-    return Actor(client_id=WEB_CLIENT, partner_id=None, scopes=frozenset(), member_id=member_id)
 
 
 def _units(value: Decimal) -> Decimal:
@@ -98,8 +86,8 @@ def home():
     if current is None:
         return redirect(login_url(url_for(".home")))
     notice = t(f"notice.{request.args['done']}") if request.args.get("done") in NOTICES else None
-    actor = _actor(current.member_id)
-    with _db().read() as s:
+    actor = common.web_actor(current.member_id)
+    with common.db().read() as s:
         account = s.get(MemberAccount, current.account_id)
         own = programs.own_balances(s, current.member_id)
         # A hosted program's points are in the partner's system: its row names who holds
@@ -161,9 +149,9 @@ def history():
     if current is None:
         return redirect(login_url(url_for(".history")))
     try:
-        with _db().read() as s:
+        with common.db().read() as s:
             items, more = programs.own_history(s, current.member_id, request.args.get("cursor"), HISTORY_PAGE)
-            legs = _conversion_legs(s, _actor(current.member_id), items)
+            legs = _conversion_legs(s, common.web_actor(current.member_id), items)
             names = {m.program_code: m.program_name for m in linking.linked(s, current.member_id)}
     except Invalid:  # a cursor this page did not issue
         return redirect(url_for(".history"))
@@ -183,7 +171,7 @@ def redeem():
     if request.form.get("amount"):
         body["amount"] = request.form["amount"]
     terms = redemptions.Terms.from_settings(_settings())
-    actor = _actor(current.member_id)
+    actor = common.web_actor(current.member_id)
 
     def work(s):
         view = redemptions.redeem(s, actor, body, terms)
@@ -196,26 +184,26 @@ def redeem():
     # instead of spending twice. The voucher is shown once: a replay does not repeat it.
     key = request.form.get("key", "")[:255] or None
     try:
-        outcome = idempotency.run(_db(), actor.ref, key, idempotency.fingerprint("POST", "/account/redeem", body),
+        outcome = idempotency.run(common.db(), actor.ref, key, idempotency.fingerprint("POST", "/account/redeem", body),
                                   work, redact=("delivery",))
     except InsufficientFunds:
         return _redeem_failed("insufficient")
     except DomainError as exc:
         return _redeem_failed(exc.slug if exc.slug in REDEEM_ERRORS else "other")
     if outcome.replayed:
-        return accounts._message("redeem.replayed_title", t("redeem.replayed_text"), link=url_for(".home"),
+        return common.message("redeem.replayed_title", t("redeem.replayed_text"), link=url_for(".home"),
                                  link_key="dash.back")
     done = outcome.body
     if done["state"] == PENDING:
         text = t("redeem.pending_text", points=done["points"], program=done["program"], reward=done["reward"],
                  email=current.email)
-        return accounts._message("redeem.pending_title", text, link=url_for(".home"), link_key="dash.back",
+        return common.message("redeem.pending_title", text, link=url_for(".home"), link_key="dash.back",
                                  status=202)
     return render_template("redeemed.html", done=done, delivery=done.get("delivery") or {}), 201
 
 
 def _redeem_failed(slug: str):
-    return accounts._message("redeem.failed_title", t(f"redeem.error.{slug}"), link=url_for(".home"),
+    return common.message("redeem.failed_title", t(f"redeem.error.{slug}"), link=url_for(".home"),
                              link_key="dash.back", status=409)
 
 
@@ -252,9 +240,9 @@ def convert_quote():
     points = _points(request.form.get("points", ""))
     if points is None:
         return _convert_failed("invalid-points")
-    actor, terms = _actor(current.member_id), _terms()
+    actor, terms = common.web_actor(current.member_id), _terms()
     try:
-        with _db().read() as s:
+        with common.db().read() as s:
             quote, remote_check = conversions.quote(s, actor, {"from": from_code, "to": to_code, "points": points},
                                                     terms)
             sides = _programs(s, (from_code, to_code))
@@ -282,7 +270,7 @@ def convert():
     if len(signed) > 1000 or not QUOTE.fullmatch(signed):
         return _convert_failed("invalid-quote", 422)
     body = {"quote": signed}
-    actor, terms = _actor(current.member_id), _terms()
+    actor, terms = common.web_actor(current.member_id), _terms()
 
     def work(s):
         view = conversions.execute(s, actor, body, terms)
@@ -295,17 +283,17 @@ def convert():
     # instead of converting again (the quote itself executes at most once, too).
     key = request.form.get("key", "")[:255] or None
     try:
-        outcome = idempotency.run(_db(), actor.ref, key, idempotency.fingerprint("POST", "/account/convert", body),
+        outcome = idempotency.run(common.db(), actor.ref, key, idempotency.fingerprint("POST", "/account/convert", body),
                                   work)
     except InsufficientFunds:
         return _convert_failed("insufficient-points", 409)
     except DomainError as exc:
         return _convert_failed(exc.slug, exc.status)
     if outcome.replayed:
-        return accounts._message("convert.replayed_title", t("convert.replayed_text"), link=url_for(".home"),
+        return common.message("convert.replayed_title", t("convert.replayed_text"), link=url_for(".home"),
                                  link_key="dash.back")
     done = outcome.body
-    with _db().read() as s:
+    with common.db().read() as s:
         sides = _programs(s, (done["from"], done["to"]))
     source, target = sides[done["from"]], sides[done["to"]]
     fee = Decimal(done["fee_units"])
@@ -321,7 +309,7 @@ def _convert_failed(slug: str, status: int = 400):
         link, link_key = url_for(".home", _anchor="convert-title"), "convert.new_quote"
     else:
         link, link_key = url_for(".home"), "dash.back"
-    return accounts._message("convert.failed_title", t(f"convert.error.{slug}"), link=link, link_key=link_key,
+    return common.message("convert.failed_title", t(f"convert.error.{slug}"), link=link, link_key=link_key,
                              status=status)
 
 
@@ -345,25 +333,17 @@ def revoke_consent():
     brand = request.form.get("partner", "")
     try:
         # Also revokes every grant of that partner's clients (their tokens stop working).
-        _db().write(lambda s: consent.revoke(s, current.member_id, brand))
+        common.db().write(lambda s: consent.revoke(s, current.member_id, brand))
     except DomainError:
-        return accounts._message("consent.not_found_title", t("consent.not_found_text"), link=url_for(".home"),
+        return common.message("consent.not_found_title", t("consent.not_found_text"), link=url_for(".home"),
                                  link_key="dash.back", status=404)
     return redirect(url_for(".home", done="consent-revoked"), 303)
 
 
 # --- account linking ---------------------------------------------------------------------
 
-def _account() -> MemberAccount | None:
-    current = current_login()
-    if current is None:
-        return None
-    with _db().read() as s:
-        return s.get(MemberAccount, current.account_id)
-
-
 def _link_form(form: dict, errors: dict, status: int = 200):
-    with _db().read() as s:
+    with common.db().read() as s:
         choices = linking.programs(s)
     return render_template("link.html", form=form, errors=errors, programs=choices), status
 
@@ -374,7 +354,7 @@ def _errors(exc: DomainError) -> dict[str, str]:
 
 @blueprint.route("/link", methods=["GET", "POST"])
 def link():
-    account = _account()
+    account = common.current_account()
     if account is None:
         return redirect(login_url(url_for(".link")))
     form = {k: request.form.get(k, "") for k in ("program", "identifier")}
@@ -394,7 +374,7 @@ def link():
         return started
 
     try:
-        started = _db().write(work)
+        started = common.db().write(work)
     except (Invalid, DomainError) as exc:
         return _link_form(form, _errors(exc), status=400 if isinstance(exc, Invalid) else 409)
     # The same page whether a code went out or not.
@@ -407,7 +387,7 @@ def _code_form(request_id, program_name: str, errors: dict, status: int = 200):
 
 @blueprint.post("/link/code")
 def link_code():
-    account = _account()
+    account = common.current_account()
     if account is None:
         return redirect(login_url(url_for(".link")))
     try:
@@ -419,7 +399,7 @@ def link_code():
     # wrong codes stay counted.
     tries = state().limiter.attempt(ratelimit.LINK_CODE_ACCOUNT, str(account.id))
     secret_key = _settings().secret_key
-    outcome = _db().write(lambda s: linking.confirm(s, secret_key, s.get(MemberAccount, account.id), request_id,
+    outcome = common.db().write(lambda s: linking.confirm(s, secret_key, s.get(MemberAccount, account.id), request_id,
                                                     request.form.get("code", "")))
     if outcome.status not in (linking.CODE_WRONG, linking.TOO_MANY):
         tries.succeeded()
@@ -433,5 +413,5 @@ def link_code():
 
 def _link_failed(status: str, program: str = ""):
     http_status = 409 if status in (linking.ALREADY_MEMBER, linking.LINKED_ELSEWHERE) else 400
-    return accounts._message("link.failed_title", t(f"link.error.{status}", program=program),
+    return common.message("link.failed_title", t(f"link.error.{status}", program=program),
                              link=url_for(".link"), link_key="link.start_over", status=http_status)

@@ -8,22 +8,15 @@ from flask import Blueprint, current_app, g, redirect, render_template, request,
 
 from hub.errors import DomainError, Invalid
 from hub.identity import accounts as identity
-from hub.identity import ratelimit
 from hub.identity.account_models import MemberAccount
 from hub.privacy import erasure, export
-from hub.web import accounts, privacy_text  # noqa: F401  (privacy_text adds the pages' texts)
+from hub.web import common, privacy_text  # noqa: F401  (privacy_text adds the pages' texts)
 from hub.web.i18n import t
 from hub.web.session import current_login, login_url
 from hub.web.state import state
 
 blueprint = Blueprint("privacy", __name__, url_prefix="/account", template_folder="templates")
-blueprint.before_request(accounts._csrf)
-blueprint.register_error_handler(ratelimit.Limited, accounts._too_many)
-blueprint.register_error_handler(400, accounts._bad_request)
-
-
-def _db():
-    return state().hub.db
+common.guard(blueprint)
 
 
 @blueprint.get("/export")
@@ -31,15 +24,15 @@ def download():
     current = current_login()
     if current is None:
         return redirect(login_url(url_for(".download")))
-    with _db().read() as s:
+    with common.db().read() as s:
         member_id = s.get(MemberAccount, current.account_id).member_id
-    data = export.archive(_db(), member_id)
+    data = export.archive(common.db(), member_id)
     return current_app.response_class(data, mimetype="application/zip", headers={
         "Content-Disposition": 'attachment; filename="my-coalition-data.zip"'})
 
 
 def _page(account: MemberAccount, errors: dict, status: int = 200):
-    with _db().read() as s:
+    with common.db().read() as s:
         forfeited = erasure.forfeitable(s, account.member_id)
     return render_template("delete_account.html", account=account, forfeited=forfeited, errors=errors,
                            totp_on=identity.totp_enabled(account)), status
@@ -47,16 +40,16 @@ def _page(account: MemberAccount, errors: dict, status: int = 200):
 
 @blueprint.route("/delete", methods=["GET", "POST"])
 def delete():
-    account = accounts._account()
+    account = common.current_account()
     if account is None:
         return redirect(login_url(url_for(".delete")))
     if request.method == "GET":
         return _page(account, {})
-    tries = accounts._password_attempt(account.email)
+    tries = common.password_attempt(account.email)
     try:
         identity.confirm_password(state().passwords, account, request.form.get("password", ""))
     except Invalid as exc:
-        return _page(account, accounts._errors(exc), 400)
+        return _page(account, common.errors(exc), 400)
     tries.succeeded()
     code_tries = identity.second_factor_attempt(state().limiter, account) if identity.totp_enabled(account) else None
 
@@ -67,12 +60,14 @@ def delete():
         return erasure.erase(s, account.member_id, "member")
 
     try:
-        _db().write(work)
+        common.db().write(work)
     except Invalid as exc:  # a wrong code (counted: code_tries is not taken back)
-        return _page(account, accounts._errors(exc), 400)
+        if code_tries is not None and exc.slug == "code-wrong":
+            common.second_factor_failed(account, code_tries)
+        return _page(account, common.errors(exc), 400)
     except DomainError as exc:  # in flight: try again once it has settled
         return _page(account, {"form": t(f"privacy.error.{exc.slug}")}, exc.status)
     if code_tries is not None:
         code_tries.succeeded()
     g.hub_login, g.hub_login_cookie = None, ""  # the erasure ended the session: drop its cookie
-    return accounts._message("privacy.deleted_title", t("privacy.deleted_text"))
+    return common.message("privacy.deleted_title", t("privacy.deleted_text"))

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, abort, g, request, url_for
 
-from hub.identity import login, signout
+from hub.identity import login, ratelimit, signout
 from hub.identity.login import Login
 from hub.web.state import state
 
@@ -95,9 +95,10 @@ def login_url(next_url: str, *, force: bool = False, login_hint: str | None = No
 
 
 def client_ip() -> str:
-    # The peer's address. Behind a reverse proxy, run the hub with its real client address
-    # (uvicorn --proxy-headers with --forwarded-allow-ips); a header is never trusted here.
-    return request.remote_addr or "unknown"
+    """The client's address as every per-IP rate limit counts it (ratelimit.ip_subject: IPv6
+    by /64). The peer's address: behind a reverse proxy, run the hub with its real client
+    address (uvicorn --proxy-headers with --forwarded-allow-ips); a header is never trusted here."""
+    return ratelimit.ip_subject(request.remote_addr)
 
 
 # --- CSRF ------------------------------------------------------------------------------

@@ -11,14 +11,13 @@ from flask import Blueprint, redirect, render_template, request, url_for
 
 from hub.errors import DomainError
 from hub.privacy import sharing
-from hub.web import accounts, dashboard
+from hub.web import common
 from hub.web import sharing_text  # noqa: F401  (adds the page's texts to the catalogue)
 from hub.web.i18n import t
 from hub.web.session import current_login, login_url
 
 blueprint = Blueprint("sharing", __name__, url_prefix="/account/sharing", template_folder="templates")
-blueprint.before_request(accounts._csrf)
-blueprint.register_error_handler(400, accounts._bad_request)
+common.guard(blueprint)
 NOTICES = ("granted", "revoked")
 
 
@@ -27,8 +26,8 @@ def page():
     current = current_login()
     if current is None:
         return redirect(login_url(url_for(".page")))
-    with dashboard._db().read() as s:
-        choices = sharing.choices(s, dashboard._actor(current.member_id))
+    with common.db().read() as s:
+        choices = sharing.choices(s, common.web_actor(current.member_id))
     partners: dict[str, list[sharing.Choice]] = {}  # partner code -> its purposes
     for choice in choices:
         partners.setdefault(choice.partner, []).append(choice)
@@ -45,13 +44,13 @@ def change():
     form = request.form
     act = {"grant": sharing.grant, "revoke": sharing.revoke}.get(form.get("action", ""))
     if act is None:
-        return accounts._message("sharing.refused_title", t("sharing.refused_text"), link=url_for(".page"),
+        return common.message("sharing.refused_title", t("sharing.refused_text"), link=url_for(".page"),
                                  link_key="sharing.back", status=400)
-    actor = dashboard._actor(current.member_id)
+    actor = common.web_actor(current.member_id)
     try:
-        dashboard._db().write(lambda s: act(s, actor, form.get("partner", ""), form.get("purpose", ""),
+        common.db().write(lambda s: act(s, actor, form.get("partner", ""), form.get("purpose", ""),
                                             sharing.DASHBOARD))
     except DomainError:
-        return accounts._message("sharing.refused_title", t("sharing.refused_text"), link=url_for(".page"),
+        return common.message("sharing.refused_title", t("sharing.refused_text"), link=url_for(".page"),
                                  link_key="sharing.back", status=404)
     return redirect(url_for(".page", done="granted" if act is sharing.grant else "revoked"), 303)

@@ -27,11 +27,12 @@ from hub.ledger.models import Transfer
 from hub.ledger.verify import verify
 from hub.notify import webhooks
 from hub.notify.webhook_models import SUCCEEDED, WebhookDelivery, WebhookEvent
-from hub.identity import accounts
+from hub.identity import accounts, mail, ratelimit
 from hub.privacy import blind, erasure, export, retention, sharing
 from hub.programs.models import Membership, PointTransaction, Program
 from hub.rewards.providers import Outcome, Status
 from hub.rules.engage_models import MemberAttribute
+from hub.web.i18n import MESSAGES
 from tests.conftest import assert_problem
 from tests.integration.test_account_pages import (  # noqa: F401  (fixtures)
     PASSWORD,
@@ -40,6 +41,7 @@ from tests.integration.test_account_pages import (  # noqa: F401  (fixtures)
     _mail_link,
     _totp_from,
     browser,
+    clock,
     flask_app,
     web_state,
 )
@@ -395,3 +397,27 @@ def test_a_purchase_racing_an_erasure_is_refused_and_writes_nothing(db, partner,
         account_id = s.scalar(select(Membership.account_id).where(Membership.member_id == uuid.UUID(member)))
         assert ledger.balance(s, account_id).posted == 0
         assert verify(s).ok
+
+
+def test_a_days_wrong_codes_on_the_delete_page_mail_the_member_as_the_security_page_does(
+        browser, db, settings, clock):
+    """Whoever guesses codes here has the password, as on the login's code step: when the day's
+    allowance fills, the member is mailed (hub.identity.accounts.second_factor_failed), once."""
+    email = f"guess-{secrets.token_hex(4)}@example.com"
+    member_id = _signed_up(browser, db, settings, email)
+    browser.get("/account/security")
+    browser.post("/account/security/totp", {"password": PASSWORD})
+    browser.get("/account/security")
+    browser.post("/account/security/totp/confirm", {"code": _totp_from(browser.text()).now()})
+    day, five_minutes = ratelimit.SECOND_FACTOR_DAY, ratelimit.SECOND_FACTOR_ACCOUNT
+    browser.get("/account/delete")
+    for _ in range(day.limit // five_minutes.limit):
+        for _ in range(five_minutes.limit):
+            assert browser.post("/account/delete", {"password": PASSWORD, "code": "000000"}).status_code == 400
+        clock.now += five_minutes.window
+    assert browser.post("/account/delete", {"password": PASSWORD, "code": "000000"}).status_code == 429
+    with db.read() as s:
+        account = accounts.find(s, email)
+        subject = MESSAGES[account.locale]["mail.code_guesses_subject"]
+        sent = [m for m in mail.latest(s, to=email) if m.subject == subject]
+        assert len(sent) == 1 and not erasure.erased(s, member_id)

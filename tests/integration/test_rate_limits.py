@@ -157,3 +157,17 @@ def test_the_limits_of_settings_replace_the_rules_and_unknown_names_are_refused(
     assert limiter.rule(ratelimit.OAUTH_CLIENT) is ratelimit.OAUTH_CLIENT
     with pytest.raises(ValueError, match="no-such-rule"):
         ratelimit.limiter_for("", {"no-such-rule": (1, 1)})
+
+
+def test_per_ip_rules_count_an_ipv6_client_by_its_slash_64(flask_app):
+    """Each address of a /64 is free to its holder: they all count as one client."""
+    hub, web = runtime.current(), flask_app.extensions["hub_web"]
+    saved = hub.limiter
+    hub.limiter = web.limiter = Limiter(saved.counters, overrides={ratelimit.SIGNUP_IP.name: (1, 3600)})
+    try:
+        prefix = f"2001:db8:{secrets.randbelow(0xffff):x}:{secrets.randbelow(0xffff):x}"
+        assert _sign_up(Browser(flask_app, ip=f"{prefix}::1"), _email()).status_code != 429
+        assert _sign_up(Browser(flask_app, ip=f"{prefix}:ffff::2"), _email()).status_code == 429
+        assert _sign_up(Browser(flask_app, ip=f"{prefix[:-1]}{int(prefix[-1], 16) ^ 1:x}::1"), _email()).status_code != 429
+    finally:
+        hub.limiter = web.limiter = saved

@@ -9,7 +9,9 @@ import time
 import pytest
 import redis
 
-from hub.identity.ratelimit import Limited, Limiter, MemoryCounters, RedisCounters, Rule, limiter_for
+from hub.identity.ratelimit import (
+    OUTAGE_LOG_PERIOD, Limited, Limiter, MemoryCounters, RedisCounters, Rule, ip_subject, limiter_for,
+)
 
 RULE = Rule("test", 3, 60)
 
@@ -122,12 +124,53 @@ def test_subjects_are_not_stored_in_clear():
     assert not any("someone" in key for key in counters._counts)
 
 
-def test_an_unreachable_redis_fails_open_and_logs(caplog):
+class DownRedis:
+    """A Redis client whose every command fails, as during an outage."""
+
+    def pipeline(self):
+        raise redis.ConnectionError("connection refused")
+
+
+def test_an_unreachable_redis_falls_back_to_memory_and_logs_once_a_period(caplog):
+    """Brute-force protection degrades to per-process counting instead of vanishing."""
+    limiter = Limiter(RedisCounters(DownRedis()), clock=Clock())
+    for _ in range(RULE.limit):
+        limiter.attempt(RULE, "x")
+    with pytest.raises(Limited):
+        limiter.attempt(RULE, "x")
+    limiter.attempt(RULE, "y").succeeded()  # taken back from memory too
+    for _ in range(RULE.limit - 1):
+        limiter.attempt(RULE, "y")
+    assert limiter.attempt(RULE, "y").filled(RULE)
+    assert caplog.text.count("rate limit store unavailable") == 1  # not once per request
+    limiter.clock.now += OUTAGE_LOG_PERIOD
+    limiter.attempt(RULE, "z")
+    assert caplog.text.count("rate limit store unavailable") == 2
+
+
+def test_a_real_unreachable_redis_is_counted_in_memory(caplog):
     limiter = Limiter(RedisCounters(redis.Redis(port=1, socket_connect_timeout=0.2)))
-    limiter.attempt(RULE, "x").succeeded()
+    for _ in range(RULE.limit):
+        limiter.attempt(RULE, "x")
+    with pytest.raises(Limited):
+        limiter.attempt(RULE, "x")
     assert "rate limit store unavailable" in caplog.text
 
 
 def test_the_store_follows_the_broker():
     assert isinstance(limiter_for("").counters, MemoryCounters)
     assert isinstance(limiter_for("redis://127.0.0.1:6379/15").counters, RedisCounters)
+
+
+@pytest.mark.parametrize("address,subject", [
+    ("203.0.113.7", "203.0.113.7"),
+    ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),  # the same /64: one subject
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("::ffff:203.0.113.7", "203.0.113.7"),  # IPv4-mapped: the IPv4 address
+    ("fe80::1%eth0", "fe80::/64"),
+    (None, "unknown"),
+    ("not an address", "not an address"),
+])
+def test_per_address_rules_count_ipv4_addresses_and_ipv6_slash_64s(address, subject):
+    assert ip_subject(address) == subject

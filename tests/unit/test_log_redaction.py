@@ -2,6 +2,7 @@
 (tests/log_capture.py) flags any that would."""
 from __future__ import annotations
 
+import base64
 import logging
 
 import pytest
@@ -9,9 +10,12 @@ from uvicorn.logging import AccessFormatter
 
 from hub.hardening import redaction
 from hub.hardening.redaction import REDACTED, RedactingFilter, redact
-from tests.log_capture import LeakScan
+from hub.settings import Settings
+from hub.privacy import keyring
+from tests.log_capture import ISSUERS, LeakScan, issuer
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtZW1iZXIifQ.c2lnbmF0dXJlLXBhcnQ"
+KEY_B64 = "q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k="  # standard base64 of 32 bytes
 
 
 @pytest.mark.parametrize("text,secret", [
@@ -31,6 +35,18 @@ JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtZW1iZXIifQ.c2lnbmF0dXJlLXBhcnQ"
     ("endpoint secret whsec_AbCdEf0123456789 rotated", "whsec_AbC"),
     ("{'code': '123456', 'recovery_codes': ['abcd-efgh']}", "123456"),
     ("id_token_hint=" + JWT, "c2lnbmF0"),
+    # Keys (names ending in key or keys), a list of them to the end of the word, URL passwords, pins.
+    ("HUB_DATA_KEYS=k1:AAAAbbbb+ccc/dd=,k2:EEEEffff+ggg/hh= restarting", "EEEEffff"),
+    ("HUB_INDEX_KEY=Zm9vYmFyYmF6+/= set", "Zm9vYmFyYmF6"),
+    ("data_keys=k1:AAAAbbbbcccc index_key=Zm9vYmFyYmF6", "Zm9vYmFyYmF6"),
+    ("api_key=ak_live_123456 secret_key=sk_654321", "sk_654321"),
+    ('{"platform_key": "pk_987654", "customer": "c1"}', "pk_987654"),
+    ("Settings(secret_key='s3cr3t-k3y', data_keys='k1:AAAA')", "s3cr3t-k3y"),
+    ("Order(card_pin=\"4321\", amount=10)", "4321"),
+    ("could not connect to postgresql+psycopg://hub:pgPassw0rd@db:5432/hub", "pgPassw0rd"),
+    ("broker redis://:r3d1sPw@127.0.0.1:6379/0 down", "r3d1sPw"),
+    ("{'code': 'ABCD-1234-EF56-7890', 'pin': '9876', 'url': 'https://x'}", "9876"),
+    ("pin=2468 accepted", "2468"),
 ])
 def test_secrets_are_redacted_whatever_their_form(text, secret):
     cleaned = redact(text)
@@ -40,6 +56,23 @@ def test_secrets_are_redacted_whatever_their_form(text, secret):
 def test_what_is_not_secret_stays_readable():
     line = 'POST /v1/members HTTP/1.1 201 client_id=cli_abc program=G1 Bearer error="invalid_token"'
     assert redact(line) == line
+
+
+def test_urls_without_a_password_and_words_merely_containing_pin_stay_readable():
+    line = "GET https://example.com/a@b mailto:a@example.com http://user@host/ spin=3 shipping=1"
+    assert redact(line) == line
+
+
+def test_a_settings_repr_hides_its_keys_and_passwords():
+    settings = Settings(
+        database_url="postgresql+psycopg://hub:pgPassw0rd@db/hub", broker_url="redis://:r3d1sPw@r:6379/0",
+        secret_key="the-secret-key-value", issuer="https://hub.example", access_token_ttl=3600, db_pool_size=1,
+        workers=1, host="h", port=1, providers={"tango": {"platform_key": "pk_987654", "customer": "c1"}},
+        data_keys="k1:AAAAbbbbccccdddd", index_key="Zm9vYmFyYmF6")
+    shown = repr(settings)
+    for secret in ("pgPassw0rd", "r3d1sPw", "the-secret-key-value", "pk_987654", "AAAAbbbb", "Zm9vYmFy"):
+        assert secret not in shown
+    assert "access_token_ttl=3600" in shown and "'customer': 'c1'" in shown and "hub:[redacted]@db/hub" in shown
 
 
 def test_the_filter_redacts_message_args_and_traceback_and_keeps_numbers():
@@ -84,10 +117,12 @@ def test_install_redacts_records_of_every_logger_and_handler(caplog):
     "GET /cb?code=Zx9abcdefgh&state=1",
     "the client's secret is Xy7_remembered-secret-value",
     "password was correct horse battery",
+    f"data key {KEY_B64}",
+    "link code: 482913 sent",
 ])
 def test_the_capture_flags_a_leaked_secret(leak):
     scan = LeakScan()
-    scan.remember("Xy7_remembered-secret-value", "correct horse battery")
+    scan.remember("Xy7_remembered-secret-value", "correct horse battery", KEY_B64, "482913")
     scan.handle(logging.makeLogRecord({"name": "leaky", "msg": "%s", "args": (leak,), "levelno": logging.INFO}))
     scan.handle(logging.makeLogRecord({"name": "fine", "msg": "GET /account/verify?token=[redacted] 200"}))
     (finding,) = scan.findings()
@@ -100,3 +135,24 @@ def test_the_capture_remembers_what_an_issuer_returns():
     assert create_client("pos") == ("pos", "issued-s3cret-abcdef")
     scan.handle(logging.makeLogRecord({"name": "leaky", "msg": "made issued-s3cret-abcdef"}))
     assert len(scan.findings()) == 1
+
+
+def test_a_short_code_counts_only_where_a_line_labels_it():
+    """A 6-digit link code would match any number by chance: only "code ... 482913" is a leak."""
+    scan = LeakScan()
+    scan.remember("482913")
+    scan.handle(logging.makeLogRecord({"name": "fine", "msg": "took 482913 us for order 1482913"}))
+    assert scan.findings() == []
+
+
+def test_the_capture_watches_every_issuer_including_methods(monkeypatch):
+    """Each ISSUERS entry names a real function or method, and a method's pick sees self first."""
+    for where in ISSUERS:  # the run's own watchers are put back after the test
+        owner, attr = issuer(*where)
+        monkeypatch.setattr(owner, attr, getattr(owner, attr))
+    scan = LeakScan()
+    scan.watch_issuers()
+    ring = keyring.Keyring(None, {"k1": bytes(32)}, bytes(32))
+    ring.wrap("dek1", bytes(range(32)))
+    assert bytes(range(32)).hex() in scan.tokens
+    assert base64.b64encode(bytes(range(32))).decode() in scan.keys
