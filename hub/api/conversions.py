@@ -75,7 +75,8 @@ def list_conversions(token_info, member_id=None, cursor=None, limit=50):
     caller = actor(token_info)
     with db().read() as s:
         items, next_cursor = conversions.list_conversions(
-            s, sharing.through_brand(s, caller, sharing.PURCHASE_HISTORY), cursor, limit, uuid.UUID(member_id) if member_id else None)
+            s, sharing.through_brand(s, caller, sharing.PURCHASE_HISTORY), cursor, limit,
+            uuid.UUID(member_id) if member_id else None)
         return ok({"items": [conversion_view(v, caller) for v in items], "next_cursor": next_cursor})
 
 

@@ -17,7 +17,8 @@ def list_(token_info, member_id=None, cursor=None, limit=50):
     caller = actor(token_info)
     with db().read() as s:
         items, next_cursor = transfers.list_transfers(
-            s, sharing.through_brand(s, caller, sharing.PURCHASE_HISTORY), cursor, limit, uuid.UUID(member_id) if member_id else None)
+            s, sharing.through_brand(s, caller, sharing.PURCHASE_HISTORY), cursor, limit,
+            uuid.UUID(member_id) if member_id else None)
         return ok({"items": [views.member_transfer(t, caller) for t in items], "next_cursor": next_cursor})
 
 

@@ -10,8 +10,9 @@ from the next read, as every read checks the table (nothing is cached).
 `_granted` is the one test of consent: every partner read that shares anything (`profile`,
 `elsewhere`) puts it in the same SQL statement that fetches the shared data, so a read costs
 one extra indexed query (on the consents' primary key), and nothing is fetched without it.
-Ops and members' own tokens are not partners: they get nothing through here (they see what
-they always saw). SharingConsentEvent keeps every grant and withdrawal as proof.
+Ops are not partners: they get nothing through here. A member's token issued to a partner's
+app sees what that partner would see plus what the member shares with it (`through_brand`,
+docs/consent.md). SharingConsentEvent keeps every grant and withdrawal as proof.
 """
 from __future__ import annotations
 
