@@ -11,7 +11,8 @@ class Actor:
     partner_id: uuid.UUID | None
     scopes: frozenset[str]
     # Set when a member acts for themselves (a member's access token): they see and spend
-    # only their own points.
+    # only their own points. With partner_id too: the member's token through that partner's
+    # app, narrowed to what the partner may see (hub/privacy/sharing.py through_brand).
     member_id: uuid.UUID | None = None
 
     @property

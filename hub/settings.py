@@ -134,12 +134,14 @@ class Settings:
     # Retention (hub/privacy/retention.py, docs/privacy.md): days after which the daily job
     # deletes outgoing mail; used or expired one-time tokens, link requests, OIDC codes and
     # refresh tokens; ended or expired login sessions; idempotency keys (a client retries
-    # within minutes); webhook events with no delivery still pending (and their deliveries).
+    # within minutes); webhook events with no delivery still pending (and their deliveries);
+    # done outbox messages (their payloads name members, e.g. back-channel logout subjects).
     retention_mail_days: int = 30
     retention_tokens_days: int = 7
     retention_sessions_days: int = 30
     retention_idempotency_days: int = 7
     retention_webhooks_days: int = 30
+    retention_outbox_days: int = 7
     # Encryption at rest (hub/privacy, docs/encryption.md). `data_keys`: the master keys that
     # wrap the data keys, "id:base64(32 bytes)" comma-separated, current first (`derived`:
     # the one derived from secret_key, which is also the default). `index_key`: base64 of 32
@@ -232,6 +234,7 @@ class Settings:
             retention_sessions_days=int(_env("RETENTION_SESSIONS_DAYS", "30")),
             retention_idempotency_days=int(_env("RETENTION_IDEMPOTENCY_DAYS", "7")),
             retention_webhooks_days=int(_env("RETENTION_WEBHOOKS_DAYS", "30")),
+            retention_outbox_days=int(_env("RETENTION_OUTBOX_DAYS", "7")),
             data_keys=_env("DATA_KEYS", ""),
             index_key=_env("INDEX_KEY", ""),
             rate_limits=parse_rate_limits(_env("RATE_LIMITS", "")),

@@ -3,6 +3,7 @@ open ones, a member sees their progress and badges."""
 from hub.api.common import created, db, ok
 from hub.api.security import actor
 from hub.api.views import ts
+from hub.privacy import sharing
 from hub.rules import challenges
 
 
@@ -36,6 +37,11 @@ def list_(token_info, cursor=None, limit=50):
 
 
 def mine(token_info):
+    """Through a partner's app, progress only if the member shares their purchase history
+    with its partner (challenges count purchases everywhere): the partner's view otherwise."""
+    caller = actor(token_info)
     with db().read() as s:
-        open_, done = challenges.of_member(s, actor(token_info).member_id)
+        shared = sharing.through_brand(s, caller, sharing.PURCHASE_HISTORY).partner_id is None
+        open_, done = challenges.of_member(s, caller.member_id, with_progress=shared)
+        done = done if shared else []
         return ok({"in_progress": [progress_view(c) for c in open_], "completed": [progress_view(c) for c in done]})

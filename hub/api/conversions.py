@@ -9,6 +9,7 @@ from hub.api.security import actor
 from hub.api.views import ts
 from hub.exchange import conversions, rates
 from hub.exchange.models import PENDING
+from hub.privacy import sharing
 
 
 def _terms() -> conversions.Terms:
@@ -74,14 +75,16 @@ def list_conversions(token_info, member_id=None, cursor=None, limit=50):
     caller = actor(token_info)
     with db().read() as s:
         items, next_cursor = conversions.list_conversions(
-            s, caller, cursor, limit, uuid.UUID(member_id) if member_id else None)
+            s, sharing.through_brand(s, caller, sharing.PURCHASE_HISTORY), cursor, limit,
+            uuid.UUID(member_id) if member_id else None)
         return ok({"items": [conversion_view(v, caller) for v in items], "next_cursor": next_cursor})
 
 
 def get(conversion_id, token_info):
     caller = actor(token_info)
     with db().read() as s:
-        return ok(conversion_view(conversions.get(s, caller, uuid.UUID(conversion_id)), caller))
+        seen = sharing.through_brand(s, caller, sharing.PURCHASE_HISTORY)
+        return ok(conversion_view(conversions.get(s, seen, uuid.UUID(conversion_id)), caller))
 
 
 def _member_id(member_id: uuid.UUID, caller: Actor) -> str | None:

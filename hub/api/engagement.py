@@ -5,6 +5,7 @@ import uuid
 from hub.api.common import created, db, ok
 from hub.api.security import actor
 from hub.api.views import ts
+from hub.privacy import sharing
 from hub.rules import engagement, progress as member_progress
 
 
@@ -30,8 +31,12 @@ def referral_code(member_id, program, token_info):
 
 
 def own_progress(token_info):
+    """Through a partner's app: its partner's programs only, unless the member shares their
+    purchase history with it (stamps, streaks and referrals tell of purchases)."""
+    caller = actor(token_info)
     with db().read() as s:
-        found = member_progress.own(s, actor(token_info).member_id)
+        shown = sharing.partner_programs(s, sharing.through_brand(s, caller, sharing.PURCHASE_HISTORY))
+        found = [p for p in member_progress.own(s, caller.member_id) if shown is None or p.program.code in shown]
         # A brand holds the member's token: it never gets the hub's member id.
         return ok({"items": [_progress(p, with_member_id=False) for p in found]})
 

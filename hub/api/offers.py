@@ -4,6 +4,7 @@ import uuid
 from hub.api.common import db, ok
 from hub.api.security import actor
 from hub.api.views import ts
+from hub.privacy import sharing
 from hub.programs import service
 from hub.rules import offers
 
@@ -17,8 +18,12 @@ def view(offer: offers.Offer) -> dict:
 
 
 def mine(token_info, limit=50):
+    """Through a partner's app, that partner's offers only: consent never shows a partner
+    another partner's objects (nor what their targeting says of the member)."""
+    caller = actor(token_info)
     with db().read() as s:
-        return ok({"items": [view(o) for o in offers.for_member(s, actor(token_info).member_id, limit=limit)]})
+        found = offers.for_member(s, caller.member_id, partner_id=sharing.brand_partner(s, caller), limit=limit)
+        return ok({"items": [view(o) for o in found]})
 
 
 def of_member(member_id, token_info, limit=50):

@@ -8,15 +8,16 @@ from hub.api.security import actor
 from hub.privacy import export
 
 
-def _zip(member_id: uuid.UUID):
-    data = export.archive(db(), member_id)
+def _zip(member_id: uuid.UUID, data: bytes):
     return current_app.response_class(data, mimetype="application/zip", headers={
         "Content-Disposition": f'attachment; filename="member-{member_id}.zip"', "Cache-Control": "no-store"})
 
 
 def export_own(token_info):
-    return _zip(actor(token_info).member_id)
+    caller = actor(token_info)
+    return _zip(caller.member_id, export.own_archive(db(), caller))
 
 
 def export_member(member_id, token_info):
-    return _zip(uuid.UUID(member_id))
+    member = uuid.UUID(member_id)
+    return _zip(member, export.archive(db(), member))

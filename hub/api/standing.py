@@ -5,6 +5,7 @@ import uuid
 from hub.api import views
 from hub.api.common import db, ok
 from hub.api.security import actor
+from hub.privacy import sharing
 from hub.rules import expiry, tiers
 
 
@@ -14,8 +15,13 @@ def member_tier(member_id, program, token_info):
 
 
 def own_tiers(token_info):
+    """Tiers and qualifying amounts tell of purchases: through a partner's app, those in its
+    partner's programs only, unless the member shares their purchase history with it."""
+    caller = actor(token_info)
     with db().read() as s:
-        return ok({"items": [_tier(p) for p in tiers.own_progress(s, actor(token_info).member_id)]})
+        shown = sharing.partner_programs(s, sharing.through_brand(s, caller, sharing.PURCHASE_HISTORY))
+        return ok({"items": [_tier(p) for p in tiers.own_progress(s, caller.member_id)
+                             if shown is None or p.program in shown]})
 
 
 def member_expiring(member_id, program, token_info, days=90):

@@ -403,9 +403,13 @@ class ConversionView:
 
 
 def _visible(q, actor: Actor, source, target):
+    """A member's own (through a partner's app, narrowed by sharing.through_brand: also only
+    those of that partner's programs), a partner's (either side is its program), or all (ops)."""
     if actor.member_id is not None:
-        return q.where(Conversion.member_id == actor.member_id)
-    if "ops:read" in actor.scopes:
+        q = q.where(Conversion.member_id == actor.member_id)
+        if actor.partner_id is None:
+            return q
+    elif "ops:read" in actor.scopes:
         return q
     return q.where(or_(source.partner_id == actor.partner_id, target.partner_id == actor.partner_id))
 

@@ -177,14 +177,17 @@ def _sender(session: Session, actor: Actor, program: Program, body: dict) -> Mem
 # --- reading ---------------------------------------------------------------------------
 
 def _query(actor: Actor):
-    """Transfers the actor may see: a member those they gave or received, ops (ops:read) all,
-    a partner those of its programs."""
+    """Transfers the actor may see: a member those they gave or received (through a partner's
+    app, narrowed by sharing.through_brand: only in that partner's programs), ops (ops:read)
+    all, a partner those of its programs."""
     t, p = _transfers, _programs
     q = (select(t.c.id, p.c.code, t.c.from_member_id, t.c.to_member_id, t.c.points, t.c.note, t.c.created_at)
          .join(p, p.c.id == t.c.program_id))
     if actor.member_id is not None:
-        return q.where(or_(t.c.from_member_id == actor.member_id, t.c.to_member_id == actor.member_id))
-    if "ops:read" in actor.scopes:
+        q = q.where(or_(t.c.from_member_id == actor.member_id, t.c.to_member_id == actor.member_id))
+        if actor.partner_id is None:
+            return q
+    elif "ops:read" in actor.scopes:
         return q
     return q.where(p.c.partner_id == actor.partner_id)
 

@@ -54,10 +54,22 @@ def latest(session: Session, *, limit: int = 10, to: str | None = None) -> list[
     return [_message(row) for row in session.scalars(query)]
 
 
-def to_addresses(session: Session, addresses: list[str]) -> list[Message]:
-    """Every message to these addresses, oldest first (a member's data export)."""
-    return [_message(row) for row in session.scalars(select(OutgoingMail).where(_to_any(addresses))
-                                                     .order_by(OutgoingMail.id))]
+@dataclass(frozen=True)
+class Sent:
+    """What a member's data export tells of a message: never its body, which holds live
+    links (verification, password reset, link codes) that would prove an address or open an
+    account for whoever holds the archive."""
+
+    id: int
+    to: str
+    subject: str
+    created_at: datetime
+
+
+def to_addresses(session: Session, addresses: list[str]) -> list[Sent]:
+    """Every message to these addresses, oldest first, without bodies (a member's data export)."""
+    return [Sent(row.id, row.to_address, row.subject, row.created_at)
+            for row in session.scalars(select(OutgoingMail).where(_to_any(addresses)).order_by(OutgoingMail.id))]
 
 
 def forget(session: Session, addresses: list[str]) -> int:

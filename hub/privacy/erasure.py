@@ -31,11 +31,11 @@ from hub.idempotency import IdempotencyKey, IdempotencyKeyMember
 from hub.notify import webhooks
 from hub.privacy.erasure_models import MemberErasure
 from hub.privacy import sharing
-from hub.privacy.export import Subject, addresses
+from hub.privacy.export import Subject, own_addresses
 from hub.programs.models import Member, MembershipIdentifier, PointTransaction
 from hub.rewards import models as rewards
 from hub.rules.engage_models import ChallengeEntrant, MemberAttribute, MemberSharing
-from hub.rules.frequency_models import ReferralCode, RewardVoucher, StampProgress, StreakProgress
+from hub.rules.frequency_models import Referral, ReferralCode, RewardVoucher, StampProgress, StreakProgress
 from hub.rules.models import SegmentMember
 from hub.rules.standing_models import TierBucket
 
@@ -148,7 +148,7 @@ def _tell_partners(subject: Subject) -> None:
 
 @register("mail")
 def _mail(subject: Subject) -> None:
-    mail.forget(subject.session, addresses(subject))
+    mail.forget(subject.session, own_addresses(subject))
 
 
 @register("account")
@@ -191,6 +191,8 @@ def _memberships(subject: Subject) -> None:
               .values(note=None), execution_options={"synchronize_session": False})
     for voucher in s.scalars(select(RewardVoucher).where(RewardVoucher.membership_id.in_(ids))):
         voucher.code = "X" + secrets.token_hex(15)  # unique, meaningless: the voucher is void
+    # The referrals the member made keep a copy of their (now deleted) code; the referees' stay.
+    s.execute(update(Referral).where(Referral.referrer_membership_id.in_(ids)).values(code=""))
 
 
 @register("profile")

@@ -6,7 +6,7 @@ or `register_rows` (a `(session, member_id) -> rows` function of another package
 archive has one `<area>.json` per collector, `manifest.json` (format, member, time, and what
 each file holds) and `README.txt`. Secrets are never exported: password and token hashes,
 sealed values are left out (the sealed ones the member owns are unsealed: gift-card codes,
-recipients, mail bodies).
+recipients; mail is listed without its bodies, which hold live links).
 """
 from __future__ import annotations
 
@@ -23,14 +23,15 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from hub import ledger
+from hub.actor import Actor
 from hub.db import utcnow
-from hub.errors import NotFound
+from hub.errors import Forbidden, NotFound
 from hub.exchange.models import Conversion, MemberTransfer
 from hub.identity import mail
 from hub.identity.account_models import LinkRequest, LoginSession, MemberAccount
 from hub.identity.oidc.models import Consent, Grant, PairwiseSubject
 from hub.ledger.models import Transfer
-from hub.privacy import sharing
+from hub.privacy import blind, sharing
 from hub.programs.models import Member, Membership, MembershipIdentifier, PointTransaction, Program
 from hub.rewards import redemptions
 from hub.rewards.models import Redemption, RedemptionLeg, Reward
@@ -144,6 +145,17 @@ def archive(db, member_id: uuid.UUID) -> bytes:
         if session.get(Member, member_id) is None:
             raise NotFound("no such member", slug="member-not-found")
         return build(session, member_id)
+
+
+def own_archive(db, actor: Actor) -> bytes:
+    """The member's own archive, through the hub's pages or a first-party app only: it holds
+    everything (other partners' purchases, gift-card codes), so a partner's app, whose token
+    sees only what its partner may (docs/consent.md), never gets it."""
+    with db.read() as session:
+        if sharing.brand_partner(session, actor) is not None:
+            raise Forbidden("a partner's app cannot download the member's data: the member downloads it "
+                            "on the hub's dashboard", slug="export-refused")
+    return archive(db, actor.member_id)
 
 
 def _readme(manifest: dict) -> str:
@@ -275,10 +287,11 @@ def _sign_in(subject: Subject):
     }
 
 
-@register("mail", "Messages the hub sent you (to your login email or a membership's email).")
+@register("mail", "Messages the hub sent you (to your login email or a membership's email no other member "
+                  "uses): to whom, the subject and when; never the text, which holds live links.")
 def _mail(subject: Subject):
-    return [jsonable({"id": m.id, "to": m.to, "subject": m.subject, "body": m.body, "created_at": m.created_at})
-            for m in mail.to_addresses(subject.session, addresses(subject))]
+    return [jsonable({"id": m.id, "to": m.to, "subject": m.subject, "created_at": m.created_at})
+            for m in mail.to_addresses(subject.session, own_addresses(subject))]
 
 
 def addresses(subject: Subject) -> list[str]:
@@ -288,3 +301,18 @@ def addresses(subject: Subject) -> list[str]:
     found += [i.value for i in subject.session.scalars(select(MembershipIdentifier).where(
         MembershipIdentifier.membership_id.in_(subject.membership_ids()), MembershipIdentifier.kind == "email"))]
     return list(dict.fromkeys(found))
+
+
+def own_addresses(subject: Subject) -> list[str]:
+    """Those of the member's addresses no other member uses (as login or membership email):
+    mail to a shared address may be the other member's, so export leaves it out and erasure
+    keeps it."""
+    s, mine = subject.session, addresses(subject)
+    indexes = {blind.index("email", a): a for a in mine}
+    shared = set(s.scalars(select(MemberAccount.email_index).where(
+        MemberAccount.email_index.in_(indexes), MemberAccount.member_id != subject.member_id)))
+    shared |= set(s.scalars(
+        select(MembershipIdentifier.value_index).join(Membership, Membership.id == MembershipIdentifier.membership_id)
+        .where(MembershipIdentifier.kind == "email", MembershipIdentifier.value_index.in_(indexes),
+               Membership.member_id != subject.member_id)))
+    return [a for i, a in indexes.items() if i not in shared]

@@ -15,6 +15,7 @@ from hub.db import Database, utcnow
 from hub.idempotency import IdempotencyKey
 from hub.identity.account_models import AccountToken, LinkRequest, LoginSession, OutgoingMail
 from hub.identity.oidc.models import AuthorizationCode, RefreshToken
+from hub.notify.outbox import OutboxMessage
 from hub.notify.webhook_models import PENDING, WebhookAttempt, WebhookDelivery, WebhookEvent
 from hub.settings import Settings
 
@@ -50,6 +51,7 @@ JOBS = (
     Job("idempotency_keys", lambda s: s.retention_idempotency_days, IdempotencyKey.id,
         lambda cutoff: IdempotencyKey.created_at < cutoff),
     Job("webhook_events", lambda s: s.retention_webhooks_days, WebhookEvent.id, _webhook_events_due),
+    Job("outbox", lambda s: s.retention_outbox_days, OutboxMessage.id, lambda cutoff: OutboxMessage.done_at < cutoff),
 )
 
 

@@ -10,13 +10,14 @@ from the next read, as every read checks the table (nothing is cached).
 `_granted` is the one test of consent: every partner read that shares anything (`profile`,
 `elsewhere`) puts it in the same SQL statement that fetches the shared data, so a read costs
 one extra indexed query (on the consents' primary key), and nothing is fetched without it.
-Ops and members' own tokens are not partners: they get nothing through here (they see what
-they always saw). SharingConsentEvent keeps every grant and withdrawal as proof.
+Ops are not partners: they get nothing through here. A member's token issued to a partner's
+app sees what that partner would see plus what the member shares with it (`through_brand`,
+docs/consent.md). SharingConsentEvent keeps every grant and withdrawal as proof.
 """
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import delete, exists, false, select
@@ -106,10 +107,30 @@ class Choice:
     granted_at: datetime | None
 
 
-def _brand_partner(session: Session, actor: Actor) -> uuid.UUID | None:
+def brand_partner(session: Session, actor: Actor) -> uuid.UUID | None:
     """The partner whose app the member's token came through; None for the hub's own pages
     and first-party apps (clients of no partner)."""
     return session.scalar(select(ApiClient.partner_id).where(ApiClient.client_id == actor.client_id))
+
+
+def through_brand(session: Session, actor: Actor, purpose: str) -> Actor:
+    """A member's token through a partner's app sees of the member what that partner would
+    see, plus `purpose` if the member shares it with that partner: the actor narrowed to that
+    partner (`partner_id` set besides `member_id`). Unchanged for the hub's own pages,
+    first-party apps and a member who shares `purpose` with the brand's partner."""
+    if actor.member_id is None:
+        return actor
+    partner = brand_partner(session, actor)
+    if partner is None or session.get(SharingConsent, (actor.member_id, partner, purpose)) is not None:
+        return actor
+    return replace(actor, partner_id=partner)
+
+
+def partner_programs(session: Session, actor: Actor) -> set[str] | None:
+    """The codes of the programs a narrowed actor (`through_brand`) stays within; None: all."""
+    if actor.partner_id is None:
+        return None
+    return set(session.scalars(select(Program.code).where(Program.partner_id == actor.partner_id)))
 
 
 def _member_partners(session: Session, member_id: uuid.UUID, only: uuid.UUID | None = None) -> list[Partner]:
@@ -129,7 +150,7 @@ def _member_partners(session: Session, member_id: uuid.UUID, only: uuid.UUID | N
 def choices(session: Session, actor: Actor) -> list[Choice]:
     """Every purpose for every partner the member belongs to; a partner's app sees only its
     own partner's (it learns nothing of the member's other partners)."""
-    partners = _member_partners(session, actor.member_id, _brand_partner(session, actor))
+    partners = _member_partners(session, actor.member_id, brand_partner(session, actor))
     granted = {
         (row.partner_id, row.purpose): row.granted_at
         for row in session.scalars(select(SharingConsent).where(SharingConsent.member_id == actor.member_id))
@@ -154,7 +175,7 @@ def _record(session: Session, actor: Actor, partner_id: uuid.UUID, purpose: str,
 
 def grant(session: Session, actor: Actor, partner_code: str, purpose: str, channel: str) -> Choice:
     """The member shares `purpose` with the partner (granting again changes nothing)."""
-    if actor.member_id is None or _brand_partner(session, actor) is not None:
+    if actor.member_id is None or brand_partner(session, actor) is not None:
         raise Forbidden("a partner's app cannot grant consent for the member: the member grants it "
                         "on the hub's dashboard", slug="sharing-grant-refused")
     partner, row = _choice(session, actor, partner_code, purpose)
@@ -169,7 +190,7 @@ def grant(session: Session, actor: Actor, partner_code: str, purpose: str, chann
 def revoke(session: Session, actor: Actor, partner_code: str, purpose: str, channel: str) -> Choice:
     """The member stops sharing `purpose` with the partner, from the next read on. A
     partner's app may withdraw consent to its own partner only (another's is answered as none)."""
-    brand = _brand_partner(session, actor)
+    brand = brand_partner(session, actor)
     partner, row = _choice(session, actor, partner_code, purpose)
     if brand is not None and brand != partner.id:
         raise NotFound(f"you hold no membership with a partner {partner_code}", slug="sharing-partner-not-found")

@@ -269,11 +269,12 @@ def _memberships(session: Session, actor: Actor, member_ids: Iterable[uuid.UUID]
 
 
 def member_view(session: Session, actor: Actor, member_id: uuid.UUID) -> MemberView:
-    """The member as this partner sees them: only memberships in its own programs."""
+    """The member as this partner sees them: only memberships in its own programs. Erased,
+    they are gone (410) only to a partner that had them: to another, as unknown as ever (404)."""
     memberships = _memberships(session, actor, [member_id]).get(member_id)
-    refuse_erased(session, member_id)
     if not memberships:
         raise NotFound("no such member", slug="member-not-found")
+    refuse_erased(session, member_id)
     return MemberView(member_id, memberships)
 
 

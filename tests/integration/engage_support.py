@@ -12,7 +12,7 @@ from hub.db import utcnow
 from hub.programs.models import Membership
 from tests.conftest import Api
 from tests.integration.oidc_support import browser, member, rp  # noqa: F401  (fixtures)
-from tests.integration.test_oidc import register, sign_in
+from tests.integration.test_oidc import sign_in
 
 
 def iso(delta: timedelta = timedelta(0)) -> str:
@@ -40,8 +40,14 @@ def buy(partner, member_id, amount: str = "100000", hours_ago: int = 1) -> dict:
 
 
 @pytest.fixture
-def brand(ops, partner):
-    return register(ops, partner.code)
+def brand(ops):
+    """The app `me` signs in on: the hub's own (a client of no partner), which shows the member
+    everything of theirs; a partner's brand app sees less (test_sharing.py)."""
+    body = {"name": "shop app", "redirect_uris": ["https://brand.example/cb"],
+            "scopes": ["openid", "profile", "email", "offline_access", "me:read", "me:write"]}
+    response = ops.post("/v1/clients", body)
+    assert response.status_code == 201, response.text
+    return response.json()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from tests.conftest import Partner
 from tests.integration.engage_support import join
 from tests.integration.oidc_support import log_in
 from tests.integration.test_frequency import publish
+from tests.integration.test_member_transfers import give, set_policy
 
 # Referrals, tiers and expiry in A's program, so that those reads have an answer to compare.
 RULES = {
@@ -31,9 +32,8 @@ SPEC = Path(__file__).resolve().parents[2] / "openapi" / "hub.yaml"
 NONE: frozenset[str] = frozenset()
 
 
-def partner_facing_reads() -> set[str]:
-    """Every GET a partner's client-credentials token may call: those whose security names a
-    scope that is neither an ops scope nor a member's own (me:...)."""
+def _reads(wanted) -> set[str]:
+    """Every GET whose security names a scope `wanted` accepts."""
     spec = yaml.safe_load(SPEC.read_text())
     found = set()
     for path, item in spec["paths"].items():
@@ -42,9 +42,20 @@ def partner_facing_reads() -> set[str]:
             continue
         scopes = {s for requirement in op.get("security", spec.get("security", [])) for names in requirement.values()
                   for s in names}
-        if any(not s.startswith(("ops:", "me:")) for s in scopes):
+        if any(wanted(s) for s in scopes):
             found.add(f"GET {path}")
     return found
+
+
+def partner_facing_reads() -> set[str]:
+    """Every GET a partner's client-credentials token may call: those whose security names a
+    scope that is neither an ops scope nor a member's own (me:...)."""
+    return _reads(lambda s: not s.startswith(("ops:", "me:")))
+
+
+def member_reads() -> set[str]:
+    """Every GET a member's token may call (a partner's brand app holds one)."""
+    return _reads(lambda s: s.startswith("me:"))
 
 
 class World:
@@ -55,6 +66,7 @@ class World:
         self.db = db
         self.a, self.b = Partner(ops, http), Partner(ops, http)
         publish(db, self.a, RULES)
+        publish(db, self.b, RULES)  # so that the member's own reads have a tier, progress... at B too
         login, self.cookie = log_in(db)
         self.member_id = login.member_id
         self.member = str(login.member_id)
@@ -66,6 +78,7 @@ class World:
         self.a_external_id = self._identifier(self.a)
         self.b_external_id = self._identifier(self.b)
         self.b_redemption = self._redemption(self.b)
+        self.b_transfer = self._transfer(self.b)
         self.endpoint = self.a.api.post("/v1/webhook-endpoints", {"url": "https://hooks.example/sharing"}).json()["id"]
         self.segment = f"S{secrets.token_hex(4).upper()}"
         put = self.a.api.http.put(f"/v1/segments/{self.segment}", headers=self.a.api.headers, json={"name": "all"})
@@ -89,6 +102,13 @@ class World:
                                                     "member": {"member_id": self.member}})
         assert done.status_code == 201, done.text
         return done.json()["id"]
+
+    def _transfer(self, partner) -> str:
+        """The member gives 10 points to another of the partner's members."""
+        assert set_policy(partner.api, partner.program, 100, 100).status_code == 200
+        given = give(partner.api, partner.program, {"member_id": partner.enrol()}, 10, sender=self.member)
+        assert given.status_code == 201, given.text
+        return given.json()["id"]
 
     # consents, as the member gives them on the dashboard
     def member_actor(self) -> Actor:
@@ -174,3 +194,57 @@ READS = [
     _r("GET /webhook-endpoints/{endpoint_id}", lambda w: f"/v1/webhook-endpoints/{w.endpoint}"),
     _r("GET /webhook-endpoints/{endpoint_id}/deliveries", lambda w: f"/v1/webhook-endpoints/{w.endpoint}/deliveries"),
 ]
+
+
+# --- the member's own reads through a partner's brand app ----------------------------------
+
+ALWAYS = "me:read"  # what the consent page's `me:read` itself shares: balances and memberships everywhere
+
+
+@dataclass(frozen=True)
+class MemberRead:
+    """One read with the member's token, as A's brand app calls it. `elsewhere`: the hub's own
+    app sees the member's data at B in it; `shows`: what lets A's brand see that too (ALWAYS,
+    a purpose, or None: nothing does); `status`: A's brand's answer when it may not."""
+
+    label: str
+    path: object  # World -> the path with its query
+    elsewhere: bool = False
+    shows: str | None = None
+    status: int = 200
+
+    @property
+    def id(self) -> str:
+        return self.label.removeprefix("GET /")
+
+
+MEMBER_READS = [
+    MemberRead("GET /me", lambda w: "/v1/me", True, ALWAYS),
+    MemberRead("GET /me/expiring", lambda w: "/v1/me/expiring", True, ALWAYS),
+    MemberRead("GET /me/referral-code", lambda w: f"/v1/me/referral-code?program={w.b.program}", True, ALWAYS),
+    MemberRead("GET /me/tiers", lambda w: "/v1/me/tiers", True, sharing.PURCHASE_HISTORY),
+    MemberRead("GET /me/progress", lambda w: "/v1/me/progress", True, sharing.PURCHASE_HISTORY),
+    MemberRead("GET /me/challenges", lambda w: "/v1/me/challenges", shows=sharing.PURCHASE_HISTORY),
+    MemberRead("GET /me/offers", lambda w: "/v1/me/offers", True),  # another partner's offers: never
+    MemberRead("GET /me/attributes", lambda w: "/v1/me/attributes"),  # test_sharing: never the values
+    MemberRead("GET /me/consents", lambda w: "/v1/me/consents"),
+    MemberRead("GET /me/sharing", lambda w: "/v1/me/sharing"),
+    MemberRead("GET /me/export", lambda w: "/v1/me/export", True, status=403),
+    MemberRead("GET /challenges", lambda w: "/v1/challenges"),
+    MemberRead("GET /conversions/rates", lambda w: "/v1/conversions/rates"),
+    MemberRead("GET /conversions/rates/{program}", lambda w: f"/v1/conversions/rates/{w.a.program}"),
+    MemberRead("GET /conversions", lambda w: "/v1/conversions", shows=sharing.PURCHASE_HISTORY),
+    MemberRead("GET /conversions/{conversion_id}", lambda w: f"/v1/conversions/{uuid.uuid4()}", status=404),
+    MemberRead("GET /member-transfers", lambda w: "/v1/member-transfers", True, sharing.PURCHASE_HISTORY),
+    MemberRead("GET /member-transfers/{transfer_id}", lambda w: f"/v1/member-transfers/{w.b_transfer}", True,
+               sharing.PURCHASE_HISTORY, 404),
+]
+
+
+def shows_elsewhere(world: World, response) -> bool:
+    """Whether an answer to the member's token holds their data at B (the zip archive: always)."""
+    if response.status_code != 200:
+        return False
+    if response.headers["content-type"] == "application/zip":
+        return True
+    return world.b.program in response.text or world.b_transfer in response.text

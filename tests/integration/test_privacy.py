@@ -25,13 +25,15 @@ from hub.idempotency import IdempotencyKey
 from hub.identity.account_models import AccountToken, LoginSession, MemberAccount, OutgoingMail
 from hub.ledger.models import Transfer
 from hub.ledger.verify import verify
-from hub.notify import webhooks
+from hub.notify import outbox, webhooks
 from hub.notify.webhook_models import SUCCEEDED, WebhookDelivery, WebhookEvent
 from hub.identity import accounts, mail, ratelimit
+from hub.notify.outbox import OutboxMessage
 from hub.privacy import blind, erasure, export, retention, sharing
 from hub.programs.models import Membership, PointTransaction, Program
 from hub.rewards.providers import Outcome, Status
 from hub.rules.engage_models import MemberAttribute
+from hub.rules.frequency_models import Referral
 from hub.web.i18n import MESSAGES
 from tests.conftest import assert_problem
 from tests.integration.test_account_pages import (  # noqa: F401  (fixtures)
@@ -46,6 +48,7 @@ from tests.integration.test_account_pages import (  # noqa: F401  (fixtures)
     web_state,
 )
 from tests.integration.test_redemptions import member_api, provider, redeem, reward_code, run_relay  # noqa: F401
+from tests.integration.test_frequency import REFERRAL, enrol_referred, publish, referral_code
 from tests.integration.test_member_transfers import give, set_policy
 from tests.integration.test_webhooks import register
 
@@ -421,3 +424,80 @@ def test_a_days_wrong_codes_on_the_delete_page_mail_the_member_as_the_security_p
         subject = MESSAGES[account.locale]["mail.code_guesses_subject"]
         sent = [m for m in mail.latest(s, to=email) if m.subject == subject]
         assert len(sent) == 1 and not erasure.erased(s, member_id)
+
+
+# --- review fixes: what the export hands over, what erasure spares ------------------------
+
+def test_mail_is_exported_without_bodies_and_never_another_members(rich, http, db, other_partner):
+    """Bodies hold live links (password reset, link codes): the archive lists messages only.
+    Mail to an address another member also uses may be theirs: neither exported nor erased."""
+    person, member_id = rich["person"], rich["member_id"]
+    other_partner.enrol(email=person["membership_email"])  # someone else, at another partner, same address
+    db.write(lambda s: mail.send(s, to=person["email"], subject="Reset", body="https://hub/reset?token=LIVE-RESET"))
+    db.write(lambda s: mail.send(s, to=person["membership_email"], subject="Code", body="your code: LINK-CODE"))
+    files = _archive(member_api(http, rich["partner"], str(member_id), scope="me:read").get("/v1/me/export"))
+    messages = json.loads(files["mail.json"])
+    assert messages and all(set(m) == {"id", "to", "subject", "created_at"} for m in messages)
+    assert {m["to"] for m in messages} == {person["email"]} and "Reset" in {m["subject"] for m in messages}
+    assert not any(secret in text for text in files.values() for secret in ("LIVE-RESET", "LINK-CODE", "token="))
+
+    db.write(lambda s: erasure.erase(s, member_id, "ops:test"))
+    with db.read() as s:
+        left = {address: s.scalar(select(func.count()).select_from(OutgoingMail).where(
+            OutgoingMail.to_index == blind.index("email", address))) for address in (person["email"],
+                                                                                     person["membership_email"])}
+    assert left == {person["email"]: 0, person["membership_email"]: 1}
+
+
+def test_an_unverified_account_cannot_prove_its_address_from_the_download(browser, db):
+    """Signed up with someone else's address and logged in unverified, the download holds no
+    verification link, so the address stays unproven."""
+    victim = f"victim-{secrets.token_hex(4)}@example.com"
+    browser.submit("/account/signup", "/account/signup", email=victim, password=PASSWORD,
+                   given_name="Not", family_name="Victim")
+    assert browser.login(victim, next_url="/account/").status_code == 302  # unverified, yet logged in
+    answer = browser.client.get("/account/export")
+    assert answer.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(answer.data)) as archive:
+        everything = "\n".join(archive.read(n).decode() for n in archive.namelist())
+        messages = json.loads(archive.read("mail.json"))
+    assert [m["to"] for m in messages] == [victim] and "body" not in messages[0]
+    assert "/account/verify" not in everything and "token=" not in everything
+    with db.read() as s:
+        assert accounts.find(s, victim).email_verified_at is None
+
+
+def test_an_erased_member_is_gone_only_to_a_partner_that_had_them(db, partner, other_partner):
+    member = partner.enrol()
+    db.write(lambda s: erasure.erase(s, uuid.UUID(member), "ops:test"))
+    assert_problem(partner.api.get(f"/v1/members/{member}"), 410, "member-erased")
+    # Another partner learns nothing: not even that the id existed.
+    assert_problem(other_partner.api.get(f"/v1/members/{member}"), 404, "member-not-found")
+
+
+def test_erasure_clears_the_referrers_code_kept_in_their_referrals(db, partner):
+    publish(db, partner, {"referral": REFERRAL})
+    referrer = partner.enrol()
+    code = referral_code(partner, referrer)
+    referee = enrol_referred(partner, code)
+    db.write(lambda s: erasure.erase(s, uuid.UUID(referrer), "ops:test"))
+    with db.read() as s:
+        (kept,) = s.scalars(select(Referral.code).join(Membership, Membership.id == Referral.referee_membership_id)
+                            .where(Membership.member_id == uuid.UUID(referee)))
+    assert kept == ""
+
+
+def test_retention_deletes_done_outbox_messages_after_their_period(db, settings):
+    key = uuid.uuid4().hex
+    db.write(lambda s: [outbox.enqueue(s, "test.retention", f"{key}-{n}", {"subject": "pairwise-sub"}) for n in (1, 2)])
+    db.write(lambda s: outbox.complete(s, "test.retention", f"{key}-1"))
+
+    def left() -> set[str]:
+        with db.read() as s:
+            return set(s.scalars(select(OutboxMessage.key).where(OutboxMessage.key.startswith(key))))
+    with time_machine.travel(utcnow() + timedelta(days=settings.retention_outbox_days - 1), tick=False):
+        retention.run(db, settings)
+    assert left() == {f"{key}-1", f"{key}-2"}
+    with time_machine.travel(utcnow() + timedelta(days=settings.retention_outbox_days + 1), tick=False):
+        assert retention.run(db, settings)["outbox"] >= 1
+    assert left() == {f"{key}-2"}  # an open message is never deleted

@@ -394,9 +394,10 @@ class Seed:
 
 
 WEBHOOK_PROVIDER = "stprovider"
-# Only the hub's own apps grant sharing consent (a partner's brand is refused): these run with
-# the seeded member's token from a first-party app.
+# Only the hub's own apps grant sharing consent and download the member's archive (a
+# partner's brand is refused): these run with the seeded member's token from a first-party app.
 SHARING_CHANGES = ("PUT /me/sharing/{partner}/{purpose}", "DELETE /me/sharing/{partner}/{purpose}")
+OWN_APP_ONLY = (*SHARING_CHANGES, "GET /me/export")
 # The seeded member's token may also move their points (POST /member-transfers).
 MEMBER_TOKEN_SCOPE = SCOPE + " me:points"
 
@@ -476,7 +477,7 @@ def api_schema(request, app, db, ops, partner, make_partner, statuses):
         def get(self, case, ctx):
             if case.operation.label == "DELETE /me/consents/{partner}":
                 return tokens["withdrawing"]  # the second partner's brand, on its own consent
-            if case.operation.label in SHARING_CHANGES:
+            if case.operation.label in OWN_APP_ONLY:
                 return tokens["own_app"]
             default = ctx.operation.schema.raw_schema.get("security", [])
             for requirement in ctx.operation.definition.raw.get("security", default):

@@ -4,15 +4,29 @@ and the dashboard; proof, export and erasure; what a read costs."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+
+from hub.db import utcnow
 
 from hub.privacy import sharing
 from hub.privacy.sharing_models import SharingConsent, SharingConsentEvent
+from hub.rules.challenges import Challenge
 from tests.conftest import Api, assert_problem, statements_run
+from tests.integration.engage_support import buy
 from tests.integration.oidc_support import Browser, RelyingParty
-from tests.integration.sharing_support import READS, World, partner_facing_reads
+from tests.integration.sharing_support import (
+    ALWAYS,
+    MEMBER_READS,
+    READS,
+    World,
+    member_reads,
+    partner_facing_reads,
+    shows_elsewhere,
+)
+from tests.integration.test_challenges import challenge_body, create
 from tests.integration.test_oidc import register, sign_in
 
 SCOPE = "openid me:read me:write"
@@ -77,11 +91,12 @@ def test_the_sharing_reads_show_what_the_purpose_names(world):
     balances = world.a.api.get(f"/v1/members/{world.member}/balances", scope="coalition").json()
     assert [b["program"] for b in balances["items"]] == [world.a.program]
     assert [(b["partner"], b["program"], b["available"]) for b in balances["shared"]] == [
-        (world.b.code, world.b.program, 699)]  # 700 earned, 1 redeemed
+        (world.b.code, world.b.program, 689)]  # 700 earned, 1 redeemed, 10 given
 
     history = world.a.api.get(f"/v1/members/{world.member}/history", scope="coalition").json()["items"]
     assert {(m["program"], m["ref_id"]) for m in history} == {
-        (world.a.program, world.a_purchase), (world.b.program, world.b_purchase), (world.b.program, world.b_redemption)}
+        (world.a.program, world.a_purchase), (world.b.program, world.b_purchase), (world.b.program, world.b_redemption),
+        (world.b.program, world.b_transfer)}
     # Another partner's program, by name, only with consent.
     world.share_nothing()
     refused = world.a.api.get(f"/v1/members/{world.member}/history", scope="coalition", program=world.b.program)
@@ -100,6 +115,75 @@ def test_ops_see_what_they_see_today(world, ops):
     before = [ops.http.get(p, headers=ops.headers).json() for p in paths]
     world.share(*sharing.PURPOSES)
     assert [ops.http.get(p, headers=ops.headers).json() for p in paths] == before
+
+
+# --- the member's own reads through a partner's brand app ----------------------------------
+
+@pytest.fixture(scope="module")
+def brand(app, http, ops, world) -> Api:
+    """The member signed in on A's brand app (its default `me:read` and more)."""
+    return member_api(app, http, ops, world, world.a.code)
+
+
+@pytest.fixture(scope="module")
+def own_app(app, http, ops, world) -> Api:
+    return member_api(app, http, ops, world, None)
+
+
+def test_every_member_read_is_in_the_matrix():
+    """A new read a member's token can call must say here what a brand sees of it, or this fails."""
+    assert {read.label for read in MEMBER_READS} == member_reads()
+
+
+@pytest.mark.parametrize("granted", GRANTS, ids=lambda g: "+".join(g) or "nothing")
+@pytest.mark.parametrize("read", MEMBER_READS, ids=lambda r: r.id)
+def test_a_brand_sees_of_the_member_what_its_partner_may(world, brand, own_app, read, granted):
+    """A brand's app sees the member's data at other partners only as far as the consent page's
+    `me:read` says (balances and memberships) or the member shares a purpose with its partner."""
+    path = read.path(world)
+    assert shows_elsewhere(world, own_app.http.get(path, headers=own_app.headers)) == read.elsewhere
+    world.share(*granted)
+    answer = brand.http.get(path, headers=brand.headers)
+    may = read.shows == ALWAYS or read.shows in granted
+    assert shows_elsewhere(world, answer) == (read.elsewhere and may)
+    assert answer.status_code == (200 if may or read.status == 200 else read.status), answer.text
+
+
+def test_a_brand_never_downloads_the_archive(world, brand, own_app):
+    world.share(*sharing.PURPOSES)
+    assert_problem(brand.http.get("/v1/me/export", headers=brand.headers), 403, "export-refused")
+    assert own_app.http.get("/v1/me/export", headers=own_app.headers).status_code == 200
+
+
+def test_a_brand_sets_the_attributes_switches_but_never_reads_the_values(world, brand, own_app):
+    body = {"attributes": {"city": "Bandung"}, "share": {"attributes": True, "programs": False}}
+    written = brand.http.put("/v1/me/attributes", headers=brand.headers, json=body)
+    assert written.status_code == 200, written.text
+    assert written.json() == {"attributes": {}, "share": body["share"]}
+    assert brand.get("/v1/me/attributes").json() == {"attributes": {}, "share": body["share"]}
+    assert own_app.get("/v1/me/attributes").json()["attributes"] == {"city": "bandung"}
+
+
+def test_a_brand_sees_challenge_progress_only_with_purchase_history(world, db, brand, own_app, ops):
+    """Progress counts purchases at other partners: a brand sees the challenge (as its partner
+    would), its progress only with consent."""
+    body = challenge_body([world.a.program, world.b.program], world.a.program, target=5)
+    create(ops, body)
+    buy(world.a, world.member)
+    buy(world.b, world.member)
+
+    def progress(api) -> list:
+        return [c["progress"] for c in api.get("/v1/me/challenges").json()["in_progress"]
+                if c["challenge"]["code"] == body["code"]]
+
+    try:
+        assert progress(own_app) == [2]  # a purchase at A and one at B
+        assert progress(brand) == [None]
+        world.share(sharing.PURCHASE_HISTORY)
+        assert progress(brand) == [2]
+    finally:  # closed, so the matrix's answers stay free of B's program code
+        db.write(lambda s: s.execute(update(Challenge).where(Challenge.code == body["code"])
+                                     .values(ends_at=utcnow() - timedelta(seconds=1))))
 
 
 # --- granting and withdrawing -------------------------------------------------------------
