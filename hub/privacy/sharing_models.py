@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, BigId, UTCDateTime, utcnow
@@ -12,9 +12,11 @@ from hub.db import Base, BigId, UTCDateTime, utcnow
 
 class SharingConsent(Base):
     """A consent in force: the member lets the partner see what the purpose names. No row:
-    nothing shared. Its primary key is the index every partner read's check uses."""
+    nothing shared. Its primary key is the index every partner read's check uses; the second
+    index finds who shares a purpose with a partner (segment refreshes)."""
 
     __tablename__ = "sharing_consents"
+    __table_args__ = (Index("ix_sharing_consents_partner_purpose", "partner_id", "purpose"),)
 
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
     partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"), primary_key=True)
