@@ -13,6 +13,10 @@ one extra indexed query (on the consents' primary key), and nothing is fetched w
 Ops are not partners: they get nothing through here. A member's token issued to a partner's
 app sees what that partner would see plus what the member shares with it (`through_brand`,
 docs/consent.md). SharingConsentEvent keeps every grant and withdrawal as proof.
+
+Two purposes let a partner target the member rather than read anything: `attributes` and
+`programs_held` gate its segments' conditions of those names (hub/rules/segments.py checks
+them in the refresh's own statement), and withdrawing one takes the member out of them at once.
 """
 from __future__ import annotations
 

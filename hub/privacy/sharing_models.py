@@ -35,7 +35,7 @@ class SharingConsentEvent(Base):
     partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"))
     purpose: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(8))  # grant | revoke
-    channel: Mapped[str] = mapped_column(String(16))  # dashboard | api | erasure
+    channel: Mapped[str] = mapped_column(String(16))  # dashboard | api | erasure | migration
     by: Mapped[str] = mapped_column(String(120))  # Actor.ref: member:<id>, client:<id>
     client_id: Mapped[str | None] = mapped_column(String(64), default=None)  # the app it came through
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -19,10 +19,12 @@ MESSAGES = {
         "sharing.purpose.attributes": "What you told us about yourself, for offers",
         "sharing.purpose.programs_held": "Which other programs you belong to, for offers",
         "sharing.explain.attributes": ("Your city, birth month, interests and preferred language, if you gave "
-                                       "them: the partner may pick you for its offers by them, without seeing "
-                                       "them."),
-        "sharing.explain.programs_held": ("Which other partners' programs you are a member of: the partner may "
-                                          "pick you for its offers by them, without seeing which they are."),
+                                       "them. The partner may choose you for its offers by them: it never reads "
+                                       "them, but learns that you are in the group it chose (for example, "
+                                       "people in Jakarta)."),
+        "sharing.explain.programs_held": ("Which other partners' programs you are a member of. The partner may "
+                                          "choose you for its offers by them: it learns that you are in the group "
+                                          "it chose (for example, members of another program)."),
         "sharing.caption": "What {partner} may see",
         "sharing.what": "What",
         "sharing.status": "Shared",
@@ -56,11 +58,13 @@ MESSAGES = {
         "sharing.purpose.attributes": "Yang Anda ceritakan tentang diri Anda, untuk penawaran",
         "sharing.purpose.programs_held": "Program lain yang Anda ikuti, untuk penawaran",
         "sharing.explain.attributes": ("Kota, bulan lahir, minat, dan bahasa pilihan Anda, jika Anda "
-                                       "memberikannya: mitra dapat memilih Anda untuk penawarannya berdasarkan "
-                                       "data itu, tanpa melihatnya."),
-        "sharing.explain.programs_held": ("Program mitra lain yang Anda ikuti: mitra dapat memilih Anda untuk "
-                                          "penawarannya berdasarkan keanggotaan itu, tanpa melihat program "
-                                          "mana saja."),
+                                       "memberikannya. Mitra dapat memilih Anda untuk penawarannya berdasarkan "
+                                       "data itu: mitra tidak pernah membacanya, tetapi mengetahui bahwa Anda "
+                                       "termasuk dalam kelompok yang dipilihnya (misalnya, orang di Jakarta)."),
+        "sharing.explain.programs_held": ("Program mitra lain yang Anda ikuti. Mitra dapat memilih Anda untuk "
+                                          "penawarannya berdasarkan keanggotaan itu: mitra mengetahui bahwa Anda "
+                                          "termasuk dalam kelompok yang dipilihnya (misalnya, anggota program "
+                                          "lain)."),
         "sharing.caption": "Yang boleh dilihat {partner}",
         "sharing.what": "Apa",
         "sharing.status": "Dibagikan",
