@@ -1,6 +1,7 @@
 """Tables of engagement (issue 6, points 8 and 9): coalition challenges and the badges they
 give, and what members choose to tell partners for personalised offers (their attributes;
-whether partners may use them is a consent of hub/privacy/sharing.py). Segments' own tables are in hub/rules/models.py."""
+whether partners may use them is a consent of hub/privacy/sharing.py). Segments' own tables
+are in hub/rules/models.py."""
 from __future__ import annotations
 
 import uuid

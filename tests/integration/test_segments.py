@@ -160,7 +160,8 @@ def test_refresh_materialises_and_a_partner_sees_only_its_own(world, db, ops, ma
     assert_problem(other.api.get("/v1/segments/BIGSPEND/members"), 404, "segment-not-found")
     assert "BIGSPEND" not in [i["code"] for i in other.api.get("/v1/segments").json()["items"]]
     other.api.http.put("/v1/segments/ALL", headers=other.api.headers, json={"name": "All"})
-    assert other.api.post("/v1/segments/ALL/refresh").json()["member_count"] == 4  # outsider, both, both_hidden, other_fan
+    # Its outsider, and both, both_hidden and other_fan, who hold its program too.
+    assert other.api.post("/v1/segments/ALL/refresh").json()["member_count"] == 4
     listed = shop.api.get("/v1/segments").json()["items"]
     assert [(i["code"], i["member_count"]) for i in listed] == [("BIGSPEND", 2)]
 

@@ -30,7 +30,8 @@ _programs = sa.table("programs", sa.column("id", sa.Uuid()), sa.column("partner_
 _consents = sa.table("sharing_consents", sa.column("member_id", sa.Uuid()), sa.column("partner_id", sa.Uuid()),
                      sa.column("purpose", sa.String()), sa.column("granted_at", hub.db.UTCDateTime(timezone=True)))
 _events = sa.table("sharing_consent_events", sa.column("member_id", sa.Uuid()), sa.column("partner_id", sa.Uuid()),
-                   sa.column("purpose", sa.String()), sa.column("action", sa.String()), sa.column("channel", sa.String()),
+                   sa.column("purpose", sa.String()), sa.column("action", sa.String()),
+                   sa.column("channel", sa.String()),
                    sa.column("by", sa.String()), sa.column("client_id", sa.String()),
                    sa.column("at", hub.db.UTCDateTime(timezone=True)))
 
