@@ -35,7 +35,7 @@ from hub.programs.models import (
 )
 from hub.rewards.models import ProviderEvent, Redemption, RedemptionLeg, Reward
 from hub.rules.counters import BudgetStripe, CapCounter
-from hub.rules.engage_models import Challenge, ChallengeEntrant, MemberAttribute, MemberBadge, MemberSharing
+from hub.rules.engage_models import Challenge, ChallengeEntrant, MemberAttribute, MemberBadge
 from hub.rules.frequency_models import (
     EngagementEvent,
     Referral,
@@ -65,7 +65,6 @@ __all__ = [
     "ChallengeEntrant",
     "MemberAttribute",
     "MemberBadge",
-    "MemberSharing",
     "BudgetStripe",
     "CapCounter",
     "Base",

@@ -34,7 +34,7 @@ from hub.privacy import sharing
 from hub.privacy.export import Subject, own_addresses
 from hub.programs.models import Member, MembershipIdentifier, PointTransaction
 from hub.rewards import models as rewards
-from hub.rules.engage_models import ChallengeEntrant, MemberAttribute, MemberSharing
+from hub.rules.engage_models import ChallengeEntrant, MemberAttribute
 from hub.rules.frequency_models import Referral, ReferralCode, RewardVoucher, StampProgress, StreakProgress
 from hub.rules.models import SegmentMember
 from hub.rules.standing_models import TierBucket
@@ -197,7 +197,7 @@ def _memberships(subject: Subject) -> None:
 
 @register("profile")
 def _profile(subject: Subject) -> None:
-    for model in (MemberAttribute, MemberSharing, SegmentMember, ChallengeEntrant):
+    for model in (MemberAttribute, SegmentMember, ChallengeEntrant):
         subject.session.execute(delete(model).where(model.member_id == subject.member_id))
 
 

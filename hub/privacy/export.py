@@ -35,7 +35,7 @@ from hub.privacy import blind, sharing
 from hub.programs.models import Member, Membership, MembershipIdentifier, PointTransaction, Program
 from hub.rewards import redemptions
 from hub.rewards.models import Redemption, RedemptionLeg, Reward
-from hub.rules.engage_models import ChallengeEntrant, MemberAttribute, MemberBadge, MemberSharing
+from hub.rules.engage_models import ChallengeEntrant, MemberAttribute, MemberBadge
 from hub.rules.frequency_models import (
     EngagementEvent,
     Referral,
@@ -258,14 +258,13 @@ def _engagement(subject: Subject):
     }
 
 
-@register("profile", "What you told partners about yourself, what you share, and the segments you are in.")
+@register("profile", "What you told partners about yourself, and the segments you are in.")
 def _profile(subject: Subject):
     segments = subject.session.execute(
         select(Segment.code, Segment.name, SegmentMember.since).join(Segment, Segment.id == SegmentMember.segment_id)
         .where(SegmentMember.member_id == subject.member_id))
     return {
         "attributes": _rows(subject, MemberAttribute, MemberAttribute.member_id == subject.member_id),
-        "sharing": _rows(subject, MemberSharing, MemberSharing.member_id == subject.member_id),
         "segments": [jsonable({"segment": c, "name": n, "since": s}) for c, n, s in segments],
     }
 

@@ -13,6 +13,10 @@ one extra indexed query (on the consents' primary key), and nothing is fetched w
 Ops are not partners: they get nothing through here. A member's token issued to a partner's
 app sees what that partner would see plus what the member shares with it (`through_brand`,
 docs/consent.md). SharingConsentEvent keeps every grant and withdrawal as proof.
+
+Two purposes let a partner target the member rather than read anything: `attributes` and
+`programs_held` gate its segments' conditions of those names (hub/rules/segments.py checks
+them in the refresh's own statement), and withdrawing one takes the member out of them at once.
 """
 from __future__ import annotations
 
@@ -30,13 +34,19 @@ from hub.identity.account_models import MemberAccount
 from hub.identity.models import ApiClient
 from hub.privacy.sharing_models import SharingConsent, SharingConsentEvent
 from hub.programs.models import Membership, Partner, Program
+from hub.rules.models import Segment, SegmentMember
 
 # The purposes a member can consent to, each a partner read that shows more with it
 # (docs/consent.md). Small on purpose: each is something a member can judge.
 PROFILE = "profile"  # name and email of the member's coalition account: GET /members/{id}
 PURCHASE_HISTORY = "purchase_history"  # movements in other partners' programs: /history
 BALANCES = "balances"  # balances in other partners' programs: /balances
-PURPOSES = (PROFILE, PURCHASE_HISTORY, BALANCES)
+# Targeting: the partner's segments (hub/rules/segments.py, whose conditions bear the same
+# names) may match the member on what they told about themselves, or on which other partners'
+# programs they hold; offers aimed at those segments follow.
+ATTRIBUTES = "attributes"
+PROGRAMS_HELD = "programs_held"
+PURPOSES = (PROFILE, PURCHASE_HISTORY, BALANCES, ATTRIBUTES, PROGRAMS_HELD)
 DASHBOARD, API, ERASURE = "dashboard", "api", "erasure"  # the channels a change comes through
 
 
@@ -173,11 +183,15 @@ def _record(session: Session, actor: Actor, partner_id: uuid.UUID, purpose: str,
         by=actor.ref, client_id=actor.client_id if channel == API else None))
 
 
-def grant(session: Session, actor: Actor, partner_code: str, purpose: str, channel: str) -> Choice:
-    """The member shares `purpose` with the partner (granting again changes nothing)."""
+def _refuse_brands(session: Session, actor: Actor) -> None:
     if actor.member_id is None or brand_partner(session, actor) is not None:
         raise Forbidden("a partner's app cannot grant consent for the member: the member grants it "
                         "on the hub's dashboard", slug="sharing-grant-refused")
+
+
+def grant(session: Session, actor: Actor, partner_code: str, purpose: str, channel: str) -> Choice:
+    """The member shares `purpose` with the partner (granting again changes nothing)."""
+    _refuse_brands(session, actor)
     partner, row = _choice(session, actor, partner_code, purpose)
     if row is None:
         row = SharingConsent(member_id=actor.member_id, partner_id=partner.id, purpose=purpose, granted_at=utcnow())
@@ -197,8 +211,45 @@ def revoke(session: Session, actor: Actor, partner_code: str, purpose: str, chan
     if row is not None:
         session.delete(row)
         _record(session, actor, partner.id, purpose, "revoke", channel)
+        leave_segments(session, actor.member_id, {purpose}, partner.id)
         session.flush()
     return Choice(partner.code, partner.name, purpose, None)
+
+
+def leave_segments(session: Session, member_id: uuid.UUID, conditions: set[str],
+                   partner_id: uuid.UUID | None = None) -> None:
+    """Take the member out of the (partner's) segments whose definition uses one of
+    `conditions`, at once rather than at their next refresh (which puts the member back if they
+    still match): what a withdrawn targeting purpose, or a changed attribute, matched on."""
+    q = (select(Segment.id, Segment.definition).join(SegmentMember, SegmentMember.segment_id == Segment.id)
+         .where(SegmentMember.member_id == member_id))
+    if partner_id is not None:
+        q = q.where(Segment.partner_id == partner_id)
+    left = [segment_id for segment_id, definition in session.execute(q)
+            if conditions & set(definition.get("conditions", {}))]
+    if left:
+        session.execute(delete(SegmentMember).where(
+            SegmentMember.member_id == member_id, SegmentMember.segment_id.in_(left)))
+
+
+# --- one switch for every partner (PUT /v1/me/attributes' `share`) ----------------------
+
+def everywhere(session: Session, actor: Actor, purpose: str) -> bool:
+    """Whether the member shares `purpose` with every partner they belong to (through a
+    partner's app: with its partner, as it sees no other); false with no partner at all."""
+    found = [c.granted_at for c in choices(session, actor) if c.purpose == purpose]
+    return bool(found) and all(found)
+
+
+def set_everywhere(session: Session, actor: Actor, purpose: str, shared: bool, channel: str) -> None:
+    """Grant `purpose` to every partner the member belongs to, or withdraw it from every one,
+    each recorded as proof. A partner's app withdraws from its own partner only, and cannot
+    turn it on (unless already on for its partner: then nothing changes)."""
+    if shared and not everywhere(session, actor, purpose):
+        _refuse_brands(session, actor)
+    for choice in choices(session, actor):
+        if choice.purpose == purpose and shared != (choice.granted_at is not None):
+            (grant if shared else revoke)(session, actor, choice.partner, purpose, channel)
 
 
 # --- export and erasure (wired by hub/privacy/export.py and erasure.py) ------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, BigId, UTCDateTime, utcnow
@@ -12,9 +12,11 @@ from hub.db import Base, BigId, UTCDateTime, utcnow
 
 class SharingConsent(Base):
     """A consent in force: the member lets the partner see what the purpose names. No row:
-    nothing shared. Its primary key is the index every partner read's check uses."""
+    nothing shared. Its primary key is the index every partner read's check uses; the second
+    index finds who shares a purpose with a partner (segment refreshes)."""
 
     __tablename__ = "sharing_consents"
+    __table_args__ = (Index("ix_sharing_consents_partner_purpose", "partner_id", "purpose"),)
 
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
     partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"), primary_key=True)
@@ -33,7 +35,7 @@ class SharingConsentEvent(Base):
     partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"))
     purpose: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(8))  # grant | revoke
-    channel: Mapped[str] = mapped_column(String(16))  # dashboard | api | erasure
+    channel: Mapped[str] = mapped_column(String(16))  # dashboard | api | erasure | migration
     by: Mapped[str] = mapped_column(String(120))  # Actor.ref: member:<id>, client:<id>
     client_id: Mapped[str | None] = mapped_column(String(64), default=None)  # the app it came through
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

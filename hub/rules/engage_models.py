@@ -1,12 +1,13 @@
 """Tables of engagement (issue 6, points 8 and 9): coalition challenges and the badges they
-give, and what members choose to tell partners for personalised offers (their attributes and
-whether partners may use them). Segments' own tables are in hub/rules/models.py."""
+give, and what members choose to tell partners for personalised offers (their attributes;
+whether partners may use them is a consent of hub/privacy/sharing.py). Segments' own tables
+are in hub/rules/models.py."""
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Text, Uuid
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, JSONDoc, UTCDateTime, utcnow
@@ -76,14 +77,3 @@ class MemberAttribute(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[str] = mapped_column(String(100), primary_key=True)
 
-
-class MemberSharing(Base):
-    """What a member lets the partners they belong to use for personalised offers: their
-    attributes, and which other partners' programs they hold. No row: nothing shared."""
-
-    __tablename__ = "member_sharing"
-
-    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
-    attributes: Mapped[bool] = mapped_column(Boolean, default=False)
-    programs: Mapped[bool] = mapped_column(Boolean, default=False)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -24,11 +24,13 @@ from hub import money, pagination
 from hub.actor import Actor
 from hub.db import utcnow
 from hub.errors import Invalid, NotFound
+from hub.privacy import sharing
 from hub.privacy.erasure_models import MemberErasure
+from hub.privacy.sharing_models import SharingConsent
 from hub.programs.models import Membership, Partner, PointTransaction, Program
 from hub.programs.service import code_page, partner_by_code
 from hub.rules import attributes
-from hub.rules.engage_models import MemberAttribute, MemberSharing
+from hub.rules.engage_models import MemberAttribute
 from hub.rules.models import Segment, SegmentMember
 
 CONDITIONS = ("tier", "spend", "recency", "programs_held", "attributes")
@@ -83,26 +85,32 @@ def _recency(partner_id, cond, now):
     return _purchases_at(partner_id, now - timedelta(days=cond["days"]))[1]
 
 
+def _consenting(partner_id, purpose: str):
+    """The members who share `purpose` with the partner (an index range of sharing_consents)."""
+    return select(SharingConsent.member_id).where(SharingConsent.partner_id == partner_id,
+                                                  SharingConsent.purpose == purpose)
+
+
 def _programs_held(partner_id, cond, now):
     """Holding every listed program: the partner's own always count; another partner's only
-    for members who share which programs they hold."""
-    sharing = select(MemberSharing.member_id).where(MemberSharing.programs.is_(True))
+    for members who share with this partner which programs they hold."""
+    consenting = _consenting(partner_id, sharing.PROGRAMS_HELD)
     held = None
     for code in cond["all"]:
         q = (select(Membership.member_id).join(Program, Program.id == Membership.program_id)
              .where(Program.code == code,
-                    or_(Program.partner_id == partner_id, Membership.member_id.in_(sharing))))
+                    or_(Program.partner_id == partner_id, Membership.member_id.in_(consenting))))
         held = q if held is None else held.where(Membership.member_id.in_(q.correlate(None)))
     return held
 
 
 def _attributes(partner_id, cond, now):
     """Matching every listed attribute (any of its values), only for members who share their
-    attributes: without that consent nobody matches."""
-    q = select(MemberSharing.member_id).where(MemberSharing.attributes.is_(True))
+    attributes with this partner: without that consent nobody matches."""
+    q = _consenting(partner_id, sharing.ATTRIBUTES)
     for name, wanted in sorted(cond.items()):
         values = sorted({attributes.normalise(name, v) for v in wanted})
-        q = q.where(MemberSharing.member_id.in_(select(MemberAttribute.member_id).where(
+        q = q.where(SharingConsent.member_id.in_(select(MemberAttribute.member_id).where(
             MemberAttribute.name == name, MemberAttribute.value.in_(values))))
     return q
 

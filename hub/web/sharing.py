@@ -33,7 +33,7 @@ def page():
         partners.setdefault(choice.partner, []).append(choice)
     done = request.args.get("done")
     notice = t(f"sharing.notice_{done}") if done in NOTICES else None
-    return render_template("sharing.html", partners=partners, notice=notice)
+    return render_template("sharing.html", partners=partners, notice=notice, purposes=sharing.PURPOSES)
 
 
 @blueprint.post("/")

@@ -16,6 +16,15 @@ MESSAGES = {
         "sharing.explain.purchase_history": ("The points you earned and spent in other partners' programs, "
                                              "including what you bought or returned there."),
         "sharing.explain.balances": "How many points you hold in other partners' programs.",
+        "sharing.purpose.attributes": "What you told us about yourself, for offers",
+        "sharing.purpose.programs_held": "Which other programs you belong to, for offers",
+        "sharing.explain.attributes": ("Your city, birth month, interests and preferred language, if you gave "
+                                       "them. The partner may choose you for its offers by them: it never reads "
+                                       "them, but learns that you are in the group it chose (for example, "
+                                       "people in Jakarta)."),
+        "sharing.explain.programs_held": ("Which other partners' programs you are a member of. The partner may "
+                                          "choose you for its offers by them: it learns that you are in the group "
+                                          "it chose (for example, members of another program)."),
         "sharing.caption": "What {partner} may see",
         "sharing.what": "What",
         "sharing.status": "Shared",
@@ -46,6 +55,16 @@ MESSAGES = {
         "sharing.explain.purchase_history": ("Poin yang Anda peroleh dan gunakan di program mitra lain, termasuk "
                                              "apa yang Anda beli atau kembalikan di sana."),
         "sharing.explain.balances": "Berapa poin yang Anda miliki di program mitra lain.",
+        "sharing.purpose.attributes": "Yang Anda ceritakan tentang diri Anda, untuk penawaran",
+        "sharing.purpose.programs_held": "Program lain yang Anda ikuti, untuk penawaran",
+        "sharing.explain.attributes": ("Kota, bulan lahir, minat, dan bahasa pilihan Anda, jika Anda "
+                                       "memberikannya. Mitra dapat memilih Anda untuk penawarannya berdasarkan "
+                                       "data itu: mitra tidak pernah membacanya, tetapi mengetahui bahwa Anda "
+                                       "termasuk dalam kelompok yang dipilihnya (misalnya, orang di Jakarta)."),
+        "sharing.explain.programs_held": ("Program mitra lain yang Anda ikuti. Mitra dapat memilih Anda untuk "
+                                          "penawarannya berdasarkan keanggotaan itu: mitra mengetahui bahwa Anda "
+                                          "termasuk dalam kelompok yang dipilihnya (misalnya, anggota program "
+                                          "lain)."),
         "sharing.caption": "Yang boleh dilihat {partner}",
         "sharing.what": "Apa",
         "sharing.status": "Dibagikan",

@@ -124,3 +124,34 @@ def test_a_completed_challenge_is_no_longer_offered(scene):
         (listed,) = [i for i in seen_by.api.get(f"/v1/members/{member_id}/offers").json()["items"]
                      if i["code"] == codes["challenge"]]
         assert (listed["reason"], listed["score"], listed["progress"]) == ("challenge", 300, None)
+
+
+def test_offers_aimed_at_attributes_follow_the_members_consent_to_each_partner(db, me, partner, make_partner):
+    """A promotion aimed at a segment matching on the member's attributes is offered by a
+    partner only while the member shares `attributes` with that very partner."""
+    member_id, mine = me
+    shop, other = partner, make_partner()
+    tag = secrets.token_hex(3).upper()
+    for p in (shop, other):
+        join(db, p, member_id)
+        _promotions(db, p, [_promotion(f"FAN{p.code}{tag}", "For Bandung", target={"segments": ["BDG"]})])
+        p.api.http.put("/v1/segments/BDG", headers=p.api.headers, json={
+            "name": "Bandung", "conditions": {"attributes": {"city": ["bandung"]}}})
+    assert mine.http.put("/v1/me/attributes", headers=mine.headers, json={"attributes": {"city": "Bandung"}}).json()[
+        "share"] == {"attributes": False, "programs": False}
+
+    def offered() -> set[str]:
+        for p in (shop, other):
+            p.api.post("/v1/segments/BDG/refresh")
+        items = mine.get("/v1/me/offers").json()["items"]
+        return {p.code for p in (shop, other) for i in items if i["code"] == f"FAN{p.code}{tag}"}
+
+    assert offered() == set()
+    assert mine.http.put(f"/v1/me/sharing/{other.code}/attributes", headers=mine.headers).status_code == 200
+    assert offered() == {other.code}  # consent to the other partner lets the shop target nobody
+    assert mine.http.put(f"/v1/me/sharing/{shop.code}/attributes", headers=mine.headers).status_code == 200
+    assert offered() == {shop.code, other.code}
+    assert mine.http.delete(f"/v1/me/sharing/{shop.code}/attributes", headers=mine.headers).status_code == 200
+    items = mine.get("/v1/me/offers").json()["items"]  # at once, before any refresh
+    assert f"FAN{shop.code}{tag}" not in {i["code"] for i in items}
+    assert offered() == {other.code}

@@ -13,6 +13,7 @@ from hub.db import utcnow
 
 from hub.privacy import sharing
 from hub.privacy.sharing_models import SharingConsent, SharingConsentEvent
+from hub.programs.models import Partner as PartnerRow
 from hub.rules.challenges import Challenge
 from tests.conftest import Api, assert_problem, statements_run
 from tests.integration.engage_support import buy
@@ -30,7 +31,7 @@ from tests.integration.test_challenges import challenge_body, create
 from tests.integration.test_oidc import register, sign_in
 
 SCOPE = "openid me:read me:write"
-GRANTS = [(), (sharing.PROFILE,), (sharing.PURCHASE_HISTORY,), (sharing.BALANCES,), sharing.PURPOSES]
+GRANTS = [(), *((purpose,) for purpose in sharing.PURPOSES), sharing.PURPOSES]
 
 
 @pytest.fixture(scope="module")
@@ -155,13 +156,37 @@ def test_a_brand_never_downloads_the_archive(world, brand, own_app):
     assert own_app.http.get("/v1/me/export", headers=own_app.headers).status_code == 200
 
 
-def test_a_brand_sets_the_attributes_switches_but_never_reads_the_values(world, brand, own_app):
-    body = {"attributes": {"city": "Bandung"}, "share": {"attributes": True, "programs": False}}
-    written = brand.http.put("/v1/me/attributes", headers=brand.headers, json=body)
+def test_a_brand_withdraws_the_attributes_switches_but_never_turns_them_on_or_reads_the_values(
+        world, db, brand, own_app):
+    """The switches of /v1/me/attributes grant a targeting purpose to every partner: a brand
+    cannot turn one on (nothing is written, not even the attributes), sees it as it stands for
+    its own partner, and turning it off withdraws it from its own partner only."""
+    body = {"attributes": {"city": "Bandung"}, "share": {"attributes": True}}
+    assert_problem(brand.http.put("/v1/me/attributes", headers=brand.headers, json=body), 403,
+                   "sharing-grant-refused")
+    assert own_app.get("/v1/me/attributes").json() == {"attributes": {}, "share": {"attributes": False,
+                                                                                   "programs": False}}
+    assert _count(db, world) == 0
+
+    world.share(sharing.ATTRIBUTES)  # with A (the brand's partner) only, on the dashboard
+    assert own_app.get("/v1/me/attributes").json()["share"]["attributes"] is False  # not with every partner
+    assert brand.get("/v1/me/attributes").json() == {"attributes": {}, "share": {"attributes": True,
+                                                                                 "programs": False}}
+    written = brand.http.put("/v1/me/attributes", headers=brand.headers, json=body)  # already on: no change
     assert written.status_code == 200, written.text
-    assert written.json() == {"attributes": {}, "share": body["share"]}
-    assert brand.get("/v1/me/attributes").json() == {"attributes": {}, "share": body["share"]}
+    assert written.json() == {"attributes": {}, "share": {"attributes": True, "programs": False}}
     assert own_app.get("/v1/me/attributes").json()["attributes"] == {"city": "bandung"}
+
+    world.share(sharing.ATTRIBUTES, partner=world.b)
+    off = brand.http.put("/v1/me/attributes", headers=brand.headers, json={"share": {"attributes": False}})
+    assert off.json()["share"]["attributes"] is False
+    with db.read() as s:
+        assert set(s.scalars(select(SharingConsent.partner_id).where(
+            SharingConsent.member_id == world.member_id))) == {_partner_id(s, world.b)}  # B's stays
+
+
+def _partner_id(s, partner):
+    return s.scalar(select(PartnerRow.id).where(PartnerRow.code == partner.code))
 
 
 def test_a_brand_sees_challenge_progress_only_with_purchase_history(world, db, brand, own_app, ops):
@@ -252,7 +277,8 @@ def test_the_dashboard_page_grants_and_withdraws(app, db, world):
     page = browser.get("/account/sharing/")
     assert page.status_code == 200
     assert f"Partner {world.a.code}" in page.text and f"Partner {world.b.code}" in page.text
-    assert page.text.count(">Share</button>") == 6 and "Stop sharing</button>" not in page.text  # none pre-ticked
+    assert page.text.count(">Share</button>") == 2 * len(sharing.PURPOSES)
+    assert "Stop sharing</button>" not in page.text  # none pre-ticked
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     form = {"partner": world.a.code, "purpose": sharing.BALANCES, "action": "grant"}
 
@@ -284,7 +310,7 @@ def test_erasure_ends_every_consent_and_keeps_the_proof(db, world):
         actions = s.execute(select(SharingConsentEvent.action, SharingConsentEvent.channel)
                             .where(SharingConsentEvent.member_id == world.member_id,
                                    SharingConsentEvent.channel == sharing.ERASURE)).all()
-    assert sorted(actions) == [("revoke", "erasure")] * 3
+    assert sorted(actions) == [("revoke", "erasure")] * len(sharing.PURPOSES)
     assert all(r["kind"] == "sharing_consent_event" for r in rows)
     assert world.visible(world.a.api.get(f"/v1/members/{world.member}")) == frozenset()
 
