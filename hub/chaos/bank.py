@@ -24,7 +24,7 @@ from hub.chaos.workload import PROVIDERS, Client, Faults, Traffic
 from hub.db import Database
 
 MEMBERS_PER_CLIENT = 3
-SETTLE_TIMEOUT = 180.0
+SETTLE_TIMEOUT = 240.0
 
 
 @dataclass
@@ -43,6 +43,9 @@ def deployment(apis: int = 2, workers: int = 2, members: int = 60, workdir: Path
     workdir = workdir or Path(tempfile.mkdtemp(prefix="hub-chaos-"))
     pg, redis = PostgresServer(), RedisServer(workdir)
     hub = HubProcesses(pg.url, secrets.token_urlsafe(32), redis.url, workdir)
+    # A provider's breaker stays open 30 s (RelayPolicy.breaker_reset) and each "circuit open"
+    # retry spends an attempt: a budget of 12 would send orders to review after a few hang windows.
+    hub.env["HUB_RELAY_MAX_ATTEMPTS"] = "60"
     try:
         pg.init()
         redis.start()
@@ -177,3 +180,26 @@ def _reward(traffic: Traffic, provider: str) -> tuple[str, list[str]]:
             return reward["code"], ["1.00", "2.00", "3.00"]
     reward = response.json()["items"][0]
     return reward["code"], reward["denominations"][:1]
+
+
+def print_summary(console, summary: Summary) -> None:
+    """The summary as a table: operations by kind and outcome, faults, violations."""
+    from rich.table import Table
+
+    data = summary.as_dict()
+    ops = Table(title=f"bank test: {summary.duration:.0f} s, {summary.clients} clients, seed {summary.seed}")
+    for column in ("operation", "attempted", "acknowledged", "refused", "indeterminate"):
+        ops.add_column(column, justify="left" if column == "operation" else "right")
+    for kind, counts in data["by_kind"].items():
+        ops.add_row(kind, *(str(counts[c]) for c in ("attempted", "acknowledged", "refused", "indeterminate")))
+    ops.add_row("all", *(str(data[c]) for c in ("ops_attempted", "acknowledged", "refused", "indeterminate")),
+                style="bold")
+    console.print(ops)
+    faults = ", ".join(f"{name} {n}" for name, n in sorted(summary.faults.items())) or "none"
+    console.print(f"faults injected: {data['faults_injected']} ({faults})")
+    if summary.restarted:
+        console.print(f"processes that exited on their own and were restarted: {dict(summary.restarted)}")
+    console.print(f"requests served per API process: {summary.served}; settled in {data['settle_seconds']} s")
+    for violation in summary.violations:
+        console.print(f"[red]violation[/] {violation}", soft_wrap=True)
+    console.print(f"violations: {len(summary.violations)}", style="green" if not summary.violations else "red")

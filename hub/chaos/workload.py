@@ -153,7 +153,7 @@ class Client(threading.Thread):
     def redeem(self, member: str) -> None:
         provider = self.rng.choice(PROVIDERS)
         code, amounts = self.rewards[provider]
-        tag = self.faults.provider_tag if self.rng.random() < 0.7 else "ok"
+        tag = self.faults.provider_tag if self.rng.random() < 0.3 else "ok"
         body = {"reward": code, "program": self.programs[0], "member": {"member_id": member},
                 "amount": self.rng.choice(amounts),
                 "recipient": {"email": f"bank+{tag}@example.com", "name": "Bank test"}}
