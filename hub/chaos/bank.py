@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ import httpx
 from hub.chaos import checker
 from hub.chaos.nemesis import Nemesis
 from hub.chaos.procs import HubProcesses, PostgresServer, RedisServer, wait_for
-from hub.chaos.workload import PROVIDERS, Client, Faults, Traffic
+from hub.chaos.workload import PROVIDERS, Client, Faults, Op, Traffic
 from hub.db import Database
 
 MEMBERS_PER_CLIENT = 3
@@ -89,6 +90,7 @@ class Summary:
     settle_seconds: float = 0.0
     violations: list[str] = field(default_factory=list)
     nemesis_log: list[str] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list, repr=False)  # every operation, for a closer look
 
     def as_dict(self) -> dict:
         return {"seed": self.seed, "duration": self.duration, "clients": self.clients,
@@ -128,8 +130,7 @@ def run(d: Deployment, duration: float, seed: int = 0, clients: int = 4, nemesis
         if chaos.error:
             raise RuntimeError(f"the nemesis failed: {chaos.error!r}") from chaos.error
         summary.faults, summary.restarted, summary.nemesis_log = chaos.injected, chaos.restarted, chaos.log
-        chaos.supervise()
-    ops = [op for client in workers for op in client.ops]
+    summary.ops = ops = [op for client in workers for op in client.ops]
     for op in ops:
         summary.attempted[op.kind] += 1
         {"acked": summary.acknowledged, "refused": summary.refused,
@@ -151,9 +152,7 @@ def run(d: Deployment, duration: float, seed: int = 0, clients: int = 4, nemesis
 def _settle(db: Database, hub: HubProcesses) -> list[str]:
     """Wait, with every process up, until no order is in flight and the outbox is drained."""
     def quiet() -> bool:
-        for name in hub.dead():
-            hub.procs.pop(name)
-            hub.restart(name)
+        hub.revive()
         with db.read() as session:
             return checker.unsettled(session) == 0
     try:
@@ -176,7 +175,7 @@ def _reward(traffic: Traffic, provider: str) -> tuple[str, list[str]]:
     if response is None or response.status_code != 200:
         raise RuntimeError(f"no catalog for {provider}: {response and response.text}")
     for reward in response.json()["items"]:
-        if reward.get("range") and float(reward["range"]["min"]) <= 1 and float(reward["range"]["max"]) >= 3:
+        if reward.get("range") and Decimal(reward["range"]["min"]) <= 1 and Decimal(reward["range"]["max"]) >= 3:
             return reward["code"], ["1.00", "2.00", "3.00"]
     reward = response.json()["items"][0]
     return reward["code"], reward["denominations"][:1]

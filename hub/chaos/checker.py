@@ -82,8 +82,9 @@ def _conversions(session: Session, ops: list[Op], transfers) -> list[str]:
         if op and (op.result["points"], op.result["receive"]) != (c.points_in, c.points_out):
             violations.append(f"conversion {conversion_id}: answered {op.result['points']}->{op.result['receive']}, "
                               f"the hub holds {c.points_in}->{c.points_out}")
-    if len(rows) - len(acked) > maybe:
-        violations.append(f"{len(rows) - len(acked)} conversions not acknowledged, but only {maybe} were in doubt")
+    unasked = len(rows.keys() - acked.keys())
+    if unasked > maybe:
+        violations.append(f"{unasked} conversions not acknowledged, but only {maybe} were in doubt")
     return violations
 
 
@@ -93,14 +94,19 @@ def _redemptions(session: Session, ops: list[Op], transfers, provider_orders: di
     violations = []
     acked = {op.result["id"]: op for op in ops if op.kind == "redeem" and op.status == "acked"}
     maybe = sum(1 for op in ops if op.kind == "redeem" and op.status == "indeterminate")
-    orders = {ref: order for book in provider_orders.values() for ref, order in book.items()}
     rows = {str(r.id): r for r in session.scalars(select(Redemption))}
-    for redemption_id in acked:
+    for redemption_id, op in acked.items():
         if redemption_id not in rows:
             violations.append(f"acknowledged redemption {redemption_id} is missing")
+        elif op.result["points"] != rows[redemption_id].points:
+            violations.append(f"redemption {redemption_id}: answered {op.result['points']} points, "
+                              f"the hub holds {rows[redemption_id].points}")
     for redemption_id, r in rows.items():
-        order = orders.get(reference(uuid.UUID(redemption_id)))
-        phases = sorted(t.phase for t in transfers.get(("redemption", redemption_id), []))
+        order = provider_orders.get(r.provider, {}).get(reference(uuid.UUID(redemption_id)))
+        moved = transfers.get(("redemption", redemption_id), [])
+        phases = sorted(t.phase for t in moved)
+        if any(t.amount != r.points for t in moved):
+            violations.append(f"redemption {redemption_id}: {r.points} points but transfers {[t.amount for t in moved]}")
         if r.state == "fulfilled":
             ok = (order is not None and order["placements"] == 1 and order["status"] == "fulfilled"
                   and phases == [PENDING, POST_PENDING])
@@ -110,8 +116,9 @@ def _redemptions(session: Session, ops: list[Op], transfers, provider_orders: di
             ok = False
         if not ok:
             violations.append(f"redemption {redemption_id}: {r.state}, provider {order}, ledger phases {phases}")
-    if len(rows) - len(acked) > maybe:
-        violations.append(f"{len(rows) - len(acked)} redemptions not acknowledged, but only {maybe} were in doubt")
+    unasked = len(rows.keys() - acked.keys())
+    if unasked > maybe:
+        violations.append(f"{unasked} redemptions not acknowledged, but only {maybe} were in doubt")
     return violations
 
 

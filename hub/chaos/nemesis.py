@@ -51,10 +51,7 @@ class Nemesis(threading.Thread):
             self.faults.provider_tag = "ok"
 
     def supervise(self) -> None:
-        for name in self.hub.dead():
-            self.hub.procs.pop(name)
-            self.restarted[name] += 1
-            self.hub.restart(name)
+        self.restarted.update(self.hub.revive())
 
     def kill_api(self) -> None:
         self._kill(self.rng.choice(sorted(self.hub.apis)))

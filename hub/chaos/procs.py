@@ -214,9 +214,13 @@ class HubProcesses:
         args, env = self.commands[name]
         self._start(name, *args, env=env)
 
-    def dead(self) -> list[str]:
-        """The processes that exited on their own."""
-        return [name for name, proc in self.procs.items() if proc.poll() is not None]
+    def revive(self) -> list[str]:
+        """Start again every process that exited on its own, as a supervisor (systemd,
+        Kubernetes) would; their names."""
+        dead = [name for name, proc in self.procs.items() if proc.poll() is not None]
+        for name in dead:
+            self.restart(name)
+        return dead
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)

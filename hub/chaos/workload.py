@@ -22,6 +22,8 @@ import httpx
 
 RETRYABLE_CONFLICTS = ("idempotency-key-in-use",)
 OP_DEADLINE = 30.0  # seconds a client keeps retrying one operation
+# Some partners give up early (a till that times out): their operations may end indeterminate.
+IMPATIENT, IMPATIENT_DEADLINE = 0.1, 1.0
 # Providers of gift cards the clients redeem at (hub.sandbox's fakes).
 PROVIDERS = ("tango", "tremendous")
 
@@ -118,7 +120,8 @@ class Client(threading.Thread):
     def _do(self, kind: str, member: str, path: str, body: dict) -> Op:
         op = Op(kind, uuid.uuid4().hex, member, body)
         self.ops.append(op)
-        response = self.traffic.call("POST", path, body, op.key)
+        patience = IMPATIENT_DEADLINE if self.rng.random() < IMPATIENT else OP_DEADLINE
+        response = self.traffic.call("POST", path, body, op.key, deadline=time.monotonic() + patience)
         if response is not None:
             op.http_status = response.status_code
             op.status = "acked" if response.is_success else "refused"
@@ -137,7 +140,8 @@ class Client(threading.Thread):
         if not self.purchases:
             return self.purchase(member)
         bought = self.purchases.pop(self.rng.randrange(len(self.purchases)))
-        amount = bought.body["amount"] if self.rng.random() < 0.5 else f"{int(float(bought.body['amount'])) // 2}.00"
+        whole = int(bought.body["amount"].removesuffix(".00"))  # purchases are whole dollars
+        amount = f"{whole if self.rng.random() < 0.5 else whole // 2}.00"
         body = {"purchase": {"program": bought.body["program"], "transaction_id": bought.body["transaction_id"]},
                 "return_id": f"r-{uuid.uuid4().hex}", "amount": amount, "currency": "USD", "occurred_at": _now()}
         self._do("return", bought.member, "/v1/returns", body)
