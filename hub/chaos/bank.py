@@ -102,7 +102,8 @@ class Summary:
                 "faults_injected": sum(self.faults.values()), "faults": dict(self.faults),
                 "restarted_after_exit": dict(self.restarted), "served_by_api": self.served,
                 "settle_seconds": round(self.settle_seconds, 1),
-                "violations": len(self.violations), "violation_list": self.violations}
+                "violations": len(self.violations), "violation_list": self.violations,
+                "nemesis_log": self.nemesis_log}
 
 
 def run(d: Deployment, duration: float, seed: int = 0, clients: int = 4, nemesis: bool = True) -> Summary:
@@ -116,21 +117,21 @@ def run(d: Deployment, duration: float, seed: int = 0, clients: int = 4, nemesis
     faults, stop = Faults(), threading.Event()
     members = d.seed["members"]
     per = max(1, len(members) // clients)
-    workers = [Client(n, traffic, d.seed["programs"], members[n * per:(n + 1) * per] or members, rewards, faults,
+    partners = [Client(n, traffic, d.seed["programs"], members[n * per:(n + 1) * per] or members, rewards, faults,
                       stop, seed * 1000 + n) for n in range(clients)]
     chaos = Nemesis(hub, d.pg, d.redis, faults, stop, seed) if nemesis else None
-    for thread in [*workers, *([chaos] if chaos else [])]:
+    for thread in [*partners, *([chaos] if chaos else [])]:
         thread.start()
     time.sleep(duration)
     stop.set()
-    for thread in [*workers, *([chaos] if chaos else [])]:
+    for thread in [*partners, *([chaos] if chaos else [])]:
         thread.join(timeout=120)
     summary = Summary(seed=seed, duration=duration, clients=clients)
     if chaos:
         if chaos.error:
             raise RuntimeError(f"the nemesis failed: {chaos.error!r}") from chaos.error
         summary.faults, summary.restarted, summary.nemesis_log = chaos.injected, chaos.restarted, chaos.log
-    summary.ops = ops = [op for client in workers for op in client.ops]
+    summary.ops = ops = [op for client in partners for op in client.ops]
     for op in ops:
         summary.attempted[op.kind] += 1
         {"acked": summary.acknowledged, "refused": summary.refused,
