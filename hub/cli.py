@@ -896,5 +896,31 @@ def privacy_retention():
         console.print(f"{job}: {deleted} deleted")
 
 
+@main.command()
+@click.option("--duration", type=click.FloatRange(min=1), default=60, show_default=True,
+              help="Seconds of traffic and faults.")
+@click.option("--seed", type=int, default=None, help="The nemesis' and clients' random seed (default: random).")
+@click.option("--clients", type=click.IntRange(min=1), default=4, show_default=True, help="Concurrent clients.")
+@click.option("--no-nemesis", is_flag=True, help="Traffic only, no faults.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line.")
+def chaos(duration, seed, clients, no_nemesis, as_json):
+    """The bank test (docs/chaos.md): on a private PostgreSQL and Redis, two API processes and
+    two workers serve concurrent clients while a nemesis kills and restarts processes; then
+    the invariants are checked. Exit 1 on any violation."""
+    import random
+
+    from hub.chaos import bank
+
+    seed = random.SystemRandom().randrange(1_000_000) if seed is None else seed
+    with bank.deployment() as deployment:
+        summary = bank.run(deployment, duration, seed=seed, clients=clients, nemesis=not no_nemesis)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict()))
+    else:
+        bank.print_summary(console, summary)
+    if summary.violations:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
