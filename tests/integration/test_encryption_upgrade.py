@@ -16,6 +16,7 @@ from hub.db import Database
 from hub.identity import accounts, mail
 from hub.identity.account_models import MemberAccount
 from hub.privacy import keyring
+from tests.integration.upgrade_support import old_database  # noqa: F401  (fixture)
 from hub.programs import service
 from hub.programs.models import Program
 
@@ -57,13 +58,8 @@ def _rows_before_0016(path: str, secret_key: str) -> dict:
     return ids
 
 
-def test_an_existing_database_is_sealed_and_indexed_by_the_upgrade(settings, tmp_path, monkeypatch):
-    monkeypatch.setattr(keyring, "_installed", keyring._installed)  # the tests' keyring, back afterwards
-    monkeypatch.setenv("HUB_SECRET_KEY", settings.secret_key)
-    monkeypatch.delenv("HUB_DATA_KEYS", raising=False)
-    path = tmp_path / "old.sqlite3"
-    url = f"sqlite:///{path}"
-    migrations.upgrade(url, "0015_partner_webhooks")
+def test_an_existing_database_is_sealed_and_indexed_by_the_upgrade(settings, old_database):
+    path, url = old_database("0015_partner_webhooks")
     ids = _rows_before_0016(str(path), settings.secret_key)
 
     migrations.upgrade(url)

@@ -13,6 +13,7 @@ from hub.db import Database
 from hub.exchange.models import MemberTransfer
 from hub.ledger.models import Transfer
 from hub.privacy import keyring
+from tests.integration.upgrade_support import old_database  # noqa: F401  (fixture)
 
 NOW = "2026-01-01 00:00:00.000000+00:00"
 NOTE = "for Budi Santoso, get well soon"
@@ -31,13 +32,8 @@ def _rows_before_0019(path: str) -> uuid.UUID:
     return transfer_id
 
 
-def test_transfer_notes_leave_the_ledger_for_the_transfer_sealed(settings, tmp_path, monkeypatch):
-    monkeypatch.setattr(keyring, "_installed", keyring._installed)  # the tests' keyring, back afterwards
-    monkeypatch.setenv("HUB_SECRET_KEY", settings.secret_key)
-    monkeypatch.delenv("HUB_DATA_KEYS", raising=False)
-    path = tmp_path / "old.sqlite3"
-    url = f"sqlite:///{path}"
-    migrations.upgrade(url, "0018_export_erasure_retention")
+def test_transfer_notes_leave_the_ledger_for_the_transfer_sealed(settings, old_database):
+    path, url = old_database("0018_export_erasure_retention")
     transfer_id = _rows_before_0019(str(path))
 
     migrations.upgrade(url)
