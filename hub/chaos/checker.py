@@ -64,12 +64,17 @@ def _transactions(session: Session, ops: list[Op], transfers) -> list[str]:
     return violations
 
 
+def _answered(ops: list[Op], kind: str) -> tuple[dict[str, Op], int]:
+    """The acknowledged operations of a kind by the id they answered, and how many were in doubt."""
+    acked = {op.result["id"]: op for op in ops if op.kind == kind and op.status == "acked"}
+    return acked, sum(1 for op in ops if op.kind == kind and op.status == "indeterminate")
+
+
 def _conversions(session: Session, ops: list[Op], transfers) -> list[str]:
     """Between two hub programs a conversion completes at once: two linked transfers (out of
     one program, into the other), and no more conversions than were attempted."""
     violations = []
-    acked = {op.result["id"]: op for op in ops if op.kind == "convert" and op.status == "acked"}
-    maybe = sum(1 for op in ops if op.kind == "convert" and op.status == "indeterminate")
+    acked, maybe = _answered(ops, "convert")
     rows = {str(c.id): c for c in session.scalars(select(Conversion))}
     for conversion_id, op in acked.items():
         if conversion_id not in rows:
@@ -92,8 +97,7 @@ def _redemptions(session: Session, ops: list[Op], transfers, provider_orders: di
     """Every order settled: fulfilled (placed exactly once at its provider, points posted) or
     failed (never delivered, points back); none the clients did not ask for."""
     violations = []
-    acked = {op.result["id"]: op for op in ops if op.kind == "redeem" and op.status == "acked"}
-    maybe = sum(1 for op in ops if op.kind == "redeem" and op.status == "indeterminate")
+    acked, maybe = _answered(ops, "redeem")
     rows = {str(r.id): r for r in session.scalars(select(Redemption))}
     for redemption_id, op in acked.items():
         if redemption_id not in rows:
