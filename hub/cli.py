@@ -9,44 +9,18 @@ import sys
 from decimal import Decimal
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from hub import migrations
-from hub.db import Database
+from hub.commands import common
+from hub.commands.common import console
 from hub.errors import DomainError
 from hub.ledger import LedgerError
 from hub.observability import logs, metrics
 from hub.privacy import keyring
 from hub.settings import Settings
 
-console = Console()
-
-
-def _db() -> Database:
-    """The database, with this process's keyring for its sealed columns (hub.privacy)."""
-    settings = Settings.from_env()
-    db = Database(settings.database_url)
-    try:
-        keyring.install(settings, db.engine)
-    except keyring.MasterKeyError as exc:
-        raise click.ClickException(str(exc)) from exc
-    return db
-
-
-def _run(work):
-    """Run a write in one transaction; a refusal is a clear message and exit code 1."""
-    try:
-        return _db().write(work)
-    except (DomainError, LedgerError) as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _ops():
-    """Who the CLI acts as in services that take an Actor: ops, with every partner in reach."""
-    from hub.actor import Actor
-
-    return Actor(client_id="cli", partner_id=None, scopes=frozenset({"ops:read", "ops:write"}))
+_db, _run, _ops = common.db, common.run, common.ops
 
 
 @click.group()
@@ -924,3 +898,6 @@ def chaos(duration, seed, clients, no_nemesis, as_json):
 
 if __name__ == "__main__":
     main()
+
+
+# -- command groups in their own modules (hub/commands/) --

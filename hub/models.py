@@ -1,4 +1,5 @@
 """Every table, so that Base.metadata (and Alembic) sees the whole schema."""
+from hub.audit.models import AuditEntry, AuditHead
 from hub.db import Base
 from hub.exchange.models import Conversion, ConversionPair, MemberTransfer, ProgramRate
 from hub.idempotency import IdempotencyKey
@@ -48,6 +49,8 @@ from hub.rules.models import Award, RuleVersion, Segment, SegmentMember
 from hub.rules.standing_models import ExpiryNotice, TierBucket, TierChange
 
 __all__ = [
+    "AuditEntry",
+    "AuditHead",
     "RedemptionLeg",
     "SharingConsent",
     "SharingConsentEvent",

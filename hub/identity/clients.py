@@ -16,7 +16,7 @@ PARTNER_SCOPES = (
     "members:read", "members:write", "transactions:read", "transactions:write",
     "rewards:read", "rewards:write", "redemptions:read", "redemptions:write",
     "conversions:read", "conversions:write",
-    "webhooks:read", "webhooks:write",
+    "webhooks:read", "webhooks:write", "settlement:read",
 )
 OPS_SCOPES = ("ops:read", "ops:write")
 ALL_SCOPES = PARTNER_SCOPES + OPS_SCOPES
