@@ -901,3 +901,4 @@ if __name__ == "__main__":
 
 
 # -- command groups in their own modules (hub/commands/) --
+from hub.commands.ops import ops as ops_group; main.add_command(ops_group)

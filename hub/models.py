@@ -12,6 +12,7 @@ from hub.identity.account_models import (
     RecoveryCode,
 )
 from hub.identity.models import ApiClient, SigningKey
+from hub.identity.ops_user_models import OpsSession, OpsUser
 from hub.identity.oidc.models import (
     AuthorizationCode,
     Consent,
@@ -111,4 +112,6 @@ __all__ = [
     "TierBucket",
     "TierChange",
     "DataKey",
+    "OpsSession",
+    "OpsUser",
 ]

@@ -245,10 +245,11 @@ def pending_totp_uri(account: MemberAccount) -> str | None:
     return _totp(account).provisioning_uri(name=account.email, issuer_name=TOTP_ISSUER)
 
 
-def _accept_code(session: Session, account: MemberAccount, code: str, now: datetime) -> bool:
+def accept_code(session: Session, account, code: str, now: datetime) -> bool:
     """Whether `code` is the app's code for now (or the step before or after, for clock
     drift) and newer than the last accepted one. The step is recorded by a conditional
-    update, so a code is accepted once even by concurrent requests."""
+    update, so a code is accepted once even by concurrent requests. `account`: a member's,
+    or anything stored alike (an ops user: hub/identity/ops_users.py)."""
     if account.totp_secret_sealed is None:
         return False
     code = re.sub(r"\s", "", code or "")
@@ -260,10 +261,10 @@ def _accept_code(session: Session, account: MemberAccount, code: str, now: datet
             matched = step
     if matched is None:
         return False
+    model = type(account)
     accepted = session.execute(
-        update(MemberAccount)
-        .where(MemberAccount.id == account.id,
-               or_(MemberAccount.totp_last_step.is_(None), MemberAccount.totp_last_step < matched))
+        update(model)
+        .where(model.id == account.id, or_(model.totp_last_step.is_(None), model.totp_last_step < matched))
         .values(totp_last_step=matched)
         .execution_options(synchronize_session=False)
     ).rowcount == 1
@@ -307,7 +308,7 @@ def confirm_totp(
     now = now or utcnow()
     if totp_enabled(account):
         raise Invalid("two-step verification is already on", slug="totp-already-on")
-    if not _accept_code(session, account, code, now):
+    if not accept_code(session, account, code, now):
         raise Invalid("that code is not right", slug="code-wrong", field="code")
     account.totp_enabled_at = now
     return _new_recovery_codes(session, account, now)
@@ -320,7 +321,7 @@ def check_second_factor(
     if not totp_enabled(account):
         return False
     now = now or utcnow()
-    return _accept_code(session, account, code, now) or _spend_recovery_code(session, account, code, now)
+    return accept_code(session, account, code, now) or _spend_recovery_code(session, account, code, now)
 
 
 def disable_totp(
@@ -354,7 +355,7 @@ def regenerate_recovery_codes(
     now = now or utcnow()
     if not totp_enabled(account):
         raise Invalid("two-step verification is off", slug="totp-off")
-    if not _accept_code(session, account, code, now):
+    if not accept_code(session, account, code, now):
         raise Invalid("that code is not right", slug="code-wrong", field="code")
     return _new_recovery_codes(session, account, now)
 

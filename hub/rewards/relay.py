@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from hub import ledger
 from hub.db import Database, bind_values, one_of, run, utcnow, values_shape
-from hub.errors import Conflict
+from hub.errors import Conflict, Invalid
 from hub.notify import outbox, webhooks
 from hub.notify.policy import RelayPolicy
 from hub.notify.breaker import Breaker
@@ -425,3 +425,39 @@ def requeue(session: Session, redemption_id: uuid.UUID) -> None:
     now = utcnow()
     redemption.relay_deadline = max(redemption.relay_deadline, now + timedelta(hours=1))
     outbox.enqueue(session, redemptions.RELAY_TOPIC, str(redemption_id), {"redemption_id": str(redemption_id)})
+
+
+def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reason: str, by: str) -> str:
+    """Settle an order that needs review by what ops learned from the provider: fulfilled
+    (its reservations posted) or refunded (voided: the points go back, the stock too, state
+    failed). The ledger records `by` as the cause; `failure` keeps the resolution, the reason
+    and why it was in review. A reservation that has expired cannot be posted: refused
+    (refund it, or requeue it). Like every resolution, each reservation resolves once (the
+    ledger's unique pending_id), so a second resolve is refused here or there."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise Invalid("say why (what the provider answered)", slug="reason-required", field="reason")
+    rows, _ = run(session.connection(), _LOCK, {"rid": redemption_id})
+    if not rows or rows[0][0] != NEEDS_REVIEW:
+        raise Conflict(f"redemption {redemption_id} does not need review", slug="not-in-review")
+    order = _Locked(*rows[0])
+    reservations = _reservations(session, redemption_id, order)
+    if fulfilled:
+        try:
+            ledger.post_pending_many(session, reservations, by)
+        except ledger.PendingExpired:
+            raise Conflict(f"redemption {redemption_id}'s reservation has expired, so the hub cannot post it: "
+                           "refund it or requeue it", slug="reservation-expired") from None
+        state, said = FULFILLED, "fulfilled"
+    else:
+        ledger.void_pending_many(session, reservations, by)
+        catalog.return_stock(session, order.reward_id)
+        state, said = FAILED, "refunded"
+    failure = f"{said} by {by}: {reason}"
+    previous = session.scalar(select(Redemption.failure).where(Redemption.id == redemption_id))
+    if previous:
+        failure += f"; in review for: {previous}"
+    _change(session, redemption_id, state=state, failure=failure[:500], resolved_at=utcnow(), lease_until=None)
+    _announce(session, redemption_id, order, state, None if fulfilled else failure[:500])
+    return state
+

@@ -57,7 +57,7 @@ def login():
         return render_template("login.html", email=hint, next=next_url, force=force, errors={})
 
     email, password = request.form.get("email", ""), request.form.get("password", "")
-    tries = common.password_attempt(_email_subject(email), ratelimit.LOGIN_IP)
+    tries = common.password_attempt(common.email_subject(email), ratelimit.LOGIN_IP)
     passwords = state().passwords
     with common.db().read() as session:
         account = accounts.authenticate(session, passwords, email, password)
@@ -74,14 +74,6 @@ def login():
         web_session.set_cookie(response, MFA_COOKIE, pending, max_age=MFA_MAX_AGE)
         return response
     return _logged_in(account, ("pwd",), next_url)
-
-
-def _email_subject(raw: str) -> str:
-    """Whom a per-account limit counts: the account's email however it is typed."""
-    try:
-        return accounts.normalise_email(raw)
-    except Invalid:
-        return raw.strip().lower()
 
 
 def _logged_in(account: MemberAccount, amr: tuple[str, ...], next_url: str):

@@ -80,6 +80,14 @@ def web_actor(member_id: uuid.UUID) -> Actor:
     return Actor(client_id=WEB_CLIENT, partner_id=None, scopes=frozenset(), member_id=member_id)
 
 
+def email_subject(raw: str) -> str:
+    """Whom a per-account limit counts: the account's email however it is typed."""
+    try:
+        return accounts.normalise_email(raw)
+    except Invalid:
+        return raw.strip().lower()
+
+
 def password_attempt(email: str, *also: ratelimit.Rule) -> ratelimit.Attempt:
     """Count a password about to be checked against the login limits (per account from this
     IP, per account from anywhere, and `also` per IP); the caller takes it back if right."""

@@ -33,14 +33,14 @@ def cookie_name(base: str) -> str:
     return f"__Host-{base}" if state().cookie_secure else base
 
 
-def set_cookie(response, base: str, value: str, max_age: int | None = None) -> None:
+def set_cookie(response, base: str, value: str, max_age: int | None = None, samesite: str = "Lax") -> None:
     response.set_cookie(cookie_name(base), value, max_age=max_age, path="/", secure=state().cookie_secure,
-                        httponly=True, samesite="Lax")
+                        httponly=True, samesite=samesite)
 
 
-def clear_cookie(response, base: str) -> None:
+def clear_cookie(response, base: str, samesite: str = "Lax") -> None:
     response.delete_cookie(cookie_name(base), path="/", secure=state().cookie_secure, httponly=True,
-                           samesite="Lax")
+                           samesite=samesite)
 
 
 def current_login() -> Login | None:
@@ -113,10 +113,18 @@ def _csrf_binding() -> str:
     return g.hub_csrf
 
 
+def _session_binding() -> str:
+    """The login a token is bound to: the one a blueprint named (`g.csrf_session`: the ops
+    console's, hub/web/ops), else the member's."""
+    if "csrf_session" in g:
+        return g.csrf_session
+    current = current_login()
+    return str(current.session_id) if current else ""
+
+
 def csrf_token() -> str:
     """The hidden field's value for a form on this page."""
-    current = current_login()
-    message = f"{_csrf_binding()}|{current.session_id if current else ''}".encode()
+    message = f"{_csrf_binding()}|{_session_binding()}".encode()
     key = hmac.new(state().hub.settings.secret_key.encode(), b"hub:csrf", hashlib.sha256).digest()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 

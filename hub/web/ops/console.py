@@ -1,0 +1,101 @@
+"""The ops console's blueprint and what its pages share: the ops login of this request, the
+guards every route passes, and the message page.
+
+Guards, in this order, before every route:
+1. the request's ops login is looked up, and CSRF tokens are bound to it (not to a member's);
+2. CSRF on every POST (hub.web.common.guard, as on the member pages);
+3. a login is needed everywhere but the login page; a POST other than logout needs ops:write
+   (ops_admin): ops_analyst and partner_admin get 403.
+What a role may *read* is enforced by the query functions (hub/web/ops/queries.py, the
+partner reach) and by `require_ops` for the pages partner_admin has no business on.
+
+The ops cookie is separate from the member's (hub_ops; `__Host-` prefixed, Secure, HttpOnly,
+and SameSite=Strict: the console is never reached by a link from another site).
+"""
+from __future__ import annotations
+
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+
+from hub.identity import ops_users
+from hub.identity.ops_users import OpsLogin
+from hub.web import common
+from hub.web import session as web_session
+from hub.web.state import state
+
+blueprint = Blueprint("ops", __name__, url_prefix="/ops")
+
+COOKIE = "hub_ops"
+SAMESITE = "Strict"
+OPEN = {"ops.login"}  # reachable without an ops login
+ANY_ROLE_POSTS = {"ops.logout"}  # POSTs every role may send
+
+
+def current_ops() -> OpsLogin | None:
+    """The ops login of this request's cookie (looked up once per request)."""
+    if "ops_login" not in g:
+        token = request.cookies.get(web_session.cookie_name(COOKIE))
+        found = None
+        if token:
+            with common.db().read() as session:
+                found = ops_users.from_cookie(session, token)
+        g.ops_login = found[0] if found else None
+        if found and found[1]:
+            common.db().write(lambda s: ops_users.seen(s, found[0].session_id))
+    return g.ops_login
+
+
+def _bind_csrf():
+    current = current_ops()
+    g.csrf_session = f"ops:{current.session_id if current else ''}"
+
+
+def _authorize():
+    if request.endpoint in OPEN:
+        return None
+    current = current_ops()
+    if current is None:
+        return redirect(url_for("ops.login", next=request.full_path if request.method == "GET" else None))
+    if request.method == "POST" and request.endpoint not in ANY_ROLE_POSTS and not current.can_write:
+        abort(403)
+    return None
+
+
+blueprint.before_request(_bind_csrf)  # first: the CSRF check below needs the binding
+common.guard(blueprint)
+blueprint.before_request(_authorize)
+
+
+def require_ops() -> OpsLogin:
+    """The login, if its role reaches every partner (ops_admin, ops_analyst); else 403."""
+    current = current_ops()
+    if current.partner_id is not None:
+        abort(403)
+    return current
+
+
+def set_login_cookie(response, token: str) -> None:
+    web_session.set_cookie(response, COOKIE, token, max_age=int(ops_users.ABSOLUTE.total_seconds()),
+                           samesite=SAMESITE)
+
+
+def clear_login_cookie(response) -> None:
+    web_session.clear_cookie(response, COOKIE, samesite=SAMESITE)
+
+
+def page(template: str, status: int = 200, **context):
+    return render_template(f"ops/{template}", me=current_ops(), **context), status
+
+
+def refused(status: int, text: str):
+    titles = {400: "Refused", 403: "Not allowed", 404: "Not found", 409: "No longer possible", 422: "Refused"}
+    return page("message.html", status, title=titles.get(status, "Refused"), text=text)
+
+
+@blueprint.errorhandler(403)
+def _forbidden(_exc):
+    return refused(403, "Your role may not do this.")
+
+
+@blueprint.errorhandler(404)
+def _not_found(_exc):
+    return refused(404, "There is nothing here, or nothing your role may see.")
