@@ -14,7 +14,7 @@ from hub.web.i18n import MESSAGES
 from tests.integration import oidc_support as oidc
 from tests.integration.test_account_pages import PASSWORD, flask_app  # noqa: F401  (fixture)
 
-FORM_BLUEPRINTS = ("accounts", "dashboard", "privacy", "sharing", "oidc")
+FORM_BLUEPRINTS = ("accounts", "dashboard", "privacy", "sharing", "oidc", "ops")
 # Posted by relying parties or with a bearer token, not forms of the hub's pages.
 NOT_FORMS = {
     "/oauth/authorize": "the authorization request a brand's page may POST (RFC 6749 3.1); a code goes only "
@@ -66,7 +66,7 @@ def test_every_form_route_refuses_a_post_without_this_browsers_token_and_changes
         fields = {**FIELDS, **({"csrf_token": wrong_token} if wrong_token else {})}
         response = browser.client.request(method, path, data=fields)
         assert response.status_code == 400, (path, response.status_code)
-        if path.startswith("/account"):
+        if path.startswith(("/account", "/ops")):
             assert MESSAGES["en"]["form_expired_text"] in response.text
         else:  # the provider's pages: abort(400) as a problem
             assert response.json()["detail"] == "csrf", path

@@ -85,6 +85,9 @@ PAGES = [
      lambda b: b.submit("/account/link", "/account/link", program="GNONE", identifier="1234")),
     ("/account/link/code", ratelimit.LINK_CODE_ACCOUNT, "login",
      lambda b: b.submit("/account/link", "/account/link/code", request=str(uuid.uuid4()), code="000000")),
+    # The ops console's login (its code step too: tests/integration/test_ops_console.py).
+    ("/ops/login", ratelimit.LOGIN_ACCOUNT, "anon",
+     lambda b: b.submit("/ops/login", "/ops/login", email=_email(), password="wrong password 1", code="000000")),
 ]
 OAUTH = ["/oauth/token", "/oauth/introspect", "/oauth/revoke"]
 # POSTs that are not authentication or enrolment, and why no limit applies.
@@ -99,12 +102,17 @@ NOT_AUTH = {
     "/oauth/consent": "a logged-in member's decision (CSRF-checked)",
     "/oauth/logout": "ends this browser's own session",
     "/oauth/userinfo": "a bearer token's read",
+    "/ops/logout": "ends this browser's own ops session",
+    "/ops/redemptions/retry": "an ops_admin's audited action (logged in with TOTP, CSRF-checked)",
+    "/ops/redemptions/refund": "an ops_admin's audited action (logged in with TOTP, CSRF-checked)",
+    "/ops/redemptions/fulfil": "an ops_admin's audited action (logged in with TOTP, CSRF-checked)",
+    "/ops/webhooks/replay": "an ops_admin's audited action (logged in with TOTP, CSRF-checked)",
 }
 
 
 def test_every_auth_post_of_the_pages_and_oauth_is_limited_or_listed_as_not_auth(flask_app):
     posts = {rule.rule for rule in flask_app.url_map.iter_rules()
-             if "POST" in rule.methods and rule.rule.startswith(("/account", "/oauth"))}
+             if "POST" in rule.methods and rule.rule.startswith(("/account", "/oauth", "/ops"))}
     limited = {path for path, *_ in PAGES} | set(OAUTH)
     assert posts == limited | set(NOT_AUTH), "a new POST route: rate-limit it, or say why not in NOT_AUTH"
 

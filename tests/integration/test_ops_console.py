@@ -1,0 +1,291 @@
+"""The ops console (hub/web/ops) through Flask's test client: login with password and TOTP,
+each page for each role, the actions on redemptions in review and webhook deliveries, and
+what partner_admin may not see."""
+from __future__ import annotations
+
+import re
+import secrets
+import time
+import uuid
+
+import pyotp
+import pytest
+from sqlalchemy import func, select
+
+from hub.audit.models import AuditEntry
+from hub.identity import ops_users, ratelimit, roles
+from hub.identity.accounts import Passwords
+from hub.identity.ops_user_models import OpsSession
+from hub.ledger.verify import verify
+from hub.notify import webhook_endpoints, webhooks
+from hub.notify.webhook_models import WebhookDelivery, WebhookEndpoint
+from hub.programs.models import Partner
+from hub.rewards.models import Redemption
+from hub.rewards.providers import Outcome, Status
+from tests.integration.test_account_pages import Browser, flask_app  # noqa: F401  (fixture)
+from tests.integration.test_rate_limits import refuse  # noqa: F401  (fixture)
+from tests.integration.test_redemptions import provider, redeem, reward_code, rich_member, run_relay  # noqa: F401
+
+PASSWORD = "ops password for tests"
+_HASH = Passwords().hash(PASSWORD)  # argon2 once for the module
+
+
+class OpsUser:
+    def __init__(self, email: str, totp: pyotp.TOTP):
+        self.email, self.totp = email, totp
+        self.step = 0
+
+    def code(self) -> str:
+        """A code the hub has not accepted yet (each is accepted once): now, then the next step."""
+        code = self.totp.at(time.time() + 30 * self.step)
+        self.step += 1
+        return code
+
+
+@pytest.fixture
+def make_user(db):
+    def make(role: str, partner_code: str | None = None) -> OpsUser:
+        email = f"ops-{secrets.token_hex(4)}@example.com"
+        _, uri = db.write(lambda s: ops_users.add(s, email=email, role=role, partner_code=partner_code,
+                                                  password_hash=_HASH, actor="test"))
+        return OpsUser(email, pyotp.parse_uri(uri))
+    return make
+
+
+def log_in(flask_app, user: OpsUser) -> Browser:
+    browser = Browser(flask_app)
+    response = browser.submit("/ops/login", "/ops/login", email=user.email, password=PASSWORD, code=user.code())
+    assert response.status_code == 302, response.get_data(as_text=True)
+    browser.get("/ops/")  # the CSRF token of a logged-in page
+    return browser
+
+
+def _post_routes(flask_app) -> list[str]:
+    return sorted(rule.rule for rule in flask_app.url_map.iter_rules()
+                  if rule.endpoint.startswith("ops.") and "POST" in rule.methods)
+
+
+def _forms(page: str) -> list[str]:
+    return re.findall(r'<form method="post" action="([^"]+)"', page)
+
+
+def _audit_count(db) -> int:
+    with db.read() as s:
+        return s.scalar(select(func.count()).select_from(AuditEntry))
+
+
+def _ledger_ok(db) -> None:
+    with db.read() as s:
+        report = verify(s)
+    assert report.ok, report.violations
+
+
+# --- login -------------------------------------------------------------------------------
+
+def test_login_takes_password_and_totp_and_a_strict_separate_cookie(flask_app, make_user, db):
+    user = make_user(roles.OPS_ADMIN)
+    browser = Browser(flask_app)
+    assert browser.get("/ops/").headers["Location"].startswith("/ops/login")
+    for fields in ({"password": PASSWORD, "code": "000000"}, {"password": "wrong password", "code": user.code()}):
+        response = browser.submit("/ops/login", "/ops/login", email=user.email, **fields)
+        assert response.status_code == 400 and "do not match" in browser.text()
+        assert "hub_ops" not in response.headers.get("Set-Cookie", "")
+    response = browser.submit("/ops/login", "/ops/login", email=user.email, password=PASSWORD, code=user.code())
+    assert response.status_code == 302 and response.headers["Location"] == "/ops/"
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("hub_ops=") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert browser.get("/ops/").status_code == 200
+    assert browser.get("/account/").status_code == 302  # not a member login
+    browser.post("/ops/logout", {})
+    assert browser.get("/ops/").status_code == 302
+
+
+def test_a_disabled_user_is_logged_out_and_cannot_log_in(flask_app, make_user, db):
+    user = make_user(roles.OPS_ANALYST)
+    browser = log_in(flask_app, user)
+    db.write(lambda s: ops_users.disable(s, user.email, actor="test"))
+    assert browser.get("/ops/").status_code == 302
+    response = browser.submit("/ops/login", "/ops/login", email=user.email, password=PASSWORD, code=user.code())
+    assert response.status_code == 400
+
+
+def test_sessions_end_after_the_idle_timeout(flask_app, make_user, db):
+    browser = log_in(flask_app, make_user(roles.OPS_ANALYST))
+    stale = ops_users.IDLE + ops_users.SEEN_GRANULARITY
+
+    def age(s):
+        for row in s.scalars(select(OpsSession)):
+            row.last_seen_at -= stale
+    db.write(age)
+    assert browser.get("/ops/").status_code == 302
+
+
+@pytest.mark.parametrize("rule", [ratelimit.LOGIN_ACCOUNT, ratelimit.SECOND_FACTOR_ACCOUNT], ids=lambda r: r.name)
+def test_login_is_rate_limited(flask_app, make_user, refuse, rule):
+    user = make_user(roles.OPS_ADMIN)
+    refuse(rule)
+    password = "wrong password" if rule is ratelimit.LOGIN_ACCOUNT else PASSWORD
+    response = Browser(flask_app).submit("/ops/login", "/ops/login", email=user.email, password=password,
+                                         code="000000")
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) > 0
+
+
+# --- pages and roles ---------------------------------------------------------------------
+
+@pytest.fixture
+def two_partners(partner, other_partner, db):
+    """Both partners with a member who earned, an API client and a webhook delivery."""
+    for p in (partner, other_partner):
+        p.buy(p.enrol(), "250000")
+
+        def endpoint(s, code=p.code):
+            partner_id = s.scalar(select(Partner.id).where(Partner.code == code))
+            s.add(WebhookEndpoint(partner_id=partner_id, url=f"https://{code.lower()}.example/hook",
+                                  secret_sealed=webhook_endpoints.seal(webhooks.new_secret()), created_by="test"))
+            s.flush()
+            webhooks.emit(s, partner_id, "tier.changed", {"partner": code})
+        db.write(endpoint)
+    return partner, other_partner
+
+
+PAGES = ["/ops/", "/ops/redemptions", "/ops/partners", "/ops/webhooks", "/ops/audit"]
+
+
+def test_every_page_renders_for_an_admin_with_its_actions(flask_app, make_user, two_partners, provider, db):
+    partner, other = two_partners
+    _in_review(partner, provider, db)
+    browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
+    for path in PAGES + [f"/ops/partners/{partner.code}"]:
+        assert browser.get(path).status_code == 200, path
+    page = browser.get("/ops/").get_data(as_text=True)
+    assert f"<h3 id=\"c-day-{partner.program}\">" in page and "<svg" in page and "<table" in page
+    assert partner.client_id in browser.get(f"/ops/partners/{partner.code}").get_data(as_text=True)
+    assert "/ops/redemptions/refund" in _forms(browser.get("/ops/redemptions").get_data(as_text=True))
+    assert "/ops/webhooks/replay" in _forms(browser.get("/ops/webhooks").get_data(as_text=True))
+
+
+def test_an_analyst_reads_everything_but_every_action_is_refused(flask_app, make_user, two_partners, provider, db):
+    partner, _ = two_partners
+    order = _in_review(partner, provider, db)
+    browser = log_in(flask_app, make_user(roles.OPS_ANALYST))
+    for path in PAGES:
+        assert browser.get(path).status_code == 200, path
+        assert _forms(browser.text()) == ["/ops/logout"], path  # no action buttons
+    routes = [r for r in _post_routes(flask_app) if r not in ("/ops/login", "/ops/logout")]
+    assert len(routes) >= 4
+    before = _audit_count(db)
+    for path in routes:
+        browser.get("/ops/")
+        response = browser.post(path, {"redemption_id": order, "delivery_id": str(uuid.uuid4()), "reason": "x"})
+        assert response.status_code == 403, path
+    assert _audit_count(db) == before and _state(db, order) == "needs_review"
+
+
+def test_a_partner_admin_sees_only_its_partner(flask_app, make_user, two_partners, db):
+    partner, other = two_partners
+    browser = log_in(flask_app, make_user(roles.PARTNER_ADMIN, partner.code))
+    for path, present, absent in [
+        ("/ops/", partner.program, other.program),
+        ("/ops/partners", partner.code, other.code),
+        (f"/ops/partners/{partner.code}", partner.client_id, other.client_id),
+        ("/ops/webhooks", f"{partner.code.lower()}.example", f"{other.code.lower()}.example"),
+    ]:
+        page = browser.get(path)
+        assert page.status_code == 200 and present in browser.text() and absent not in browser.text(), path
+    assert browser.get(f"/ops/partners/{other.code}").status_code == 404
+    for path in ("/ops/redemptions", "/ops/audit"):
+        assert browser.get(path).status_code == 403, path
+    assert "/ops/redemptions" not in browser.get("/ops/").get_data(as_text=True)  # not in its navigation
+    browser.get("/ops/")
+    with db.read() as s:
+        delivery = s.scalar(select(WebhookDelivery.id).join(WebhookEndpoint).join(Partner)
+                            .where(Partner.code == other.code))
+    assert browser.post("/ops/webhooks/replay", {"delivery_id": str(delivery)}).status_code == 403
+
+
+def test_every_post_checks_csrf(flask_app, make_user):
+    browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
+    for path in _post_routes(flask_app):
+        response = browser.post(path, {"csrf_token": "0" * 64, "email": "x@example.com"}, csrf=False)
+        assert response.status_code == 400, path
+    assert browser.get("/ops/").status_code == 200  # still logged in
+
+
+# --- actions ------------------------------------------------------------------------------
+
+def _in_review(partner, provider, db) -> str:
+    """A gift card order the provider never answered definitively: in review, 16,000 points held."""
+    member = rich_member(partner)
+    order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
+    provider.place_script = [Outcome(Status.UNKNOWN)]
+    provider.lookup_script = [Outcome(Status.UNKNOWN)] * 3
+    assert [run_relay(db, provider, order["id"]) for _ in range(4)][-1] == "needs_review"
+    _in_review.member = member
+    return order["id"]
+
+
+def _state(db, redemption_id: str) -> str:
+    with db.read() as s:
+        return s.scalar(select(Redemption.state).where(Redemption.id == uuid.UUID(redemption_id)))
+
+
+def _audited(db, action: str, target: str) -> AuditEntry | None:
+    with db.read() as s:
+        return s.scalar(select(AuditEntry).where(AuditEntry.action == action, AuditEntry.target == target))
+
+
+@pytest.mark.parametrize("path,action,state,points_back", [
+    ("/ops/redemptions/refund", "redemption.refund", "failed", True),
+    ("/ops/redemptions/fulfil", "redemption.mark_fulfilled", "fulfilled", False),
+    ("/ops/redemptions/retry", "redemption.retry", "pending", False),
+], ids=["refund", "mark fulfilled", "retry"])
+def test_review_actions_settle_the_order_once_audited(flask_app, make_user, partner, provider, db,
+                                                      path, action, state, points_back):
+    order = _in_review(partner, provider, db)
+    member = _in_review.member
+    held = partner.balance(member)
+    browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
+    browser.get("/ops/redemptions")
+    assert order in browser.text()
+    response = browser.post(path, {"redemption_id": order, "reason": "provider confirmed by phone"})
+    assert response.status_code == 302, browser.text()
+    assert _state(db, order) == state
+    after = partner.balance(member)
+    if points_back:  # the 16,000 reserved are available again
+        assert after["posted"] == held["posted"] and after["available"] == held["available"] + 16000
+    elif state == "fulfilled":  # the reservation is spent
+        assert after["posted"] == held["posted"] - 16000 and after["available"] == held["available"]
+    else:  # retry: still reserved, the relay has it again
+        assert after == held
+    entry = _audited(db, action, f"redemption:{order}")
+    assert entry is not None and entry.actor.startswith("ops:") and entry.after["state"] == state
+    _ledger_ok(db)
+    # A second press finds the order no longer in review: refused, nothing changes.
+    browser.get("/ops/redemptions")
+    again = browser.post(path, {"redemption_id": order, "reason": "again"})
+    assert again.status_code == 409 and "does not need review" in browser.text()
+    assert partner.balance(member) == after and _state(db, order) == state
+    _ledger_ok(db)
+
+
+def test_refund_and_mark_fulfilled_need_a_reason(flask_app, make_user, partner, provider, db):
+    order = _in_review(partner, provider, db)
+    browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
+    before = _audit_count(db)
+    for path in ("/ops/redemptions/refund", "/ops/redemptions/fulfil"):
+        browser.get("/ops/redemptions")
+        assert browser.post(path, {"redemption_id": order, "reason": "  "}).status_code == 422
+    assert _state(db, order) == "needs_review" and _audit_count(db) == before
+
+
+def test_replay_of_a_delivery_is_audited(flask_app, make_user, two_partners, db):
+    partner, _ = two_partners
+    with db.read() as s:
+        delivery = s.scalar(select(WebhookDelivery.id).join(WebhookEndpoint).join(Partner)
+                            .where(Partner.code == partner.code))
+    browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
+    browser.get("/ops/webhooks")
+    assert browser.post("/ops/webhooks/replay", {"delivery_id": str(delivery)}).status_code == 302
+    assert _audited(db, "webhook.replay", f"webhook_delivery:{delivery}") is not None
+    browser.get("/ops/webhooks")
+    assert browser.post("/ops/webhooks/replay", {"delivery_id": "not an id"}).status_code == 422
