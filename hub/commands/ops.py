@@ -5,6 +5,8 @@ terminal only (never logged; the hub keeps the password's hash and the sealed se
 them to the person over a channel you trust. Each change is audited as the CLI."""
 from __future__ import annotations
 
+import json
+
 import click
 from rich.table import Table
 
@@ -45,15 +47,19 @@ def users_add(email, role, partner_code):
 
 
 @users.command("list")
-def users_list():
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def users_list(as_json):
     """Every ops user: email, role, partner, created, disabled."""
     with db().read() as session:
-        rows = [(u.email, u.role, code or "", u.created_at.strftime("%Y-%m-%d"),
-                 u.disabled_at.strftime("%Y-%m-%d") if u.disabled_at else "")
+        rows = [{"email": u.email, "role": u.role, "partner": code or "", "created": u.created_at.strftime("%Y-%m-%d"),
+                 "disabled": u.disabled_at.strftime("%Y-%m-%d") if u.disabled_at else ""}
                 for u, code in ops_users.list_users(session)]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
     table = Table("email", "role", "partner", "created", "disabled")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*row.values())
     console.print(table)
 
 

@@ -3,6 +3,7 @@ each page for each role, the actions on redemptions in review and webhook delive
 what partner_admin may not see."""
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -12,7 +13,13 @@ import pyotp
 import pytest
 from sqlalchemy import func, select
 
+from click.testing import CliRunner
+
 from hub.audit.models import AuditEntry
+from hub.cli import main as hub_cli
+from hub.db import utcnow
+from hub.rewards import relay
+from hub.settlement import activity
 from hub.identity import ops_users, ratelimit, roles
 from hub.identity.accounts import Passwords
 from hub.identity.ops_user_models import OpsSession
@@ -289,3 +296,59 @@ def test_replay_of_a_delivery_is_audited(flask_app, make_user, two_partners, db)
     assert _audited(db, "webhook.replay", f"webhook_delivery:{delivery}") is not None
     browser.get("/ops/webhooks")
     assert browser.post("/ops/webhooks/replay", {"delivery_id": "not an id"}).status_code == 422
+
+
+
+# --- the overview's numbers and the CLI -----------------------------------------------------
+
+def _today(db, program: str, grain: str) -> activity.Bucket:
+    with db.read() as s:
+        (found,) = [a for a in activity.activity(s, grain, utcnow()) if a.program == program]
+    assert len(found.buckets) == activity.SPANS[grain]
+    return found.buckets[-1]
+
+
+@pytest.mark.parametrize("grain", [activity.DAY, activity.MONTH])
+def test_activity_counts_issued_and_posted_redemptions_per_program(partner, provider, db, grain):
+    order = _in_review(partner, provider, db)  # a member earned 5,000,000 and reserved 16,000
+    today = _today(db, partner.program, grain)
+    assert (today.issued, today.redeemed) == (5_000_000, 0)  # a reservation is not redeemed yet
+    db.write(lambda s: relay.resolve(s, uuid.UUID(order), fulfilled=True, reason="confirmed", by="test"))
+    today = _today(db, partner.program, grain)
+    assert (today.issued, today.redeemed) == (5_000_000, 16_000)
+    assert today.label == utcnow().strftime("%Y-%m-%d" if grain == activity.DAY else "%Y-%m")
+
+
+def test_activity_of_a_partner_has_only_its_programs(partner, other_partner, db):
+    with db.read() as s:
+        partner_id = s.scalar(select(Partner.id).where(Partner.code == partner.code))
+        programs = [a.program for a in activity.activity(s, activity.DAY, utcnow(), partner_id)]
+    assert programs == [partner.program]
+
+
+def test_the_cli_adds_lists_and_disables_users_and_shows_the_secrets_once(flask_app, partner, db, settings,
+                                                                           monkeypatch):
+    monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HUB_SECRET_KEY", settings.secret_key)
+    runner = CliRunner()
+    email = f"admin-{secrets.token_hex(4)}@example.com"
+    added = runner.invoke(hub_cli, ["ops", "users", "add", "--email", email, "--role", "partner_admin",
+                                    "--partner", partner.code])
+    assert added.exit_code == 0, added.output
+    password = re.search(r"password: (\S+)", added.output).group(1)
+    totp = pyotp.parse_uri(re.search(r"(otpauth://\S+)", added.output).group(1))
+    browser = Browser(flask_app)
+    response = browser.submit("/ops/login", "/ops/login", email=email, password=password, code=totp.now())
+    assert response.status_code == 302
+    listed = json.loads(runner.invoke(hub_cli, ["ops", "users", "list", "--json"]).output)
+    assert {"email": email, "role": "partner_admin", "partner": partner.code} in [
+        {k: row[k] for k in ("email", "role", "partner")} for row in listed]
+    refused = runner.invoke(hub_cli, ["ops", "users", "add", "--email", email, "--role", "ops_admin"])
+    assert refused.exit_code == 1
+    assert runner.invoke(hub_cli, ["ops", "users", "add", "--email", f"x{email}", "--role", "partner_admin"]).exit_code == 1
+    assert runner.invoke(hub_cli, ["ops", "users", "disable", email]).exit_code == 0
+    assert browser.get("/ops/").status_code == 302
+    with db.read() as s:
+        actions = s.scalars(select(AuditEntry.action).where(AuditEntry.actor == "cli",
+                                                            AuditEntry.action.like("ops_user.%"))).all()
+    assert {"ops_user.add", "ops_user.disable"} <= set(actions)

@@ -19,7 +19,7 @@ COMMON = {
     "x-frame-options": "DENY",
 }
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = [ROOT / "hub/web/templates", ROOT / "hub/api/templates/oidc"]
+TEMPLATES = [ROOT / "hub/web/templates", ROOT / "hub/web/templates/ops", ROOT / "hub/api/templates/oidc"]
 
 
 def _assert_common(response):
