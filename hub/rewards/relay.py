@@ -25,6 +25,7 @@ voided without a person.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -41,6 +42,7 @@ from sqlalchemy.sql.dml import Update
 from sqlalchemy.orm import Session
 
 from hub import ledger
+from hub.audit import trail
 from hub.db import Database, bind_values, one_of, run, utcnow, values_shape
 from hub.errors import Conflict, Invalid
 from hub.notify import outbox, webhooks
@@ -433,7 +435,8 @@ def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reas
     failed). The ledger records `by` as the cause; `failure` keeps the resolution, the reason
     and why it was in review. A reservation that has expired cannot be posted: refused
     (refund it, or requeue it). Like every resolution, each reservation resolves once (the
-    ledger's unique pending_id), so a second resolve is refused here or there."""
+    ledger's unique pending_id), so a second resolve is refused here or there. Audited as
+    `by`, in the same transaction."""
     reason = (reason or "").strip()
     if not reason:
         raise Invalid("say why (what the provider answered)", slug="reason-required", field="reason")
@@ -459,5 +462,10 @@ def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reas
         failure += f"; in review for: {previous}"
     _change(session, redemption_id, state=state, failure=failure[:500], resolved_at=utcnow(), lease_until=None)
     _announce(session, redemption_id, order, state, None if fulfilled else failure[:500])
+    # The reason is free text (it could name a person): the trail keeps its hash.
+    trail.record(session, actor=by, action=f"redemption.{'mark_fulfilled' if fulfilled else 'refund'}",
+                 target=f"redemption:{redemption_id}", before={"state": NEEDS_REVIEW},
+                 after={"state": state, "reservations": sorted(reservations),
+                        "reason_sha256": hashlib.sha256(reason.encode()).hexdigest()})
     return state
 

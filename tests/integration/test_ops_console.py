@@ -8,6 +8,7 @@ import re
 import secrets
 import time
 import uuid
+from datetime import timedelta
 
 import pyotp
 import pytest
@@ -23,6 +24,7 @@ from hub.settlement import activity
 from hub.identity import ops_users, ratelimit, roles
 from hub.identity.accounts import Passwords
 from hub.identity.ops_user_models import OpsSession
+from hub.ledger.models import Transfer
 from hub.ledger.verify import verify
 from hub.notify import webhook_endpoints, webhooks
 from hub.notify.webhook_models import WebhookDelivery, WebhookEndpoint
@@ -173,7 +175,7 @@ def test_every_page_renders_for_an_admin_with_its_actions(flask_app, make_user, 
 
 def test_an_analyst_reads_everything_but_every_action_is_refused(flask_app, make_user, two_partners, provider, db):
     partner, _ = two_partners
-    order = _in_review(partner, provider, db)
+    order, _ = _in_review(partner, provider, db)
     browser = log_in(flask_app, make_user(roles.OPS_ANALYST))
     for path in PAGES:
         assert browser.get(path).status_code == 200, path
@@ -220,15 +222,15 @@ def test_every_post_checks_csrf(flask_app, make_user):
 
 # --- actions ------------------------------------------------------------------------------
 
-def _in_review(partner, provider, db) -> str:
-    """A gift card order the provider never answered definitively: in review, 16,000 points held."""
+def _in_review(partner, provider, db) -> tuple[str, str]:
+    """A gift card order the provider never answered definitively: in review, 16,000 points
+    held. (Its id, its member's id.)"""
     member = rich_member(partner)
     order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()
     provider.place_script = [Outcome(Status.UNKNOWN)]
     provider.lookup_script = [Outcome(Status.UNKNOWN)] * 3
     assert [run_relay(db, provider, order["id"]) for _ in range(4)][-1] == "needs_review"
-    _in_review.member = member
-    return order["id"]
+    return order["id"], member
 
 
 def _state(db, redemption_id: str) -> str:
@@ -244,12 +246,11 @@ def _audited(db, action: str, target: str) -> AuditEntry | None:
 @pytest.mark.parametrize("path,action,state,points_back", [
     ("/ops/redemptions/refund", "redemption.refund", "failed", True),
     ("/ops/redemptions/fulfil", "redemption.mark_fulfilled", "fulfilled", False),
-    ("/ops/redemptions/retry", "redemption.retry", "pending", False),
+    ("/ops/redemptions/retry", "redemption.requeue", "pending", False),
 ], ids=["refund", "mark fulfilled", "retry"])
 def test_review_actions_settle_the_order_once_audited(flask_app, make_user, partner, provider, db,
                                                       path, action, state, points_back):
-    order = _in_review(partner, provider, db)
-    member = _in_review.member
+    order, member = _in_review(partner, provider, db)
     held = partner.balance(member)
     browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
     browser.get("/ops/redemptions")
@@ -276,7 +277,7 @@ def test_review_actions_settle_the_order_once_audited(flask_app, make_user, part
 
 
 def test_refund_and_mark_fulfilled_need_a_reason(flask_app, make_user, partner, provider, db):
-    order = _in_review(partner, provider, db)
+    order, _ = _in_review(partner, provider, db)
     browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
     before = _audit_count(db)
     for path in ("/ops/redemptions/refund", "/ops/redemptions/fulfil"):
@@ -293,7 +294,7 @@ def test_replay_of_a_delivery_is_audited(flask_app, make_user, two_partners, db)
     browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
     browser.get("/ops/webhooks")
     assert browser.post("/ops/webhooks/replay", {"delivery_id": str(delivery)}).status_code == 302
-    assert _audited(db, "webhook.replay", f"webhook_delivery:{delivery}") is not None
+    assert _audited(db, "webhook_delivery.replay", f"webhook_delivery:{delivery}") is not None
     browser.get("/ops/webhooks")
     assert browser.post("/ops/webhooks/replay", {"delivery_id": "not an id"}).status_code == 422
 
@@ -310,7 +311,7 @@ def _today(db, program: str, grain: str) -> activity.Bucket:
 
 @pytest.mark.parametrize("grain", [activity.DAY, activity.MONTH])
 def test_activity_counts_issued_and_posted_redemptions_per_program(partner, provider, db, grain):
-    order = _in_review(partner, provider, db)  # a member earned 5,000,000 and reserved 16,000
+    order, _ = _in_review(partner, provider, db)  # a member earned 5,000,000 and reserved 16,000
     today = _today(db, partner.program, grain)
     assert (today.issued, today.redeemed) == (5_000_000, 0)  # a reservation is not redeemed yet
     db.write(lambda s: relay.resolve(s, uuid.UUID(order), fulfilled=True, reason="confirmed", by="test"))
@@ -352,3 +353,24 @@ def test_the_cli_adds_lists_and_disables_users_and_shows_the_secrets_once(flask_
         actions = s.scalars(select(AuditEntry.action).where(AuditEntry.actor == "cli",
                                                             AuditEntry.action.like("ops_user.%"))).all()
     assert {"ops_user.add", "ops_user.disable"} <= set(actions)
+
+
+def test_an_expired_reservation_cannot_be_marked_fulfilled_but_can_be_refunded(flask_app, make_user, partner,
+                                                                                provider, db):
+    order, member = _in_review(partner, provider, db)
+    held = partner.balance(member)
+
+    def expire(s):
+        transfer_id = s.scalar(select(Redemption.transfer_id).where(Redemption.id == uuid.UUID(order)))
+        s.execute(Transfer.__table__.update().where(Transfer.id == transfer_id)
+                  .values(timeout_at=utcnow() - timedelta(minutes=1)))
+    db.write(expire)
+    browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
+    browser.get("/ops/redemptions")
+    response = browser.post("/ops/redemptions/fulfil", {"redemption_id": order, "reason": "card was sent"})
+    assert response.status_code == 409 and "expired" in browser.text()
+    assert _state(db, order) == "needs_review" and partner.balance(member) == held
+    browser.get("/ops/redemptions")
+    assert browser.post("/ops/redemptions/refund", {"redemption_id": order, "reason": "never sent"}).status_code == 302
+    assert partner.balance(member)["available"] == held["available"] + 16000
+    _ledger_ok(db)

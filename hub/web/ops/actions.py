@@ -1,7 +1,8 @@
 """The console's actions (ops_admin only: console._authorize refuses other roles' POSTs).
-Each runs one domain call and its audit entry in one transaction: the entry exists if and
-only if the change committed. A refusal (the order no longer in review, an expired
-reservation, a missing reason) is shown as a page with its status, and changes nothing."""
+Each runs one domain call in one transaction, with its audit entry (written by the service,
+or here for a service that does not audit itself): the entry exists if and only if the change
+committed. A refusal (the order no longer in review, an expired reservation, a missing
+reason) is shown as a page with its status, and changes nothing."""
 from __future__ import annotations
 
 import uuid
@@ -13,6 +14,7 @@ from hub.errors import DomainError, Invalid
 from hub.ledger import LedgerError
 from hub.notify import webhook_endpoints
 from hub.rewards import relay
+from hub.rewards.models import NEEDS_REVIEW, PENDING
 from hub.web import common
 from hub.web.ops.console import blueprint, current_ops, refused
 
@@ -24,22 +26,16 @@ def _id(field: str) -> uuid.UUID:
         raise Invalid(f"{field} is not an id", slug="invalid-id") from None
 
 
-def _act(action: str, target_kind: str, field: str, work, back: str):
-    """Run `work(session, id)` (it returns the entry's `after`) and audit it, or show why not."""
-    me = current_ops()
+def _act(field: str, work, back: str, done: str):
+    """Run `work(session, id)` in one transaction and go back to the list, or show why not."""
     try:
         target_id = _id(field)
-
-        def tx(s):
-            after = work(s, target_id)
-            trail.record(s, actor=me.audit_actor, action=action, target=f"{target_kind}:{target_id}", after=after)
-
-        common.db().write(tx)
+        common.db().write(lambda s: work(s, target_id))
     except DomainError as exc:
         return refused(exc.status, exc.detail)
     except LedgerError as exc:  # e.g. a reservation already resolved
         return refused(409, str(exc))
-    return redirect(url_for(back, done=action))
+    return redirect(url_for(back, done=done))
 
 
 def _reason() -> str:
@@ -48,39 +44,37 @@ def _reason() -> str:
 
 @blueprint.post("/redemptions/retry")
 def retry_redemption():
+    by = current_ops().audit_actor
+
     def work(s, rid):
         relay.requeue(s, rid)
-        return {"state": "pending"}
+        trail.record(s, actor=by, action="redemption.requeue", target=f"redemption:{rid}",
+                     before={"state": NEEDS_REVIEW}, after={"state": PENDING})
 
-    return _act("redemption.retry", "redemption", "redemption_id", work, "ops.redemptions")
+    return _act("redemption_id", work, "ops.redemptions", "requeued")
 
 
 @blueprint.post("/redemptions/refund")
 def refund_redemption():
     reason, by = _reason(), current_ops().audit_actor
-
-    def work(s, rid):
-        return {"state": relay.resolve(s, rid, fulfilled=False, reason=reason, by=by)}
-
-    return _act("redemption.refund", "redemption", "redemption_id", work, "ops.redemptions")
+    return _act("redemption_id", lambda s, rid: relay.resolve(s, rid, fulfilled=False, reason=reason, by=by),
+                "ops.redemptions", "refunded")
 
 
 @blueprint.post("/redemptions/fulfil")
 def fulfil_redemption():
     reason, by = _reason(), current_ops().audit_actor
-
-    def work(s, rid):
-        return {"state": relay.resolve(s, rid, fulfilled=True, reason=reason, by=by)}
-
-    return _act("redemption.mark_fulfilled", "redemption", "redemption_id", work, "ops.redemptions")
+    return _act("redemption_id", lambda s, rid: relay.resolve(s, rid, fulfilled=True, reason=reason, by=by),
+                "ops.redemptions", "marked fulfilled")
 
 
 @blueprint.post("/webhooks/replay")
 def replay_delivery():
-    actor = current_ops().actor
+    me = current_ops()
 
     def work(s, did):
-        webhook_endpoints.replay(s, actor, did)
-        return {"status": "pending"}
+        webhook_endpoints.replay(s, me.actor, did)
+        trail.record(s, actor=me.audit_actor, action="webhook_delivery.replay", target=f"webhook_delivery:{did}",
+                     after={"status": "pending"})
 
-    return _act("webhook.replay", "webhook_delivery", "delivery_id", work, "ops.webhooks")
+    return _act("delivery_id", work, "ops.webhooks", "replayed")
