@@ -26,7 +26,7 @@ def _id(field: str) -> uuid.UUID:
         raise Invalid(f"{field} is not an id", slug="invalid-id") from None
 
 
-def _act(field: str, work, back: str, done: str):
+def act(field: str, work, back: str, done: str):
     """Run `work(session, id)` in one transaction and go back to the list, or show why not."""
     try:
         target_id = _id(field)
@@ -38,7 +38,7 @@ def _act(field: str, work, back: str, done: str):
     return redirect(url_for(back, done=done))
 
 
-def _reason() -> str:
+def given_reason() -> str:
     return request.form.get("reason", "")
 
 
@@ -51,20 +51,20 @@ def retry_redemption():
         trail.record(s, actor=by, action="redemption.requeue", target=f"redemption:{rid}",
                      before={"state": NEEDS_REVIEW}, after={"state": PENDING})
 
-    return _act("redemption_id", work, "ops.redemptions", "requeued")
+    return act("redemption_id", work, "ops.redemptions", "requeued")
 
 
 @blueprint.post("/redemptions/refund")
 def refund_redemption():
-    reason, by = _reason(), current_ops().audit_actor
-    return _act("redemption_id", lambda s, rid: relay.resolve(s, rid, fulfilled=False, reason=reason, by=by),
+    reason, by = given_reason(), current_ops().audit_actor
+    return act("redemption_id", lambda s, rid: relay.resolve(s, rid, fulfilled=False, reason=reason, by=by),
                 "ops.redemptions", "refunded")
 
 
 @blueprint.post("/redemptions/fulfil")
 def fulfil_redemption():
-    reason, by = _reason(), current_ops().audit_actor
-    return _act("redemption_id", lambda s, rid: relay.resolve(s, rid, fulfilled=True, reason=reason, by=by),
+    reason, by = given_reason(), current_ops().audit_actor
+    return act("redemption_id", lambda s, rid: relay.resolve(s, rid, fulfilled=True, reason=reason, by=by),
                 "ops.redemptions", "marked fulfilled")
 
 
@@ -77,4 +77,4 @@ def replay_delivery():
         trail.record(s, actor=me.audit_actor, action="webhook_delivery.replay", target=f"webhook_delivery:{did}",
                      after={"status": "pending"})
 
-    return _act("delivery_id", work, "ops.webhooks", "replayed")
+    return act("delivery_id", work, "ops.webhooks", "replayed")
