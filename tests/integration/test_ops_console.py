@@ -118,15 +118,29 @@ def test_a_disabled_user_is_logged_out_and_cannot_log_in(flask_app, make_user, d
     assert response.status_code == 400
 
 
-def test_sessions_end_after_the_idle_timeout(flask_app, make_user, db):
+@pytest.mark.parametrize("column,by", [("last_seen_at", ops_users.IDLE + timedelta(seconds=1)),
+                                       ("expires_at", ops_users.ABSOLUTE)], ids=["idle", "absolute"])
+def test_sessions_end_after_their_timeouts(flask_app, make_user, db, column, by):
     browser = log_in(flask_app, make_user(roles.OPS_ANALYST))
-    stale = ops_users.IDLE + ops_users.SEEN_GRANULARITY
+    assert browser.get("/ops/").status_code == 200
 
     def age(s):
-        for row in s.scalars(select(OpsSession)):
-            row.last_seen_at -= stale
+        for row in s.scalars(select(OpsSession).where(OpsSession.ended_at.is_(None))):
+            setattr(row, column, getattr(row, column) - by)
     db.write(age)
     assert browser.get("/ops/").status_code == 302
+
+
+def test_on_https_the_cookie_is_host_prefixed_and_secure(flask_app, make_user, monkeypatch):
+    monkeypatch.setattr(flask_app.extensions["hub_web"], "cookie_secure", True)
+    user = make_user(roles.OPS_ANALYST)
+    browser = Browser(flask_app)
+    browser.get("/ops/login", base_url="https://localhost")  # (its CSRF cookie is Secure: https only)
+    response = browser.post("/ops/login", {"email": user.email, "password": PASSWORD, "code": user.code()},
+                            base_url="https://localhost")
+    assert response.status_code == 302
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-hub_ops=") and "Secure" in cookie and "SameSite=Strict" in cookie
 
 
 @pytest.mark.parametrize("rule", [ratelimit.LOGIN_ACCOUNT, ratelimit.SECOND_FACTOR_ACCOUNT], ids=lambda r: r.name)
