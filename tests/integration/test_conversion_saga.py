@@ -783,7 +783,7 @@ def test_an_unconfirmed_reversal_leaves_the_conversion_for_review(coalition, db,
     got = c.state(conversion)
     assert got["state"] == "needs_review" and "reversal answered unknown" in got["failure"]
     # A requeue asks again and reverses with the same reference (the partner applies it once).
-    db.write(lambda s: saga.requeue(s, uuid.UUID(conversion["id"])))
+    db.write(lambda s: saga.requeue(s, uuid.UUID(conversion["id"]), by="ops:test"))
     c.fake.status_script = [RemoteResult(S.SUCCESS, transaction_id="LCP-8")]
     c.fake.reversal_script = [RemoteResult(S.SUCCESS)]
     assert attempt(db, conversion) == "failed"
