@@ -36,13 +36,13 @@ def create_client(
     from hub.identity import roles  # it builds on this module's scopes
 
     if role is None:
-        allowed, kind = (PARTNER_SCOPES, "partner") if partner_id else (OPS_SCOPES, "ops")
+        allowed, kind = (PARTNER_SCOPES, "a partner client") if partner_id else (OPS_SCOPES, "an ops client")
     else:
-        allowed, kind = roles.scopes_of(role, partner_id), role
+        allowed, kind = roles.scopes_of(role, partner_id), f"the role {role}"
     scopes = list(scopes) if scopes else list(allowed)
     wrong = [s for s in scopes if s not in allowed]
     if wrong:
-        raise Invalid(f"a {kind} client cannot have {', '.join(wrong)}", slug="invalid-scope")
+        raise Invalid(f"{kind} cannot have {', '.join(wrong)}", slug="invalid-scope")
     secret = secrets.token_urlsafe(32)
     client = ApiClient(
         client_id=f"cli_{secrets.token_hex(12)}",

@@ -38,5 +38,5 @@ def scopes_of(role: str, partner_id: uuid.UUID | None) -> tuple[str, ...]:
     if role not in SCOPES:
         raise Invalid(f"role is one of {', '.join(ROLES)}", slug="invalid-role")
     if needs_partner(role) != (partner_id is not None):
-        raise Invalid(f"a {role} client {'needs' if needs_partner(role) else 'has no'} partner", slug="invalid-role")
+        raise Invalid(f"the role {role} {'needs a' if needs_partner(role) else 'has no'} partner", slug="invalid-role")
     return tuple(s for s in ALL_SCOPES if s in SCOPES[role])
