@@ -320,7 +320,7 @@ def conversions_resolve(conversion_id, applied, reason):
     if applied is None:
         raise click.UsageError("say what the partner answered: --applied or --not-applied")
     conversion = _conversion_id(conversion_id)
-    state = _run(lambda session: saga.resolve(session, conversion, applied=applied, reason=reason, by="ops:cli"))
+    state = _run(lambda session: saga.resolve(session, conversion, applied=applied, reason=reason, by=common.CLI_ACTOR))
     console.print(f"{conversion_id}: {state}")
 
 
@@ -860,7 +860,7 @@ def privacy_erase(member_id, yes):
     member = _member_id(member_id)
     if not yes:
         click.confirm(f"Erase member {member} for good?", abort=True)
-    done = _run(lambda s: erasure.erase(s, member, "ops:cli"))
+    done = _run(lambda s: erasure.erase(s, member, common.CLI_ACTOR))
     if done.already:
         console.print(f"member {member} was already erased")
         return

@@ -476,7 +476,7 @@ def requeue(session: Session, conversion_id: uuid.UUID, *, by: str) -> None:
 
 
 def resolve(session: Session, conversion_id: uuid.UUID, *, applied: bool, reason: str | None = None,
-            by: str = "ops:cli") -> str:
+            by: str) -> str:
     """Settle a conversion that needs review by what ops learned from the partner: its leg was
     applied there (the local leg posted: completed) or surely not, and never will be (voided:
     failed). The ledger records `by` as the cause; `failure` keeps the resolution, the reason

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from hub.audit import trail
 from hub.audit.models import AuditEntry
+from hub.cli import main
 from tests.conftest import Partner, unique_code
 from tests.integration.engage_support import join
 from tests.integration.test_challenges import challenge_body
@@ -177,3 +179,48 @@ def test_no_secret_reaches_the_trail(world, db):
     with db.read() as s:
         text = " ".join(trail.canonical(e).decode() for e in s.scalars(select(AuditEntry)))
     assert all(secret and secret not in text for secret in secrets)
+
+
+def test_ops_page_through_the_trail_newest_first_with_filters(world, ops):
+    world.a.api.post("/v1/webhook-endpoints", {"url": "https://partner.example/paged"})
+    ops.post("/v1/conversions/rates", {"program": world.a.program, "point_value": "10"})
+    latest = ops.get("/v1/audit/entries", limit=1).json()
+    assert [e["action"] for e in latest["items"]] == ["rate.set"] and latest["next_cursor"]
+    older = ops.get("/v1/audit/entries", limit=1, cursor=latest["next_cursor"]).json()["items"]
+    assert older[0]["seq"] == latest["items"][0]["seq"] - 1
+    mine = ops.get("/v1/audit/entries", target=f"program:{world.a.program}", action="rate.set").json()["items"]
+    assert mine and all(e["target"] == f"program:{world.a.program}" for e in mine)
+    assert mine[0]["before"] == {"point_value": "10"} and mine[0]["after"] == {"point_value": "10"}
+    assert world.a.api.get("/v1/audit/entries").status_code == 403
+
+
+@pytest.fixture
+def run(settings, monkeypatch):
+    monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HUB_SECRET_KEY", settings.secret_key)
+    return lambda *args: CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+# The command line's privileged commands: its arguments (from the world), and the action recorded.
+COMMANDS = [
+    (lambda w: ["partners", "create", "--code", unique_code("P"), "--name", "From the shell"], "partner.create"),
+    (lambda w: ["programs", "create", "--partner", w.a.code, "--code", unique_code("G"), "--name", "Shell",
+                "--point-value", "1", "--currency", "IDR", "--points-per-unit", "0.001"], "program.create"),
+    (lambda w: ["programs", "transfer-policy", "--code", w.a.program, "--max-points", "50"], "transfer_policy.set"),
+    (lambda w: ["rates", "set", w.b.program, "4"], "rate.set"),
+    (lambda w: ["rates", "pair", w.a.program, w.b.program, "--minimum", "100", "--increment", "100"], "pair.set"),
+    (lambda w: ["keys", "rotate"], "signing_key.rotate"),
+    (lambda w: ["privacy", "export", w.member, "--out", str(w.tmp / "export.zip")], "member.export"),
+    (lambda w: ["privacy", "erase", w.a.enrol(), "--yes"], "member.erase"),
+]
+
+
+@pytest.mark.parametrize("command, action", COMMANDS, ids=[action for _, action in COMMANDS])
+def test_the_command_line_records_as_cli(world, db, run, tmp_path, command, action):
+    world.tmp = tmp_path
+    before = last_seq(db)
+    result = run(*command(world))
+    assert result.exit_code == 0, result.output
+    with db.read() as s:
+        (entry,) = s.scalars(select(AuditEntry).where(AuditEntry.seq > before, AuditEntry.action == action)).all()
+    assert entry.actor == "cli"

@@ -80,7 +80,8 @@ def test_an_analyst_reads_what_ops_read(world, analyst, operation):
 
 
 def ops_only() -> list[str]:
-    return sorted(op for op, (_, _, scopes) in operations().items() if scopes and all(s.startswith("ops:") for s in scopes))
+    return sorted(op for op, (_, _, scopes) in operations().items()
+                  if scopes and all(s.startswith("ops:") for s in scopes))
 
 
 @pytest.mark.parametrize("operation", ops_only())
