@@ -903,9 +903,9 @@ def chaos(duration, seed, clients, no_nemesis, as_json):
         sys.exit(1)
 
 
-if __name__ == "__main__":
-    main()
-
-
 # -- command groups in their own modules (hub/commands/) --
 from hub.commands.audit import audit; main.add_command(audit)  # noqa: E402
+
+
+if __name__ == "__main__":  # below the command groups: `python -m hub.cli` (hub up's children) needs them
+    main()
