@@ -57,11 +57,12 @@ def _period(start: str | None, end: str | None) -> reconciliation.Period | None:
 def _instant(text: str, name: str) -> datetime:
     try:
         when = datetime.fromisoformat(text)
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
-        raise Invalid(f"{name} must be an RFC 3339 time with a zone", slug="invalid-period")
-    return when.astimezone(timezone.utc)
+        if when.tzinfo is None:
+            raise ValueError("a naive time")
+        return when.astimezone(timezone.utc)  # out of range in UTC: OverflowError
+    except (ValueError, OverflowError) as exc:
+        raise Invalid(f"{name} must be an RFC 3339 time with a zone, within years 1-9999",
+                      slug="invalid-period") from exc
 
 
 def run_view(r: ReconciliationRun) -> dict:
