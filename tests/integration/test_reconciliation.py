@@ -173,3 +173,13 @@ def test_resolving_is_audited_and_happens_once(one_of_each, ops, db):
     assert amount["id"] not in {e["id"] for e in open_now} and len(open_now) == 3
     assert_problem(ops.post(f"/v1/reconciliation/exceptions/{uuid.uuid4()}/resolve",
                             {"resolution": "accepted", "reason": "x"}), 404, "reconciliation-exception-not-found")
+
+
+def test_an_idempotency_key_replays_the_first_answer(reporting, ops):
+    body = {"provider": reporting.name, "csv": csv(line(str(uuid.uuid4())))}
+    key = uuid.uuid4().hex
+    first = ops.post("/v1/reconciliation/runs", body, key=key)
+    assert first.status_code == 201, first.text
+    again = ops.post("/v1/reconciliation/runs", body, key=key)
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
