@@ -194,15 +194,26 @@ def rewards_sync(wait):
     """Pull every reward provider's catalog now (the worker also does it every 6 hours)."""
     import time
 
+    from rich.progress import Progress
+
     from hub.rewards.registry import configured_providers, sync_all
 
     providers = configured_providers(Settings.from_env())
     deadline = time.monotonic() + (10 if wait else 0)
-    while True:
-        report = sync_all(_db(), providers)
-        if not any("error" in r for r in report.values()) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    database = _db()
+    report = {}
+    # One provider at a time, each its own transaction: an interrupt keeps those done, and a
+    # re-run syncs them again to the same catalog.
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("catalog sync", total=len(providers))
+        for name, provider in providers.items():
+            bar.update(task, description=f"catalog of {name}")
+            while True:
+                report |= sync_all(database, {name: provider})
+                if "error" not in report[name] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            bar.advance(task)
     for name, result in report.items():
         console.print(f"{name}: {result}")
 
@@ -905,6 +916,7 @@ def chaos(duration, seed, clients, no_nemesis, as_json):
 
 # -- command groups in their own modules (hub/commands/) --
 from hub.commands.audit import audit; main.add_command(audit)  # noqa: E402
+from hub.commands.reconcile import reconcile; main.add_command(reconcile)  # noqa: E402
 
 
 if __name__ == "__main__":  # below the command groups: `python -m hub.cli` (hub up's children) needs them

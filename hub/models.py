@@ -47,6 +47,7 @@ from hub.rules.frequency_models import (
 )
 from hub.rules.models import Award, RuleVersion, Segment, SegmentMember
 from hub.rules.standing_models import ExpiryNotice, TierBucket, TierChange
+from hub.settlement.reconciliation_models import ReconciliationException, ReconciliationLine, ReconciliationRun
 
 __all__ = [
     "AuditEntry",
@@ -111,4 +112,7 @@ __all__ = [
     "TierBucket",
     "TierChange",
     "DataKey",
+    "ReconciliationException",
+    "ReconciliationLine",
+    "ReconciliationRun",
 ]
