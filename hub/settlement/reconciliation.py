@@ -84,6 +84,9 @@ def import_report(session: Session, provider: str, report: str | bytes | IO, act
                                              created_at=run.created_at)
                      for row in rows if row.outcome != MATCHED])
     session.flush()
+    trail.record(session, actor=actor_ref, action="reconciliation.import", target=f"reconciliation_run:{run.id}",
+                 after={"provider": provider, "sha256": sha256, "report_lines": run.report_lines,
+                        **{name: getattr(run, name) for name in CLASSES}})
     return run, True
 
 

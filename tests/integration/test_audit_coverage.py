@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from hub.audit import trail
 from hub.audit.models import AuditEntry
 from hub.cli import main
+from partners.tango import report as tango_report
 from tests.conftest import Partner, unique_code
 from tests.integration.engage_support import join
 from tests.integration.test_challenges import challenge_body
@@ -101,6 +102,19 @@ class World:
         return re.sub(r"{(\w+)}", lambda m: params[m.group(1)], template)
 
 
+def tango_report_of_unknown_order() -> str:
+    """A Tango orders report with one order the hub never placed (missing_in_hub)."""
+    reference = f"rdm{uuid.uuid4().hex}"
+    return "\r\n".join([",".join(tango_report.HEADER),
+                         f"RA-1,{reference},2026-11-02 10:00:00,hub-sandbox,CARD-10,Card,10.00,USD,COMPLETE", ""])
+
+
+def open_exception(api) -> str:
+    run = api.post("/v1/reconciliation/runs", {"provider": "tango", "csv": tango_report_of_unknown_order()}).json()
+    (exception,) = api.get("/v1/reconciliation/exceptions", run_id=run["id"]).json()["items"]
+    return exception["id"]
+
+
 @pytest.fixture(scope="module")
 def world(ops, http, db) -> World:
     return World(ops, http, db)
@@ -142,6 +156,12 @@ CALLS = {
         api, f"/v1/webhook-endpoints/{register(w.a.api)['id']}"), 200, "webhook_endpoint.disable"),
     "hub.api.webhooks.replay_delivery": ("partner", lambda w, api: api.post(
         f"/v1/webhook-deliveries/{w.delivery()}/replay"), 202, "webhook_delivery.replay"),
+    "hub.api.reconciliation.import_report": ("ops", lambda w, api: api.post(
+        "/v1/reconciliation/runs", {"provider": "tango", "csv": tango_report_of_unknown_order()}),
+        201, "reconciliation.import"),
+    "hub.api.reconciliation.resolve": ("ops", lambda w, api: api.post(
+        f"/v1/reconciliation/exceptions/{open_exception(api)}/resolve",
+        {"resolution": "written_off", "reason": "not ours"}), 200, "reconciliation.resolve"),
     "hub.api.privacy.export_member": ("ops", lambda w, api: api.get(
         f"/v1/members/{w.member}/export"), 200, "member.export"),
 }

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.audit.models import AuditEntry
+from hub.identity import roles
 from hub.identity.clients import create_client
 from hub.rewards import providers
 from hub.rewards.providers import Outcome, Status
@@ -65,8 +66,9 @@ def counts(db) -> tuple[int, int, int]:
 @pytest.fixture
 def analyst(http, db) -> Api:
     """An ops_analyst: ops:read only."""
-    client, secret = db.write(lambda s: create_client(s, name="test analyst", partner_id=None))
-    return Api(http, token_for(http, client.client_id, secret, scope="ops:read"))
+    client, secret = db.write(lambda s: create_client(s, name="test analyst", partner_id=None,
+                                                      role=roles.OPS_ANALYST, by="test"))
+    return Api(http, token_for(http, client.client_id, secret))
 
 
 @pytest.fixture
