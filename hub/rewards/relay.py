@@ -412,7 +412,7 @@ def handle_event(session: Session, provider: str, event: WebhookEvent,
     return record(session, redemption_id, event.outcome, policy)
 
 
-def requeue(session: Session, redemption_id: uuid.UUID) -> None:
+def requeue(session: Session, redemption_id: uuid.UUID, *, by: str) -> None:
     """Give an order that needs review back to the relay, with a fresh count of attempts.
     It is maybe placed (a person looked at it; the flag is never cleared), so its first new
     attempt looks the reference up: nothing is ordered twice, nothing voided without an answer."""
@@ -427,6 +427,8 @@ def requeue(session: Session, redemption_id: uuid.UUID) -> None:
     now = utcnow()
     redemption.relay_deadline = max(redemption.relay_deadline, now + timedelta(hours=1))
     outbox.enqueue(session, redemptions.RELAY_TOPIC, str(redemption_id), {"redemption_id": str(redemption_id)})
+    trail.record(session, actor=by, action="redemption.requeue", target=f"redemption:{redemption_id}",
+                 before={"state": NEEDS_REVIEW}, after={"state": PENDING})
 
 
 def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reason: str, by: str) -> str:
@@ -468,4 +470,3 @@ def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reas
                  after={"state": state, "reservations": sorted(reservations),
                         "reason_sha256": hashlib.sha256(reason.encode()).hexdigest()})
     return state
-
