@@ -107,6 +107,7 @@ NOT_AUTH = {
     "/ops/redemptions/refund": "an ops_admin's audited action (logged in with TOTP, CSRF-checked)",
     "/ops/redemptions/fulfil": "an ops_admin's audited action (logged in with TOTP, CSRF-checked)",
     "/ops/webhooks/replay": "an ops_admin's audited action (logged in with TOTP, CSRF-checked)",
+    "/ops/reconciliation/resolve": "an ops_admin's audited action (logged in with TOTP, CSRF-checked)",
 }
 
 

@@ -1,6 +1,6 @@
 """The console's actions (ops_admin only: console._authorize refuses other roles' POSTs).
-Each runs one domain call in one transaction, with its audit entry (written by the service,
-or here for a service that does not audit itself): the entry exists if and only if the change
+Each runs one domain call in one transaction, which writes its audit entry (the services
+audit themselves, as the actor `ops:<user id>`): the entry exists if and only if the change
 committed. A refusal (the order no longer in review, an expired reservation, a missing
 reason) is shown as a page with its status, and changes nothing."""
 from __future__ import annotations
@@ -9,12 +9,10 @@ import uuid
 
 from flask import redirect, request, url_for
 
-from hub.audit import trail
 from hub.errors import DomainError, Invalid
 from hub.ledger import LedgerError
 from hub.notify import webhook_endpoints
 from hub.rewards import relay
-from hub.rewards.models import NEEDS_REVIEW, PENDING
 from hub.web import common
 from hub.web.ops.console import blueprint, current_ops, refused
 
@@ -45,13 +43,7 @@ def given_reason() -> str:
 @blueprint.post("/redemptions/retry")
 def retry_redemption():
     by = current_ops().audit_actor
-
-    def work(s, rid):
-        relay.requeue(s, rid)
-        trail.record(s, actor=by, action="redemption.requeue", target=f"redemption:{rid}",
-                     before={"state": NEEDS_REVIEW}, after={"state": PENDING})
-
-    return act("redemption_id", work, "ops.redemptions", "requeued")
+    return act("redemption_id", lambda s, rid: relay.requeue(s, rid, by=by), "ops.redemptions", "requeued")
 
 
 @blueprint.post("/redemptions/refund")
@@ -70,11 +62,5 @@ def fulfil_redemption():
 
 @blueprint.post("/webhooks/replay")
 def replay_delivery():
-    me = current_ops()
-
-    def work(s, did):
-        webhook_endpoints.replay(s, me.actor, did)
-        trail.record(s, actor=me.audit_actor, action="webhook_delivery.replay", target=f"webhook_delivery:{did}",
-                     after={"status": "pending"})
-
-    return act("delivery_id", work, "ops.webhooks", "replayed")
+    actor = current_ops().actor
+    return act("delivery_id", lambda s, did: webhook_endpoints.replay(s, actor, did), "ops.webhooks", "replayed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import abort, request
 
+from hub.audit import trail
 from hub.db import utcnow
 from hub.errors import DomainError
 from hub.settlement import activity
@@ -64,7 +65,9 @@ def webhooks():
 @blueprint.get("/audit")
 def audit():
     require_ops()
-    before = request.args.get("before", type=int)
-    with common.db().read() as session:
-        entries = queries.audit_entries(session, before)
-    return page("audit.html", entries=entries)
+    try:
+        with common.db().read() as session:
+            entries, more = trail.entries(session, cursor=request.args.get("cursor"), limit=100)
+    except DomainError as exc:
+        return refused(exc.status, exc.detail)
+    return page("audit.html", entries=entries, more=more)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub.audit.models import AuditEntry
 from hub.errors import Invalid, NotFound
 from hub.identity.models import ApiClient
 from hub.notify.webhook_models import DELIVERY_STATES, WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -118,10 +117,3 @@ def redemptions_in_review(session: Session) -> list[ReviewRow]:
          .where(Redemption.state == NEEDS_REVIEW).order_by(Redemption.created_at, Redemption.id).limit(PAGE))
     return [ReviewRow(*row) for row in session.execute(q)]
 
-
-def audit_entries(session: Session, before_seq: int | None = None) -> list[AuditEntry]:
-    """The newest audit entries (before `before_seq`, to page back)."""
-    q = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(PAGE)
-    if before_seq is not None:
-        q = q.where(AuditEntry.seq < before_seq)
-    return list(session.scalars(q))
