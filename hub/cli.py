@@ -901,3 +901,5 @@ if __name__ == "__main__":
 
 
 # -- command groups in their own modules (hub/commands/) --
+from hub.commands.settlement import settlement  # noqa: E402
+main.add_command(settlement)
