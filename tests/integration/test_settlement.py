@@ -1,0 +1,181 @@
+"""Settlement through the HTTP API: one month of activity in the future (the clock travels
+there, so no other test's transfers share it), closed, re-closed, drilled into, exported,
+and a late transfer that lands in the next month."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+
+import pytest
+import time_machine
+from sqlalchemy import func, select
+
+from hub.identity.clients import create_client
+from hub.ledger.models import Account, Transfer
+from hub.notify.webhook_models import WebhookEvent
+from hub.programs.models import Membership, Program
+from tests.conftest import Api, Partner, assert_problem, token_for
+
+MONTH, NEXT = "2031-03", "2031-04"
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def _ops(http, db, scopes=None) -> Api:
+    client, secret = db.write(lambda s: create_client(s, name="settlement ops", partner_id=None, scopes=scopes))
+    return Api(http, token_for(http, client.client_id, secret))
+
+
+@pytest.fixture(scope="module")
+def month(http, db):
+    """Two partners' activity in MONTH, priced, and the close's answer."""
+    with time_machine.travel(_at("2031-03-10T12:00:00"), tick=True):
+        ops = _ops(http, db)
+        a, b = Partner(ops, http), Partner(ops, http)
+        for p, per_point in ((a, "10"), (b, "2.5")):
+            r = ops.http.put(f"/v1/settlement/prices/{p.program}", headers=ops.headers, json={
+                "effective_from": "2031-01-01T00:00:00Z", "currency": "IDR", "per_point_minor": per_point,
+                "issuance_fee_bps": 150})
+            assert r.status_code == 200, r.text
+        assert a.api.post("/v1/webhook-endpoints", {"url": "https://partner.example/hook",
+                                                      "event_types": ["settlement.closed"]}).status_code == 201
+        members = [a.enrol(), a.enrol()]
+        a.buy(members[0], "123000")  # 123 points
+        a.buy(members[1], "50000")   # 50 points
+        b.buy(b.enrol(), "40000")    # 40 points
+    with time_machine.travel(_at("2031-04-01T00:05:00"), tick=True):
+        ops = _ops(http, db)
+        early = ops.post(f"/v1/settlement/periods/{MONTH}/close")
+    with time_machine.travel(_at("2031-04-01T00:20:00"), tick=True):
+        ops = _ops(http, db)
+        closed = ops.post(f"/v1/settlement/periods/{MONTH}/close")
+        assert closed.status_code == 200, closed.text
+        again = ops.post(f"/v1/settlement/periods/{MONTH}/close")
+        yield {"ops": ops, "a": a, "b": b, "members": members, "early": early, "closed": closed.json(),
+               "again": again.json()}
+
+
+def _own(month, partner: Partner) -> dict:
+    (found,) = [s for s in month["closed"]["items"] if s["partner"] == partner.code]
+    return found
+
+
+def _lines(ops: Api, statement_id: str) -> dict:
+    body = ops.get(f"/v1/settlement/statements/{statement_id}").json()
+    return {line["category"]: line for line in body["lines"]}
+
+
+def test_a_month_not_over_is_refused(month, http):
+    assert_problem(month["early"], 422, "period-not-over")
+    assert_problem(month["ops"].post("/v1/settlement/periods/2031-13/close"), 422, "invalid-period")
+
+
+def test_statement_figures_by_hand(month):
+    ops, a = month["ops"], month["a"]
+    lines = _lines(ops, _own(month, a)["id"])
+    assert (lines["issued"]["points"], lines["issued"]["amount_minor"]) == (173, 1730)
+    assert lines["fee"]["amount_minor"] == 26  # 1730 * 1.5% = 25.95, half-even
+    assert lines["closing"]["points"] == 173 and lines["closing"]["amount_minor"] == 1730
+    assert lines["net_due"]["amount_minor"] == 1730 + 26
+    assert _own(month, a)["net_due_minor"] == 1756
+    b_lines = _lines(ops, _own(month, month["b"])["id"])
+    assert (b_lines["issued"]["amount_minor"], b_lines["fee"]["amount_minor"]) == (100, 2)  # 1.5 rounds to 2
+
+
+def test_closing_points_equal_member_balances(month, db):
+    a = month["a"]
+    lines = _lines(month["ops"], _own(month, a)["id"])
+    with db.read() as s:
+        program = s.scalar(select(Program).where(Program.code == a.program))
+        held = s.scalar(select(func.sum(Account.credits_posted - Account.debits_posted))
+                        .join(Membership, Membership.account_id == Account.id)
+                        .where(Membership.program_id == program.id))
+    assert lines["closing"]["points"] == held
+
+
+def test_reclose_returns_the_same_statements(month):
+    first, again = month["closed"], month["again"]
+    assert again["already_closed"] is True and first["already_closed"] is False
+    assert [(s["id"], s["digest"], s["net_due_minor"]) for s in again["items"]] == \
+        [(s["id"], s["digest"], s["net_due_minor"]) for s in first["items"]]
+
+
+def test_drill_down_sums_to_the_line_and_export_totals(month):
+    ops, a = month["ops"], month["a"]
+    statement_id = _own(month, a)["id"]
+    issued = _lines(ops, statement_id)["issued"]
+    page = ops.get(f"/v1/settlement/statements/{statement_id}/lines/{issued['id']}/transfers", limit=1)
+    assert page.status_code == 200, page.text
+    items, cursor = page.json()["items"], page.json()["next_cursor"]
+    while cursor:
+        page = ops.get(f"/v1/settlement/statements/{statement_id}/lines/{issued['id']}/transfers",
+                       limit=1, cursor=cursor).json()
+        items, cursor = items + page["items"], page["next_cursor"]
+    assert sum(t["amount"] for t in items) == issued["points"] and len(items) == issued["count"] == 2
+    exported = ops.get(f"/v1/settlement/statements/{statement_id}/export", format="csv")
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert sum(int(r["amount"]) for r in rows if r["record"] == "transfer" and r["line_id"] == str(issued["id"])) == 173
+    document = json.loads(ops.get(f"/v1/settlement/statements/{statement_id}/export", format="json").text)
+    (line,) = [x for x in document["lines"] if x["line_id"] == issued["id"]]
+    assert sum(t["amount"] for t in line["transfers"]) == 173 and document["net_due_minor"] == 1756
+
+
+def test_a_partner_sees_only_its_own(month, http, db):
+    a, b = month["a"], month["b"]
+    with time_machine.travel(_at("2031-04-01T00:30:00"), tick=True):
+        token = Api(http, token_for(http, a.client_id, a.secret, "settlement:read"))
+        mine = token.get("/v1/settlement/statements", period=MONTH).json()["items"]
+        assert [s["id"] for s in mine] == [_own(month, a)["id"]]
+        assert token.get(f"/v1/settlement/statements/{_own(month, a)['id']}").status_code == 200
+        assert_problem(token.get(f"/v1/settlement/statements/{_own(month, b)['id']}"), 404, "not-found")
+        analyst = _ops(http, db, scopes=["ops:read"])
+        assert analyst.post(f"/v1/settlement/periods/{MONTH}/close").status_code == 403
+
+
+def test_closed_webhook_queued_for_a_partner_with_an_endpoint(month, db):
+    with db.read() as s:
+        events = s.scalars(select(WebhookEvent).where(WebhookEvent.type == "settlement.closed")).all()
+    payloads = [e.data for e in events if e.data.get("statement_id") == _own(month, month["a"])["id"]]
+    assert payloads == [{"statement_id": _own(month, month["a"])["id"], "period": MONTH, "currency": "IDR",
+                         "net_due_minor": 1756}]
+
+
+def test_a_late_transfer_goes_to_the_next_period(month, http, db):
+    a = month["a"]
+    with db.read() as s:
+        program = s.scalar(select(Program).where(Program.code == a.program))
+        account = s.scalar(select(Membership.account_id).join(Program).where(Program.code == a.program).limit(1))
+    db.write(lambda s: s.add(Transfer(ledger=program.id, debit_account_id=program.issuance_account_id,
+                                      credit_account_id=account, amount=7, code="adjustment", caused_by="test",
+                                      created_at=_at("2031-03-20T00:00:00"))))
+    with time_machine.travel(_at("2031-05-01T01:00:00"), tick=True):
+        ops = _ops(http, db)
+        closed = ops.post(f"/v1/settlement/periods/{NEXT}/close")
+        assert closed.status_code == 200, closed.text
+        (next_statement,) = [s for s in closed.json()["items"] if s["partner"] == a.code]
+        lines = _lines(ops, next_statement["id"])
+        assert (lines["opening"]["points"], lines["issued"]["points"], lines["closing"]["points"]) == (173, 7, 180)
+        again = ops.post(f"/v1/settlement/periods/{MONTH}/close").json()
+        assert [s["digest"] for s in again["items"]] == [s["digest"] for s in month["closed"]["items"]]
+
+
+def test_price_changes_are_audited_and_refused_inside_a_closed_period(month, db):
+    from hub.audit.models import AuditEntry
+
+    ops, a = month["ops"], month["a"]
+    with time_machine.travel(_at("2031-04-01T00:40:00"), tick=True):
+        refused = ops.http.put(f"/v1/settlement/prices/{a.program}", headers=ops.headers, json={
+            "effective_from": "2031-03-15T00:00:00Z", "currency": "IDR", "per_point_minor": "11",
+            "issuance_fee_bps": 100})
+    assert_problem(refused, 409, "period-closed")
+    with db.read() as s:
+        entries = s.scalars(select(AuditEntry).where(AuditEntry.action == "settlement.price.set",
+                                                     AuditEntry.target == f"program:{a.program}")).all()
+        closes = s.scalars(select(AuditEntry).where(AuditEntry.target == f"period:{MONTH}")).all()
+    assert [e.after["per_point_minor"] for e in entries] == ["10"]
+    assert len(closes) == 1
