@@ -6,17 +6,24 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from datetime import datetime, timezone
 
 import pytest
 import time_machine
 from sqlalchemy import func, select
 
+from hub import ledger
+from hub.api import runtime
 from hub.identity.clients import create_client
+from hub.ledger.service import TransferSpec
+from hub.rewards import catalog
+from hub.rewards.providers import Outcome, Status
 from hub.ledger.models import Account, Transfer
 from hub.notify.webhook_models import WebhookEvent
 from hub.programs.models import Membership, Program
-from tests.conftest import Api, Partner, assert_problem, token_for
+from tests.conftest import Api, Partner, assert_problem, token_for, unique_code
+from tests.integration.test_redemptions import CARD, Scripted, reward_code, run_relay
 
 MONTH, NEXT = "2031-03", "2031-04"
 
@@ -30,8 +37,35 @@ def _ops(http, db, scopes=None) -> Api:
     return Api(http, token_for(http, client.client_id, secret))
 
 
+def _ledger(db, a: Partner, b: Partner, a_member: str, b_member: str) -> None:
+    """A conversion of 10 A points into 40 B points, and 3 of A's points expiring: the ledger
+    movements hub.exchange and hub.rules.expiry post."""
+    def post(s):
+        pa, pb = (s.scalar(select(Program).where(Program.code == p.program)) for p in (a, b))
+        account = {m: s.scalar(select(Membership.account_id).where(Membership.member_id == uuid.UUID(m)))
+                   for m in (a_member, b_member)}
+        ledger.post(s, [TransferSpec(account[a_member], pa.clearing_account_id, 10, "conversion", pa.id, "test"),
+                        TransferSpec(pb.clearing_account_id, account[b_member], 40, "conversion", pb.id, "test")])
+        ledger.post(s, [TransferSpec(account[a_member], pa.breakage_account_id, 3, "expiry", pa.id, "test")])
+    db.write(post)
+
+
 @pytest.fixture(scope="module")
-def month(http, db):
+def provider(db):
+    fake = Scripted(f"fake{uuid.uuid4().hex[:8]}")
+    db.write(lambda s: catalog.sync_provider(s, fake.name, "gift_card", fake.catalog()))
+    runtime.current().providers[fake.name] = fake
+    yield fake
+    runtime.current().providers.pop(fake.name, None)
+
+
+def redeem(partner, member, reward, **extra):
+    body = {"reward": reward, "program": partner.program, "member": {"member_id": member}, **extra}
+    return partner.api.post("/v1/redemptions", body)
+
+
+@pytest.fixture(scope="module")
+def month(http, db, provider):
     """Two partners' activity in MONTH, priced, and the close's answer."""
     with time_machine.travel(_at("2031-03-10T12:00:00"), tick=True):
         ops = _ops(http, db)
@@ -45,8 +79,22 @@ def month(http, db):
                                                       "event_types": ["settlement.closed"]}).status_code == 201
         members = [a.enrol(), a.enrol()]
         a.buy(members[0], "123000")  # 123 points
-        a.buy(members[1], "50000")   # 50 points
-        b.buy(b.enrol(), "40000")    # 40 points
+        purchase = a.buy(members[1], "50000")  # 50 points
+        returned = a.api.post("/v1/returns", {"purchase": {"id": purchase["id"]}, "return_id": "r-1",
+                                              "amount": "20000", "currency": "IDR",
+                                              "occurred_at": "2026-11-02T10:00:00Z"})
+        assert returned.json()["points"] == 20, returned.text
+        reward = a.api.post("/v1/rewards", {"code": unique_code("R"), "kind": "free_product", "name": "Latte",
+                                            "program": a.program, "points": 30}).json()["code"]
+        assert redeem(a, members[0], reward).json()["state"] == "fulfilled"
+        b_member = b.enrol(email=f"m{uuid.uuid4().hex[:8]}@example.com")
+        b.buy(b_member, "16040000")  # 16,040 points
+        _ledger(db, a, b, members[0], b_member)
+        order = redeem(b, b_member, reward_code(db, provider), amount="10.00")
+        assert order.status_code == 202 and order.json()["points"] == 16000, order.text
+        order = order.json()
+        provider.place_script = [Outcome(Status.FULFILLED, provider_order_id="P-1", delivery=CARD)]
+        assert run_relay(db, provider, order["id"]) == "fulfilled"
     with time_machine.travel(_at("2031-04-01T00:05:00"), tick=True):
         ops = _ops(http, db)
         early = ops.post(f"/v1/settlement/periods/{MONTH}/close")
@@ -77,13 +125,31 @@ def test_a_month_not_over_is_refused(month, http):
 def test_statement_figures_by_hand(month):
     ops, a = month["ops"], month["a"]
     lines = _lines(ops, _own(month, a)["id"])
-    assert (lines["issued"]["points"], lines["issued"]["amount_minor"]) == (173, 1730)
-    assert lines["fee"]["amount_minor"] == 26  # 1730 * 1.5% = 25.95, half-even
-    assert lines["closing"]["points"] == 173 and lines["closing"]["amount_minor"] == 1730
-    assert lines["net_due"]["amount_minor"] == 1730 + 26
-    assert _own(month, a)["net_due_minor"] == 1756
-    b_lines = _lines(ops, _own(month, month["b"])["id"])
-    assert (b_lines["issued"]["amount_minor"], b_lines["fee"]["amount_minor"]) == (100, 2)  # 1.5 rounds to 2
+    figures = {c: (line["points"], line["amount_minor"]) for c, line in lines.items()}
+    # A: 10 minor units a point, 150 bps on issued value.
+    assert figures == {
+        "opening": (0, 0), "issued": (173, 1730), "reversed": (20, 200), "redeemed": (30, 300),
+        "converted_out": (10, 100), "converted_in": (0, 0), "breakage": (3, 30),
+        "closing": (110, 1100),  # 173 - 20 - 30 - 10 - 3
+        "fee": (None, 26),  # 1730 x 1.5% = 25.95, half-even
+        "inhouse_redemptions": (30, 300),  # the latte: the hub pays A for it
+        "conversion_margin": (None, 100),  # 100 out, nothing in
+        "net_due": (None, 1256),  # 1730 - 200 + 26 - 300
+    }
+    assert _own(month, a)["net_due_minor"] == 1256
+    # B: 2.5 a point. 16,040 issued = 40,100 (fee 601.5 -> 602, half-even); 40 converted in
+    # = 100; the gift card's 16,000 redeemed = 40,000 (its value goes to the provider).
+    b = {c: (line["points"], line["amount_minor"]) for c, line in _lines(ops, _own(month, month["b"])["id"]).items()}
+    assert (b["issued"], b["fee"], b["converted_in"], b["redeemed"], b["closing"]) == \
+        ((16040, 40100), (None, 602), (40, 100), (16000, 40000), (80, 200))
+    assert (b["conversion_margin"], b["net_due"]) == ((None, -100), (None, 40702))
+
+
+def test_the_provider_is_owed_the_face_value(month, provider):
+    (statement,) = [s for s in month["closed"]["items"] if s["party"] == provider.name]
+    assert (statement["party_kind"], statement["currency"], statement["net_due_minor"]) == ("provider", "USD", -1000)
+    lines = _lines(month["ops"], statement["id"])
+    assert (lines["provider_orders"]["count"], lines["provider_orders"]["amount_minor"]) == (1, 1000)
 
 
 def test_closing_points_equal_member_balances(month, db):
@@ -122,7 +188,7 @@ def test_drill_down_sums_to_the_line_and_export_totals(month):
     assert sum(int(r["amount"]) for r in rows if r["record"] == "transfer" and r["line_id"] == str(issued["id"])) == 173
     document = json.loads(ops.get(f"/v1/settlement/statements/{statement_id}/export", format="json").text)
     (line,) = [x for x in document["lines"] if x["line_id"] == issued["id"]]
-    assert sum(t["amount"] for t in line["transfers"]) == 173 and document["net_due_minor"] == 1756
+    assert sum(t["amount"] for t in line["transfers"]) == 173 and document["net_due_minor"] == 1256
 
 
 def test_a_partner_sees_only_its_own(month, http, db):
@@ -142,7 +208,7 @@ def test_closed_webhook_queued_for_a_partner_with_an_endpoint(month, db):
         events = s.scalars(select(WebhookEvent).where(WebhookEvent.type == "settlement.closed")).all()
     payloads = [e.data for e in events if e.data.get("statement_id") == _own(month, month["a"])["id"]]
     assert payloads == [{"statement_id": _own(month, month["a"])["id"], "period": MONTH, "currency": "IDR",
-                         "net_due_minor": 1756}]
+                         "net_due_minor": 1256}]
 
 
 def test_a_late_transfer_goes_to_the_next_period(month, http, db):
@@ -159,7 +225,7 @@ def test_a_late_transfer_goes_to_the_next_period(month, http, db):
         assert closed.status_code == 200, closed.text
         (next_statement,) = [s for s in closed.json()["items"] if s["partner"] == a.code]
         lines = _lines(ops, next_statement["id"])
-        assert (lines["opening"]["points"], lines["issued"]["points"], lines["closing"]["points"]) == (173, 7, 180)
+        assert (lines["opening"]["points"], lines["issued"]["points"], lines["closing"]["points"]) == (110, 7, 117)
         again = ops.post(f"/v1/settlement/periods/{MONTH}/close").json()
         assert [s["digest"] for s in again["items"]] == [s["digest"] for s in month["closed"]["items"]]
 
