@@ -429,12 +429,22 @@ def verify(session: Session, period: str | None = None) -> list[dict]:
         drafts = compute(session, Period.parse(row.period), row.through_id,
                          previous.through_id if previous else 0)
         recomputed = {(d.party_kind, d.party, d.currency): digest(row.period, d) for d in drafts}
-        stored = {(s.party_kind, s.party, s.currency): s.digest for s in stored(session, row.period)}
-        for key in sorted(set(recomputed) | set(stored)):
-            if recomputed.get(key) != stored.get(key):
-                drift.append({"period": row.period, "party_kind": key[0], "party": key[1],
-                              "currency": key[2], "stored": stored.get(key), "recomputed": recomputed.get(key)})
+        kept = {(s.party_kind, s.party, s.currency): s for s in stored(session, row.period)}
+        for key in sorted(set(recomputed) | set(kept)):
+            found = kept.get(key)
+            # The stored lines must still give the stored digest, and the ledger the same.
+            as_stored = None if found is None else digest(row.period, _draft_of(session, found))
+            if found is None or recomputed.get(key) != found.digest or as_stored != found.digest:
+                drift.append({"period": row.period, "party_kind": key[0], "party": key[1], "currency": key[2],
+                              "stored": None if found is None else found.digest, "lines": as_stored,
+                              "recomputed": recomputed.get(key)})
     return drift
+
+
+def _draft_of(session: Session, found: Statement) -> Draft:
+    return Draft(found.party_kind, found.party, found.currency, found.partner_id, [
+        Line(line.category, line.amount_minor, line.program_id, line.points, line.count, line.detail)
+        for line in lines(session, found.id)])
 
 
 # -- reading --------------------------------------------------------------------------------

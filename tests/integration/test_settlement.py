@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 
 import pytest
 import time_machine
-from sqlalchemy import func, select
+from click.testing import CliRunner
+from sqlalchemy import func, select, update
 
 from hub import ledger
 from hub.api import runtime
@@ -19,9 +20,11 @@ from hub.identity.clients import create_client
 from hub.ledger.service import TransferSpec
 from hub.rewards import catalog
 from hub.rewards.providers import Outcome, Status
+from hub.settlement import statements
 from hub.ledger.models import Account, Transfer
 from hub.notify.webhook_models import WebhookEvent
 from hub.programs.models import Membership, Program
+from hub.settlement.models import StatementLine
 from tests.conftest import Api, Partner, assert_problem, token_for, unique_code
 from tests.integration.test_redemptions import CARD, Scripted, reward_code, run_relay
 
@@ -110,6 +113,11 @@ def month(http, db, provider):
 def _own(month, partner: Partner) -> dict:
     (found,) = [s for s in month["closed"]["items"] if s["partner"] == partner.code]
     return found
+
+
+def _partner_id(db, partner: Partner) -> uuid.UUID:
+    with db.read() as s:
+        return s.scalar(select(Program.partner_id).where(Program.code == partner.program))
 
 
 def _lines(ops: Api, statement_id: str) -> dict:
@@ -219,11 +227,13 @@ def test_a_late_transfer_goes_to_the_next_period(month, http, db):
     db.write(lambda s: s.add(Transfer(ledger=program.id, debit_account_id=program.issuance_account_id,
                                       credit_account_id=account, amount=7, code="adjustment", caused_by="test",
                                       created_at=_at("2031-03-20T00:00:00"))))
+    settings = runtime.current().settings
+    # The daily beat job closes the previous month once it is over, and only then.
+    assert statements.close_previous_month(db, settings, now=_at("2031-05-01T00:10:00"))["closed"] == []
+    assert statements.close_previous_month(db, settings, now=_at("2031-05-01T01:00:00"))["closed"] == [NEXT]
     with time_machine.travel(_at("2031-05-01T01:00:00"), tick=True):
         ops = _ops(http, db)
-        closed = ops.post(f"/v1/settlement/periods/{NEXT}/close")
-        assert closed.status_code == 200, closed.text
-        (next_statement,) = [s for s in closed.json()["items"] if s["partner"] == a.code]
+        (next_statement,) = ops.get("/v1/settlement/statements", period=NEXT, partner=str(_partner_id(db, a))).json()["items"]
         lines = _lines(ops, next_statement["id"])
         assert (lines["opening"]["points"], lines["issued"]["points"], lines["closing"]["points"]) == (110, 7, 117)
         again = ops.post(f"/v1/settlement/periods/{MONTH}/close").json()
@@ -245,3 +255,60 @@ def test_price_changes_are_audited_and_refused_inside_a_closed_period(month, db)
         closes = s.scalars(select(AuditEntry).where(AuditEntry.target == f"period:{MONTH}")).all()
     assert [e.after["per_point_minor"] for e in entries] == ["10"]
     assert len(closes) == 1
+
+
+def _cli(settings, monkeypatch, *args):
+    from hub.cli import main
+
+    monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HUB_SECRET_KEY", settings.secret_key)
+    return CliRunner().invoke(main, list(args))
+
+
+def test_cli_close_verify_and_export(month, monkeypatch, tmp_path, db):
+    settings = runtime.current().settings
+    again = _cli(settings, monkeypatch, "settlement", "close", "--period", MONTH)
+    assert again.exit_code == 0 and "already closed" in again.output, again.output
+    not_over = _cli(settings, monkeypatch, "settlement", "close", "--period", "2099-01")
+    assert not_over.exit_code == 1 and "not over" in not_over.output
+    assert _cli(settings, monkeypatch, "settlement", "verify", "--period", MONTH).exit_code == 0
+
+    statement_id = _own(month, month["a"])["id"]
+    out = tmp_path / "a.csv"
+    exported = _cli(settings, monkeypatch, "settlement", "export", statement_id, "--format", "csv", "--out", str(out))
+    assert exported.exit_code == 0, exported.output
+    assert not (tmp_path / "a.csv.partial").exists()
+    rows = list(csv.DictReader(out.open()))
+    issued = next(r for r in rows if r["record"] == "line" and r["category"] == "issued")
+    assert sum(int(r["amount"]) for r in rows if r["line_id"] == issued["line_id"] and r["record"] == "transfer") == 173
+
+
+def test_verify_finds_a_tampered_line(month, monkeypatch, db):
+    settings = runtime.current().settings
+    statement_id = uuid.UUID(_own(month, month["a"])["id"])
+    line = StatementLine.__table__
+
+    def shift(delta):
+        db.write(lambda s: s.execute(update(line).where(line.c.statement_id == statement_id, line.c.category == "fee")
+                                     .values(amount_minor=line.c.amount_minor + delta)))
+    shift(1)
+    try:
+        tampered = _cli(settings, monkeypatch, "settlement", "verify", "--period", MONTH)
+        assert tampered.exit_code == 1 and "drift" in tampered.output
+    finally:
+        shift(-1)
+    assert _cli(settings, monkeypatch, "settlement", "verify", "--period", MONTH).exit_code == 0
+
+
+def test_cli_sets_a_price_on_the_audit_trail(month, monkeypatch, db):
+    from hub.audit.models import AuditEntry
+
+    settings = runtime.current().settings
+    b = month["b"]
+    result = _cli(settings, monkeypatch, "settlement", "price", "--program", b.program, "--from", "2031-06-01",
+                  "--currency", "IDR", "--per-point", "3", "--fee-bps", "100")
+    assert result.exit_code == 0, result.output
+    with db.read() as s:
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.target == f"program:{b.program}")
+                          .order_by(AuditEntry.seq.desc())).first()
+    assert (entry.actor, entry.after["per_point_minor"], entry.after["issuance_fee_bps"]) == ("cli", "3", 100)
