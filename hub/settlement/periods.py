@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 from hub.errors import Invalid
 
 _NAME = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# Months outside these years cannot hold a transfer (and their ends would overflow datetime).
+FIRST_YEAR, LAST_YEAR = 1970, 9998
 
 
 @dataclass(frozen=True, order=True)
@@ -18,7 +20,7 @@ class Period:
     @classmethod
     def parse(cls, name: str) -> "Period":
         match = _NAME.match(name or "")
-        if not match:
+        if not match or not FIRST_YEAR <= int(match.group(1)) <= LAST_YEAR:
             raise Invalid(f"period {name!r} is not a month like 2026-11", slug="invalid-period")
         return cls(int(match.group(1)), int(match.group(2)))
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import func, select
@@ -12,6 +12,7 @@ from hub.audit import trail
 from hub.errors import Conflict, Invalid, NotFound
 from hub.programs.models import Program
 from hub.settlement.models import ProgramPrice, SettlementPeriod
+from hub.settlement.periods import FIRST_YEAR, LAST_YEAR
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_FEE_BPS = 10_000
@@ -26,6 +27,12 @@ def set_price(session: Session, actor_ref: str, program_code: str, effective_fro
         raise NotFound(f"no program {program_code!r}")
     if effective_from.tzinfo is None:
         raise Invalid("effective_from needs a time zone (UTC)", slug="invalid-price")
+    try:
+        effective_from = effective_from.astimezone(timezone.utc)
+    except OverflowError:
+        effective_from = None
+    if effective_from is None or not FIRST_YEAR <= effective_from.year <= LAST_YEAR:
+        raise Invalid(f"effective_from must fall in the years {FIRST_YEAR} to {LAST_YEAR}", slug="invalid-price")
     if not _CURRENCY.match(currency or ""):
         raise Invalid(f"currency {currency!r} is not an ISO 4217 code", slug="invalid-price")
     amount = _per_point(per_point)

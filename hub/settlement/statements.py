@@ -209,9 +209,11 @@ def compute(session: Session, period: Period, through: int, prev_through: int) -
             m.value += v.exact_value(int(points), price.per_point)
             m.fee += v.exact_fee(v.exact_value(int(points), price.per_point), price.fee_bps)
             m.prices.add(format(price.per_point.normalize(), "f"))
-    opening = _openings(session, period.previous())
-    programs = {pr.id: pr for pr in session.scalars(select(Program).where(
-        Program.id.in_(set(movements) | set(opening))))} if (movements or opening) else {}
+    # A statement lists the programs that moved in the period; one that did not keeps its
+    # points, and its next statement opens with its last closing.
+    opening = _openings(session, period, set(movements))
+    programs = {pr.id: pr for pr in session.scalars(select(Program).where(Program.id.in_(set(movements))))} \
+        if movements else {}
     drafts: dict[tuple, Draft] = {}
 
     def partner_draft(partner_id: uuid.UUID, currency: str) -> Draft:
@@ -273,12 +275,20 @@ def _money_lines(draft: Draft) -> None:
     draft.lines.append(Line(NET_DUE, net))
 
 
-def _openings(session: Session, previous: Period) -> dict[uuid.UUID, int]:
-    """Each program's closing points in the previous period's statements (0 for the first)."""
+def _openings(session: Session, period: Period, program_ids: set[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Each program's closing points in its latest statement before `period` (0: none yet)."""
+    if not program_ids:
+        return {}
+    latest = (select(StatementLine.program_id, func.max(Statement.period).label("period"))
+              .join(Statement, Statement.id == StatementLine.statement_id)
+              .where(StatementLine.category == CLOSING, Statement.period < period.name,
+                     StatementLine.program_id.in_(program_ids))
+              .group_by(StatementLine.program_id).subquery())
     rows = session.execute(
         select(StatementLine.program_id, StatementLine.points)
         .join(Statement, Statement.id == StatementLine.statement_id)
-        .where(Statement.period == previous.name, StatementLine.category == CLOSING))
+        .join(latest, and_(latest.c.program_id == StatementLine.program_id, latest.c.period == Statement.period))
+        .where(StatementLine.category == CLOSING))
     return {program_id: points for program_id, points in rows}
 
 

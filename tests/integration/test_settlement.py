@@ -28,7 +28,7 @@ from hub.settlement.models import StatementLine
 from tests.conftest import Api, Partner, assert_problem, token_for, unique_code
 from tests.integration.test_redemptions import CARD, Scripted, reward_code, run_relay
 
-MONTH, NEXT = "2031-03", "2031-04"
+MONTH, NEXT = "2026-12", "2027-01"
 
 
 def _at(text: str) -> datetime:
@@ -70,12 +70,12 @@ def redeem(partner, member, reward, **extra):
 @pytest.fixture(scope="module")
 def month(http, db, provider):
     """Two partners' activity in MONTH, priced, and the close's answer."""
-    with time_machine.travel(_at("2031-03-10T12:00:00"), tick=True):
+    with time_machine.travel(_at("2026-12-10T12:00:00"), tick=True):
         ops = _ops(http, db)
         a, b = Partner(ops, http), Partner(ops, http)
         for p, per_point in ((a, "10"), (b, "2.5")):
             r = ops.http.put(f"/v1/settlement/prices/{p.program}", headers=ops.headers, json={
-                "effective_from": "2031-01-01T00:00:00Z", "currency": "IDR", "per_point_minor": per_point,
+                "effective_from": "2026-12-01T00:00:00Z", "currency": "IDR", "per_point_minor": per_point,
                 "issuance_fee_bps": 150})
             assert r.status_code == 200, r.text
         assert a.api.post("/v1/webhook-endpoints", {"url": "https://partner.example/hook",
@@ -98,10 +98,10 @@ def month(http, db, provider):
         order = order.json()
         provider.place_script = [Outcome(Status.FULFILLED, provider_order_id="P-1", delivery=CARD)]
         assert run_relay(db, provider, order["id"]) == "fulfilled"
-    with time_machine.travel(_at("2031-04-01T00:05:00"), tick=True):
+    with time_machine.travel(_at("2027-01-01T00:05:00"), tick=True):
         ops = _ops(http, db)
         early = ops.post(f"/v1/settlement/periods/{MONTH}/close")
-    with time_machine.travel(_at("2031-04-01T00:20:00"), tick=True):
+    with time_machine.travel(_at("2027-01-01T00:20:00"), tick=True):
         ops = _ops(http, db)
         closed = ops.post(f"/v1/settlement/periods/{MONTH}/close")
         assert closed.status_code == 200, closed.text
@@ -127,7 +127,7 @@ def _lines(ops: Api, statement_id: str) -> dict:
 
 def test_a_month_not_over_is_refused(month, http):
     assert_problem(month["early"], 422, "period-not-over")
-    assert_problem(month["ops"].post("/v1/settlement/periods/2031-13/close"), 422, "invalid-period")
+    assert_problem(month["ops"].post("/v1/settlement/periods/2026-13/close"), 422, "invalid-period")
 
 
 def test_statement_figures_by_hand(month):
@@ -201,7 +201,7 @@ def test_drill_down_sums_to_the_line_and_export_totals(month):
 
 def test_a_partner_sees_only_its_own(month, http, db):
     a, b = month["a"], month["b"]
-    with time_machine.travel(_at("2031-04-01T00:30:00"), tick=True):
+    with time_machine.travel(_at("2027-01-01T00:30:00"), tick=True):
         token = Api(http, token_for(http, a.client_id, a.secret, "settlement:read"))
         mine = token.get("/v1/settlement/statements", period=MONTH).json()["items"]
         assert [s["id"] for s in mine] == [_own(month, a)["id"]]
@@ -226,12 +226,12 @@ def test_a_late_transfer_goes_to_the_next_period(month, http, db):
         account = s.scalar(select(Membership.account_id).join(Program).where(Program.code == a.program).limit(1))
     db.write(lambda s: s.add(Transfer(ledger=program.id, debit_account_id=program.issuance_account_id,
                                       credit_account_id=account, amount=7, code="adjustment", caused_by="test",
-                                      created_at=_at("2031-03-20T00:00:00"))))
+                                      created_at=_at("2026-12-20T00:00:00"))))
     settings = runtime.current().settings
     # The daily beat job closes the previous month once it is over, and only then.
-    assert statements.close_previous_month(db, settings, now=_at("2031-05-01T00:10:00"))["closed"] == []
-    assert statements.close_previous_month(db, settings, now=_at("2031-05-01T01:00:00"))["closed"] == [NEXT]
-    with time_machine.travel(_at("2031-05-01T01:00:00"), tick=True):
+    assert statements.close_previous_month(db, settings, now=_at("2027-02-01T00:10:00"))["closed"] == []
+    assert statements.close_previous_month(db, settings, now=_at("2027-02-01T01:00:00"))["closed"] == [NEXT]
+    with time_machine.travel(_at("2027-02-01T01:00:00"), tick=True):
         ops = _ops(http, db)
         (next_statement,) = ops.get("/v1/settlement/statements", period=NEXT, partner=str(_partner_id(db, a))).json()["items"]
         lines = _lines(ops, next_statement["id"])
@@ -244,9 +244,9 @@ def test_price_changes_are_audited_and_refused_inside_a_closed_period(month, db)
     from hub.audit.models import AuditEntry
 
     ops, a = month["ops"], month["a"]
-    with time_machine.travel(_at("2031-04-01T00:40:00"), tick=True):
+    with time_machine.travel(_at("2027-01-01T00:40:00"), tick=True):
         refused = ops.http.put(f"/v1/settlement/prices/{a.program}", headers=ops.headers, json={
-            "effective_from": "2031-03-15T00:00:00Z", "currency": "IDR", "per_point_minor": "11",
+            "effective_from": "2026-12-15T00:00:00Z", "currency": "IDR", "per_point_minor": "11",
             "issuance_fee_bps": 100})
     assert_problem(refused, 409, "period-closed")
     with db.read() as s:
@@ -305,7 +305,7 @@ def test_cli_sets_a_price_on_the_audit_trail(month, monkeypatch, db):
 
     settings = runtime.current().settings
     b = month["b"]
-    result = _cli(settings, monkeypatch, "settlement", "price", "--program", b.program, "--from", "2031-06-01",
+    result = _cli(settings, monkeypatch, "settlement", "price", "--program", b.program, "--from", "2027-06-01",
                   "--currency", "IDR", "--per-point", "3", "--fee-bps", "100")
     assert result.exit_code == 0, result.output
     with db.read() as s:

@@ -83,7 +83,7 @@ def test_periods():
     assert p.is_over(datetime(2027, 1, 1, 0, 15, tzinfo=timezone.utc), grace)
 
 
-@pytest.mark.parametrize("name", ["2026-13", "2026-1", "26-11", "2026-11-01", "", "2026-00"])
+@pytest.mark.parametrize("name", ["2026-13", "2026-1", "26-11", "2026-11-01", "", "2026-00", "0000-01", "9999-12"])
 def test_malformed_periods_are_refused(name):
     with pytest.raises(Invalid):
         Period.parse(name)
