@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from flask import Response, stream_with_context
+from sqlalchemy import select
 
 from hub import pagination
 from hub.api import runtime
@@ -63,10 +64,11 @@ def list_statements(token_info, period=None, partner=None, provider=None, cursor
 def get_statement(statement_id, token_info):
     with db().read() as s:
         found = statements.statement(s, actor(token_info), uuid.UUID(statement_id))
-        codes = _program_codes(s)
+        rows = statements.lines(s, found.id)
+        codes = _program_codes(s, {line.program_id for line in rows} - {None})
         lines = [{"id": line.id, "category": line.category, "program": codes.get(line.program_id),
                   "points": line.points, "count": line.count, "amount_minor": line.amount_minor,
-                  "detail": line.detail} for line in statements.lines(s, found.id)]
+                  "detail": line.detail} for line in rows]
         return ok({**_statements(s, [found])[0], "lines": lines})
 
 
@@ -101,12 +103,13 @@ def _price(code, price) -> dict:
             "issuance_fee_bps": price.issuance_fee_bps}
 
 
-def _program_codes(s) -> dict:
-    return dict(s.query(Program.id, Program.code).all())
+def _program_codes(s, ids: set) -> dict:
+    return dict(s.execute(select(Program.id, Program.code).where(Program.id.in_(ids))).all()) if ids else {}
 
 
 def _statements(s, rows) -> list[dict]:
-    partners = dict(s.query(Partner.id, Partner.code).all()) if rows else {}
+    ids = {r.partner_id for r in rows} - {None}
+    partners = dict(s.execute(select(Partner.id, Partner.code).where(Partner.id.in_(ids))).all()) if ids else {}
     return [{"id": str(r.id), "period": r.period, "party_kind": r.party_kind, "party": r.party,
              "partner": partners.get(r.partner_id), "currency": r.currency,
              "net_due_minor": r.net_due_minor, "digest": r.digest} for r in rows]

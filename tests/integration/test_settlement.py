@@ -21,7 +21,7 @@ from hub.ledger.service import TransferSpec
 from hub.rewards import catalog
 from hub.rewards.providers import Outcome, Status
 from hub.settlement import statements
-from hub.ledger.models import Account, Transfer
+from hub.ledger.models import Account
 from hub.notify.webhook_models import WebhookEvent
 from hub.programs.models import Membership, Program
 from hub.settlement.models import StatementLine
@@ -224,9 +224,10 @@ def test_a_late_transfer_goes_to_the_next_period(month, http, db):
     with db.read() as s:
         program = s.scalar(select(Program).where(Program.code == a.program))
         account = s.scalar(select(Membership.account_id).join(Program).where(Program.code == a.program).limit(1))
-    db.write(lambda s: s.add(Transfer(ledger=program.id, debit_account_id=program.issuance_account_id,
-                                      credit_account_id=account, amount=7, code="adjustment", caused_by="test",
-                                      created_at=_at("2026-12-20T00:00:00"))))
+    # A transaction that began in the closed month and committed after its close.
+    with time_machine.travel(_at("2026-12-20T00:00:00"), tick=False):
+        db.write(lambda s: ledger.post(s, [TransferSpec(program.issuance_account_id, account, 7, "adjustment",
+                                                         program.id, "test")]))
     settings = runtime.current().settings
     # The daily beat job closes the previous month once it is over, and only then.
     assert statements.close_previous_month(db, settings, now=_at("2027-02-01T00:10:00"))["closed"] == []
@@ -236,6 +237,9 @@ def test_a_late_transfer_goes_to_the_next_period(month, http, db):
         (next_statement,) = ops.get("/v1/settlement/statements", period=NEXT, partner=str(_partner_id(db, a))).json()["items"]
         lines = _lines(ops, next_statement["id"])
         assert (lines["opening"]["points"], lines["issued"]["points"], lines["closing"]["points"]) == (110, 7, 117)
+        (late,) = ops.get(f"/v1/settlement/statements/{next_statement['id']}/lines/{lines['issued']['id']}/transfers"
+                          ).json()["items"]
+        assert late["created_at"].startswith("2026-12-20") and late["amount"] == 7
         again = ops.post(f"/v1/settlement/periods/{MONTH}/close").json()
         assert [s["digest"] for s in again["items"]] == [s["digest"] for s in month["closed"]["items"]]
 
