@@ -16,7 +16,7 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -401,13 +401,13 @@ def close_period(session: Session, period: Period, actor_ref: str, through: int)
     session.flush()
     trail.record(session, actor=actor_ref, action="settlement.close", target=f"period:{period}",
                  after={"through_id": through, "statements": len(stored),
-                        "digests": sorted(s.digest for s in stored)})
+                        # One digest for them all, so the entry stays small however many.
+                        "digest": hashlib.sha256("".join(sorted(s.digest for s in stored)).encode()).hexdigest()})
     return stored
 
 
 def close(session: Session, name: str, actor_ref: str, now: datetime | None = None,
-          grace: timedelta = DEFAULT_GRACE,
-          progress: Callable[[Period], None] | None = None) -> Closed:
+          grace: timedelta = DEFAULT_GRACE) -> Closed:
     """Close `name` (and the earlier unclosed periods) in the caller's transaction; a period
     closed already gives its stored statements back unchanged."""
     months = to_close(session, name, now, grace)
@@ -415,8 +415,6 @@ def close(session: Session, name: str, actor_ref: str, now: datetime | None = No
     if months:
         through = through_now(session)
         for month in months:
-            if progress:
-                progress(month)
             close_period(session, month, actor_ref, through)
             closed.append(month.name)
     return Closed(Period.parse(name).name, closed, stored(session, Period.parse(name).name))
