@@ -57,16 +57,16 @@ def setup_hub_db(url: str, members: int) -> dict:
         code = f"C{secrets.token_hex(3).upper()}"
 
         def reference(s):
-            service.create_partner(s, code, "Bench partner")
+            service.create_partner(s, code, "Bench partner", by="bench")
             programs = [service.create_program(
                 s, partner_code=code, code=f"{letter}{code[1:]}", name=f"Bench {letter}",
-                point_value=Decimal(value), earn_currency="IDR", earn_rate=Decimal("0.001"))
+                point_value=Decimal(value), earn_currency="IDR", earn_rate=Decimal("0.001"), by="bench")
                 for letter, value in (("A", "10"), ("B", "4"))]
             a, b = (p.code for p in programs)
             for source, target in ((a, b), (b, a)):
                 rates.set_pair(s, source, target, open=True, fee_bps=50, min_points=100, increment=100,
                                updated_by="bench")
-            client, secret = create_client(s, name="bench back end", partner_id=programs[0].partner_id)
+            client, secret = create_client(s, name="bench back end", partner_id=programs[0].partner_id, by="bench")
             return [(p.id, p.code, p.issuance_account_id) for p in programs], client.client_id, secret
 
         programs, client_id, secret = db.write(reference)

@@ -204,13 +204,13 @@ def setup_hub_db(url: str, members: int, rules: bool = False) -> dict:
         def program(s, program_code):
             return service.create_program(
                 s, partner_code=code, code=program_code, name="Bench program",
-                point_value=Decimal("10"), earn_currency="IDR", earn_rate=Decimal("0.001"),
+                point_value=Decimal("10"), earn_currency="IDR", earn_rate=Decimal("0.001"), by="bench",
             )
 
         def reference(s):
-            partner = service.create_partner(s, code, "Bench partner")
+            partner = service.create_partner(s, code, "Bench partner", by="bench")
             made = program(s, f"G{code[1:]}")
-            client, secret = create_client(s, name="bench pos", partner_id=partner.id)
+            client, secret = create_client(s, name="bench pos", partner_id=partner.id, by="bench")
             return made.id, made.code, client.client_id, secret
 
         program_id, program_code, client_id, secret = db.write(reference)

@@ -48,10 +48,10 @@ def setup(url: str) -> dict:
     try:
         def work(s):
             code = f"S{secrets.token_hex(3).upper()}"
-            partner = service.create_partner(s, code, "Bench brand")
+            partner = service.create_partner(s, code, "Bench brand", by="bench")
             client, secret = brand_clients.register(
                 s, name="bench brand site", partner_id=partner.id, redirect_uris=[REDIRECT_URI],
-                scopes=SCOPE.split())
+                scopes=SCOPE.split(), by="bench")
             member = Member()
             s.add(member)
             s.flush()

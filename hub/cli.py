@@ -15,6 +15,7 @@ from hub import migrations
 from hub.commands import common
 from hub.commands.common import console
 from hub.errors import DomainError
+from hub.identity.roles import ROLES
 from hub.ledger import LedgerError
 from hub.observability import logs, metrics
 from hub.privacy import keyring
@@ -193,15 +194,26 @@ def rewards_sync(wait):
     """Pull every reward provider's catalog now (the worker also does it every 6 hours)."""
     import time
 
+    from rich.progress import Progress
+
     from hub.rewards.registry import configured_providers, sync_all
 
     providers = configured_providers(Settings.from_env())
     deadline = time.monotonic() + (10 if wait else 0)
-    while True:
-        report = sync_all(_db(), providers)
-        if not any("error" in r for r in report.values()) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    database = _db()
+    report = {}
+    # One provider at a time, each its own transaction: an interrupt keeps those done, and a
+    # re-run syncs them again to the same catalog.
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("catalog sync", total=len(providers))
+        for name, provider in providers.items():
+            bar.update(task, description=f"catalog of {name}")
+            while True:
+                report |= sync_all(database, {name: provider})
+                if "error" not in report[name] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            bar.advance(task)
     for name, result in report.items():
         console.print(f"{name}: {result}")
 
@@ -235,7 +247,7 @@ def redemptions_requeue(redemption_id):
     from hub.rewards import relay
 
     def work(session):
-        relay.requeue(session, uuid.UUID(redemption_id))
+        relay.requeue(session, uuid.UUID(redemption_id), by=common.CLI_ACTOR)
 
     _run(work)
     console.print(f"requeued {redemption_id}")
@@ -297,7 +309,7 @@ def conversions_requeue(conversion_ids, requeue_all):
     refused = []
     for conversion in ids:
         try:
-            db.write(lambda session, conversion=conversion: saga.requeue(session, conversion))
+            db.write(lambda session, conversion=conversion: saga.requeue(session, conversion, by=common.CLI_ACTOR))
         except (DomainError, LedgerError) as exc:
             refused.append(str(exc))
             continue
@@ -319,7 +331,7 @@ def conversions_resolve(conversion_id, applied, reason):
     if applied is None:
         raise click.UsageError("say what the partner answered: --applied or --not-applied")
     conversion = _conversion_id(conversion_id)
-    state = _run(lambda session: saga.resolve(session, conversion, applied=applied, reason=reason, by="ops:cli"))
+    state = _run(lambda session: saga.resolve(session, conversion, applied=applied, reason=reason, by=common.CLI_ACTOR))
     console.print(f"{conversion_id}: {state}")
 
 
@@ -349,7 +361,7 @@ def partners():
 def partners_create(code, name, as_json):
     from hub.programs import service
 
-    partner = _run(lambda s: service.create_partner(s, code, name))
+    partner = _run(lambda s: service.create_partner(s, code, name, by=common.CLI_ACTOR))
     _out({"id": str(partner.id), "code": partner.code, "name": partner.name}, as_json)
 
 
@@ -372,7 +384,7 @@ def programs_create(partner, code, name, point_value, currency, points_per_unit,
     program = _run(
         lambda s: service.create_program(
             s, partner_code=partner, code=code, name=name, point_value=_decimal(point_value),
-            earn_currency=currency, earn_rate=_decimal(points_per_unit),
+            earn_currency=currency, earn_rate=_decimal(points_per_unit), by=common.CLI_ACTOR,
         )
     )
     _out({"id": str(program.id), "code": program.code, "partner": partner}, as_json)
@@ -456,15 +468,19 @@ def clients():
               help="Where RP-initiated logout may return (brand clients); repeatable.")
 @click.option("--backchannel-logout-uri", default=None, help="Where logout tokens are POSTed (brand clients).")
 @click.option("--public", is_flag=True, help="A brand app with no secret (PKCE required).")
+@click.option("--role", type=click.Choice(ROLES), default=None,
+              help="Scopes of this role (docs/security.md); partner_admin needs --partner, the ops roles none.")
 @click.option("--json", "as_json", is_flag=True)
 def clients_create(partner, name, scopes, redirect_uris, post_logout_redirect_uris, backchannel_logout_uri,
-                   public, as_json):
+                   public, role, as_json):
     """Create a client. The secret is printed this once: the hub keeps only its hash."""
     from hub.identity.clients import create_client
     from hub.identity.oidc import clients as brand_clients
     from hub.programs import service
 
     brand = bool(redirect_uris)
+    if brand and role:
+        raise click.UsageError("--role is for back-end and ops clients, not brand clients (--redirect-uri)")
     if not brand and (post_logout_redirect_uris or backchannel_logout_uri or public):
         raise click.UsageError("--post-logout-redirect-uri, --backchannel-logout-uri and --public "
                                "are for brand clients: give --redirect-uri too")
@@ -475,11 +491,13 @@ def clients_create(partner, name, scopes, redirect_uris, post_logout_redirect_ur
             client, secret = brand_clients.register(
                 s, name=name, partner_id=partner_id, redirect_uris=list(redirect_uris),
                 post_logout_redirect_uris=list(post_logout_redirect_uris),
-                backchannel_logout_uri=backchannel_logout_uri, public=public, scopes=list(scopes))
+                backchannel_logout_uri=backchannel_logout_uri, public=public, scopes=list(scopes),
+                by=common.CLI_ACTOR)
         else:
-            client, secret = create_client(s, name=name, partner_id=partner_id, scopes=list(scopes))
+            client, secret = create_client(s, name=name, partner_id=partner_id, scopes=list(scopes), role=role,
+                                           by=common.CLI_ACTOR)
         created = {"client_id": client.client_id, "client_secret": secret,
-                   "partner": partner, "scopes": client.scopes.split()}
+                   "partner": partner, "scopes": client.scopes.split(), "role": role}
         if brand:
             created.update(redirect_uris=list(redirect_uris), public=public)
         return created
@@ -521,7 +539,7 @@ def keys_rotate():
     """Sign with a new key from now on; older keys stay published so their tokens verify."""
     from hub.identity.keys import KeyStore
 
-    kid = KeyStore(_db(), Settings.from_env().secret_key).rotate()
+    kid = KeyStore(_db(), Settings.from_env().secret_key).rotate(by=common.CLI_ACTOR)
     console.print(f"signing with key [bold]{kid}[/]")
 
 
@@ -535,7 +553,7 @@ def keys_rotate_data(resume, batch):
 
     db = _db()
     try:
-        report = rotation.rotate(db, keyring.current(), new_key=not resume, batch=batch)
+        report = rotation.rotate(db, keyring.current(), by=common.CLI_ACTOR, new_key=not resume, batch=batch)
     except keyring.MasterKeyError as exc:
         raise click.ClickException(str(exc)) from exc
     console.print(f"data key [bold]{report['data_key']}[/] under master key "
@@ -835,7 +853,7 @@ def privacy_export(member_id, out):
     from hub.privacy import export
 
     try:
-        data = export.archive(_db(), _member_id(member_id))
+        data = export.ops_archive(_db(), _member_id(member_id), common.CLI_ACTOR)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from exc
     with open(out, "wb") as archive:
@@ -853,7 +871,7 @@ def privacy_erase(member_id, yes):
     member = _member_id(member_id)
     if not yes:
         click.confirm(f"Erase member {member} for good?", abort=True)
-    done = _run(lambda s: erasure.erase(s, member, "ops:cli"))
+    done = _run(lambda s: erasure.erase(s, member, common.CLI_ACTOR))
     if done.already:
         console.print(f"member {member} was already erased")
         return
@@ -896,10 +914,11 @@ def chaos(duration, seed, clients, no_nemesis, as_json):
         sys.exit(1)
 
 
-if __name__ == "__main__":
-    main()
-
-
 # -- command groups in their own modules (hub/commands/) --
-from hub.commands.settlement import settlement  # noqa: E402
-main.add_command(settlement)
+from hub.commands.audit import audit; main.add_command(audit)  # noqa: E402
+from hub.commands.reconcile import reconcile; main.add_command(reconcile)  # noqa: E402
+from hub.commands.settlement import settlement; main.add_command(settlement)  # noqa: E402
+
+
+if __name__ == "__main__":  # below the command groups: `python -m hub.cli` (hub up's children) needs them
+    main()

@@ -30,6 +30,7 @@ from hub.rewards import catalog
 from hub.rules import admin as rules_admin
 from hub.settings import INSTANCE_DIR, Settings
 
+SEEDER = "demo seed"  # who the ledger and the audit trail say set the demo up
 COALITION = Path(__file__).resolve().parents[1] / "partners" / "demo" / "coalition.json"
 CREDENTIALS = INSTANCE_DIR / "demo-credentials.json"
 RULES = COALITION.parent / "rules"  # one rule document per program that earns in the hub
@@ -59,9 +60,9 @@ def _publish_rules(s) -> None:
     """Each program's rule document from partners/demo/rules/<PROGRAM>.json, unless it is
     already that program's newest version (a re-seed publishes no duplicate; an edited file
     publishes the next version)."""
-    ops = Actor("demo seed", None, frozenset({"ops:write"}))
+    ops = Actor(SEEDER, None, frozenset({"ops:write"}))
     for path in sorted(RULES.glob("*.json")):
-        rules_admin.publish_if_changed(s, ops, path.stem, json.loads(path.read_text()), created_by="demo seed")
+        rules_admin.publish_if_changed(s, ops, path.stem, json.loads(path.read_text()), created_by=SEEDER)
 
 
 def _save(creds: dict) -> None:
@@ -88,7 +89,7 @@ def _register_brands(s, creds: dict) -> bool:
         client, secret = brand_clients.register(
             s, name=f"{brand.name} website", partner_id=partner_id, redirect_uris=[brand.redirect_uri],
             post_logout_redirect_uris=[brand.post_logout_redirect_uri],
-            backchannel_logout_uri=brand.backchannel_logout_uri)
+            backchannel_logout_uri=brand.backchannel_logout_uri, by=SEEDER)
         brands[brand.code] = {"client_id": client.client_id, "client_secret": secret, "url": brand.base_url + "/",
                               **uris}
         changed = True
@@ -99,20 +100,20 @@ def _seed(s, spec: dict, partners: list[dict], creds: dict | None) -> dict:
     """Seed these partners of the spec (and an ops client on a fresh database), then open the
     demo's conversion pairs. Returns the credentials, the new ones added."""
     if creds is None:
-        ops, ops_secret = create_client(s, name="demo ops console", partner_id=None)
+        ops, ops_secret = create_client(s, name="demo ops console", partner_id=None, by=SEEDER)
         creds = {"ops": {"client_id": ops.client_id, "client_secret": ops_secret}, "partners": {}}
     else:
         creds = {**creds, "partners": dict(creds["partners"])}  # a retried transaction starts afresh
     when = (utcnow() - timedelta(days=1)).isoformat()
     for p in partners:
-        partner = service.create_partner(s, p["code"], p["name"])
+        partner = service.create_partner(s, p["code"], p["name"], by=SEEDER)
         for prog in p["programs"]:
             service.create_program(
                 s, partner_code=p["code"], code=prog["code"], name=prog["name"],
                 point_value=Decimal(prog["point_value"]), earn_currency=prog["currency"],
-                earn_rate=Decimal(prog["points_per_unit"]), hosted_by=prog.get("hosted_by"),
+                earn_rate=Decimal(prog["points_per_unit"]), hosted_by=prog.get("hosted_by"), by=SEEDER,
             )
-        client, secret = create_client(s, name=f"{p['name']} back end", partner_id=partner.id)
+        client, secret = create_client(s, name=f"{p['name']} back end", partner_id=partner.id, by=SEEDER)
         creds["partners"][p["code"]] = {"client_id": client.client_id, "client_secret": secret}
         actor = Actor(client.client_id, partner.id, frozenset(client.scopes.split()))
         program = p["programs"][0]
@@ -138,7 +139,7 @@ def _seed(s, spec: dict, partners: list[dict], creds: dict | None) -> dict:
             for target in codes:
                 if source != target:
                     rates.set_pair(s, source, target, open=True, fee_bps=pairs.get("fee_bps", 0),
-                                   updated_by="demo seed")
+                                   updated_by=SEEDER)
     return creds
 
 

@@ -48,6 +48,7 @@ from hub.rules.frequency_models import (
 )
 from hub.rules.models import Award, RuleVersion, Segment, SegmentMember
 from hub.rules.standing_models import ExpiryNotice, TierBucket, TierChange
+from hub.settlement.reconciliation_models import ReconciliationException, ReconciliationLine, ReconciliationRun
 
 __all__ = [
     "AuditEntry",
@@ -116,4 +117,7 @@ __all__ = [
     "SettlementPeriod",
     "Statement",
     "StatementLine",
+    "ReconciliationException",
+    "ReconciliationLine",
+    "ReconciliationRun",
 ]

@@ -26,11 +26,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Callable
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
+
+from hub import money
+from partners._report import write as write_report
 
 TAGS = ("ok", "pending", "pendfail", "fail", "5xx", "5xxplaced", "timeout", "ratelimit")
 
@@ -165,6 +169,7 @@ class FakeApp:
             *self.rules(),
             Rule("/_sandbox/orders", endpoint="sandbox_orders", methods=["GET"]),
             Rule("/_sandbox/reset", endpoint="sandbox_reset", methods=["POST"]),
+            Rule("/reports/orders.csv", endpoint="report", methods=["GET"]),
         ])
 
     def rules(self) -> list[Rule]:
@@ -201,6 +206,18 @@ class FakeApp:
             return self.error(500, "internal server error")
         return None
 
+    # The provider's own orders report (partners/<name>/report.py reads it): its header, and
+    # one order's line in it.
+    report_header: list[str] = []
+
+    def report_row(self, order: Order) -> list[str]:
+        raise NotImplementedError
+
+    def on_report(self, request: Request) -> Response:
+        """Every order placed so far, as the provider's report would list it."""
+        rows = [self.report_row(order) for order in self.book.placed()]
+        return Response(write_report(self.report_header, rows), mimetype="text/csv")
+
     def on_sandbox_orders(self, request: Request) -> Response:
         return json_response(self.book.summary())
 
@@ -216,6 +233,11 @@ def json_response(data: Any, status: int = 200) -> Response:
 def json_body(request: Request) -> dict[str, Any] | None:
     data = request.get_json(silent=True)
     return data if isinstance(data, dict) else None
+
+
+def major(amount: Any, currency: str) -> str:
+    """A fake's stored amount (a JSON number or string) as a report writes it: 10.00."""
+    return format(Decimal(str(amount)).quantize(Decimal(1).scaleb(-money.exponent(currency))), "f")
 
 
 def now_iso() -> str:

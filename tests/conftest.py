@@ -170,7 +170,7 @@ def unique_code(prefix: str = "P") -> str:
 
 @pytest.fixture(scope="session")
 def ops(http, db) -> Api:
-    client, secret = db.write(lambda s: create_client(s, name="test ops", partner_id=None))
+    client, secret = db.write(lambda s: create_client(s, name="test ops", partner_id=None, by="test"))
     return Api(http, token_for(http, client.client_id, secret))
 
 

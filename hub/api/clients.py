@@ -9,7 +9,11 @@ BRAND_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "backchannel_logou
 
 
 def create(body, token_info):
+    caller = actor(token_info)
+
     def work(s):
+        if "role" in body and body.get("redirect_uris"):
+            raise Invalid("a brand client signs members in: it takes no role", slug="invalid-role")
         partner = service.partner_by_code(s, body["partner"]) if body.get("partner") else None
         partner_id = partner.id if partner else None
         answer = {"name": body["name"], "partner": body.get("partner")}
@@ -18,7 +22,7 @@ def create(body, token_info):
                 s, name=body["name"], partner_id=partner_id, redirect_uris=body["redirect_uris"],
                 post_logout_redirect_uris=body.get("post_logout_redirect_uris", []),
                 backchannel_logout_uri=body.get("backchannel_logout_uri"),
-                public=body.get("public", False), scopes=body.get("scopes"))
+                public=body.get("public", False), scopes=body.get("scopes"), by=caller.ref)
             answer.update({k: body[k] for k in BRAND_FIELDS if k in body})
             answer.setdefault("public", False)
         elif any(k in body for k in BRAND_FIELDS):
@@ -26,11 +30,11 @@ def create(body, token_info):
                                         slug="invalid-client-metadata")
         else:
             client, secret = clients.create_client(s, name=body["name"], partner_id=partner_id,
-                                                   scopes=body.get("scopes"))
-        answer.update(client_id=client.client_id, scopes=client.scopes.split())
+                                                   scopes=body.get("scopes"), role=body.get("role"), by=caller.ref)
+        answer.update(client_id=client.client_id, scopes=client.scopes.split(), role=body.get("role"))
         if secret:
             answer["client_secret"] = secret
         return 201, answer
 
     # The secret is shown once: a replay of this request answers without it.
-    return created(actor(token_info), body, work, redact=("client_secret",))
+    return created(caller, body, work, redact=("client_secret",))

@@ -5,10 +5,11 @@ from hub.programs import service
 
 
 def create(body, token_info):
+    caller = actor(token_info)
     return created(
-        actor(token_info),
+        caller,
         body,
-        lambda s: (201, views.partner(service.create_partner(s, body["code"], body["name"]))),
+        lambda s: (201, views.partner(service.create_partner(s, body["code"], body["name"], by=caller.ref))),
     )
 
 

@@ -20,4 +20,4 @@ def export_own(token_info):
 
 def export_member(member_id, token_info):
     member = uuid.UUID(member_id)
-    return _zip(member, export.archive(db(), member))
+    return _zip(member, export.ops_archive(db(), member, actor(token_info).ref))

@@ -9,6 +9,7 @@ from hub.programs import service
 
 def create(body, token_info):
     hosted_by = body.get("hosted_by")
+    caller = actor(token_info)
 
     def work(s):
         if hosted_by is not None and hosted_by not in runtime.current().hosted:
@@ -22,10 +23,11 @@ def create(body, token_info):
             earn_currency=body["earn_rule"]["currency"],
             earn_rate=Decimal(body["earn_rule"]["points_per_unit"]),
             hosted_by=hosted_by,
+            by=caller.ref,
         )
         return 201, views.program(program, body["partner"])
 
-    return created(actor(token_info), body, work)
+    return created(caller, body, work)
 
 
 def list_(token_info, limit=50, cursor=None):

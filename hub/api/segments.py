@@ -17,7 +17,8 @@ def put(code, body, token_info, partner=None):
     caller = actor(token_info)
 
     def work(s):
-        segment, created = segments.put(s, segments.acting_partner(s, caller, partner), code, body)
+        segment, created = segments.put(s, segments.acting_partner(s, caller, partner), code, body,
+                                         by=caller.ref)
         return (201 if created else 200), view(segment, segments.counts(s, [segment.id]).get(segment.id, 0))
 
     status, body_out = db().write(work)

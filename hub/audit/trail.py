@@ -19,9 +19,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hub.audit.models import AuditEntry, AuditHead
+from hub import pagination
+from hub.actor import Actor
 from hub.db import insert_once, utcnow
 from hub.privacy import keyring
 
+CLI = "cli"  # the actor of what the command line did (hub/commands/common.py acts as client "cli")
 GENESIS = "0" * 64  # the previous hash of the first entry
 HEAD_ID = 1
 BATCH = 5000  # entries read per round trip by verify
@@ -32,6 +35,7 @@ def record(session: Session, *, actor: str, action: str, target: str,
     """Append one entry in the caller's transaction: it exists if and only if the action's
     change committed. `before`/`after` must be JSON (strings, integers, booleans, lists,
     objects; no floats, no personal data)."""
+    before, after = _plain(before), _plain(after)
     head = _locked_head(session)
     entry = AuditEntry(seq=head.seq + 1, at=utcnow(),
                        actor=actor, action=action, target=target, before=before, after=after,
@@ -41,6 +45,23 @@ def record(session: Session, *, actor: str, action: str, target: str,
     session.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=entry.seq, hash=entry.hash))
     session.flush()
     return entry
+
+
+def who(actor: Actor) -> str:
+    """How the trail names an API caller (its Actor.ref), or the command line."""
+    return CLI if actor.client_id == CLI else actor.ref
+
+
+def _plain(value: dict | None) -> dict | None:
+    """`value` as the database will give it back (the hash covers what verify will read):
+    JSON with no floats, whose text may not survive the round trip exactly."""
+    if value is None:
+        return None
+    return json.loads(json.dumps(value, default=_refuse), parse_float=_refuse)
+
+
+def _refuse(value):
+    raise TypeError(f"an audit entry holds JSON without floats, not {value!r}")
 
 
 def _locked_head(session: Session) -> AuditHead:
@@ -73,6 +94,7 @@ def entry_hash(entry: AuditEntry, key: bytes | None = None) -> str:
 class Verdict:
     entries: int
     problem: str | None  # None: the chain is whole
+    head_hash: str = GENESIS  # the last entry's hash, when the chain is whole
 
     @property
     def ok(self) -> bool:
@@ -81,8 +103,10 @@ class Verdict:
 
 def verify(session: Session) -> Verdict:
     """Walk the whole chain in seq order: gapless, each prev_hash the previous hash, each hash
-    recomputed, and the head naming the last entry."""
+    recomputed, and the head's entry present with the head's hash. The head is read first:
+    entries appended while verify runs follow it and are checked like the rest."""
     key = _key()
+    head_seq, head_hash = head(session)
     expected_seq, prev = 1, GENESIS
     count = 0
     for entry in _entries(session):
@@ -92,12 +116,40 @@ def verify(session: Session) -> Verdict:
             return Verdict(count, f"entry {entry.seq} does not follow entry {entry.seq - 1}")
         if not hmac.compare_digest(entry.hash, entry_hash(entry, key)):
             return Verdict(count, f"entry {entry.seq} was altered")
+        if entry.seq == head_seq and entry.hash != head_hash:
+            return Verdict(count, f"entry {entry.seq} is not the one the head names")
         prev, expected_seq, count = entry.hash, expected_seq + 1, count + 1
-    head = session.get(AuditHead, HEAD_ID)
-    last_seq, last_hash = (head.seq, head.hash) if head else (0, GENESIS)
-    if (last_seq, last_hash) != (count, prev):
-        return Verdict(count, f"the trail ends at entry {count} but its head names entry {last_seq}")
-    return Verdict(count, None)
+    if count < head_seq:
+        return Verdict(count, f"the trail ends at entry {count} but its head names entry {head_seq}"
+                              " (entries deleted from the end)")
+    return Verdict(count, None, prev)
+
+
+def head(session: Session) -> tuple[int, str]:
+    """The last entry's seq and hash: print it somewhere the database's writers cannot
+    change (docs/audit.md), and a later verify against it shows the trail kept its past."""
+    found = session.get(AuditHead, HEAD_ID)
+    return (found.seq, found.hash) if found else (0, GENESIS)
+
+
+def entries(session: Session, *, cursor: str | None = None, limit: int = 50, action: str | None = None,
+            actor: str | None = None, target: str | None = None) -> tuple[list[AuditEntry], str | None]:
+    """A page of entries, newest first; `target` matches a prefix ("partner:" or
+    "partner:KOPI"), `action` and `actor` whole values."""
+    q = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit + 1)
+    before = pagination.id_cursor(cursor)
+    if before is not None:
+        q = q.where(AuditEntry.seq < before)
+    if action:
+        q = q.where(AuditEntry.action == action)
+    if actor:
+        q = q.where(AuditEntry.actor == actor)
+    if target:
+        q = q.where(AuditEntry.target.startswith(target, autoescape=True))
+    rows = list(session.scalars(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, pagination.encode(rows[-1].seq) if more else None
 
 
 def _entries(session: Session) -> Iterator[AuditEntry]:
@@ -111,3 +163,9 @@ def _entries(session: Session) -> Iterator[AuditEntry]:
             return
         after = batch[-1].seq
         session.expunge_all()
+
+
+def view(entry: AuditEntry) -> dict:
+    """An entry as the API, the CLI and the ops console show it."""
+    return {"seq": entry.seq, "at": _instant(entry.at), "actor": entry.actor, "action": entry.action,
+            "target": entry.target, "before": entry.before, "after": entry.after, "hash": entry.hash}

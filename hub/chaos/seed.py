@@ -26,6 +26,7 @@ PARTNER = "BANK"
 # a $1-$3 gift card costs 1,600-4,800 BANKA points; a $10-$60 purchase earns 10,000-60,000.
 PROGRAMS = {"BANKA": "10", "BANKB": "5"}
 POINTS_PER_USD = "1000"
+SEEDER = "chaos seed"  # who the ledger and the audit trail say set the coalition up
 
 
 def seed(db: Database, settings: Settings, members: int) -> dict:
@@ -40,14 +41,14 @@ def seed(db: Database, settings: Settings, members: int) -> dict:
 
 
 def _coalition(s, members: int) -> dict:
-    partner = service.create_partner(s, PARTNER, "Bank test partner")
+    partner = service.create_partner(s, PARTNER, "Bank test partner", by=SEEDER)
     for code, value in PROGRAMS.items():
         service.create_program(s, partner_code=PARTNER, code=code, name=f"{code} points", point_value=Decimal(value),
-                               earn_currency="USD", earn_rate=Decimal(POINTS_PER_USD))
+                               earn_currency="USD", earn_rate=Decimal(POINTS_PER_USD), by=SEEDER)
     a, b = PROGRAMS
     for source, target in ((a, b), (b, a)):
-        rates.set_pair(s, source, target, open=True, updated_by="chaos seed")
-    client, secret = create_client(s, name="bank test back end", partner_id=partner.id)
+        rates.set_pair(s, source, target, open=True, updated_by=SEEDER)
+    client, secret = create_client(s, name="bank test back end", partner_id=partner.id, by=SEEDER)
     actor = Actor(client.client_id, partner.id, frozenset(client.scopes.split()))
     ids = []
     for i in range(members):

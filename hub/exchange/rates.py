@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, aliased
 
 from hub import pagination
 from hub.actor import Actor
+from hub.audit import trail
 from hub.db import utcnow
 from hub.errors import Invalid, NotFound
 from hub.exchange.models import ConversionPair, ProgramRate
@@ -88,6 +89,8 @@ def set_rate(session: Session, program_code: str, point_value: Decimal, set_by: 
     now = utcnow()
     rate = ProgramRate(program_id=program.id, point_value=point_value, valid_from=now, set_by=set_by)
     session.add(rate)
+    trail.record(session, actor=set_by, action="rate.set", target=f"program:{program_code}",
+                 before={"point_value": str(program.point_value)}, after={"point_value": str(point_value)})
     program.point_value = point_value
     session.flush()
     return rate
@@ -130,14 +133,21 @@ def set_pair(
         raise Invalid("both programs are hosted by their partners: convert through a hub program",
                       slug="unsupported-pair")
     pair = session.get(ConversionPair, (source.id, target.id), with_for_update=True)
+    before = None if pair is None else _terms(pair)
     if pair is None:
         pair = ConversionPair(from_program_id=source.id, to_program_id=target.id)
         session.add(pair)
     pair.open, pair.fee_bps, pair.min_points, pair.increment = open, fee_bps, min_points, increment
     pair.updated_by, pair.updated_at = updated_by, utcnow()
+    trail.record(session, actor=updated_by, action="pair.set", target=f"pair:{from_code}>{to_code}",
+                 before=before, after=_terms(pair))
     session.flush()
     return PairView(source.code, target.code, source.point_value, target.point_value, pair.open, pair.fee_bps,
                     pair.min_points, pair.increment, pair.updated_at)
+
+
+def _terms(pair: ConversionPair) -> dict:
+    return {"open": pair.open, "fee_bps": pair.fee_bps, "min_points": pair.min_points, "increment": pair.increment}
 
 
 def list_pairs(session: Session, actor: Actor, program_code: str | None = None,

@@ -59,6 +59,7 @@ from sqlalchemy import case, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub import ledger
+from hub.audit import trail
 from hub.db import Database, utcnow
 from hub.errors import Conflict
 from hub.exchange.conversions import REMOTE_TOPIC, announce_completed
@@ -460,7 +461,7 @@ def _in_review(session: Session, conversion_id: uuid.UUID) -> _Locked:
     return row
 
 
-def requeue(session: Session, conversion_id: uuid.UUID) -> None:
+def requeue(session: Session, conversion_id: uuid.UUID, *, by: str) -> None:
     """Give a conversion that needs review back to the saga, with a fresh count of attempts.
     Its leg is maybe sent (that is why it is in review; the flag is never cleared), so its
     first new attempt asks the partner first: nothing is sent twice, nothing compensated."""
@@ -470,10 +471,12 @@ def requeue(session: Session, conversion_id: uuid.UUID) -> None:
             remote_maybe_sent=True,  # already set on every way into review; stated, not assumed
             relay_deadline=max(row.relay_deadline, now + timedelta(hours=1)))
     outbox.enqueue(session, REMOTE_TOPIC, str(conversion_id), {"conversion_id": str(conversion_id)})
+    trail.record(session, actor=by, action="conversion.requeue", target=f"conversion:{conversion_id}",
+                 before={"state": NEEDS_REVIEW}, after={"state": PENDING})
 
 
 def resolve(session: Session, conversion_id: uuid.UUID, *, applied: bool, reason: str | None = None,
-            by: str = "ops:cli") -> str:
+            by: str) -> str:
     """Settle a conversion that needs review by what ops learned from the partner: its leg was
     applied there (the local leg posted: completed) or surely not, and never will be (voided:
     failed). The ledger records `by` as the cause; `failure` keeps the resolution, the reason
@@ -496,6 +499,8 @@ def resolve(session: Session, conversion_id: uuid.UUID, *, applied: bool, reason
         failure += f" ({reason})"
     if row.failure:
         failure += f"; in review for: {row.failure}"
+    trail.record(session, actor=by, action="conversion.resolve", target=f"conversion:{conversion_id}",
+                 before={"state": NEEDS_REVIEW}, after={"state": state, "applied": applied})
     return _end(session, conversion_id, state, failure=failure)
 
 

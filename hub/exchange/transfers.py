@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from hub import ledger, pagination
 from hub.actor import Actor
+from hub.audit import trail
 from hub.db import run, utcnow
 from hub.errors import Conflict, Invalid, NotFound
 from hub.exchange.models import MemberTransfer
@@ -70,7 +71,10 @@ def set_policy(session: Session, actor: Actor, code: str, max_points: int | None
     else:
         program = partner_program(session, actor, code)
     refuse_hosted(program)
+    before = {"max_points": program.transfer_max_points, "daily_limit": program.transfer_daily_limit}
     program.transfer_max_points, program.transfer_daily_limit = max_points, daily_limit
+    trail.record(session, actor=trail.who(actor), action="transfer_policy.set", target=f"program:{code}",
+                 before=before, after={"max_points": max_points, "daily_limit": daily_limit})
     session.flush()
     return policy_of(program)
 

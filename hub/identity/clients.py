@@ -9,6 +9,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.audit import trail
 from hub.errors import Invalid
 from hub.identity.models import ApiClient
 
@@ -27,15 +28,21 @@ def hash_secret(secret: str) -> str:
 
 
 def create_client(
-    session: Session, *, name: str, partner_id: uuid.UUID | None, scopes: list[str] | None = None
+    session: Session, *, name: str, partner_id: uuid.UUID | None, scopes: list[str] | None = None,
+    role: str | None = None, by: str,
 ) -> tuple[ApiClient, str]:
-    """A new client and its secret, which is returned this once and stored only hashed."""
-    allowed = PARTNER_SCOPES if partner_id else OPS_SCOPES
+    """A new client and its secret, which is returned this once and stored only hashed.
+    A role (hub/identity/roles.py) gives the client its scopes; scopes given too narrow them."""
+    from hub.identity import roles  # it builds on this module's scopes
+
+    if role is None:
+        allowed, kind = (PARTNER_SCOPES, "a partner client") if partner_id else (OPS_SCOPES, "an ops client")
+    else:
+        allowed, kind = roles.scopes_of(role, partner_id), f"the role {role}"
     scopes = list(scopes) if scopes else list(allowed)
     wrong = [s for s in scopes if s not in allowed]
     if wrong:
-        kind = "partner" if partner_id else "ops"
-        raise Invalid(f"a {kind} client cannot have {', '.join(wrong)}", slug="invalid-scope")
+        raise Invalid(f"{kind} cannot have {', '.join(wrong)}", slug="invalid-scope")
     secret = secrets.token_urlsafe(32)
     client = ApiClient(
         client_id=f"cli_{secrets.token_hex(12)}",
@@ -46,7 +53,15 @@ def create_client(
     )
     session.add(client)
     session.flush()
+    record_created(session, client, by, role=role)
     return client, secret
+
+
+def record_created(session: Session, client: ApiClient, by: str, **settings) -> None:
+    """The new client in the audit trail: its id, partner and scopes, never its secret."""
+    trail.record(session, actor=by, action="client.create", target=f"client:{client.client_id}",
+                 after={"partner_id": str(client.partner_id) if client.partner_id else None,
+                        "scopes": client.scopes.split(), **settings})
 
 
 def find_active(session: Session, client_id: str) -> ApiClient | None:

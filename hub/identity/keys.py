@@ -16,6 +16,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from hub import crypto
+from hub.audit import trail
 from hub.db import Database, utcnow
 from hub.identity.models import SigningKey
 from hub.privacy.keyring import MasterKeyError, SealError
@@ -44,17 +45,21 @@ class KeyStore:
         self._public: dict = {"keys": []}
         self._kids: set[str] = set()
 
-    def rotate(self) -> str:
-        """Add a new key; it signs from now on. Older keys stay published for verification."""
+    def rotate(self, by: str | None = None) -> str:
+        """Add a new key; it signs from now on. Older keys stay published for verification.
+        A rotation someone asked for (`by`) goes in the audit trail; the first key, made on
+        first use, is no one's action."""
         key = JsonWebKey.generate_key("RSA", 2048, is_private=True)
         private = key.as_dict(is_private=True, alg=ALG, use="sig")
         public = key.as_dict(alg=ALG, use="sig")
         sealed = crypto.seal(SEAL_PURPOSE, json.dumps(private).encode())
-        self.db.write(
-            lambda s: s.add(
-                SigningKey(kid=private["kid"], alg=ALG, private_jwk_sealed=sealed, public_jwk=public)
-            )
-        )
+
+        def add(s):
+            s.add(SigningKey(kid=private["kid"], alg=ALG, private_jwk_sealed=sealed, public_jwk=public))
+            if by:
+                trail.record(s, actor=by, action="signing_key.rotate", target=f"signing_key:{private['kid']}")
+
+        self.db.write(add)
         self._loaded_at = float("-inf")
         return private["kid"]
 

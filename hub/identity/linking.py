@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from hub.db import utcnow
 from hub.errors import Conflict, Invalid
 from hub.identity.account_models import LinkRequest, MemberAccount
+from hub.notify import webhooks
 from hub.programs.models import Member, Membership, MembershipIdentifier, Partner, Program
 from hub.privacy import blind
 from hub.programs.service import normalise
@@ -187,7 +188,11 @@ def confirm(session: Session, secret_key: str, account: MemberAccount, request_i
         return Outcome(ALREADY_MEMBER, program_code)
     if session.scalar(select(MemberAccount.id).where(MemberAccount.member_id == membership.member_id)):
         return Outcome(LINKED_ELSEWHERE, program_code)
+    from_member = membership.member_id
     _move(session, membership, account.member_id)
+    partner_id = session.scalar(select(Program.partner_id).where(Program.id == request.program_id))
+    webhooks.emit(session, partner_id, "member.linked", {
+        "member_id": str(account.member_id), "previous_member_id": str(from_member), "program": program_code})
     return Outcome(LINKED, program_code)
 
 

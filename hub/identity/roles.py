@@ -10,7 +10,10 @@ console (hub/web/ops) through the same sets.
 """
 from __future__ import annotations
 
-from hub.identity.clients import OPS_SCOPES, PARTNER_SCOPES
+import uuid
+
+from hub.errors import Invalid
+from hub.identity.clients import ALL_SCOPES, OPS_SCOPES, PARTNER_SCOPES
 
 OPS_ADMIN = "ops_admin"
 OPS_ANALYST = "ops_analyst"
@@ -27,3 +30,13 @@ ROLES = tuple(SCOPES)
 def needs_partner(role: str) -> bool:
     """partner_admin is bound to one partner; the ops roles to none."""
     return role == PARTNER_ADMIN
+
+
+def scopes_of(role: str, partner_id: uuid.UUID | None) -> tuple[str, ...]:
+    """The scopes a client with this role gets (in the order of hub/identity/clients.py), once
+    checked that the role and the partner go together."""
+    if role not in SCOPES:
+        raise Invalid(f"role is one of {', '.join(ROLES)}", slug="invalid-role")
+    if needs_partner(role) != (partner_id is not None):
+        raise Invalid(f"the role {role} {'needs a' if needs_partner(role) else 'has no'} partner", slug="invalid-role")
+    return tuple(s for s in ALL_SCOPES if s in SCOPES[role])

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from hub import crypto, pagination
 from hub.actor import Actor
+from hub.audit import trail
 from hub.db import utcnow
 from hub.errors import Conflict, Invalid, NotFound
 from hub.notify import outbox, webhooks
@@ -134,6 +135,8 @@ def create(session: Session, actor: Actor, body: dict, policy: UrlPolicy,
     )
     session.add(endpoint)
     session.flush()
+    _record(session, actor, "webhook_endpoint.create", endpoint,
+            after={"partner_id": str(partner_id), "event_types": endpoint.event_types})
     return endpoint, secret
 
 
@@ -172,9 +175,16 @@ def disable(session: Session, endpoint_id: uuid.UUID, reason: str) -> None:
 def delete(session: Session, actor: Actor, endpoint_id: uuid.UUID) -> WebhookEndpoint:
     """DELETE disables (the deliveries stay listed); doing it again changes nothing."""
     endpoint = get(session, actor, endpoint_id, lock=True)
+    before = {"enabled": endpoint.disabled_at is None}
     disable(session, endpoint.id, f"disabled by {actor.ref}")
     session.refresh(endpoint)
+    _record(session, actor, "webhook_endpoint.disable", endpoint, before=before, after={"enabled": False})
     return endpoint
+
+
+def _record(session: Session, actor: Actor, action: str, endpoint: WebhookEndpoint, **change) -> None:
+    """The trail names the endpoint by id: its URL may carry a token, its secrets never go in."""
+    trail.record(session, actor=trail.who(actor), action=action, target=f"webhook_endpoint:{endpoint.id}", **change)
 
 
 def rotate(session: Session, actor: Actor, endpoint_id: uuid.UUID,
@@ -189,6 +199,8 @@ def rotate(session: Session, actor: Actor, endpoint_id: uuid.UUID,
     endpoint.previous_secret_until = utcnow() + window
     endpoint.secret_sealed = seal(secret)
     session.flush()
+    _record(session, actor, "webhook_endpoint.rotate_secret", endpoint,
+            after={"previous_secret_until": endpoint.previous_secret_until.isoformat()})
     return endpoint, secret
 
 
@@ -249,4 +261,5 @@ def replay(session: Session, actor: Actor, delivery_id: uuid.UUID) -> DeliveryVi
     outbox.complete(session, webhooks.TOPIC, key)  # the open message, if any: one message per delivery
     outbox.enqueue(session, webhooks.TOPIC, key, {"delivery_id": key})
     session.flush()
+    _record(session, actor, "webhook_delivery.replay", endpoint, after={"delivery_id": key})
     return _views(session, [(delivery, event_type)])[0]

@@ -155,10 +155,18 @@ def emit(session: Session, partner_id: uuid.UUID, event_type: str, data: dict) -
     """Queue event `event_type` (e.g. "tier.changed") with `data` for the partner's webhook
     endpoints, in the caller's transaction. Returns the event id (msg_..., the webhook-id
     partners deduplicate on). `data` must be JSON (ids and amounts as strings or integers)."""
-    event_id = _event_id()
-    rows, _ = run(session.connection(), _ENDPOINTS, {"p": partner_id})
-    _fan_out(session, rows, event_type, data, {partner_id: event_id})
+    (event_id,) = emit_many(session, partner_id, event_type, [data])
     return event_id
+
+
+def emit_many(session: Session, partner_id: uuid.UUID, event_type: str, events: list[dict]) -> list[str]:
+    """`emit` of several events of one type to one partner (a batch of purchases): one read
+    of its endpoints, and one insert of events and one of deliveries, for all of them.
+    Returns their event ids, in order."""
+    event_ids = [_event_id() for _ in events]
+    rows, _ = run(session.connection(), _ENDPOINTS, {"p": partner_id})
+    _fan_out(session, rows, event_type, [({partner_id: event_id}, data) for event_id, data in zip(event_ids, events)])
+    return event_ids
 
 
 def emit_for_programs(session: Session, program_ids: Iterable[uuid.UUID], event_type: str,
@@ -167,36 +175,39 @@ def emit_for_programs(session: Session, program_ids: Iterable[uuid.UUID], event_
     programs rather than one partner (a conversion concerns both sides). `data` is called
     only if some endpoint is subscribed, so it may query: without one, this is one read."""
     rows = session.execute(_PROGRAMS_ENDPOINTS, {"programs": list(set(program_ids))}).all()
-    _fan_out(session, rows, event_type, data, {})
+    _fan_out(session, rows, event_type, [({}, data)])
 
 
 def _event_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
-def _fan_out(session: Session, rows, event_type: str, data: dict | Callable[[], dict],
-             event_ids: dict[uuid.UUID, str]) -> None:
-    """The event (one per partner) and a delivery with its outbox message for each endpoint
-    of `rows` (id, event_types, partner_id) subscribed to it."""
+def _fan_out(session: Session, rows, event_type: str,
+             events: list[tuple[dict[uuid.UUID, str], dict | Callable[[], dict]]]) -> None:
+    """For each event (its ids per partner, given or made here, and its data): the event,
+    once per partner, and a delivery with its outbox message for each endpoint of `rows`
+    (id, event_types, partner_id) subscribed to it."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
     targets = [(endpoint_id, partner_id) for endpoint_id, types, partner_id in rows
                if subscribed(types or [], event_type)]
     if not targets:
         return
-    if callable(data):
-        data = data()
     now = utcnow()
     partners = list(dict.fromkeys(partner_id for _, partner_id in targets))
-    for partner_id in partners:
-        event_ids.setdefault(partner_id, _event_id())
-    session.execute(insert(WebhookEvent), [
-        {"id": event_ids[partner_id], "partner_id": partner_id, "type": event_type, "data": data, "created_at": now}
-        for partner_id in partners])
-    deliveries = [{"id": uuid.uuid4(), "event_id": event_ids[partner_id], "endpoint_id": endpoint_id,
-                   "status": PENDING, "attempts": 0, "max_attempts": MAX_ATTEMPTS, "next_attempt_at": now,
-                   "created_at": now}
-                  for endpoint_id, partner_id in targets]
+    event_rows, deliveries = [], []
+    for event_ids, data in events:
+        if callable(data):
+            data = data()
+        for partner_id in partners:
+            event_ids.setdefault(partner_id, _event_id())
+            event_rows.append({"id": event_ids[partner_id], "partner_id": partner_id, "type": event_type,
+                               "data": data, "created_at": now})
+        deliveries += [{"id": uuid.uuid4(), "event_id": event_ids[partner_id], "endpoint_id": endpoint_id,
+                        "status": PENDING, "attempts": 0, "max_attempts": MAX_ATTEMPTS, "next_attempt_at": now,
+                        "created_at": now}
+                       for endpoint_id, partner_id in targets]
+    session.execute(insert(WebhookEvent), event_rows)
     session.execute(insert(WebhookDelivery), deliveries)
     for delivery in deliveries:
         outbox.enqueue(session, TOPIC, str(delivery["id"]), {"delivery_id": str(delivery["id"])})

@@ -22,6 +22,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub import ledger
+from hub.audit import trail
 from hub.errors import Conflict, NotFound
 from hub.exchange import models as exchange
 from hub.identity import mail, signout
@@ -100,6 +101,9 @@ def erase(session: Session, member_id: uuid.UUID, caused_by: str) -> Erased:
     for erase_one in ERASERS.values():
         erase_one(subject)
     session.add(MemberErasure(member_id=member_id, caused_by=caused_by, forfeited=forfeited))
+    # The member's id and the points forfeited per program: nothing that names them.
+    trail.record(session, actor=caused_by, action="member.erase", target=f"member:{member_id}",
+                 after={"forfeited": forfeited})
     session.flush()
     return Erased(member_id, forfeited)
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from hub import ledger
 from hub.actor import Actor
+from hub.audit import trail
 from hub.db import utcnow
 from hub.errors import Forbidden, NotFound
 from hub.exchange.models import Conversion, MemberTransfer
@@ -145,6 +146,15 @@ def archive(db, member_id: uuid.UUID) -> bytes:
         if session.get(Member, member_id) is None:
             raise NotFound("no such member", slug="member-not-found")
         return build(session, member_id)
+
+
+def ops_archive(db, member_id: uuid.UUID, by: str) -> bytes:
+    """The archive for ops answering the member's request: the trail records who took it
+    (committed before the archive is handed over, so no export goes unrecorded)."""
+    data = archive(db, member_id)
+    db.write(lambda session: trail.record(session, actor=by, action="member.export", target=f"member:{member_id}",
+                                          after={"bytes": len(data)}))
+    return data
 
 
 def own_archive(db, actor: Actor) -> bytes:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Table, Text, func, select, type_coerce, update
 
+from hub.audit import trail
 from hub.db import Base, Database
 from hub.privacy.keyring import FORMAT, Keyring, KeyRow
 from hub.privacy.models import DataKey
@@ -91,13 +92,18 @@ def reseal(db: Database, ring: Keyring, batch: int = 500) -> tuple[int, int]:
     return done, skipped
 
 
-def rotate(db: Database, ring: Keyring, *, new_key: bool = True, batch: int = 500) -> dict:
+def rotate(db: Database, ring: Keyring, *, by: str, new_key: bool = True, batch: int = 500) -> dict:
     rewrapped = rewrap(db, ring)
     if new_key:
         with db.engine.begin() as conn:
             ring.create_key(conn)
     resealed, skipped = reseal(db, ring, batch)
-    return {"data_key": ring.current_key(), "rewrapped": rewrapped, "resealed": resealed, "skipped": skipped}
+    report = {"data_key": ring.current_key(), "rewrapped": rewrapped, "resealed": resealed, "skipped": skipped}
+    # Many transactions make a rotation: the trail records it once it is done (a resumed
+    # rotation is a second entry).
+    db.write(lambda s: trail.record(s, actor=by, action="data_key.rotate", target=f"data_key:{report['data_key']}",
+                                    after={**report, "new_key": new_key}))
+    return report
 
 
 def status(db: Database) -> list[dict]:

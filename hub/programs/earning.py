@@ -29,6 +29,8 @@ from hub.privacy.erasure_models import MemberErasure
 from hub.ledger.models import Account
 from hub.identity.oidc import subjects
 from hub.ledger.service import AccountInfo
+from hub.notify import webhooks
+from hub.notify.webhook_models import WebhookEndpoint
 from hub.programs.models import (
     Membership,
     MembershipIdentifier,
@@ -80,6 +82,9 @@ class _Program:
     issuance_account_id: int
     hosted_by: str | None  # a partner-hosted program: the hub keeps no balance of it
     rules_version: int | None  # its newest rule version (None: it has no rules)
+    # Its partner has a live webhook endpoint: only then is `points.earned` emitted (which
+    # reads the endpoints again for their event types), so a partner without one pays nothing.
+    hooked: bool = False
 
 
 @dataclass
@@ -209,7 +214,8 @@ def _resolve_query(by_member_id: bool, check_taken: bool, shape: str):
     With `check_taken` (a single purchase), it also tells whether the program already has a
     purchase with that transaction_id, which saves a round trip in the common case (no).
     It also reads the program's newest rule version (the rules cache's key, so a purchase
-    is never rated by stale rules) and the member's tier."""
+    is never rated by stale rules), the member's tier, and whether the partner has a live
+    webhook endpoint."""
     m, a, p, i, t = _memberships, _accounts, _programs, _identifiers, _txns
     e = MemberErasure.__table__  # an erased member is gone (410), not credited
     if by_member_id:
@@ -226,9 +232,12 @@ def _resolve_query(by_member_id: bool, check_taken: bool, shape: str):
             one_of(i.c.value_index, "values", shape),
         )
     newest = select(func.max(RuleVersion.version)).where(RuleVersion.program_id == p.c.id).scalar_subquery()
+    w = WebhookEndpoint.__table__
+    hooked = exists().where(w.c.partner_id == p.c.partner_id, w.c.disabled_at.is_(None))
     columns = [p.c.id, p.c.code, p.c.earn_currency, p.c.earn_rate, p.c.issuance_account_id, p.c.hosted_by,
                ref.label("ref"), m.c.id, m.c.account_id, m.c.member_id, a.c.ledger, a.c.cached,
-               a.c.no_overdraft, m.c.tier, newest.label("rules_version"), e.c.member_id.label("erased")]
+               a.c.no_overdraft, m.c.tier, newest.label("rules_version"), e.c.member_id.label("erased"),
+               hooked.label("hooked")]
     if check_taken:
         taken = exists().where(
             t.c.program_id == p.c.id, t.c.kind == PURCHASE, t.c.partner_txn_id == bindparam("txn_id")
@@ -304,13 +313,14 @@ def _resolve(
         rows, _ = run(conn, query, params)
         for row in rows:
             # earn_rate (row[3]) as Decimal: `run` may leave a FixedDecimal as its string.
-            found.programs[code] = _Program(row[0], row[1], row[2], Decimal(row[3]), row[4], row[5], row[14])
+            found.programs[code] = _Program(row[0], row[1], row[2], Decimal(row[3]), row[4], row[5], row[14],
+                                            bool(row[16]))
             if row[15] is not None:
                 found.erased.add((code, kind, str(row[6])))
             elif row[6] is not None:
                 found.members[(code, kind, str(row[6]))] = (row[7], row[8], row[9], row[13])
                 found.accounts.append(AccountInfo(row[8], row[10], row[11], row[12]))
-            if check_taken and not row[16]:
+            if check_taken and not row[17]:
                 found.free.add((row[0], txn_id))
     return found
 
@@ -388,9 +398,20 @@ def earn(session: Session, actor: Actor, bodies: list[tuple[int, dict]]) -> dict
     _settle(session, actor, new)
     _write(session, actor, new, found.accounts)
     effects.purchases_posted(session, actor, [_posted(item) for item in new])
+    _announce_earned(session, actor, [item for item in new if item.program.hooked and item.points > 0])
     for item in new:
         results[item.index] = ItemResult("created", TxnView(item.txn, item.program.code, item.membership[2]))
     return results
+
+
+def _announce_earned(session: Session, actor: Actor, items: list[_Parsed]) -> None:
+    """`points.earned` for each new purchase that earned points, to the partner's endpoints."""
+    if items:
+        webhooks.emit_many(session, actor.partner_id, "points.earned", [{
+            "transaction_id": str(item.txn.id), "partner_transaction_id": item.txn_id,
+            "member_id": str(item.membership[2]), "program": item.program.code, "points": item.points,
+            "occurred_at": item.occurred_at.isoformat(), "rule_version": item.txn.rule_version,
+        } for item in items])
 
 
 def _facts(item: _Parsed) -> rating.PurchaseFacts:
@@ -656,6 +677,12 @@ def reverse(session: Session, actor: Actor, body: dict) -> tuple[bool, TxnView]:
     purchase.points_reversed += max(due, 0)
     session.add(txn)
     session.flush()
+    if take:
+        webhooks.emit(session, program.partner_id, "points.reversed", {
+            "transaction_id": str(txn.id), "partner_return_id": txn.partner_txn_id,
+            "purchase_id": str(purchase.id), "member_id": str(member_id), "program": program.code,
+            "points": take, "points_shortfall": txn.points_shortfall,
+        })
     effects.purchase_returned(session, actor, effects.ReturnedPurchase(
         purchase.id, program.id, program.issuance_account_id, purchase.membership_id, purchase.occurred_at,
         max(due, 0), amount, refunded == purchase.amount_minor,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from hub import ledger, money, pagination
 from hub.actor import Actor
+from hub.audit import trail
 from hub.errors import Conflict, Gone, Invalid, NotFound
 from hub.privacy.erasure_models import MemberErasure
 from hub.exchange.models import ProgramRate
@@ -56,13 +57,15 @@ def _check_code(code: str) -> None:
         raise Invalid(f"{code!r} is not a code: 2-16 of A-Z, 0-9, _", slug="invalid-code")
 
 
-def create_partner(session: Session, code: str, name: str) -> Partner:
+def create_partner(session: Session, code: str, name: str, *, by: str) -> Partner:
     _check_code(code)
     if session.scalar(select(Partner.id).where(Partner.code == code)):
         raise Conflict(f"partner {code} already exists", slug="partner-exists")
     partner = Partner(code=code, name=name)
     session.add(partner)
     session.flush()
+    trail.record(session, actor=by, action="partner.create", target=f"partner:{code}",
+                 after={"id": str(partner.id), "code": code, "name": name})
     return partner
 
 
@@ -99,6 +102,7 @@ def create_program(
     earn_currency: str,
     earn_rate: Decimal,
     hosted_by: str | None = None,
+    by: str,
 ) -> Program:
     """A program and its system accounts; its point value opens its rate history.
     `hosted_by`: the connector of a program whose balances the partner keeps."""
@@ -134,6 +138,9 @@ def create_program(
     session.flush()
     session.add(ProgramRate(program_id=program_id, point_value=point_value, valid_from=program.created_at,
                             set_by=f"program {code} created"))
+    trail.record(session, actor=by, action="program.create", target=f"program:{code}",
+                 after={"id": str(program_id), "partner": partner_code, "point_value": str(point_value),
+                        "earn_currency": earn_currency, "earn_rate": str(earn_rate), "hosted_by": hosted_by})
     return program
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from hub import money, pagination
 from hub.actor import Actor
+from hub.audit import trail
 from hub.db import run, utcnow
 from hub.errors import Conflict, Invalid, NotFound
 from hub.programs.earning import parse_time
@@ -232,6 +233,9 @@ def create_reward(session: Session, actor: Actor, body: dict) -> tuple[Reward, s
     )
     session.add(reward)
     session.flush()
+    trail.record(session, actor=trail.who(actor), action="reward.create", target=f"reward:{code}",
+                 after={"id": str(reward.id), "kind": kind, "program": program.code if program else None,
+                        "points": reward.price_points, "units": body.get("units"), "stock": reward.stock})
     return reward, program.code if program else None
 
 

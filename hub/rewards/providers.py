@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
 
 class Kind(str, enum.Enum):
@@ -99,6 +99,42 @@ class Provider(Protocol):
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookEvent: ...
 
 
+@dataclass(frozen=True)
+class ReportLine:
+    """One order as a provider's own report (CSV) states it, in the hub's terms."""
+
+    line: int                     # the line of the file it came from (the header is line 1)
+    reference: str                # our OrderRequest.reference; "" for an order placed elsewhere
+    provider_order_id: str
+    occurred_at: datetime         # when the provider took the order (UTC)
+    amount_minor: int
+    currency: str
+    status: Status                # FULFILLED, PENDING or FAILED (refused, cancelled, refunded)
+
+
+class ReportLayoutUnknown(Exception):
+    """The file's header is not this provider's report layout."""
+
+    def __init__(self, missing: list[str]):
+        super().__init__(f"missing columns: {', '.join(missing)}")
+        self.missing = missing
+
+
+class ReportMalformed(Exception):
+    """A cell of the report cannot be read: names the line and the column."""
+
+    def __init__(self, line: int, column: str, problem: str):
+        super().__init__(f'line {line}, column "{column}": {problem}')
+        self.line, self.column = line, column
+
+
+class ReportParser(Protocol):
+    """A provider's report layout: the lines of its CSV (header first) to ReportLines, raising
+    ReportLayoutUnknown or ReportMalformed. Lazy: the caller decides when to stop."""
+
+    def __call__(self, lines: Iterable[str]) -> Iterator[ReportLine]: ...
+
+
 # name -> factory(config) -> Provider. Config is a plain mapping (base URL, credentials, timeouts).
 _REGISTRY: dict[str, Callable[[Mapping[str, str]], Provider]] = {}
 
@@ -110,6 +146,25 @@ def register(name: str, factory: Callable[[Mapping[str, str]], Provider]) -> Non
 def factories() -> dict[str, Callable[[Mapping[str, str]], Provider]]:
     _load_plugins()
     return dict(_REGISTRY)
+
+
+# name -> the parser of that provider's report. Apart from the connectors: reading a file
+# needs neither configuration nor a connection.
+_REPORTS: dict[str, ReportParser] = {}
+
+
+def register_report(name: str, parser: ReportParser) -> None:
+    _REPORTS[name] = parser
+
+
+def report_parser(name: str) -> ReportParser | None:
+    _load_plugins()
+    return _REPORTS.get(name)
+
+
+def report_parsers() -> dict[str, ReportParser]:
+    _load_plugins()
+    return dict(_REPORTS)
 
 
 def _load_plugins() -> None:

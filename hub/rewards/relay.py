@@ -41,6 +41,7 @@ from sqlalchemy.sql.dml import Update
 from sqlalchemy.orm import Session
 
 from hub import ledger
+from hub.audit import trail
 from hub.db import Database, bind_values, one_of, run, utcnow, values_shape
 from hub.errors import Conflict
 from hub.notify import outbox, webhooks
@@ -410,7 +411,7 @@ def handle_event(session: Session, provider: str, event: WebhookEvent,
     return record(session, redemption_id, event.outcome, policy)
 
 
-def requeue(session: Session, redemption_id: uuid.UUID) -> None:
+def requeue(session: Session, redemption_id: uuid.UUID, *, by: str) -> None:
     """Give an order that needs review back to the relay, with a fresh count of attempts.
     It is maybe placed (a person looked at it; the flag is never cleared), so its first new
     attempt looks the reference up: nothing is ordered twice, nothing voided without an answer."""
@@ -425,3 +426,5 @@ def requeue(session: Session, redemption_id: uuid.UUID) -> None:
     now = utcnow()
     redemption.relay_deadline = max(redemption.relay_deadline, now + timedelta(hours=1))
     outbox.enqueue(session, redemptions.RELAY_TOPIC, str(redemption_id), {"redemption_id": str(redemption_id)})
+    trail.record(session, actor=by, action="redemption.requeue", target=f"redemption:{redemption_id}",
+                 before={"state": NEEDS_REVIEW}, after={"state": PENDING})

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from hub import pagination
 from hub.actor import Actor
+from hub.audit import trail
 from hub.db import utcnow
 from hub.errors import NotFound
 from hub.programs.models import Program
@@ -54,6 +55,8 @@ def publish(session: Session, actor: Actor, code: str, document: dict,
     refuse_hosted(program)  # its purchases never reach the hub: rules would rate nothing
     published = versions.publish(session, program.id, document, created_by=created_by or actor.ref,
                                  effective_from=effective_from)
+    trail.record(session, actor=created_by or trail.who(actor), action="rules.publish", target=f"program:{code}",
+                 after={"version": published.version, "effective_from": published.effective_from.isoformat()})
     return _view(code, session.scalar(select(RuleVersion).where(
         RuleVersion.program_id == program.id, RuleVersion.version == published.version)))
 

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from hub import pagination
 from hub.actor import Actor
+from hub.audit import trail
 from hub.db import insert_once, utcnow
 from hub.errors import Conflict, Invalid
 from hub.programs.earning import parse_time
@@ -153,6 +154,9 @@ def create(session: Session, actor: Actor, body: dict) -> Challenge:
     )
     session.add(row)
     session.flush()
+    trail.record(session, actor=trail.who(actor), action="challenge.create", target=f"challenge:{row.code}",
+                 after={"id": str(row.id), "starts_at": body["starts_at"], "ends_at": body["ends_at"],
+                        "goal": row.goal, "badge": row.badge_code, "bonus": bonus})
     forget()  # this process sees it at once; others within CACHE_TTL
     return row
 

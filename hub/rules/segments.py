@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from hub import money, pagination
 from hub.actor import Actor
+from hub.audit import trail
 from hub.db import utcnow
 from hub.errors import Invalid, NotFound
 from hub.privacy import sharing
@@ -182,18 +183,21 @@ def acting_partner(session: Session, actor: Actor, partner_code: str | None) -> 
     return partner_by_code(session, partner_code).id
 
 
-def put(session: Session, partner_id: uuid.UUID, code: str, body: dict) -> tuple[Segment, bool]:
+def put(session: Session, partner_id: uuid.UUID, code: str, body: dict, *, by: str) -> tuple[Segment, bool]:
     """Create or replace the segment's definition (membership follows at its next refresh).
     Returns (segment, created)."""
     conditions = check(session, partner_id, body.get("conditions", {}))
     segment = session.scalar(select(Segment).where(Segment.partner_id == partner_id, Segment.code == code))
     created = segment is None
+    before = None if created else {"name": segment.name, **segment.definition}
     if created:
         segment = Segment(partner_id=partner_id, code=code)
         session.add(segment)
     segment.name = body["name"]
     segment.definition = {"conditions": conditions}
     session.flush()
+    trail.record(session, actor=by, action="segment.put", target=f"segment:{partner_id}/{code}",
+                 before=before, after={"name": segment.name, **segment.definition})
     return segment, created
 
 

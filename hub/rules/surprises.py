@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from hub.actor import Actor
+from hub.audit import trail
 from hub.errors import Conflict, Invalid
 from hub.programs.service import refuse_hosted, resolve_membership
 from hub.rules import admin
@@ -53,4 +54,7 @@ def grant(session: Session, actor: Actor, code: str, member: dict, points: int, 
     if not granted and (row.membership_id, row.points, row.reason) != (membership.id, points, reason):
         raise Conflict(f"surprise {surprise_id} was granted before with another member, points or reason",
                        slug="surprise-conflict")
+    if granted:  # the reason is free text: it stays out of the trail
+        trail.record(session, actor=trail.who(actor), action="surprise.grant", target=f"program:{code}",
+                     after={"surprise_id": surprise_id, "member_id": str(membership.member_id), "points": points})
     return granted, SurpriseView(row.id, program.code, membership.member_id, row.key, row.points, row.reason, row.created_at)

@@ -9,6 +9,7 @@ Magic e-mail tags: partners/_fake.py. "+fail" answers 400. GlobalGiving is synch
 from __future__ import annotations
 
 import itertools
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -16,6 +17,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from partners._fake import FakeApp, Order, Verdict, json_body, json_response, now_iso
+from partners.globalgiving import report
 from partners.globalgiving.config import DEFAULTS
 
 NAME = "globalgiving"
@@ -36,10 +38,12 @@ PROJECTS = [
      "summary": "Rapid grants to local responders after disasters."},
 ]
 _PROJECTS = {p["id"]: p for p in PROJECTS}
+_STATUS = {"pending": "pending", "fulfilled": "complete"}  # else failed
 
 
 class GlobalGivingFake(FakeApp):
     name = NAME
+    report_header = report.HEADER
 
     def __init__(self, *, api_key: str | None = None, api_token: str | None = None, **options: Any):
         super().__init__(**options)
@@ -121,9 +125,15 @@ class GlobalGivingFake(FakeApp):
             project={"id": project["id"], "title": project["title"], "organization": project["organization"]},
         )
 
+    def report_row(self, order: Order) -> list[str]:
+        f = order.fields
+        donated = datetime.fromisoformat(f["donationDate"]).strftime(report.DATE_FORMAT)
+        return [f["id"], order.reference, donated, str(f["project"]["id"]), f["project"]["title"], f["amount"],
+                _STATUS.get(order.status, "failed")]
+
     def _view(self, order: Order) -> dict:
         f = order.fields
-        status = {"pending": "pending", "fulfilled": "complete"}.get(order.status, "failed")
+        status = _STATUS.get(order.status, "failed")
         receipt = None if status != "complete" else {
             "receiptNumber": f["id"], "amount": f["amount"], "currencyCode": f["currency"],
             "donationDate": f["donationDate"], "project": f["project"],

@@ -17,7 +17,8 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from partners._fake import FakeApp, Order, Verdict, json_body, json_response, now_iso, token
+from partners._fake import FakeApp, Order, Verdict, json_body, json_response, major, now_iso, token
+from partners.tango import report
 from partners.tango.config import DEFAULTS
 
 NAME = "tango"
@@ -37,11 +38,13 @@ CATALOG = [
                {"utid": "U157190", "rewardName": "Starbucks Card $25.00", "currencyCode": "USD",
                 "valueType": "FIXED_VALUE", "faceValue": 25.0, "_credentials": "card"}]},
 ]
+_STATUS = {"pending": "PENDING", "fulfilled": "COMPLETE"}  # else FAILED
 _ITEMS = {item["utid"]: (brand, item) for brand in CATALOG for item in brand["items"]}
 
 
 class TangoFake(FakeApp):
     name = NAME
+    report_header = report.HEADER
 
     def __init__(self, *, credentials: tuple[str, str] | None = None, **options: Any):
         super().__init__(**options)
@@ -115,6 +118,12 @@ class TangoFake(FakeApp):
             return self.error(404, f"Order {order_id} not found", "RAAS:ORDR:NOT_FOUND")
         return json_response(self._view(order))
 
+    def report_row(self, order: Order) -> list[str]:
+        f = order.fields
+        placed = datetime.fromisoformat(f["createdAt"]).strftime(report.DATE_FORMAT)
+        return [f["id"], f["externalRefID"] or "", placed, DEFAULTS["account_identifier"], f["utid"], f["rewardName"],
+                major(f["amount"], f["currency"]), f["currency"], _STATUS.get(order.status, "FAILED")]
+
     def _invalid(self, data: dict | None) -> str | None:
         if data is None:
             return "body must be a JSON object"
@@ -152,7 +161,7 @@ class TangoFake(FakeApp):
 
     def _view(self, order: Order, reward: bool = True) -> dict:
         f = order.fields
-        status = {"pending": "PENDING", "fulfilled": "COMPLETE"}.get(order.status, "FAILED")
+        status = _STATUS.get(order.status, "FAILED")
         view = {
             "referenceOrderID": f["id"], "customerIdentifier": DEFAULTS["customer_identifier"],
             "accountIdentifier": DEFAULTS["account_identifier"], "accountNumber": "A32386768",

@@ -20,7 +20,8 @@ import requests
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from partners._fake import FakeApp, Order, Verdict, json_body, json_response, now_iso, token
+from partners._fake import FakeApp, Order, Verdict, json_body, json_response, major, now_iso, token
+from partners.tremendous import report
 from partners.tremendous.config import DEFAULTS
 
 NAME = "tremendous"
@@ -43,6 +44,7 @@ _DELIVERY = {"pending": "PENDING", "fulfilled": "SUCCEEDED", "failed": "FAILED"}
 
 class TremendousFake(FakeApp):
     name = NAME
+    report_header = report.HEADER
 
     def __init__(self, *, api_key: str | None = None, webhook_url: str | None = None,
                  webhook_secret: str | None = None, **options: Any):
@@ -160,6 +162,12 @@ class TremendousFake(FakeApp):
             method=(reward.get("delivery") or {}).get("method", "EMAIL"),
             link=f"https://testflight.tremendous.com/rewards/payout/{token(order.reference, 'link', 20)}",
         )
+
+    def report_row(self, order: Order) -> list[str]:
+        f = order.fields
+        return [f["id"], f["reward_id"], f["external_id"] or "", f["created_at"], f["product"],
+                major(f["denomination"], f["currency"]), f["currency"], _STATUS.get(order.status, "FAILED"),
+                _DELIVERY.get(order.status, "FAILED")]
 
     def _view(self, order: Order, link: bool = False) -> dict:
         f = order.fields

@@ -68,7 +68,7 @@ def test_health_and_readiness(server, settings):
 
 
 def test_a_partner_integrates_end_to_end_and_races_earn_once(server, db):
-    ops_client, ops_secret = db.write(lambda s: create_client(s, name="e2e ops", partner_id=None))
+    ops_client, ops_secret = db.write(lambda s: create_client(s, name="e2e ops", partner_id=None, by="test"))
     with httpx.Client(base_url=server, timeout=10) as http:
         def token(client_id, secret):
             r = http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret))

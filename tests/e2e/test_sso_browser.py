@@ -129,9 +129,9 @@ def _brand_partner(db, name: str) -> str:
     code = unique_code("B")
 
     def work(s):
-        service.create_partner(s, code, name)
+        service.create_partner(s, code, name, by="test")
         service.create_program(s, partner_code=code, code=code, name=f"{name} Points", point_value=Decimal("10"),
-                               earn_currency="IDR", earn_rate=Decimal("0.001"))
+                               earn_currency="IDR", earn_rate=Decimal("0.001"), by="test")
     db.write(work)
     return code
 
@@ -153,7 +153,7 @@ def stack(settings, db, tmp_path_factory):
         client, secret = db.write(lambda s, brand=brand: brand_clients.register(
             s, name=f"{name} website", partner_id=service.partner_by_code(s, brand.partner).id,
             redirect_uris=[brand.redirect_uri], post_logout_redirect_uris=[brand.post_logout_redirect_uri],
-            backchannel_logout_uri=brand.backchannel_logout_uri))
+            backchannel_logout_uri=brand.backchannel_logout_uri, by="test"))
         path = workdir / f"{brand.code}.json"
         path.write_text(json.dumps({k: getattr(brand, k) for k in ("code", "name", "partner", "program", "port",
                                                                    "scope")}))

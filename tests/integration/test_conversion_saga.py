@@ -464,14 +464,14 @@ def test_ops_resolve_a_conversion_the_partner_applied(coalition, db, cli, into_a
     assert "completed" in done.output
     got = c.state(conversion)
     assert got["state"] == "completed" and got["resolved_at"]
-    assert got["failure"].startswith(f"resolved by ops:cli: the partner's {'credit' if into_airline else 'debit'} "
+    assert got["failure"].startswith(f"resolved by cli: the partner's {'credit' if into_airline else 'debit'} "
                                       "applied (LCP support: posted as LCP-77); in review for: no definitive answer")
     after = shop_account(db, c)
     if into_airline:
         assert after.debits_posted == before.debits_posted + 1000 and after.debits_pending == before.debits_pending
     else:
         assert after.credits_posted == before.credits_posted + 500 and after.credits_pending == before.credits_pending
-    assert resolved_by(db, c, conversion) == [("ops:cli", 1000 if into_airline else 500)]
+    assert resolved_by(db, c, conversion) == [("cli", 1000 if into_airline else 500)]
     assert c.fake.ops()[-1] == "status"  # nothing asked of the partner by the resolution
     # Settled: neither a second resolution nor a requeue.
     again = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--not-applied"])
@@ -492,9 +492,9 @@ def test_ops_resolve_a_conversion_the_partner_did_not_apply(coalition, db, cli, 
     assert "failed" in done.output
     got = c.state(conversion)
     assert got["state"] == "failed" and got["resolved_at"]
-    assert "not applied (no such posting at LCP)" in got["failure"] and "ops:cli" in got["failure"]
+    assert "not applied (no such posting at LCP)" in got["failure"] and "resolved by cli:" in got["failure"]
     assert shop_account(db, c) == before  # the points back, or the pending credit gone
-    assert resolved_by(db, c, conversion) == [("ops:cli", 1000 if into_airline else 500)]
+    assert resolved_by(db, c, conversion) == [("cli", 1000 if into_airline else 500)]
     history = c.shop.api.get(f"/v1/members/{c.member}/history").json()["items"]
     assert [m["status"] for m in history if m["ref_id"] == conversion["id"]] == ["voided"]
     assert cli.invoke(main, ["conversions", "resolve", conversion["id"], "--applied"]).exit_code == 1
@@ -783,7 +783,7 @@ def test_an_unconfirmed_reversal_leaves_the_conversion_for_review(coalition, db,
     got = c.state(conversion)
     assert got["state"] == "needs_review" and "reversal answered unknown" in got["failure"]
     # A requeue asks again and reverses with the same reference (the partner applies it once).
-    db.write(lambda s: saga.requeue(s, uuid.UUID(conversion["id"])))
+    db.write(lambda s: saga.requeue(s, uuid.UUID(conversion["id"]), by="ops:test"))
     c.fake.status_script = [RemoteResult(S.SUCCESS, transaction_id="LCP-8")]
     c.fake.reversal_script = [RemoteResult(S.SUCCESS)]
     assert attempt(db, conversion) == "failed"

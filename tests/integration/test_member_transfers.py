@@ -112,7 +112,7 @@ def test_every_refusal_moves_nothing(family, make_partner, db):
 def test_partner_hosted_programs_offer_no_transfers(partner, db):
     code = unique_code("H")
     db.write(lambda s: service.create_program(s, partner_code=partner.code, code=code, name="Hosted", hosted_by="x",
-                                              point_value=Decimal("1"), earn_currency="IDR", earn_rate=Decimal("0")))
+                                              point_value=Decimal("1"), earn_currency="IDR", earn_rate=Decimal("0"), by="test"))
     members = [partner.api.post("/v1/members", {"program": code, "external_id": f"h-{i}"}).json()["id"]
                for i in range(2)]
     assert_problem(set_policy(partner.api, code, 10, 10), 422, "program-hosted")

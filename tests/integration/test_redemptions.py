@@ -300,7 +300,7 @@ def test_no_definitive_answer_ends_in_review_with_points_held(partner, provider,
     held = partner.balance(member)
     assert held["posted"] - held["available"] == 16000  # still reserved: it may have been placed
     # Ops hand it back; the relay asks the provider first.
-    db.write(lambda s: relay.requeue(s, uuid.UUID(order["id"])))
+    db.write(lambda s: relay.requeue(s, uuid.UUID(order["id"]), by="ops:test"))
     provider.lookup_script = [Outcome(Status.FULFILLED, delivery=CARD)]
     assert run_relay(db, provider, order["id"]) == "fulfilled"
 
@@ -579,7 +579,7 @@ def test_requeue_asks_first_even_for_an_order_never_maybe_placed(partner, provid
     review = Redemption.__table__.update().where(Redemption.id == uuid.UUID(order["id"]))
     db.write(lambda s: s.execute(review.values(state="needs_review", attempts=4, failure="ops look")))
     assert relay_row(db, order["id"])["maybe_placed"] is False
-    db.write(lambda s: relay.requeue(s, uuid.UUID(order["id"])))
+    db.write(lambda s: relay.requeue(s, uuid.UUID(order["id"]), by="ops:test"))
     assert relay_row(db, order["id"]) == {"state": "pending", "maybe_placed": True, "attempts": 0}
     provider.place_script = [Outcome(Status.RETRY)] * 4
     provider.lookup_script = [Outcome(Status.NOT_FOUND)] * 4
@@ -595,7 +595,7 @@ def test_requeue_after_review_looks_up_and_settles(partner, provider, db):
     provider.place_script = [Outcome(Status.UNKNOWN)] + [Outcome(Status.RETRY)] * 3
     provider.lookup_script = [Outcome(Status.NOT_FOUND)] * 3
     assert [run_relay(db, provider, order["id"]) for _ in range(4)][-1] == "needs_review"
-    db.write(lambda s: relay.requeue(s, uuid.UUID(order["id"])))
+    db.write(lambda s: relay.requeue(s, uuid.UUID(order["id"]), by="ops:test"))
     provider.calls.clear()
     provider.lookup_script = [Outcome(Status.FULFILLED, provider_order_id="P-9", delivery=CARD)]
     assert run_relay(db, provider, order["id"]) == "fulfilled"

@@ -25,6 +25,7 @@ it takes 20-25 s on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import collections
+import itertools
 import secrets
 import uuid
 from decimal import ROUND_DOWN, Decimal
@@ -135,6 +136,7 @@ class Seed:
             f"/v1/webhook-endpoints/{self.webhook_endpoint}/deliveries").json()["items"][0]["id"]
         self._member_transfers(partner)
         self._rules(partner)
+        self._reconciliation(ops)
         self.bodies = {
             "POST /members": self._enrolment,
             "POST /transactions": self._purchase,
@@ -153,6 +155,7 @@ class Seed:
             "POST /challenges": self._challenge,
             "POST /programs/{code}/surprises": self._surprise,
             "POST /engagement-events": self._engagement_event,
+            "POST /reconciliation/runs": self._report,
         }
 
     def _webhooks(self, partner):
@@ -208,6 +211,24 @@ class Seed:
         assert published.status_code == 201, published.text
         assert partner.api.post("/v1/members", {"program": self.program_c, "member_id": self.member}).status_code == 201
 
+    def _reconciliation(self, ops):
+        """A run of a Tango report of orders the hub never placed: exceptions to resolve (each
+        once: the run takes them in turn)."""
+        made = ops.post("/v1/reconciliation/runs", {"provider": "tango", "csv": self._tango_report(
+            f"rdm{uuid.uuid4().hex}" for _ in range(20))})
+        assert made.status_code == 201, made.text
+        self.reconciliation_run = made.json()["id"]
+        found = ops.get("/v1/reconciliation/exceptions", run_id=self.reconciliation_run).json()["items"]
+        self.reconciliation_exceptions = itertools.cycle([e["id"] for e in found])
+
+    @staticmethod
+    def _tango_report(references) -> str:
+        from partners.tango.report import HEADER
+
+        return "\r\n".join([",".join(HEADER), *(
+            f"RA-{n},{ref},2026-11-01 10:00:00,hub-sandbox,U157189,Starbucks Card $10.00,10.00,USD,COMPLETE"
+            for n, ref in enumerate(references))]) + "\r\n"
+
     def apply(self, case, rnd):
         # A quarter stay as generated: unknown codes and ids must give clean 404s too.
         # (Hypothesis starts from 0.0, so its first, simplest cases are seeded ones.)
@@ -256,6 +277,10 @@ class Seed:
             path["statement_id"], path["line_id"] = self.statement, self.statement_line
         if "period" in path:
             path["period"] = SEEDED_PERIOD
+        if "run_id" in path:
+            path["run_id"] = self.reconciliation_run
+        if "exception_id" in path:
+            path["exception_id"] = next(self.reconciliation_exceptions)
         if "from_program" in path:  # the way back: A -> B stays open for the quotes
             path["from_program"], path["to_program"] = self.program_b, self.program
 
@@ -266,6 +291,8 @@ class Seed:
             query["cursor"] = rnd.choice(self.cursors)
         if "member_id" in query:
             query["member_id"] = self.member
+        if "run_id" in query:
+            query["run_id"] = self.reconciliation_run
         given = [kind for kind in IDENTIFIER_KINDS if kind in query]
         if given:  # a lookup: exactly one identifier, the member's
             keep = rnd.choice(given)
@@ -390,6 +417,13 @@ class Seed:
                     event_id=f"st-event-{rnd.getrandbits(40):x}")
         # In force since the seed published them (a generated past time finds no rules: a 422).
         body["occurred_at"] = rnd.choice([body["occurred_at"], utcnow().isoformat()])
+
+    def _report(self, body, rnd):
+        """A Tango report of one order unknown to the hub: a new run, or the same file again."""
+        body.update(provider="tango", csv=self._tango_report([f"rdm{rnd.getrandbits(8):032x}"]))
+        if rnd.random() < 0.5:
+            body.pop("period_start", None)
+            body.pop("period_end", None)
 
     @staticmethod
     def _amount(amount, limit=10**12):

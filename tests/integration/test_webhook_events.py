@@ -1,7 +1,8 @@
-"""The events the hub emits today, from where their state changes, in the same transaction:
-redemption.fulfilled / redemption.failed (the relay's outcome), conversion.completed (a local
-conversion, and the saga settling a hosted one); each delivered, signed, to the partners
-concerned."""
+"""The events the hub emits, from where their state changes, in the same transaction:
+points.earned / points.reversed (purchases, one by one and in batches, and returns),
+member.linked (a member links a card to their coalition account), redemption.fulfilled /
+redemption.failed (the relay's outcome), conversion.completed (a local conversion, and the
+saga settling a hosted one); each delivered, signed, to the partners concerned."""
 from __future__ import annotations
 
 import uuid
@@ -14,6 +15,10 @@ from hub.notify import webhooks
 from hub.notify.webhook_models import WebhookDelivery, WebhookEvent
 from hub.exchange.hosted import RemoteResult, RemoteStatus
 from hub.rewards.providers import Outcome, Status
+from tests.integration.test_dashboard import (  # noqa: F401  (fixtures)
+    _code_in_mail, _logged_in, _member_of, _request_id, _start, card, clock, flask_app, web_state,
+)
+from tests.integration.test_returns import post_return
 from tests.integration.test_conversion_saga import attempt, coalition, fake  # noqa: F401  (fixtures)
 from tests.integration.test_conversions import pair, quote  # noqa: F401  (fixture)
 from tests.integration.test_redemptions import CARD, provider, redeem, reward_code, rich_member, run_relay  # noqa: F401
@@ -91,3 +96,67 @@ def test_emit_takes_the_known_types_and_refuses_others(partner, db, event_type):
     assert db.write(lambda s: webhooks.emit(s, pid, event_type, {"x": 1})).startswith("msg_")
     with pytest.raises(ValueError, match="unknown webhook event type"):
         db.write(lambda s: webhooks.emit(s, pid, "points.stolen", {}))
+
+
+def test_a_purchase_announces_the_points_it_earned(partner, db, deliverer, receiver):
+    endpoint = register(partner.api, url="https://crm.example/earned", event_types=["points.earned"])
+    receiver.add(responses.POST, "https://crm.example/earned", status=200)
+    member = partner.enrol()
+    purchase = partner.buy(member, "250000", txn="pos-1")
+
+    (event,) = events(db, endpoint)
+    assert event.type == "points.earned"
+    assert event.data == {"transaction_id": purchase["id"], "partner_transaction_id": "pos-1", "member_id": member,
+                          "program": partner.program, "points": purchase["points"],
+                          "occurred_at": "2026-11-01T10:00:00+00:00", "rule_version": None}
+    assert purchase["points"] == 250
+    (delivery,) = deliveries(db, endpoint["id"])
+    assert deliverer.deliver(delivery.id) == "succeeded"
+    body = webhooks.verify(endpoint["secret"], receiver.calls[0].request.headers, receiver.calls[0].request.body)
+    assert body["data"]["transaction_id"] == purchase["id"]
+
+
+def test_a_batch_announces_each_new_purchase_once_and_not_its_duplicates_or_failures(partner, db):
+    endpoint = register(partner.api, event_types=["points.earned"])
+    member = partner.enrol()
+    items = [partner.purchase_body(member, "10000", txn=f"b-{n}") for n in range(3)]
+    items.append(partner.purchase_body(str(uuid.uuid4()), "10000", txn="b-unknown"))  # no such member
+    done = partner.api.post("/v1/transactions/batch", {"items": items})
+    assert done.status_code == 200, done.text
+    again = partner.api.post("/v1/transactions/batch", {"items": items[:2]})  # duplicates
+    assert again.status_code == 200
+    announced = sorted(event.data["partner_transaction_id"] for event in events(db, endpoint))
+    assert announced == ["b-0", "b-1", "b-2"]
+
+
+def test_earning_is_not_announced_to_endpoints_of_other_events(partner, db):
+    endpoint = register(partner.api, event_types=["tier.changed"])
+    partner.buy(partner.enrol(), "250000")
+    assert events(db, endpoint) == []
+
+
+def test_a_return_announces_the_points_it_took_back(partner, db):
+    endpoint = register(partner.api, event_types=["points.reversed"])
+    member = partner.enrol()
+    purchase = partner.buy(member, "400000")
+    returned = post_return(partner, purchase, "100000", return_id="ret-1")
+    assert returned.status_code == 201, returned.text
+
+    (event,) = events(db, endpoint)
+    assert event.type == "points.reversed"
+    assert event.data == {"transaction_id": returned.json()["id"], "partner_return_id": "ret-1",
+                          "purchase_id": purchase["id"], "member_id": member, "program": partner.program,
+                          "points": 100, "points_shortfall": 0}
+
+
+def test_linking_a_card_announces_the_member_it_now_belongs_to(flask_app, db, settings, card, clock):
+    endpoint = register(card["partner"].api, event_types=["member.linked"])
+    browser, email = _logged_in(flask_app, db, settings)
+    started = _start(browser, card["partner"].program, card["number"])
+    code = _code_in_mail(db, settings, card["email"])
+    assert browser.post("/account/link/code", {"request": _request_id(browser.text()), "code": code}).status_code == 303
+
+    (event,) = events(db, endpoint)
+    assert event.type == "member.linked" and started.status_code == 200
+    assert event.data == {"member_id": str(_member_of(db, email)), "previous_member_id": card["member_id"],
+                          "program": card["partner"].program}

@@ -33,7 +33,7 @@ class Book:
             s.flush()
             program = create_program(s, partner_code=partner.code, code=f"E{uuid.uuid4().hex[:8].upper()}",
                                      name="p", point_value=Decimal(1), earn_currency="USD",
-                                     earn_rate=Decimal(1))
+                                     earn_rate=Decimal(1), by="test")
             versions.publish(s, program.id, {"expiry": policy}, created_by="test", effective_from=utcnow())
             member = Member()
             s.add(member)

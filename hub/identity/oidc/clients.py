@@ -67,6 +67,7 @@ def register(
     backchannel_logout_uri: str | None = None,
     public: bool = False,
     scopes: list[str] | None = None,
+    by: str,
 ) -> tuple[ApiClient, str | None]:
     """A new brand client, and its secret (None for a public client), shown this once."""
     if not redirect_uris:
@@ -98,6 +99,7 @@ def register(
         public=public,
     ))
     session.flush()
+    clients.record_created(session, client, by, redirect_uris=list(dict.fromkeys(redirect_uris)), public=public)
     return client, secret
 
 
