@@ -33,7 +33,6 @@ from decimal import ROUND_DOWN, Decimal
 import pytest
 import schemathesis
 from hypothesis import strategies as st
-from sqlalchemy import select
 from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -50,6 +49,7 @@ from hub.api import runtime
 from hub.rewards.providers import WebhookEvent
 from hub.identity.clients import PARTNER_SCOPES
 from hub.identity.oidc.clients import MEMBER_SCOPES
+from tests.integration.settlement_support import SEEDED_PERIOD, seed_statement
 from tests.integration.oidc_support import SCOPE, Browser, RelyingParty, log_in
 from tests.integration.test_frequency import publish as publish_rules
 from tests.integration.test_oidc import register, sign_in
@@ -491,38 +491,6 @@ def _member_session(app, db, ops, partner, second_partner, member_id):
     return access_token, subject, second_partner.code, second_token, own_app_token
 
 
-SEEDED_PERIOD = "2026-10"  # before any test's transfers: closing it again answers its statements
-
-
-def _statement(db, partner) -> tuple[str, int]:
-    """A closed period with a statement of the partner's (stored as a close stores one), so
-    that the settlement reads have something to answer: its id and its issued line's."""
-    from hub.programs.models import Program
-    from hub.settlement import statements
-    from hub.settlement.models import SettlementPeriod, Statement, StatementLine
-    from hub.settlement.periods import Period
-
-    def store(s):
-        program = s.scalar(select(Program).where(Program.code == partner.program))
-        period = Period.parse(SEEDED_PERIOD)
-        if s.get(SettlementPeriod, period.name) is None:
-            s.add(SettlementPeriod(period=period.name, starts_at=period.starts_at, ends_at=period.ends_at,
-                                   through_id=0, closed_by="test"))
-        draft = statements.Draft("partner", str(program.partner_id), "IDR", program.partner_id,
-                                 [statements.Line("issued", 0, program.id, 0, 0)])
-        found = Statement(period=period.name, party_kind="partner", party=draft.party, partner_id=program.partner_id,
-                          currency="IDR", net_due_minor=0, digest=statements.digest(period.name, draft))
-        s.add(found)
-        s.flush()
-        line = StatementLine(statement_id=found.id, position=0, category="issued", program_id=program.id,
-                             points=0, count=0, amount_minor=0)
-        s.add(line)
-        s.flush()
-        return str(found.id), line.id
-
-    return db.write(store)
-
-
 @pytest.fixture
 def api_schema(request, app, db, ops, partner, make_partner, statuses):
     # schemathesis 4.32 renames the pytest node per operation through `node._nodeid`, which
@@ -537,7 +505,7 @@ def api_schema(request, app, db, ops, partner, make_partner, statuses):
     )
     publish_frequency_rules(db, partner)
     seed = Seed(partner, ops, lambda member: _member_session(app, db, ops, partner, make_partner(), member))
-    seed.statement, seed.statement_line = _statement(db, partner)
+    seed.statement, seed.statement_line = seed_statement(db, partner)
     tokens = {"partner": partner.api.headers["Authorization"], "ops": ops.headers["Authorization"],
               "member": f"Bearer {seed.member_token}", "withdrawing": f"Bearer {seed.consented_token}",
               "own_app": f"Bearer {seed.own_app_token}"}

@@ -36,7 +36,7 @@ def _at(text: str) -> datetime:
 
 
 def _ops(http, db, scopes=None) -> Api:
-    client, secret = db.write(lambda s: create_client(s, name="settlement ops", partner_id=None, scopes=scopes))
+    client, secret = db.write(lambda s: create_client(s, name="settlement ops", partner_id=None, scopes=scopes, by="test"))
     return Api(http, token_for(http, client.client_id, secret))
 
 
