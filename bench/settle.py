@@ -48,19 +48,20 @@ def rss_mb() -> float:
 
 def build(url: str, transfers: int) -> None:
     from hub import migrations
-    from hub.db import Database
+    from hub.commands.common import db as cli_db
     from hub.programs import service
     from hub.settlement.models import ProgramPrice
 
     migrations.upgrade(url)
-    db = Database(url)
+    os.environ.update(HUB_DATABASE_URL=url, HUB_SECRET_KEY=SECRET_KEY)
+    db = cli_db()  # with the keyring: creating partners and programs writes the audit trail
 
     def programs(s):
         made = []
         for i in range(PROGRAMS):
-            service.create_partner(s, f"BP{i}", f"Bench partner {i}")
+            service.create_partner(s, f"BP{i}", f"Bench partner {i}", by="bench")
             program = service.create_program(s, partner_code=f"BP{i}", code=f"BG{i}", name=f"Bench {i}",
-                                              point_value=Decimal(10), earn_currency="IDR", earn_rate=Decimal("0.001"))
+                                              point_value=Decimal(10), earn_currency="IDR", earn_rate=Decimal("0.001"), by="bench")
             s.add(ProgramPrice(program_id=program.id, effective_from=datetime(2026, 1, 1, tzinfo=timezone.utc),
                                currency="IDR", per_point_minor=Decimal("10.5"), issuance_fee_bps=150, created_by="bench"))
             made.append(program)
