@@ -35,6 +35,7 @@ from hub.programs.models import (
     Program,
 )
 from hub.rewards.models import ProviderEvent, Redemption, RedemptionLeg, Reward
+from hub.settlement.models import ProgramPrice, SettlementPeriod, Statement, StatementLine
 from hub.rules.counters import BudgetStripe, CapCounter
 from hub.rules.engage_models import Challenge, ChallengeEntrant, MemberAttribute, MemberBadge
 from hub.rules.frequency_models import (
@@ -112,6 +113,10 @@ __all__ = [
     "TierBucket",
     "TierChange",
     "DataKey",
+    "ProgramPrice",
+    "SettlementPeriod",
+    "Statement",
+    "StatementLine",
     "ReconciliationException",
     "ReconciliationLine",
     "ReconciliationRun",
