@@ -82,6 +82,7 @@ class World:
             "name": "Big", "conditions": {"spend": {"days": 30, "currency": "IDR", "min": 1}}}).status_code == 201
         self.endpoint = register(self.a.api)["id"]
         self.statement, self.statement_line = seed_statement(db, self.a)
+        self.run, self.exception = open_exception(ops)
 
     def put(self, api, path, body):
         return self.http.put(path, json=body, headers=api.headers)
@@ -103,7 +104,8 @@ class World:
                   "member_id": self.member, "program": self.a.program, "from_program": self.a.program,
                   "to_program": self.b.program, "conversion_id": self.conversion, "transfer_id": self.transfer,
                   "endpoint_id": self.endpoint, "statement_id": self.statement,
-                  "line_id": str(self.statement_line), "period": SEEDED_PERIOD}
+                  "line_id": str(self.statement_line), "period": SEEDED_PERIOD, "run_id": self.run,
+                  "exception_id": self.exception}
         return re.sub(r"{(\w+)}", lambda m: params[m.group(1)], template)
 
 
@@ -114,10 +116,11 @@ def tango_report_of_unknown_order() -> str:
                          f"RA-1,{reference},2026-11-02 10:00:00,hub-sandbox,CARD-10,Card,10.00,USD,COMPLETE", ""])
 
 
-def open_exception(api) -> str:
+def open_exception(api) -> tuple[str, str]:
+    """A reconciliation run with one open exception: (run id, exception id)."""
     run = api.post("/v1/reconciliation/runs", {"provider": "tango", "csv": tango_report_of_unknown_order()}).json()
     (exception,) = api.get("/v1/reconciliation/exceptions", run_id=run["id"]).json()["items"]
-    return exception["id"]
+    return run["id"], exception["id"]
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +168,7 @@ CALLS = {
         "/v1/reconciliation/runs", {"provider": "tango", "csv": tango_report_of_unknown_order()}),
         201, "reconciliation.import"),
     "hub.api.reconciliation.resolve": ("ops", lambda w, api: api.post(
-        f"/v1/reconciliation/exceptions/{open_exception(api)}/resolve",
+        f"/v1/reconciliation/exceptions/{w.exception}/resolve",
         {"resolution": "written_off", "reason": "not ours"}), 200, "reconciliation.resolve"),
     "hub.api.settlement.set_price": ("ops", lambda w, api: w.put(api, f"/v1/settlement/prices/{w.a.program}", {
         "effective_from": "2099-01-01T00:00:00Z", "currency": "IDR", "per_point_minor": "10",
