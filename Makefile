@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PG_URL    ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run test test-services audit bench bench-relay bench-sso bench-convert clean
+.PHONY: install run test test-services audit bench bench-relay bench-sso bench-convert bench-settle clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench: install
 RELAY_REDIS_URL ?= redis://127.0.0.1:6379/14
 bench-relay: install
 	$(BIN)/python bench/relay.py --database-url $(PG_URL) --redis-url $(RELAY_REDIS_URL)
+
+## bench-settle: close a month of 1,000,000 transfers and export it, against the plain SQL
+## aggregate over the same rows, on PostgreSQL (prints one JSON line)
+bench-settle: install
+	$(BIN)/python bench/settle.py --database-url $(PG_URL)
 
 ## bench-convert: conversions (quote + execution) per second against pgbench, on PostgreSQL
 bench-convert: install

@@ -917,6 +917,7 @@ def chaos(duration, seed, clients, no_nemesis, as_json):
 # -- command groups in their own modules (hub/commands/) --
 from hub.commands.audit import audit; main.add_command(audit)  # noqa: E402
 from hub.commands.reconcile import reconcile; main.add_command(reconcile)  # noqa: E402
+from hub.commands.settlement import settlement; main.add_command(settlement)  # noqa: E402
 from hub.commands.ops import ops as ops_group; main.add_command(ops_group)  # noqa: E402
 
 

@@ -36,6 +36,7 @@ from hub.programs.models import (
     Program,
 )
 from hub.rewards.models import ProviderEvent, Redemption, RedemptionLeg, Reward
+from hub.settlement.models import ProgramPrice, SettlementPeriod, Statement, StatementLine
 from hub.rules.counters import BudgetStripe, CapCounter
 from hub.rules.engage_models import Challenge, ChallengeEntrant, MemberAttribute, MemberBadge
 from hub.rules.frequency_models import (
@@ -115,6 +116,10 @@ __all__ = [
     "DataKey",
     "OpsSession",
     "OpsUser",
+    "ProgramPrice",
+    "SettlementPeriod",
+    "Statement",
+    "StatementLine",
     "ReconciliationException",
     "ReconciliationLine",
     "ReconciliationRun",

@@ -98,6 +98,8 @@ class Settings:
     # of a conversion with a partner-hosted program stays reserved while its remote leg is
     # relayed (it must outlast the partner's slowest settlement, such as a nightly batch).
     quote_ttl: int = 300
+    # Settlement (docs/settlement.md): a month can close this many minutes after it ends.
+    settlement_grace_minutes: int = 15
     conversion_hold: int = 7 * 24 * 3600
     # The relay (hub/rewards/relay.py): a claim's lease must outlast a lookup plus an order
     # with their timeouts; the outbox republishes a message with no outcome after its lease.
@@ -210,6 +212,7 @@ class Settings:
             redemption_hold=int(_env("REDEMPTION_HOLD", str(7 * 24 * 3600))),
             providers=_provider_config(),
             quote_ttl=int(_env("QUOTE_TTL", "300")),
+            settlement_grace_minutes=int(_env("SETTLEMENT_GRACE_MINUTES", "15")),
             conversion_hold=int(_env("CONVERSION_HOLD", str(7 * 24 * 3600))),
             relay_lease=float(_env("RELAY_LEASE", "60")),
             relay_backoff_base=float(_env("RELAY_BACKOFF_BASE", "2")),

@@ -351,3 +351,18 @@ def privacy_retention() -> dict:
 
     settings, db, _, _ = _services()
     return retention.run(db, settings)
+
+
+# --- settlement (issue 9): close last month once it is over ----------------------------------
+SETTLEMENT_CLOSE_TASK = "hub.settlement.close"
+celery.conf.beat_schedule.update({
+    "settlement-close": {"task": SETTLEMENT_CLOSE_TASK, "schedule": crontab(minute=30, hour=2)},
+})
+
+
+@celery.task(name=SETTLEMENT_CLOSE_TASK, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def settlement_close() -> dict:
+    from hub.settlement import statements
+
+    settings, db, _, _ = _services()
+    return statements.close_previous_month(db, settings)

@@ -54,6 +54,8 @@ class Transfer(Base):
         Index("ix_ledger_transfers_debit", "debit_account_id", "id"),
         Index("ix_ledger_transfers_credit", "credit_account_id", "id"),
         Index("ix_ledger_transfers_ref", "ref_type", "ref_id"),
+        # Settlement finds a period's rows by creation time (hub.settlement.statements).
+        Index("ix_ledger_transfers_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

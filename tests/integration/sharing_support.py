@@ -193,6 +193,13 @@ READS = [
     _r("GET /webhook-endpoints", lambda w: "/v1/webhook-endpoints"),
     _r("GET /webhook-endpoints/{endpoint_id}", lambda w: f"/v1/webhook-endpoints/{w.endpoint}"),
     _r("GET /webhook-endpoints/{endpoint_id}/deliveries", lambda w: f"/v1/webhook-endpoints/{w.endpoint}/deliveries"),
+    # Settlement: money between the partner and the hub, no member's data at all.
+    _r("GET /settlement/statements", lambda w: "/v1/settlement/statements"),
+    _r("GET /settlement/statements/{statement_id}", lambda w: f"/v1/settlement/statements/{uuid.uuid4()}", status=404),
+    _r("GET /settlement/statements/{statement_id}/lines/{line_id}/transfers",
+       lambda w: f"/v1/settlement/statements/{uuid.uuid4()}/lines/1/transfers", status=404),
+    _r("GET /settlement/statements/{statement_id}/export",
+       lambda w: f"/v1/settlement/statements/{uuid.uuid4()}/export", status=404),
 ]
 
 

@@ -22,6 +22,7 @@ from hub.cli import main
 from partners.tango import report as tango_report
 from tests.conftest import Partner, unique_code
 from tests.integration.engage_support import join
+from tests.integration.settlement_support import SEEDED_PERIOD, seed_statement
 from tests.integration.test_challenges import challenge_body
 from tests.integration.test_member_transfers import give, set_policy
 from tests.integration.test_webhooks import emit, register
@@ -33,6 +34,8 @@ PRIVILEGED_SCOPES = {"ops:write", "rewards:write", "webhooks:write"}
 PRIVILEGED_READS = {"hub.api.privacy.export_member"}
 # Privileged by scope, yet not an action the trail is for: each with the reason.
 EXEMPT = {
+    "hub.api.settlement.close": "audited (settlement.close), and tested so in test_settlement.py: closing a month "
+                                "here would close the shared database's months under that module's feet",
     "hub.api.segments.refresh": "recomputes who is in a segment from its recorded definition (the beat job does "
                                 "it every 15 minutes): it changes no setting",
 }
@@ -78,6 +81,8 @@ class World:
         assert self.put(self.a.api, f"/v1/segments/{self.segment}", {
             "name": "Big", "conditions": {"spend": {"days": 30, "currency": "IDR", "min": 1}}}).status_code == 201
         self.endpoint = register(self.a.api)["id"]
+        self.statement, self.statement_line = seed_statement(db, self.a)
+        self.run, self.exception = open_exception(ops)
 
     def put(self, api, path, body):
         return self.http.put(path, json=body, headers=api.headers)
@@ -98,7 +103,9 @@ class World:
         params = {"code": self.segment if template.startswith("/segments") else self.a.program, "version": "1",
                   "member_id": self.member, "program": self.a.program, "from_program": self.a.program,
                   "to_program": self.b.program, "conversion_id": self.conversion, "transfer_id": self.transfer,
-                  "endpoint_id": self.endpoint}
+                  "endpoint_id": self.endpoint, "statement_id": self.statement,
+                  "line_id": str(self.statement_line), "period": SEEDED_PERIOD, "run_id": self.run,
+                  "exception_id": self.exception}
         return re.sub(r"{(\w+)}", lambda m: params[m.group(1)], template)
 
 
@@ -109,10 +116,11 @@ def tango_report_of_unknown_order() -> str:
                          f"RA-1,{reference},2026-11-02 10:00:00,hub-sandbox,CARD-10,Card,10.00,USD,COMPLETE", ""])
 
 
-def open_exception(api) -> str:
+def open_exception(api) -> tuple[str, str]:
+    """A reconciliation run with one open exception: (run id, exception id)."""
     run = api.post("/v1/reconciliation/runs", {"provider": "tango", "csv": tango_report_of_unknown_order()}).json()
     (exception,) = api.get("/v1/reconciliation/exceptions", run_id=run["id"]).json()["items"]
-    return exception["id"]
+    return run["id"], exception["id"]
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +168,11 @@ CALLS = {
         "/v1/reconciliation/runs", {"provider": "tango", "csv": tango_report_of_unknown_order()}),
         201, "reconciliation.import"),
     "hub.api.reconciliation.resolve": ("ops", lambda w, api: api.post(
-        f"/v1/reconciliation/exceptions/{open_exception(api)}/resolve",
+        f"/v1/reconciliation/exceptions/{w.exception}/resolve",
         {"resolution": "written_off", "reason": "not ours"}), 200, "reconciliation.resolve"),
+    "hub.api.settlement.set_price": ("ops", lambda w, api: w.put(api, f"/v1/settlement/prices/{w.a.program}", {
+        "effective_from": "2099-01-01T00:00:00Z", "currency": "IDR", "per_point_minor": "10",
+        "issuance_fee_bps": 150}), 200, "settlement.price.set"),
     "hub.api.privacy.export_member": ("ops", lambda w, api: api.get(
         f"/v1/members/{w.member}/export"), 200, "member.export"),
 }

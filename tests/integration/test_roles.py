@@ -13,10 +13,12 @@ from hub.audit.models import AuditEntry
 from hub.cli import main
 from hub.identity import roles
 from tests.conftest import Api, assert_problem, token_for
+from tests.integration.settlement_support import SEEDED_PERIOD
 from tests.integration.test_audit_coverage import CALLS, World, operations
 
 ANALYST_ONLY_CALLS = {  # ops:write operations CALLS does not make (not audited: see EXEMPT there)
     "hub.api.segments.refresh": lambda w, api: api.post(f"/v1/segments/{w.segment}/refresh?partner={w.a.code}"),
+    "hub.api.settlement.close": lambda w, api: api.post(f"/v1/settlement/periods/{SEEDED_PERIOD}/close"),
 }
 
 

@@ -49,6 +49,7 @@ from hub.api import runtime
 from hub.rewards.providers import WebhookEvent
 from hub.identity.clients import PARTNER_SCOPES
 from hub.identity.oidc.clients import MEMBER_SCOPES
+from tests.integration.settlement_support import SEEDED_PERIOD, seed_statement
 from tests.integration.oidc_support import SCOPE, Browser, RelyingParty, log_in
 from tests.integration.test_frequency import publish as publish_rules
 from tests.integration.test_oidc import register, sign_in
@@ -272,6 +273,10 @@ class Seed:
             path["program"] = self.program_c
         if "version" in path:
             path["version"] = 1
+        if "statement_id" in path:
+            path["statement_id"], path["line_id"] = self.statement, self.statement_line
+        if "period" in path:
+            path["period"] = SEEDED_PERIOD
         if "run_id" in path:
             path["run_id"] = self.reconciliation_run
         if "exception_id" in path:
@@ -500,6 +505,7 @@ def api_schema(request, app, db, ops, partner, make_partner, statuses):
     )
     publish_frequency_rules(db, partner)
     seed = Seed(partner, ops, lambda member: _member_session(app, db, ops, partner, make_partner(), member))
+    seed.statement, seed.statement_line = seed_statement(db, partner)
     tokens = {"partner": partner.api.headers["Authorization"], "ops": ops.headers["Authorization"],
               "member": f"Bearer {seed.member_token}", "withdrawing": f"Bearer {seed.consented_token}",
               "own_app": f"Bearer {seed.own_app_token}"}
