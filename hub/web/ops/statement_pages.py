@@ -1,0 +1,50 @@
+"""Statements in the console (hub/settlement/statements.py): closed periods and their
+statements, a statement's lines, and the transfers behind a line. Read through the user's
+Actor, so partner_admin sees its partner's statements only (another's is 404, as in the API)."""
+from __future__ import annotations
+
+import uuid
+
+from flask import abort, request
+
+from hub.errors import DomainError
+from hub.settlement import statements
+from hub.web import common
+from hub.web.ops.console import blueprint, current_ops, page, refused
+
+
+@blueprint.get("/statements")
+def statements_list():
+    period = request.args.get("period") or None
+    try:
+        with common.db().read() as session:
+            rows, _ = statements.statements_for(session, current_ops().actor, period=period, limit=200)
+            periods = statements.periods(session)
+    except DomainError as exc:
+        return refused(exc.status, exc.detail)
+    return page("statements.html", rows=rows, periods=periods, period=period)
+
+
+@blueprint.get("/statements/<uuid:statement_id>")
+def statement(statement_id: uuid.UUID):
+    try:
+        with common.db().read() as session:
+            found = statements.statement(session, current_ops().actor, statement_id)
+            lines = statements.lines(session, found.id)
+    except DomainError:
+        abort(404)
+    return page("statement.html", statement=found, lines=lines, traceable=statements.traceable)
+
+
+@blueprint.get("/statements/<uuid:statement_id>/lines/<int:line_id>")
+def line_transfers(statement_id: uuid.UUID, line_id: int):
+    after = request.args.get("after", type=int)
+    try:
+        with common.db().read() as session:
+            found = statements.statement(session, current_ops().actor, statement_id)
+            rows, more = statements.line_transfers(session, current_ops().actor, statement_id, line_id, after, 200)
+    except DomainError as exc:
+        if exc.status == 404:
+            abort(404)
+        return refused(exc.status, exc.detail)
+    return page("transfers.html", statement=found, line_id=line_id, rows=rows, more=more)
