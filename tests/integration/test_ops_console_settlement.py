@@ -1,39 +1,83 @@
-"""Statements and their drill-down in the ops console, on test_settlement.py's closed month:
-an admin sees every statement and the transfers behind a line; a partner_admin only its own."""
+"""Statements in the ops console. Closing a period is global (it closes every earlier open
+month, and a later close supersedes earlier ones), so these tests do not close one: they
+stand in for hub/settlement/statements.py's readers (tested with real periods in
+test_settlement.py) and check what the pages add: each read goes through the user's Actor
+(a partner_admin's carries its partner, which the service filters on), a statement the
+service does not find is a 404, and the lines link to the transfers behind them."""
 from __future__ import annotations
 
-import re
+import uuid
+from datetime import datetime, timezone
+from types import SimpleNamespace
 
+import pytest
+from sqlalchemy import select
+
+from hub.errors import NotFound
 from hub.identity import roles
+from hub.programs.models import Partner
+from hub.settlement import statements
 from tests.integration.test_account_pages import flask_app  # noqa: F401  (fixture)
 from tests.integration.test_ops_console import log_in, make_user  # noqa: F401  (fixture)
-from tests.integration.test_settlement import MONTH, _own, month, provider  # noqa: F401  (fixtures)
+
+MINE, THEIRS = uuid.uuid4(), uuid.uuid4()
+AT = datetime(2031, 4, 1, tzinfo=timezone.utc)
 
 
-def _links(page: str, pattern: str) -> list[str]:
-    return re.findall(rf'href="({pattern})"', page)
+@pytest.fixture
+def service(monkeypatch, partner, other_partner, db):
+    """Two partners' statements of 2031-03; `seen` collects the Actor of every read."""
+    with db.read() as s:
+        ids = {p.code: s.scalar(select(Partner.id).where(Partner.code == p.code)) for p in (partner, other_partner)}
+    rows = {MINE: SimpleNamespace(id=MINE, period="2031-03", party=partner.code, party_kind="partner",
+                                  partner_id=ids[partner.code], currency="IDR", net_due_minor=1256, digest="d" * 64),
+            THEIRS: SimpleNamespace(id=THEIRS, period="2031-03", party=other_partner.code, party_kind="partner",
+                                    partner_id=ids[other_partner.code], currency="IDR", net_due_minor=99, digest="e" * 64)}
+    seen = []
+
+    def visible(actor):
+        seen.append(actor)
+        return [r for r in rows.values() if actor.partner_id in (None, r.partner_id)]
+
+    def statement(session, actor, statement_id):
+        found = [r for r in visible(actor) if r.id == statement_id]
+        if not found:
+            raise NotFound(f"no statement {statement_id}")
+        return found[0]
+
+    def line_transfers(session, actor, statement_id, line_id, after_id=None, limit=100):
+        statement(session, actor, statement_id)
+        if line_id != 7:
+            raise NotFound(f"no line {line_id}")
+        return [SimpleNamespace(id=41, created_at=AT, phase="posted", code="earn", debit_account_id=1,
+                                credit_account_id=2, amount=123, ref_type="purchase", ref_id="t-1")], None
+
+    line = SimpleNamespace(id=7, position=1, category="issued", points=123, count=1, amount_minor=1230)
+    monkeypatch.setattr(statements, "statements_for", lambda s, actor, period=None, limit=50: (visible(actor), None))
+    monkeypatch.setattr(statements, "periods", lambda s: [SimpleNamespace(period="2031-03", closed_at=AT)])
+    monkeypatch.setattr(statements, "statement", statement)
+    monkeypatch.setattr(statements, "lines", lambda s, statement_id: [line])
+    monkeypatch.setattr(statements, "traceable", lambda line: True)
+    monkeypatch.setattr(statements, "line_transfers", line_transfers)
+    return SimpleNamespace(seen=seen, partner=partner, other=other_partner, ids=ids)
 
 
-def test_an_admin_drills_from_the_period_to_the_transfers_of_a_line(flask_app, make_user, month):
-    a, b = month["a"], month["b"]
+def test_an_admin_drills_from_the_period_to_the_transfers_of_a_line(flask_app, make_user, service):
     browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
-    page = browser.get(f"/ops/statements?period={MONTH}").get_data(as_text=True)
-    statement = f"/ops/statements/{_own(month, a)['id']}"
-    assert statement in page and f"/ops/statements/{_own(month, b)['id']}" in page
-    page = browser.get(statement).get_data(as_text=True)
-    assert "1,256" in page  # a's net due, as the API's figures by hand (test_settlement)
-    (first, *_) = _links(page, re.escape(statement) + r"/lines/\d+")
-    transfers = browser.get(first)
-    assert transfers.status_code == 200 and "<td class=\"num\">" in browser.text()
-    assert browser.get(statement + "/lines/999999999").status_code == 404
+    page = browser.get("/ops/statements?period=2031-03").get_data(as_text=True)
+    assert f"/ops/statements/{MINE}" in page and f"/ops/statements/{THEIRS}" in page
+    page = browser.get(f"/ops/statements/{MINE}").get_data(as_text=True)
+    assert "1,256" in page and f'href="/ops/statements/{MINE}/lines/7"' in page
+    transfers = browser.get(f"/ops/statements/{MINE}/lines/7")
+    assert transfers.status_code == 200 and "t-1" in browser.text()
+    assert browser.get(f"/ops/statements/{MINE}/lines/8").status_code == 404
+    assert {actor.partner_id for actor in service.seen} == {None}
 
 
-def test_a_partner_admin_sees_only_its_own_statements(flask_app, make_user, month):
-    a, b = month["a"], month["b"]
-    browser = log_in(flask_app, make_user(roles.PARTNER_ADMIN, a.code))
-    page = browser.get(f"/ops/statements?period={MONTH}").get_data(as_text=True)
-    assert _own(month, a)["id"] in page and _own(month, b)["id"] not in page
-    other = f"/ops/statements/{_own(month, b)['id']}"
-    assert browser.get(other).status_code == 404
-    assert browser.get(other + "/lines/1").status_code == 404
-    assert browser.get("/ops/reconciliation").status_code == 403
+def test_a_partner_admin_reads_through_its_partner(flask_app, make_user, service):
+    browser = log_in(flask_app, make_user(roles.PARTNER_ADMIN, service.partner.code))
+    page = browser.get("/ops/statements").get_data(as_text=True)
+    assert str(MINE) in page and str(THEIRS) not in page
+    assert browser.get(f"/ops/statements/{THEIRS}").status_code == 404
+    assert browser.get(f"/ops/statements/{THEIRS}/lines/7").status_code == 404
+    assert {actor.partner_id for actor in service.seen} == {service.ids[service.partner.code]}
