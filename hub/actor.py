@@ -4,6 +4,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+# How a person signed in to the ops console is named (hub/identity/ops_users.py): "ops:<user id>".
+# API client ids never start so (hub/identity/clients.py makes them "cli_...").
+OPS_USER = "ops:"
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -20,4 +24,6 @@ class Actor:
         """How ledger transfers record who caused them."""
         if self.member_id is not None:
             return f"member:{self.member_id}"
+        if self.client_id.startswith(OPS_USER):  # a console user: named as the audit trail names them
+            return self.client_id
         return f"client:{self.client_id}"

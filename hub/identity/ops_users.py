@@ -18,7 +18,7 @@ import pyotp
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from hub.actor import Actor
+from hub.actor import OPS_USER, Actor
 from hub.audit import trail
 from hub.crypto import seal
 from hub.db import utcnow
@@ -55,7 +55,7 @@ class OpsLogin:
     @property
     def audit_actor(self) -> str:
         """How the audit trail names this user (an id: no email in the trail)."""
-        return f"ops:{self.user_id}"
+        return f"{OPS_USER}{self.user_id}"
 
     @property
     def actor(self) -> Actor:
