@@ -316,3 +316,27 @@ def test_cli_sets_a_price_on_the_audit_trail(month, monkeypatch, db):
         entry = s.scalars(select(AuditEntry).where(AuditEntry.target == f"program:{b.program}")
                           .order_by(AuditEntry.seq.desc())).first()
     assert (entry.actor, entry.after["per_point_minor"], entry.after["issuance_fee_bps"]) == ("cli", "3", 100)
+
+
+def test_an_interrupted_export_leaves_no_file_and_a_rerun_writes_it_whole(month, monkeypatch, tmp_path):
+    from hub.settlement import exports
+
+    settings = runtime.current().settings
+    statement_id = _own(month, month["a"])["id"]
+    out = tmp_path / "a.csv"
+    real_stream = exports.stream
+
+    def interrupted(*args, **kwargs):
+        chunks = real_stream(*args, **kwargs)
+        yield next(chunks)
+        raise KeyboardInterrupt  # Ctrl-C after the first chunk
+
+    monkeypatch.setattr(exports, "stream", interrupted)
+    stopped = _cli(settings, monkeypatch, "settlement", "export", statement_id, "--out", str(out))
+    assert stopped.exit_code != 0 and not out.exists()  # at most a .partial, never half of OUT
+    monkeypatch.setattr(exports, "stream", real_stream)
+    rerun = _cli(settings, monkeypatch, "settlement", "export", statement_id, "--out", str(out))
+    assert rerun.exit_code == 0, rerun.output
+    assert not (tmp_path / "a.csv.partial").exists()
+    whole = list(csv.DictReader(out.open()))
+    assert {r["record"] for r in whole} == {"line", "transfer"}
