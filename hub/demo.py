@@ -4,23 +4,30 @@ Seeding is idempotent. Client secrets are shown once by design, so the demo keep
 in instance/demo-credentials.json (owner-only) to print the quick start again on every run.
 The example brand sites (partners/brandsite/brands/*.json) get their OAuth clients here too,
 also idempotently: `hub up` starts each brand with its client from that file. Each program
-that earns in the hub gets its rules from partners/demo/rules/<PROGRAM>.json.
+that earns in the hub gets its rules from partners/demo/rules/<PROGRAM>.json, and each program
+its settlement price (coalition.json's "price": minor units per point, matching its
+point_value at the default unit rates, and the hub's issuance fee). The ops console gets one
+ops_admin user, whose password and TOTP secret the credentials file keeps too.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import pyotp
 from rich.console import Console
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from hub.actor import Actor
 from hub.db import Database, utcnow
 from hub.exchange import rates
+from hub.identity import ops_users
+from hub.identity.accounts import Passwords
 from hub.identity.clients import create_client
 from hub.identity.oidc import clients as brand_clients
 from hub.privacy import blind
@@ -29,11 +36,15 @@ from hub.programs.models import Membership, MembershipIdentifier, Partner, Progr
 from hub.rewards import catalog
 from hub.rules import admin as rules_admin
 from hub.settings import INSTANCE_DIR, Settings
+from hub.settlement import prices
+from hub.settlement.models import SettlementPeriod
 
 SEEDER = "demo seed"  # who the ledger and the audit trail say set the demo up
 COALITION = Path(__file__).resolve().parents[1] / "partners" / "demo" / "coalition.json"
 CREDENTIALS = INSTANCE_DIR / "demo-credentials.json"
 RULES = COALITION.parent / "rules"  # one rule document per program that earns in the hub
+OPS_EMAIL = "ops@demo.example"  # the demo's ops console user (ops_admin)
+PRICED_FROM = datetime(2020, 1, 1, tzinfo=timezone.utc)  # before any demo transfer
 
 
 def seed(db: Database) -> dict:
@@ -53,7 +64,39 @@ def seed(db: Database) -> dict:
     if db.write(lambda s: _register_brands(s, creds)):
         _save(creds)
     db.write(_publish_rules)
+    db.write(lambda s: _price_programs(s, spec))
+    if _add_console_user(db, creds):
+        _save(creds)
     return creds
+
+
+def _price_programs(s, spec: dict) -> None:
+    """Price each demo program that has no price yet, through the prices service (audited as
+    the seeder), from PRICED_FROM or, in a database with closed periods, from the end of the
+    last (a closed period's price cannot change). A priced program is left alone."""
+    closed_until = s.scalar(select(func.max(SettlementPeriod.ends_at)))
+    since = max(PRICED_FROM, closed_until) if closed_until else PRICED_FROM
+    for p in spec["partners"]:
+        for prog in p["programs"]:
+            if not prices.prices(s, prog["code"]):
+                price = prog["price"]
+                prices.set_price(s, SEEDER, prog["code"], since, price["currency"], price["per_point"],
+                                 price["fee_bps"])
+
+
+def _add_console_user(db: Database, creds: dict) -> bool:
+    """The ops_admin console user, unless it exists (then the credentials file has kept its
+    secrets since it was made). Whether it was added."""
+    with db.read() as s:
+        if ops_users.find(s, OPS_EMAIL) is not None:
+            return False
+    password = ops_users.new_password()
+    password_hash = Passwords().hash(password)  # before the transaction: argon2 is slow on purpose
+    _, uri = db.write(lambda s: ops_users.add(s, email=OPS_EMAIL, role="ops_admin", partner_code=None,
+                                              password_hash=password_hash, actor=SEEDER))
+    creds["ops_console"] = {"email": OPS_EMAIL, "password": password, "totp_secret": pyotp.parse_uri(uri).secret,
+                            "otpauth_uri": uri}
+    return True
 
 
 def _publish_rules(s) -> None:
@@ -209,4 +252,13 @@ As the airline (LANGIT, client {langit['client_id']}, secret {langit['client_sec
   2. Open the other brand's site: already signed in, no form (Toko Buku asks only for `openid`, which shares
      nothing); "Show my name and points here" asks once whether to share them with that partner.
   3. Log out on one brand: you are logged out of both (back-channel logout).
+""", soft_wrap=True, highlight=False)
+    console_user = creds.get("ops_console")
+    if console_user:
+        console.print(f"""Ops console (ops_admin): {base}/ops/  email {console_user['email']}  password {console_user['password']}
+  The TOTP code, without a phone (each code logs in once; for another login, wait for the next one):
+  {sys.executable} -c "import pyotp; print(pyotp.TOTP('{console_user['totp_secret']}').now())"
+  (or add {console_user['otpauth_uri']} to an authenticator app)
+  Settlement: every demo program has a price per point (partners/demo/coalition.json). Once a month is over,
+  `hub settlement close --period YYYY-MM` makes its statements: Statements in the console; the audit trail is under Audit.
 """, soft_wrap=True, highlight=False)

@@ -1,21 +1,29 @@
-"""The demo coalition `make run` seeds: idempotent, with each program's rules published once;
-a demo member can convert into the partner-hosted program (its remote leg is then relayed to
-the LCP sandbox by `hub up`)."""
+"""The demo coalition `make run` seeds: idempotent, with each program's rules published once,
+each program priced once and one ops console user; a demo member can convert into the
+partner-hosted program (its remote leg is then relayed to the LCP sandbox by `hub up`)."""
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import uuid
+from decimal import Decimal
 
+import pyotp
 import pytest
-from sqlalchemy import select
+from rich.console import Console
+from sqlalchemy import func, select
 
 from hub import demo
+from hub.audit.models import AuditEntry
 from hub.exchange.models import Conversion
+from hub.identity import ops_users
 from hub.programs.models import Program
 from hub.rules import document
 from hub.rules.models import RuleVersion
+from hub.settlement import prices
 from tests.conftest import Api, token_for
+from tests.integration.test_account_pages import Browser, flask_app  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +98,59 @@ def test_seed_publishes_each_demo_programs_rules_once(db, credentials, tmp_path,
     after = published(db)
     assert after["KOPI"] == [*first["KOPI"], kopi]
     assert {code: after[code] for code in ("BUKU", "MILES")} == {code: first[code] for code in ("BUKU", "MILES")}
+
+
+# --- settlement prices and the ops console user --------------------------------------------
+
+def seeded_state(db) -> dict:
+    """What a re-seed must leave alone: each demo program's prices, the audit trail's length,
+    the ops user."""
+    programs = [prog for p in json.loads(demo.COALITION.read_text())["partners"] for prog in p["programs"]]
+    with db.read() as s:
+        return {
+            "prices": {prog["code"]: [(p.currency, p.per_point_minor, p.issuance_fee_bps, p.created_by)
+                                      for p in prices.prices(s, prog["code"])] for prog in programs},
+            "audit_entries": s.scalar(select(func.count()).select_from(AuditEntry)),
+            "ops_user": ops_users.find(s, demo.OPS_EMAIL).id,
+        }
+
+
+def test_seed_prices_every_program_once_audited_as_the_seeder(db, credentials):
+    demo.seed(db)
+    first = seeded_state(db)
+    for prog in (prog for p in json.loads(demo.COALITION.read_text())["partners"] for prog in p["programs"]):
+        price = prog["price"]
+        assert first["prices"][prog["code"]] == [
+            (price["currency"], Decimal(price["per_point"]), price["fee_bps"], demo.SEEDER)]
+    with db.read() as s:
+        audited = set(s.scalars(select(AuditEntry.target).where(AuditEntry.action == "settlement.price.set",
+                                                                AuditEntry.actor == demo.SEEDER)))
+    assert {f"program:{code}" for code in first["prices"]} <= audited
+
+    demo.seed(db)
+    assert seeded_state(db) == first  # no new price, no audit entry, the same ops user
+
+
+def test_the_ops_user_logs_in_with_the_stored_password_and_secret(db, credentials, flask_app):
+    creds = demo.seed(db)
+    user = creds["ops_console"]
+    assert demo.seed(db)["ops_console"] == user
+    with db.read() as s:
+        assert ops_users.find(s, demo.OPS_EMAIL).role == "ops_admin"
+    assert pyotp.parse_uri(user["otpauth_uri"]).secret == user["totp_secret"]
+
+    browser = Browser(flask_app)
+    response = browser.submit("/ops/login", "/ops/login", email=user["email"], password=user["password"],
+                              code=pyotp.TOTP(user["totp_secret"]).now())
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert browser.get("/ops/audit").status_code == 200  # an ops_admin's page
+
+
+def test_the_quick_start_tells_how_to_log_in_to_the_ops_console(db, credentials, settings):
+    creds = demo.seed(db)
+    out = io.StringIO()
+    demo.print_quickstart(Console(file=out, width=200), settings, creds)
+    user = creds["ops_console"]
+    code_now = "-c \"import pyotp; print(pyotp.TOTP('%s').now())\"" % user["totp_secret"]
+    for shown in ("/ops/", user["email"], user["password"], code_now):
+        assert shown in out.getvalue()
