@@ -101,11 +101,16 @@ class Verdict:
         return self.problem is None
 
 
-def verify(session: Session) -> Verdict:
+def verify(session: Session, expect: tuple[int, str] | None = None) -> Verdict:
     """Walk the whole chain in seq order: gapless, each prev_hash the previous hash, each hash
     recomputed, and the head's entry present with the head's hash. The head is read first:
-    entries appended while verify runs follow it and are checked like the rest."""
+    entries appended while verify runs follow it and are checked like the rest.
+
+    `expect`: a head (seq, hash) recorded earlier outside the database: it must still be in
+    the chain. Without it, someone who can write to the database could delete the newest
+    entries and rewind the head to the last one kept, which needs no key."""
     key = _key()
+    anchor_seq, anchor_hash = expect or (0, GENESIS)
     head_seq, head_hash = head(session)
     expected_seq, prev = 1, GENESIS
     count = 0
@@ -118,10 +123,15 @@ def verify(session: Session) -> Verdict:
             return Verdict(count, f"entry {entry.seq} was altered")
         if entry.seq == head_seq and entry.hash != head_hash:
             return Verdict(count, f"entry {entry.seq} is not the one the head names")
+        if entry.seq == anchor_seq and entry.hash != anchor_hash:
+            return Verdict(count, f"entry {entry.seq} is not the one the expected head names")
         prev, expected_seq, count = entry.hash, expected_seq + 1, count + 1
     if count < head_seq:
         return Verdict(count, f"the trail ends at entry {count} but its head names entry {head_seq}"
                               " (entries deleted from the end)")
+    if count < anchor_seq:
+        return Verdict(count, f"the trail ends at entry {count} but the expected head is entry {anchor_seq}"
+                              " (entries deleted from the end, head rewound)")
     return Verdict(count, None, prev)
 
 

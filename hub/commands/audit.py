@@ -16,16 +16,28 @@ def audit():
     """The audit trail of privileged actions (docs/audit.md)."""
 
 
+def _anchor(ctx, param, value: str | None) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    seq, _, digest = value.partition(":")
+    if not (seq.isdigit() and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        raise click.BadParameter("give the head as SEQ:HASH, as `hub audit verify` prints it")
+    return int(seq), digest
+
+
 @audit.command("verify")
-def audit_verify():
+@click.option("--expect", callback=_anchor, metavar="SEQ:HASH",
+              help="A head printed by an earlier verify and kept outside the database: it must still be in the chain.")
+def audit_verify(expect):
     """Check the whole chain: exit 1 naming the first entry that was altered, removed,
-    inserted or moved, or the entries deleted from its end."""
+    inserted or moved, or the entries deleted from its end. Keep the head it prints
+    (SEQ:HASH) somewhere the database's writers cannot change, and pass it as --expect later."""
     with db().read() as session:
-        verdict = trail.verify(session)
+        verdict = trail.verify(session, expect)
     if not verdict.ok:
         click.echo(f"audit trail BROKEN after {verdict.entries} good entries: {verdict.problem}")
         sys.exit(1)
-    click.echo(f"audit trail OK: {verdict.entries} entries, head {verdict.head_hash}")
+    click.echo(f"audit trail OK: {verdict.entries} entries, head {verdict.entries}:{verdict.head_hash}")
 
 
 @audit.command("list")

@@ -49,10 +49,18 @@ def private_url(tmp_path_factory):
 def engine(private_url, app):  # app: the keyring (whose blind key keys the chain) is installed
     engine = create_engine(private_url)
     with engine.begin() as conn:
+        # The tamperer owns the tables: the append-only triggers are no obstacle to them.
+        for statement in DROP_TRIGGERS[engine.dialect.name]:
+            conn.execute(text(statement))
         conn.execute(text("DELETE FROM audit_entries"))
         conn.execute(text("DELETE FROM audit_head"))
     yield engine
     engine.dispose()
+
+
+DROP_TRIGGERS = {"postgresql": ["ALTER TABLE audit_entries DISABLE TRIGGER USER"],
+                 "sqlite": ["DROP TRIGGER IF EXISTS audit_entries_no_update",
+                            "DROP TRIGGER IF EXISTS audit_entries_no_delete"]}
 
 
 def append(engine, n: int = ENTRIES, actor: str = "ops:test") -> None:
@@ -88,7 +96,7 @@ def test_an_untouched_trail_verifies_and_names_its_head(engine, run):
     with Session(engine) as s:
         assert found.ok and found.entries == ENTRIES and (ENTRIES, found.head_hash) == trail.head(s)
     result = run("audit", "verify")
-    assert result.exit_code == 0 and f"{ENTRIES} entries, head {found.head_hash}" in result.output
+    assert result.exit_code == 0 and f"{ENTRIES} entries, head {ENTRIES}:{found.head_hash}" in result.output
 
 
 # Each tampering: what it does to entries 1..5, and the first problem verify must name.
@@ -182,3 +190,36 @@ def test_concurrent_appends_stay_gapless_and_verify(engine):
     assert verdict(engine) == trail.Verdict(threads * each, None, verdict(engine).head_hash)
     with Session(engine) as s:
         assert s.query(AuditEntry).count() == threads * each
+
+
+def test_a_rewound_head_is_named_against_the_head_kept_outside(engine, run):
+    """Deleting the newest entries and pointing the head at the last one kept needs no key:
+    only a head recorded earlier, outside the database, shows it."""
+    append(engine)
+    kept = run("audit", "verify").output.split("head ")[1].strip()
+    sql(engine, "DELETE FROM audit_entries WHERE seq > 3")
+    sql(engine, "UPDATE audit_head SET seq = 3, hash = (SELECT hash FROM audit_entries WHERE seq = 3)")
+    assert verdict(engine).ok  # the chain alone is whole
+    result = run("audit", "verify", "--expect", kept)
+    assert result.exit_code == 1
+    assert "the trail ends at entry 3 but the expected head is entry 5" in result.output
+    assert run("audit", "verify", "--expect", "5:nothex").exit_code == 2
+
+
+def test_an_anchor_still_in_the_chain_verifies(engine, run):
+    append(engine)
+    kept = run("audit", "verify").output.split("head ")[1].strip()
+    append(engine, 2)
+    assert run("audit", "verify", "--expect", kept).exit_code == 0
+    seq, digest = kept.split(":")
+    forged = f"{seq}:{'0' * 64}"
+    result = run("audit", "verify", "--expect", forged)
+    assert result.exit_code == 1 and f"entry {seq} is not the one the expected head names" in result.output
+
+
+@pytest.mark.parametrize("statement", ["UPDATE audit_entries SET actor = 'mallory'", "DELETE FROM audit_entries"])
+def test_the_database_refuses_to_change_an_entry(db, statement):
+    """On the hub's own database the triggers stand: an entry can only be appended."""
+    db.write(lambda s: trail.record(s, actor="cli", action="test.append_only", target="test:1"))
+    with pytest.raises(Exception, match="append-only"):
+        db.write(lambda s: s.execute(text(statement)))
