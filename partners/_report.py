@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,6 +18,13 @@ from datetime import datetime, timezone
 from hub import money
 from hub.errors import Invalid
 from hub.rewards.providers import ReportLayoutUnknown, ReportLine, ReportMalformed, Status
+from hub.rewards.redemptions import canonical_reference
+
+# A cell the hub keeps fits reconciliation_lines' String(100) columns; PostgreSQL refuses a
+# longer one (or a NUL) at insert, which would be a 500, not a line and column to fix.
+MAX_CELL = 100
+# When an order can have happened: also keeps a period's end day (date + 1 day) representable.
+YEARS = range(1970, 9999)
 
 
 @dataclass(frozen=True)
@@ -60,11 +68,12 @@ class CsvLayout:
             for name, index in at.items():
                 if index >= len(row):
                     raise ReportMalformed(line, name, "the line ends before this column")
-                cells[name] = row[index].strip()
+                cells[name] = _cell(line, name, row[index].strip())
             reference = cells[self.reference]
-            if reference and reference in seen:
-                raise ReportMalformed(line, self.reference, f"{reference!r} is already on line {seen[reference]}")
-            seen[reference] = line
+            key = canonical_reference(reference)  # one order however the provider spells it
+            if reference and key in seen:
+                raise ReportMalformed(line, self.reference, f"{reference!r} is already on line {seen[key]}")
+            seen[key] = line
             yield self._line(line, cells, reference)
 
     def _line(self, line: int, cells: dict[str, str], reference: str) -> ReportLine:
@@ -83,13 +92,24 @@ class CsvLayout:
             raise ReportMalformed(line, self.amount, f"{amount!r} is not an amount in {currency}") from None
         try:
             occurred_at = self.parse_date(cells[self.date])
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ReportMalformed(line, self.date, f"{cells[self.date]!r} is not a date in this layout") from None
+        if occurred_at.year not in YEARS:
+            raise ReportMalformed(line, self.date, f"{cells[self.date]!r} is not a year from {YEARS[0]} to {YEARS[-1]}")
         status = self.statuses.get(cells[self.status].upper())
         if status is None:
             raise ReportMalformed(line, self.status, f"{cells[self.status]!r} is not a known status")
         return ReportLine(line=line, reference=reference, provider_order_id=order_id, occurred_at=occurred_at,
                           amount_minor=amount_minor, currency=currency, status=status)
+
+
+def _cell(line: int, column: str, text: str) -> str:
+    if len(text) > MAX_CELL:
+        raise ReportMalformed(line, column, f"is {len(text)} characters long (at most {MAX_CELL})")
+    bad = next((c for c in text if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise ReportMalformed(line, column, f"holds a control character (U+{ord(bad):04X})")
+    return text
 
 
 def utc(fmt: str) -> Callable[[str], datetime]:

@@ -92,10 +92,19 @@ def reference(redemption_id: uuid.UUID) -> str:
 
 
 def redemption_id_of(ref: str) -> uuid.UUID | None:
+    """The order a reference names, in any case or UUID spelling (a provider may echo it
+    upper-cased or hyphenated); None when it is not one of ours."""
     try:
-        return uuid.UUID(hex=ref[3:]) if ref.startswith("rdm") else None
+        return uuid.UUID(hex=ref[3:]) if ref[:3].lower() == "rdm" else None
     except ValueError:
         return None
+
+
+def canonical_reference(ref: str) -> str:
+    """`ref` as `reference` spells it when it names one of our orders, else unchanged: what
+    reports are matched on."""
+    redemption_id = redemption_id_of(ref)
+    return ref if redemption_id is None else reference(redemption_id)
 
 
 def seal(data: dict) -> str:

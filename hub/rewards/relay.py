@@ -58,6 +58,9 @@ from hub.rewards.providers import Kind, OrderRequest, Outcome, Provider, Recipie
 
 log = logging.getLogger(__name__)
 CAUSED_BY = "relay"
+# A refunded review's `failure`, the partner's to read: a fixed text, never ops' free-text
+# reason or who gave it (docs/webhooks.md).
+REFUNDED_AFTER_REVIEW = "refunded after review"
 
 # The relay's statements, built once (Core: no ORM unit of work on this path).
 _redemptions = Redemption.__table__
@@ -434,9 +437,11 @@ def requeue(session: Session, redemption_id: uuid.UUID, *, by: str) -> None:
 def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reason: str, by: str) -> str:
     """Settle an order that needs review by what ops learned from the provider: fulfilled
     (its reservations posted) or refunded (voided: the points go back, the stock too, state
-    failed). The ledger records `by` as the cause; `failure` keeps the resolution, the reason
-    and why it was in review. A reservation that has expired cannot be posted: refused
-    (refund it, or requeue it). Like every resolution, each reservation resolves once (the
+    failed). The ledger records `by` as the cause. `failure` is what the partner reads (the
+    API, the redemption.failed webhook): null once fulfilled, REFUNDED_AFTER_REVIEW once
+    refunded; who resolved it stays in the hub (the audit entry's actor), and the reason is
+    kept nowhere but as the audit entry's hash. A reservation that has expired cannot be
+    posted: refused (refund it, or requeue it). Like every resolution, each reservation resolves once (the
     ledger's unique pending_id), so a second resolve is refused here or there. Audited as
     `by`, in the same transaction."""
     reason = (reason or "").strip()
@@ -453,17 +458,14 @@ def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reas
         except ledger.PendingExpired:
             raise Conflict(f"redemption {redemption_id}'s reservation has expired, so the hub cannot post it: "
                            "refund it or requeue it", slug="reservation-expired") from None
-        state, said = FULFILLED, "fulfilled"
+        state = FULFILLED
     else:
         ledger.void_pending_many(session, reservations, by)
         catalog.return_stock(session, order.reward_id)
-        state, said = FAILED, "refunded"
-    failure = f"{said} by {by}: {reason}"
-    previous = session.scalar(select(Redemption.failure).where(Redemption.id == redemption_id))
-    if previous:
-        failure += f"; in review for: {previous}"
-    _change(session, redemption_id, state=state, failure=failure[:500], resolved_at=utcnow(), lease_until=None)
-    _announce(session, redemption_id, order, state, None if fulfilled else failure[:500])
+        state = FAILED
+    failure = None if fulfilled else REFUNDED_AFTER_REVIEW
+    _change(session, redemption_id, state=state, failure=failure, resolved_at=utcnow(), lease_until=None)
+    _announce(session, redemption_id, order, state, failure)
     # The reason is free text (it could name a person): the trail keeps its hash.
     trail.record(session, actor=by, action=f"redemption.{'mark_fulfilled' if fulfilled else 'refund'}",
                  target=f"redemption:{redemption_id}", before={"state": NEEDS_REVIEW},

@@ -13,7 +13,7 @@ import hashlib
 import io
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta, timezone
 from typing import IO
 
@@ -138,7 +138,8 @@ def _read(parser, provider: str, lines: Iterable[str], progress: Callable[[int],
     read = []
     try:
         for line in parser(lines):
-            read.append(line)
+            # Matched on our one spelling: "RDMABC…" is the same order as "rdmabc…".
+            read.append(replace(line, reference=redemptions.canonical_reference(line.reference)))
             if progress is not None:
                 progress(line.line)
     except ReportLayoutUnknown as exc:

@@ -127,6 +127,40 @@ def test_a_malformed_report_is_refused_whole(db, partner, reporting, ops):
     assert counts(db) == before
 
 
+@pytest.mark.parametrize("column, cell, problem", [
+    # Each would fail PostgreSQL's insert (String(100), no NUL): a 500 before it was checked.
+    (1, "rdm" + "0" * 98, "is 101 characters long (at most 100)"),
+    (0, "RA-" + "9" * 98, "is 101 characters long (at most 100)"),
+    (1, "rdm\x00", "holds a control character (U+0000)"),
+    # One day past it is not a date: the period arithmetic overflowed.
+    (2, "9999-12-31 23:59:59", "is not a year from 1970 to 9998"),
+])
+def test_a_cell_the_hub_cannot_keep_is_refused_whole(db, partner, reporting, ops, column, cell, problem):
+    member = rich_member(partner)
+    good = order(db, partner, member, reporting, fulfilled())
+    before = counts(db)
+    cells = line(str(uuid.uuid4())).split(",")
+    cells[column] = cell
+    text = csv(line(good), ",".join(cells))
+    response = ops.post("/v1/reconciliation/runs", {"provider": reporting.name, "csv": text})
+    problem_doc = assert_problem(response, 422, "malformed-report")
+    named = tango_report.HEADER[column]
+    assert (problem_doc["line"], problem_doc["column"]) == (3, named)
+    assert problem_doc["detail"].startswith(f'line 3, column "{named}": ') and problem in problem_doc["detail"]
+    assert counts(db) == before
+
+
+def test_a_reference_echoed_in_another_spelling_matches_its_order(db, partner, reporting, ops):
+    member = rich_member(partner)
+    redemption_id = order(db, partner, member, reporting, fulfilled())
+    ours = uuid.UUID(redemption_id)
+    shouted = line(redemption_id).replace(f"rdm{ours.hex}", f"RDM{str(ours).upper()}")
+    response = ops.post("/v1/reconciliation/runs", {"provider": reporting.name, "csv": csv(shouted), **period()})
+    assert response.status_code == 201, response.text
+    assert response.json()["figures"] == {"matched": 1, "missing_in_hub": 0, "missing_at_provider": 0,
+                                          "amount_mismatch": 0, "status_mismatch": 0}
+
+
 @pytest.mark.parametrize("provider_name, text, missing", [
     ("no-such-provider", csv(), None),
     ("tango", "Order ID,External ID,Created At,Amount,Currency Code,Status\r\n", ["Currency", "External Ref ID",

@@ -12,6 +12,7 @@ import responses
 from sqlalchemy import select
 
 from hub.notify import webhooks
+from hub.rewards import relay
 from hub.notify.webhook_models import WebhookDelivery, WebhookEvent
 from hub.exchange.hosted import RemoteResult, RemoteStatus
 from hub.rewards.providers import Outcome, Status
@@ -63,6 +64,26 @@ def test_a_failed_redemption_is_announced_with_the_reason(partner, provider, db)
     (event,) = events(db, endpoint)
     assert event.type == "redemption.failed" and event.data["state"] == "failed"
     assert "insufficient funds" in event.data["failure"]
+
+
+@pytest.mark.parametrize("fulfilled, state, failure", [(False, "failed", "refunded after review"),
+                                                       (True, "fulfilled", None)])
+def test_an_order_settled_by_ops_tells_the_partner_no_reason_and_no_ops_user(partner, provider, db,
+                                                                              fulfilled, state, failure):
+    endpoint = register(partner.api, event_types=[f"redemption.{state}"])
+    order = redeem(partner, rich_member(partner), reward_code(db, provider), amount="10.00").json()
+    provider.place_script = [Outcome(Status.UNKNOWN)]
+    provider.lookup_script = [Outcome(Status.UNKNOWN)] * 3
+    assert [run_relay(db, provider, order["id"]) for _ in range(4)][-1] == "needs_review"
+    ops_user = f"ops:{uuid.uuid4()}"
+    db.write(lambda s: relay.resolve(s, uuid.UUID(order["id"]), fulfilled=fulfilled,
+                                     reason="Jane Doe at the provider says so", by=ops_user))
+    (event,) = events(db, endpoint)
+    assert (event.data["state"], event.data["failure"]) == (state, failure)
+    shown = partner.api.get(f"/v1/redemptions/{order['id']}").json()
+    assert (shown["state"], shown["failure"]) == (state, failure)
+    for said in (str(event.data), str(shown)):
+        assert "Jane Doe" not in said and ops_user not in said and ops_user.removeprefix("ops:") not in said
 
 
 def test_a_local_conversion_is_announced_to_both_partners(pair, db):

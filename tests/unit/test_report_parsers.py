@@ -1,6 +1,8 @@
 """Each provider's report parser, on files in that provider's own layout (no HTTP)."""
 from datetime import datetime, timezone
 
+import uuid
+
 import pytest
 
 from hub.rewards.providers import ReportLayoutUnknown, ReportMalformed, Status, report_parser
@@ -85,6 +87,17 @@ def _break(text: str, line: int, column: int, value: str) -> str:
     ("tremendous", TREMENDOUS, 3, 6, "XYZ", "Currency Code", "is not a currency"),
     ("globalgiving", GLOBALGIVING, 2, 5, "$10.00", "Donation Amount (USD)", "is not an amount"),
     ("globalgiving", GLOBALGIVING, 4, 2, "2026-11-25 09:00:00", "Donation Date", "is not a date"),
+    # What the hub stores must fit its String(100) columns and hold no control character
+    # (PostgreSQL refuses either at insert): refused here, naming the cell.
+    ("tango", TANGO, 3, 1, "r" * 101, "External Ref ID", "is 101 characters long (at most 100)"),
+    ("tango", TANGO, 3, 0, "R" * 101, "Reference Order ID", "is 101 characters long"),
+    ("tango", TANGO, 2, 1, "rdm\x000001", "External Ref ID", "control character (U+0000)"),
+    ("tango", TANGO, 2, 0, "RA\x1b[2J", "Reference Order ID", "control character (U+001B)"),
+    ("tremendous", TREMENDOUS, 2, 0, "QWERTY\t1", "Order ID", "control character (U+0009)"),
+    # A date the period arithmetic cannot hold (or no order can have) is no date.
+    ("tango", TANGO, 2, 2, "9999-12-31 23:59:59", "Order Date", "is not a year from 1970 to 9998"),
+    ("tango", TANGO, 2, 2, "1969-12-31 23:59:59", "Order Date", "is not a year from 1970 to 9998"),
+    ("tremendous", TREMENDOUS, 2, 3, "0001-01-01T00:00:00+01:00", "Created At", "is not a date"),
 ])
 def test_a_bad_cell_names_its_line_and_column(provider, text, line, column, value, named, problem):
     broken = _break(text.replace('"Clean Water, Safe Homes"', "Clean Water"), line, column, value)
@@ -92,6 +105,13 @@ def test_a_bad_cell_names_its_line_and_column(provider, text, line, column, valu
         parse(provider, broken)
     assert (caught.value.line, caught.value.column) == (line, named)
     assert str(caught.value).startswith(f'line {line}, column "{named}": ') and problem in str(caught.value)
+
+
+def test_one_of_our_references_spelled_twice_is_a_duplicate():
+    ours = "rdm" + "ab" * 16
+    text = _break(_break(TANGO, 2, 1, ours), 3, 1, "RDM" + str(uuid.UUID(ours[3:])).upper())
+    with pytest.raises(ReportMalformed, match=f'line 3, column "External Ref ID": .* already on line 2'):
+        parse("tango", text)
 
 
 def test_a_short_line_names_the_first_column_it_lacks():
