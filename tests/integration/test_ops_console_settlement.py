@@ -47,6 +47,8 @@ def service(monkeypatch, partner, other_partner, db):
 
     def line_transfers(session, actor, statement_id, line_id, after_id=None, limit=100):
         statement(session, actor, statement_id)
+        if max(line_id, after_id or 0) > 2**63 - 1:
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")  # as the driver does
         if line_id != 7:
             raise NotFound(f"no line {line_id}")
         return [SimpleNamespace(id=41, created_at=AT, phase="posted", code="earn", debit_account_id=1,
@@ -81,3 +83,12 @@ def test_a_partner_admin_reads_through_its_partner(flask_app, make_user, service
     assert browser.get(f"/ops/statements/{THEIRS}").status_code == 404
     assert browser.get(f"/ops/statements/{THEIRS}/lines/7").status_code == 404
     assert {actor.partner_id for actor in service.seen} == {service.ids[service.partner.code]}
+
+
+def test_ids_beyond_a_bigint_are_refused_before_the_query(flask_app, make_user, service):
+    browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
+    for line in (0, -7, 2**63, 2**64):
+        assert browser.get(f"/ops/statements/{MINE}/lines/{line}").status_code == 404
+    for after in ("0", "-1", "abc", str(2**63), str(2**64), "9" * 5000):
+        assert browser.get(f"/ops/statements/{MINE}/lines/7?after={after}").status_code == 422, after
+    assert browser.get(f"/ops/statements/{MINE}/lines/7?after={2**63 - 1}").status_code == 200
