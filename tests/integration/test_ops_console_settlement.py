@@ -61,7 +61,7 @@ def service(monkeypatch, partner, other_partner, db):
     monkeypatch.setattr(statements, "lines", lambda s, statement_id: [line])
     monkeypatch.setattr(statements, "traceable", lambda line: True)
     monkeypatch.setattr(statements, "line_transfers", line_transfers)
-    return SimpleNamespace(seen=seen, partner=partner, other=other_partner, ids=ids)
+    return SimpleNamespace(seen=seen)
 
 
 def test_an_admin_drills_from_the_period_to_the_transfers_of_a_line(flask_app, make_user, service):
@@ -74,16 +74,6 @@ def test_an_admin_drills_from_the_period_to_the_transfers_of_a_line(flask_app, m
     assert transfers.status_code == 200 and "t-1" in browser.text()
     assert browser.get(f"/ops/statements/{MINE}/lines/8").status_code == 404
     assert {actor.partner_id for actor in service.seen} == {None}
-
-
-def test_a_partner_admin_reads_through_its_partner(flask_app, make_user, service):
-    browser = log_in(flask_app, make_user(roles.PARTNER_ADMIN, service.partner.code))
-    page = browser.get("/ops/statements").get_data(as_text=True)
-    assert str(MINE) in page and str(THEIRS) not in page
-    assert browser.get(f"/ops/statements/{THEIRS}").status_code == 404
-    assert browser.get(f"/ops/statements/{THEIRS}/lines/7").status_code == 404
-    assert {actor.partner_id for actor in service.seen} == {service.ids[service.partner.code]}
-
 
 
 @pytest.fixture
