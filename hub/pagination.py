@@ -27,14 +27,14 @@ def decode(cursor: str | None):
 
 
 # Ids are BIGINTs: a cursor beyond them is not one we issued (and would overflow the query).
-_MAX_ID = 2**63 - 1
+MAX_ID = 2**63 - 1
 
 
 def id_cursor(cursor: str | None) -> int | None:
     """The position of a page of rows keyed by a big integer id, or None for the first page."""
     before = decode(cursor)
     # bool is an int to Python, but never a position we issue.
-    if before is None or (type(before) is int and 0 < before <= _MAX_ID):
+    if before is None or (type(before) is int and 0 < before <= MAX_ID):
         return before
     raise Invalid("cursor is not one this API issued", slug="invalid-cursor")
 

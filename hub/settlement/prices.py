@@ -21,8 +21,10 @@ MAX_FEE_BPS = 10_000
 def set_price(session: Session, actor_ref: str, program_code: str, effective_from: datetime,
               currency: str, per_point: str, fee_bps: int) -> ProgramPrice:
     """Price `program_code`'s points from `effective_from` on; audited. Refused (409) inside a
-    closed period: its statements were computed at the old price."""
-    program = session.scalar(select(Program).where(Program.code == program_code))
+    closed period: its statements were computed at the old price; and in a currency other than
+    the program's other prices: a statement sums a program's values in one currency."""
+    # Locked (PostgreSQL) so two first prices in different currencies cannot both pass the check.
+    program = session.scalar(select(Program).where(Program.code == program_code).with_for_update())
     if program is None:
         raise NotFound(f"no program {program_code!r}")
     if effective_from.tzinfo is None:
@@ -42,6 +44,12 @@ def set_price(session: Session, actor_ref: str, program_code: str, effective_fro
     if closed_until is not None and effective_from < closed_until:
         raise Conflict(f"{effective_from.isoformat()} is inside a closed settlement period "
                        f"(closed until {closed_until.isoformat()})", slug="period-closed")
+    other = session.scalar(select(ProgramPrice.currency).where(
+        ProgramPrice.program_id == program.id, ProgramPrice.effective_from != effective_from,
+        ProgramPrice.currency != currency).limit(1))
+    if other is not None:
+        raise Conflict(f"program {program.code} is priced in {other}, not {currency}: a program settles in one "
+                       f"currency (a new settlement currency is a new program)", slug="price-currency-change")
     existing = session.scalar(select(ProgramPrice).where(
         ProgramPrice.program_id == program.id, ProgramPrice.effective_from == effective_from))
     before = None if existing is None else _audit(existing)

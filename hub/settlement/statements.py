@@ -270,6 +270,7 @@ def _money_lines(draft: Draft) -> None:
     def total(category: str) -> int:
         return sum(line.amount_minor for line in draft.lines if line.category == category)
 
+    # Out minus in for this partner's programs only; the hub's spread is its sum over partners.
     draft.lines.append(Line(MARGIN, total(v.CONVERTED_OUT) - total(v.CONVERTED_IN)))
     net = total(v.ISSUED) - total(v.REVERSED) + total(FEE) - total(INHOUSE)
     draft.lines.append(Line(NET_DUE, net))

@@ -1,9 +1,10 @@
 """Statements in the ops console. Closing a period is global (it closes every earlier open
-month, and a later close supersedes earlier ones), so these tests do not close one: they
-stand in for hub/settlement/statements.py's readers (tested with real periods in
-test_settlement.py) and check what the pages add: each read goes through the user's Actor
-(a partner_admin's carries its partner, which the service filters on), a statement the
-service does not find is a 404, and the lines link to the transfers behind them."""
+month, and a later close supersedes earlier ones), so these tests do not close one. The
+drill-down test stands in for hub/settlement/statements.py's readers (tested with real periods
+in test_settlement.py) and checks what the pages add: each read goes through the user's Actor,
+a statement the service does not find is a 404, and the lines link to the transfers behind
+them. The others read statements stored as a close stores them (settlement_support) through
+the real service: a partner_admin sees its partner's only, and out-of-range ids are refused."""
 from __future__ import annotations
 
 import uuid
@@ -17,6 +18,7 @@ from hub.errors import NotFound
 from hub.identity import roles
 from hub.programs.models import Partner
 from hub.settlement import statements
+from tests.integration.settlement_support import SEEDED_PERIOD, seed_statement
 from tests.integration.test_account_pages import flask_app  # noqa: F401  (fixture)
 from tests.integration.test_ops_console import log_in, make_user  # noqa: F401  (fixture)
 
@@ -59,7 +61,7 @@ def service(monkeypatch, partner, other_partner, db):
     monkeypatch.setattr(statements, "lines", lambda s, statement_id: [line])
     monkeypatch.setattr(statements, "traceable", lambda line: True)
     monkeypatch.setattr(statements, "line_transfers", line_transfers)
-    return SimpleNamespace(seen=seen, partner=partner, other=other_partner, ids=ids)
+    return SimpleNamespace(seen=seen)
 
 
 def test_an_admin_drills_from_the_period_to_the_transfers_of_a_line(flask_app, make_user, service):
@@ -74,10 +76,28 @@ def test_an_admin_drills_from_the_period_to_the_transfers_of_a_line(flask_app, m
     assert {actor.partner_id for actor in service.seen} == {None}
 
 
-def test_a_partner_admin_reads_through_its_partner(flask_app, make_user, service):
-    browser = log_in(flask_app, make_user(roles.PARTNER_ADMIN, service.partner.code))
-    page = browser.get("/ops/statements").get_data(as_text=True)
-    assert str(MINE) in page and str(THEIRS) not in page
-    assert browser.get(f"/ops/statements/{THEIRS}").status_code == 404
-    assert browser.get(f"/ops/statements/{THEIRS}/lines/7").status_code == 404
-    assert {actor.partner_id for actor in service.seen} == {service.ids[service.partner.code]}
+@pytest.fixture
+def stored(partner, other_partner, db):
+    """Statements stored as a close stores them, one per partner, read by the real service."""
+    return SimpleNamespace(partner=partner, mine=seed_statement(db, partner), theirs=seed_statement(db, other_partner))
+
+
+def test_a_partner_admin_reads_only_its_own_stored_statement(flask_app, make_user, stored):
+    (mine, mine_line), (theirs, their_line) = stored.mine, stored.theirs
+    browser = log_in(flask_app, make_user(roles.PARTNER_ADMIN, stored.partner.code))
+    page = browser.get(f"/ops/statements?period={SEEDED_PERIOD}").get_data(as_text=True)
+    assert mine in page and theirs not in page
+    assert browser.get(f"/ops/statements/{mine}").status_code == 200
+    assert browser.get(f"/ops/statements/{mine}/lines/{mine_line}").status_code == 200
+    assert browser.get(f"/ops/statements/{theirs}").status_code == 404
+    assert browser.get(f"/ops/statements/{theirs}/lines/{their_line}").status_code == 404
+
+
+def test_ids_beyond_a_bigint_are_refused_before_the_query(flask_app, make_user, stored):
+    (mine, line) = stored.mine
+    browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
+    for other in (0, -7, 2**63, 2**64):  # 2**64 overflows SQLite's INTEGER
+        assert browser.get(f"/ops/statements/{mine}/lines/{other}").status_code == 404
+    for after in ("0", "-1", "abc", str(2**63), str(2**64), "9" * 5000):
+        assert browser.get(f"/ops/statements/{mine}/lines/{line}?after={after}").status_code == 422, after
+    assert browser.get(f"/ops/statements/{mine}/lines/{line}?after={2**63 - 1}").status_code == 200

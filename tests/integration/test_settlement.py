@@ -21,7 +21,7 @@ from hub.ledger.service import TransferSpec
 from hub.rewards import catalog
 from hub.rewards.providers import Outcome, Status
 from hub.settlement import statements
-from hub.ledger.models import Account
+from hub.ledger.models import Account, Transfer
 from hub.notify.webhook_models import WebhookEvent
 from hub.programs.models import Membership, Program
 from hub.settlement.models import StatementLine
@@ -340,3 +340,50 @@ def test_an_interrupted_export_leaves_no_file_and_a_rerun_writes_it_whole(month,
     assert not (tmp_path / "a.csv.partial").exists()
     whole = list(csv.DictReader(out.open()))
     assert {r["record"] for r in whole} == {"line", "transfer"}
+
+
+def test_a_price_in_another_currency_is_refused_and_nothing_written(month, db):
+    from hub.audit.models import AuditEntry
+
+    ops, b = month["ops"], month["b"]
+
+    def state():
+        with db.read() as s:
+            audited = s.scalar(select(func.count()).select_from(AuditEntry).where(
+                AuditEntry.target == f"program:{b.program}"))
+        return ops.get(f"/v1/settlement/prices/{b.program}").json()["items"], audited
+
+    before = state()
+    refused = ops.http.put(f"/v1/settlement/prices/{b.program}", headers=ops.headers, json={
+        "effective_from": "2099-01-01T00:00:00Z", "currency": "USD", "per_point_minor": "0.01",
+        "issuance_fee_bps": 100})
+    assert_problem(refused, 409, "price-currency-change")
+    assert "IDR" in refused.json()["detail"] and "USD" in refused.json()["detail"]
+    assert state() == before
+
+
+def test_movements_before_the_first_price_count_at_zero_in_its_currency(http, db):
+    """A program priced mid-month: its earlier movements count in points, valued at 0, in the
+    statement of its price's currency (not `XXX`)."""
+    from hub.settlement.periods import Period
+
+    with time_machine.travel(_at("2032-05-09T23:30:00"), tick=True):
+        ops = _ops(http, db)
+        partner = Partner(ops, http)
+        member = partner.enrol()
+        partner.buy(member, "40000")  # 40 points, unpriced
+        r = ops.http.put(f"/v1/settlement/prices/{partner.program}", headers=ops.headers, json={
+            "effective_from": "2032-05-10T00:00:00Z", "currency": "IDR", "per_point_minor": "10",
+            "issuance_fee_bps": 0})
+        assert r.status_code == 200, r.text
+    with time_machine.travel(_at("2032-05-10T00:10:00"), tick=True):
+        partner.buy(member, "5000")  # 5 points at IDR 10
+    with db.read() as s:
+        program_id = s.scalar(select(Program.id).where(Program.code == partner.program))
+        through = s.scalar(select(func.max(Transfer.id)))
+        drafts = statements.compute(s, Period(2032, 5), through, through)
+    (draft,) = [d for d in drafts if any(line.program_id == program_id for line in d.lines)]
+    lines = {line.category: line for line in draft.lines if line.program_id == program_id}
+    assert draft.currency == "IDR"
+    assert (lines["issued"].points, lines["issued"].count, lines["issued"].amount_minor) == (45, 2, 50)
+    assert (lines["opening"].amount_minor, lines["closing"].points, lines["closing"].amount_minor) == (0, 45, 450)

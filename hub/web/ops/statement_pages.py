@@ -8,6 +8,7 @@ import uuid
 from flask import abort, request
 
 from hub.errors import DomainError
+from hub.pagination import MAX_ID
 from hub.settlement import statements
 from hub.web import common
 from hub.web.ops.console import blueprint, current_ops, page, refused
@@ -38,7 +39,15 @@ def statement(statement_id: uuid.UUID):
 
 @blueprint.get("/statements/<uuid:statement_id>/lines/<int:line_id>")
 def line_transfers(statement_id: uuid.UUID, line_id: int):
-    after = request.args.get("after", type=int)
+    # Ids are BIGINTs: another number is no line (and would overflow the query). Checked here:
+    # connexion's `int` converter takes any signed number and ignores min/max.
+    if not 0 < line_id <= MAX_ID:
+        abort(404)
+    after = request.args.get("after")
+    if after is not None:
+        if not (after.isascii() and after.isdigit() and len(after) <= 19 and 0 < int(after) <= MAX_ID):
+            return refused(422, "That is not a page of this line's transfers.")
+        after = int(after)
     try:
         with common.db().read() as session:
             found = statements.statement(session, current_ops().actor, statement_id)
