@@ -6,6 +6,7 @@ Celery worker and the sandbox providers over HTTP.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -63,14 +64,24 @@ class Scripted:
                             outcome=Outcome(Status(data["status"]), delivery=CARD))
 
 
-@pytest.fixture
-def provider(db):
-    """A scripted gift-card provider with its catalog synced in (unique name per test)."""
+@contextlib.contextmanager
+def scripted_provider(db):
+    """A scripted gift-card provider (unique name) with its catalog synced in, for the
+    duration of the block."""
     fake = Scripted(f"fake{uuid.uuid4().hex[:8]}")
     db.write(lambda s: catalog.sync_provider(s, fake.name, "gift_card", fake.catalog()))
     runtime.current().providers[fake.name] = fake
-    yield fake
-    runtime.current().providers.pop(fake.name, None)
+    try:
+        yield fake
+    finally:
+        runtime.current().providers.pop(fake.name, None)
+
+
+@pytest.fixture
+def provider(db):
+    """A scripted gift-card provider for one test."""
+    with scripted_provider(db) as fake:
+        yield fake
 
 
 def reward_code(db, provider) -> str:

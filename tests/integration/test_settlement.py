@@ -18,7 +18,6 @@ from hub import ledger
 from hub.api import runtime
 from hub.identity.clients import create_client
 from hub.ledger.service import TransferSpec
-from hub.rewards import catalog
 from hub.rewards.providers import Outcome, Status
 from hub.settlement import statements
 from hub.ledger.models import Account, Transfer
@@ -26,7 +25,7 @@ from hub.notify.webhook_models import WebhookEvent
 from hub.programs.models import Membership, Program
 from hub.settlement.models import StatementLine
 from tests.conftest import Api, Partner, assert_problem, token_for, unique_code
-from tests.integration.test_redemptions import CARD, Scripted, reward_code, run_relay
+from tests.integration.test_redemptions import CARD, reward_code, run_relay, scripted_provider
 
 MONTH, NEXT = "2026-12", "2027-01"
 
@@ -55,11 +54,8 @@ def _ledger(db, a: Partner, b: Partner, a_member: str, b_member: str) -> None:
 
 @pytest.fixture(scope="module")
 def provider(db):
-    fake = Scripted(f"fake{uuid.uuid4().hex[:8]}")
-    db.write(lambda s: catalog.sync_provider(s, fake.name, "gift_card", fake.catalog()))
-    runtime.current().providers[fake.name] = fake
-    yield fake
-    runtime.current().providers.pop(fake.name, None)
+    with scripted_provider(db) as fake:
+        yield fake
 
 
 def redeem(partner, member, reward, **extra):
