@@ -347,8 +347,7 @@ def record(session: Session, redemption_id: uuid.UUID, outcome: Outcome,
             changes["delivery_sealed"] = redemptions.seal(delivery)
         state = FULFILLED
     elif status is Status.FAILED:
-        ledger.void_pending_many(session, _reservations(session, redemption_id, order), CAUSED_BY)
-        catalog.return_stock(session, order.reward_id)
+        _give_back(session, _reservations(session, redemption_id, order), order, CAUSED_BY)
         changes["failure"] = (outcome.detail or "the provider refused the order")[:500]
         state = FAILED
     else:
@@ -363,6 +362,12 @@ def record(session: Session, redemption_id: uuid.UUID, outcome: Outcome,
     outbox.complete(session, topic, key)
     _announce(session, redemption_id, order, state, changes.get("failure"))
     return state
+
+
+def _give_back(session: Session, reservations: list[int], order: _Locked, by: str) -> None:
+    """A failed order: its points back (every reservation voided) and its reward's stock."""
+    ledger.void_pending_many(session, reservations, by)
+    catalog.return_stock(session, order.reward_id)
 
 
 def _announce(session: Session, redemption_id: uuid.UUID, order: _Locked, state: str, failure: str | None) -> None:
@@ -460,8 +465,7 @@ def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reas
                            "refund it or requeue it", slug="reservation-expired") from None
         state = FULFILLED
     else:
-        ledger.void_pending_many(session, reservations, by)
-        catalog.return_stock(session, order.reward_id)
+        _give_back(session, reservations, order, by)
         state = FAILED
     failure = None if fulfilled else REFUNDED_AFTER_REVIEW
     _change(session, redemption_id, state=state, failure=failure, resolved_at=utcnow(), lease_until=None)
