@@ -21,6 +21,7 @@ from hub.ledger.service import TransferSpec
 from hub.rewards.providers import Outcome, Status
 from hub.settlement import statements
 from hub.ledger.models import Account, Transfer
+from hub.ledger.verify import verify
 from hub.notify.webhook_models import WebhookEvent
 from hub.programs.models import Membership, Program
 from hub.settlement.models import StatementLine
@@ -165,6 +166,8 @@ def test_closing_points_equal_member_balances(month, db):
                         .join(Membership, Membership.account_id == Account.id)
                         .where(Membership.program_id == program.id))
     assert lines["closing"]["points"] == held
+    with db.read() as s:
+        assert verify(s).ok  # the month's scenario left the ledger whole
 
 
 def test_reclose_returns_the_same_statements(month):
