@@ -505,13 +505,14 @@ def _phases(scratch: Scratch, server: Server, args, skip: set, batch_seconds: in
         spies = profile_workers(server, args.warmup + seconds, args.profile, f"{label}-earn")
         workers = server.workers()
         cpu0 = cpu_seconds(workers)
+        pg0 = cpu_seconds(backend_pids(args.database_url, scratch.tag))
         machine0 = cpu_times()
         single = loadgen({**base, "mode": "single", "run": f"s{label}", "clients": args.clients,
                           "seconds": seconds, "warmup": args.warmup}, workers)
         done = max(single["total"], 1)
-        # Backends opened during the phase count from 0; those opened before it (during
-        # the token request) slightly overcount. Good enough to see where CPU goes.
-        pg_cpu = cpu_seconds(backend_pids(args.database_url, scratch.tag))
+        # The backends' CPU since the phase began (the pool's connections outlive phases);
+        # those opened during it count from 0.
+        pg_cpu = cpu_seconds(backend_pids(args.database_url, scratch.tag)) - pg0
         log(f"[{label}] CPU per request (whole phase, warm-up too, {done} requests): hub workers "
             f"{1000 * (cpu_seconds(workers) - cpu0) / done:.2f} ms, "
             f"postgres backends ~{1000 * pg_cpu / done:.2f} ms; {cpu_split(machine0, cpu_times())}")

@@ -106,14 +106,23 @@ _CAPS_CTE = (
     " RETURNING 'c' AS kind, t.membership_id AS owner, t.rule_id AS key, t.period, t.granted)"
 )
 _BUDGETS_CTE = (
-    "b AS ("
-    " UPDATE promotion_budget_stripes AS s SET granted = v.w, remaining = s.remaining - v.w"
-    " FROM jsonb_to_recordset(CAST(:budgets AS JSONB)) AS v(p UUID, id VARCHAR, st SMALLINT, w BIGINT)"
-    " WHERE s.program_id = v.p AND s.promotion_id = v.id AND s.stripe = ("
-    # the home stripe, or the next one after it, that holds the want and no other earn holds
-    "  SELECT x.stripe FROM promotion_budget_stripes AS x"
-    "  WHERE x.program_id = v.p AND x.promotion_id = v.id AND x.remaining >= v.w"
-    f"  ORDER BY (x.stripe - v.st + {STRIPES}) % {STRIPES} LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    # First lock the stripe each budget takes from, then update it by its key. (With the
+    # choice inside the UPDATE's WHERE, a stripe another earn had just changed made
+    # PostgreSQL re-check the choice against the new row, which often no longer matched: the
+    # update then took nothing and the earn fell to the slow path that locks every stripe.)
+    # The stripe: the home one if it holds the want and no other earn holds it (one index
+    # probe, the usual case), else the next one after it that does (a scan of the stripes).
+    "v AS (SELECT * FROM jsonb_to_recordset(CAST(:budgets AS JSONB)) AS v(p UUID, id VARCHAR, st SMALLINT, w BIGINT)),"
+    " pick AS MATERIALIZED (SELECT v.p, v.id, v.w, COALESCE("
+    "  (SELECT x.stripe FROM promotion_budget_stripes AS x"
+    "   WHERE x.program_id = v.p AND x.promotion_id = v.id AND x.stripe = v.st AND x.remaining >= v.w"
+    "   FOR UPDATE SKIP LOCKED),"
+    "  (SELECT x.stripe FROM promotion_budget_stripes AS x"
+    "   WHERE x.program_id = v.p AND x.promotion_id = v.id AND x.remaining >= v.w"
+    f"   ORDER BY (x.stripe - v.st + {STRIPES}) % {STRIPES} LIMIT 1 FOR UPDATE SKIP LOCKED)) AS stripe FROM v),"
+    " b AS ("
+    " UPDATE promotion_budget_stripes AS s SET granted = pick.w, remaining = s.remaining - pick.w FROM pick"
+    " WHERE s.program_id = pick.p AND s.promotion_id = pick.id AND s.stripe = pick.stripe"
     " RETURNING 'b' AS kind, s.program_id AS owner, s.promotion_id AS key, '' AS period, s.granted)"
 )
 # (any caps, any budgets) -> the statement taking them: a part with nothing to take would

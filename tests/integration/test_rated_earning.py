@@ -14,7 +14,7 @@ from hub.db import utcnow
 from hub.errors import Invalid
 from hub.programs import earning
 from hub.programs.models import Membership, PointTransaction, Program
-from hub.rules import versions
+from hub.rules import counters, versions
 from hub.rules.counters import STRIPES, BudgetStripe, CapCounter
 from hub.rules.models import Segment, SegmentMember
 from tests.conftest import Api, assert_problem, token_for
@@ -157,6 +157,70 @@ def test_concurrent_purchases_never_overspend_a_budget(db, partner):
     bonuses = [points - 1 for points in earned]  # 1 base point each, the rest from the budget
     assert sum(bonuses) == budget  # exactly the budget (purchases racing for its end may share it)
     assert all(0 <= b <= 4 for b in bonuses) and bonuses.count(4) >= budget // 4 - 6
+
+
+def _stripes(db, partner) -> dict[int, int]:
+    with db.read() as s:
+        return dict(s.execute(select(BudgetStripe.stripe, BudgetStripe.remaining)
+                              .where(BudgetStripe.program_id == program_id(db, partner))).all())
+
+
+def _home(db, member) -> int:
+    with db.read() as s:
+        return counters.home_stripe(s.scalar(select(Membership.id).where(Membership.member_id == uuid.UUID(member))))
+
+
+def test_a_budget_takes_the_next_stripe_when_the_home_one_is_short_or_held(db, partner):
+    """While the budget lasts, an earn takes one stripe: its home one, or the next one that
+    holds the want and (on PostgreSQL) that no other earn holds; it never waits for the
+    holder, nor locks every stripe."""
+    first, member = partner.enrol(), partner.enrol()
+    publish(db, partner, {"promotions": [promotion(bonus=4, budget_points=100 * STRIPES)]})
+    post(partner, first, "1000")  # makes the stripes
+    home = _home(db, member)
+    with db.engine.begin() as conn:  # the home stripe short of the want
+        conn.execute(update(BudgetStripe).where(BudgetStripe.program_id == program_id(db, partner),
+                                                BudgetStripe.stripe == home).values(remaining=3))
+    before = _stripes(db, partner)
+    assert post(partner, member, "1000")["points"] == 1 + 4
+    taken = {k: before[k] - v for k, v in _stripes(db, partner).items() if before[k] != v}
+    if db.dialect != "postgresql":  # one writer at a time: the stripes in order
+        assert sum(taken.values()) == 4
+    else:
+        assert taken == {(home + 1) % STRIPES: 4}
+        # another earn holds the stripe after it: the one after that
+        with db.engine.connect() as holder, ThreadPoolExecutor(1) as pool:
+            holder.execute(select(BudgetStripe).where(BudgetStripe.program_id == program_id(db, partner),
+                                                      BudgetStripe.stripe == (home + 1) % STRIPES).with_for_update())
+            before = _stripes(db, partner)
+            assert pool.submit(post, partner, member, "1000").result(timeout=20)["points"] == 1 + 4
+            holder.rollback()
+        taken = {k: before[k] - v for k, v in _stripes(db, partner).items() if before[k] != v}
+        assert taken == {(home + 2) % STRIPES: 4}
+
+
+def test_concurrent_purchases_take_budget_stripes_without_the_slow_path(db, partner, monkeypatch):
+    """Earns racing on one promotion far from its end each take one stripe in the one
+    statement: none falls to the path that locks every stripe in order (on PostgreSQL; on
+    SQLite, one writer at a time, that path is the only one), and the budget is exact."""
+    members = [partner.enrol() for _ in range(16)]
+    budget = 1000 * STRIPES
+    publish(db, partner, {"promotions": [promotion(bonus=4, budget_points=budget)]})
+    post(partner, members[0], "1000")  # makes the stripes
+    actor = actor_of(partner, db)
+    slow = []
+    real = counters._take_in_order
+    monkeypatch.setattr(counters, "_take_in_order", lambda *a: slow.append(a) or real(*a))
+
+    def buy(n):
+        body = partner.purchase_body(members[n % len(members)], "1000", occurred_at=soon())
+        return db.write(lambda s: earning.earn(s, actor, [(0, body)]))[0].view.txn.points
+
+    with ThreadPoolExecutor(16) as pool:
+        earned = list(pool.map(buy, range(640)))
+    assert earned == [5] * 640
+    assert sum(_stripes(db, partner).values()) == budget - 4 * 641
+    assert len(slow) == (0 if db.dialect == "postgresql" else 640)
 
 
 def test_a_batch_shares_counters_in_its_order(db, partner):
