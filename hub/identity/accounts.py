@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
+from typing import Any
 
 import pyotp
 from argon2 import PasswordHasher
@@ -180,11 +181,13 @@ def verify_email(session: Session, token: str, *, now: datetime | None = None) -
     return account
 
 
-def authenticate(session: Session, passwords: Passwords, email: str, password: str) -> MemberAccount | None:
+def authenticate(session: Session, passwords: Passwords, email: str, password: str,
+                 *, lookup: Callable[[Session, str], Any] = find) -> MemberAccount | None:
     """The account if the password is right, else None (unknown email or wrong password,
-    indistinguishable, in time too). Only reads: see `rehash`."""
+    indistinguishable, in time too). Only reads: see `rehash`. `lookup` finds who holds a
+    normalised email (anything stored alike: hub.identity.ops_users looks up its users)."""
     try:
-        account = find(session, normalise_email(email))
+        account = lookup(session, normalise_email(email))
     except Invalid:
         account = None
     if not passwords.verify(account.password_hash if account else None, password or ""):

@@ -4,18 +4,18 @@ A user is made by `hub ops users add` with a random password and a TOTP secret, 
 once by the command (the password's hash and the sealed secret are all the hub keeps): the
 second factor is required from the first login, with no enrolment step a stolen password
 could finish. Sessions end after IDLE without a request or ABSOLUTE after the login,
-whichever comes first, at logout, and when the user is disabled.
+whichever comes first, at logout, and when the user is disabled (hub.identity.session_store,
+which keeps members' login sessions too).
 """
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyotp
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.actor import OPS_USER, Actor
@@ -26,6 +26,7 @@ from hub.errors import Conflict, Invalid, NotFound
 from hub.identity import accounts, roles
 from hub.identity.accounts import Passwords
 from hub.identity.ops_user_models import OpsSession, OpsUser
+from hub.identity.session_store import SessionStore
 from hub.privacy import blind
 from hub.programs.models import Partner
 
@@ -115,8 +116,7 @@ def disable(session: Session, email: str, *, actor: str) -> OpsUser:
         raise Conflict("that ops user is already disabled", slug="ops-user-disabled")
     now = utcnow()
     user.disabled_at = now
-    session.execute(update(OpsSession).where(OpsSession.user_id == user.id, OpsSession.ended_at.is_(None))
-                    .values(ended_at=now))
+    SESSIONS.end_all(session, user.id, now=now)
     trail.record(session, actor=actor, action="ops_user.disable", target=f"ops_user:{user.id}",
                  before={"disabled": False}, after={"disabled": True})
     return user
@@ -124,15 +124,12 @@ def disable(session: Session, email: str, *, actor: str) -> OpsUser:
 
 def authenticate(session: Session, passwords: Passwords, email: str, password: str) -> OpsUser | None:
     """The enabled user if the password is right, else None (the same argon2 work either way)."""
-    try:
-        user = find(session, accounts.normalise_email(email))
-    except Invalid:
-        user = None
-    if user is not None and user.disabled_at is not None:
-        user = None
-    if not passwords.verify(user.password_hash if user else None, password or ""):
-        return None
-    return user
+    return accounts.authenticate(session, passwords, email, password, lookup=_enabled)
+
+
+def _enabled(session: Session, email: str) -> OpsUser | None:
+    user = find(session, email)
+    return user if user is not None and user.disabled_at is None else None
 
 
 def check_code(session: Session, user: OpsUser, code: str, *, now: datetime | None = None) -> bool:
@@ -142,43 +139,20 @@ def check_code(session: Session, user: OpsUser, code: str, *, now: datetime | No
 
 # --- sessions --------------------------------------------------------------------------
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _as_login(row: OpsSession, user: OpsUser) -> OpsLogin:
     return OpsLogin(session_id=row.id, user_id=user.id, email=user.email, role=user.role, partner_id=user.partner_id)
 
 
+SESSIONS = SessionStore(OpsSession, OpsUser, owner_key=OpsSession.user_id, token_column=OpsSession.token_hash,
+                        as_login=_as_login, seen_every=SEEN_GRANULARITY, idle=IDLE,
+                        owner_live=OpsUser.disabled_at.is_(None))
+
+
 def start(session: Session, user: OpsUser, *, now: datetime | None = None) -> tuple[OpsLogin, str]:
     """A new session (and its cookie value: always new, so a planted cookie is worth nothing)."""
-    now = now or utcnow()
-    token = secrets.token_urlsafe(32)
-    row = OpsSession(id=uuid.uuid4(), user_id=user.id, token_hash=_token_hash(token), created_at=now,
-                     last_seen_at=now, expires_at=now + ABSOLUTE)
-    session.add(row)
-    session.flush()
-    return _as_login(row, user), token
+    return SESSIONS.start(session, user, lifetime=ABSOLUTE, now=now)
 
 
-def from_cookie(session: Session, token: str, *, now: datetime | None = None) -> tuple[OpsLogin, bool] | None:
-    """The live login of the cookie and whether its last_seen_at is due (`seen`), or None."""
-    now = now or utcnow()
-    found = session.execute(
-        select(OpsSession, OpsUser).join(OpsUser, OpsUser.id == OpsSession.user_id)
-        .where(OpsSession.token_hash == _token_hash(token), OpsSession.ended_at.is_(None),
-               OpsSession.expires_at > now, OpsSession.last_seen_at > now - IDLE, OpsUser.disabled_at.is_(None))
-    ).first()
-    if found is None:
-        return None
-    row, user = found
-    return _as_login(row, user), now - row.last_seen_at >= SEEN_GRANULARITY
-
-
-def seen(session: Session, session_id: uuid.UUID, *, now: datetime | None = None) -> None:
-    session.execute(update(OpsSession).where(OpsSession.id == session_id).values(last_seen_at=now or utcnow()))
-
-
-def end(session: Session, session_id: uuid.UUID, *, now: datetime | None = None) -> None:
-    session.execute(update(OpsSession).where(OpsSession.id == session_id, OpsSession.ended_at.is_(None))
-                    .values(ended_at=now or utcnow()))
+from_cookie = SESSIONS.from_cookie
+seen = SESSIONS.seen
+end = SESSIONS.end  # logout
