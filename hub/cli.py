@@ -22,6 +22,7 @@ from hub.privacy import keyring
 from hub.settings import Settings
 
 _db, _run, _ops = common.db, common.run, common.ops
+_REVIEW_NOTE_HELP = "Why (optional): kept sealed as a review note that only ops read."
 
 
 @click.group()
@@ -240,14 +241,15 @@ def redemptions_review():
 
 @redemptions.command("requeue")
 @click.argument("redemption_id")
-def redemptions_requeue(redemption_id):
+@click.option("--reason", default=None, help=_REVIEW_NOTE_HELP)
+def redemptions_requeue(redemption_id, reason):
     """Hand an order that needs review back to the relay: it asks the provider first."""
     import uuid
 
     from hub.rewards import relay
 
     def work(session):
-        relay.requeue(session, uuid.UUID(redemption_id), by=common.CLI_ACTOR)
+        relay.requeue(session, uuid.UUID(redemption_id), by=common.CLI_ACTOR, reason=reason)
 
     _run(work)
     console.print(f"requeued {redemption_id}")
@@ -291,7 +293,8 @@ def _conversion_id(value: str):
 @conversions.command("requeue")
 @click.argument("conversion_ids", metavar="[CONVERSION_ID]...", nargs=-1)
 @click.option("--all", "requeue_all", is_flag=True, help="Every conversion that needs review.")
-def conversions_requeue(conversion_ids, requeue_all):
+@click.option("--reason", default=None, help=_REVIEW_NOTE_HELP)
+def conversions_requeue(conversion_ids, requeue_all, reason):
     """Hand conversions that need review back to the saga: each asks the partner first, and
     sends the remote leg again only if the partner has no record of it. Each is requeued in
     its own transaction; those that do not need review are named, and the exit code is 1."""
@@ -309,7 +312,8 @@ def conversions_requeue(conversion_ids, requeue_all):
     refused = []
     for conversion in ids:
         try:
-            db.write(lambda session, conversion=conversion: saga.requeue(session, conversion, by=common.CLI_ACTOR))
+            db.write(lambda session, conversion=conversion: saga.requeue(session, conversion, by=common.CLI_ACTOR,
+                                                                         reason=reason))
         except (DomainError, LedgerError) as exc:
             refused.append(str(exc))
             continue
@@ -323,7 +327,8 @@ def conversions_requeue(conversion_ids, requeue_all):
 @click.option("--applied/--not-applied", default=None,
               help="What the partner says of the remote leg: applied (the local leg is posted: completed) "
                    "or not applied, and never will be (the local leg is voided: failed).")
-@click.option("--reason", default=None, help="Why, for the record (kept in the conversion's failure).")
+@click.option("--reason", default=None,
+              help="Why (required): kept sealed as a review note that only ops read, never shown to partners.")
 def conversions_resolve(conversion_id, applied, reason):
     """Settle a conversion that needs review, once ops have checked with the partner."""
     from hub.exchange import saga

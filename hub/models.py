@@ -2,6 +2,7 @@
 from hub.audit.models import AuditEntry, AuditHead
 from hub.db import Base
 from hub.exchange.models import Conversion, ConversionPair, MemberTransfer, ProgramRate
+from hub.exchange.review_notes import ReviewNote
 from hub.idempotency import IdempotencyKey
 from hub.identity.account_models import (
     AccountToken,
@@ -61,6 +62,7 @@ __all__ = [
     "MemberTransfer",
     "ConversionPair",
     "Conversion",
+    "ReviewNote",
     "Account",
     "AccountToken",
     "ApiClient",

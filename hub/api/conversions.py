@@ -7,7 +7,7 @@ from hub.api.common import Call, Reply, db, flask_call, flask_reply, ok
 from hub.actor import Actor
 from hub.api.security import actor
 from hub.api.views import ts
-from hub.exchange import conversions, rates
+from hub.exchange import conversions, rates, review_notes
 from hub.exchange.models import PENDING
 from hub.privacy import sharing
 
@@ -84,7 +84,16 @@ def get(conversion_id, token_info):
     caller = actor(token_info)
     with db().read() as s:
         seen = sharing.through_brand(s, caller, sharing.PURCHASE_HISTORY)
-        return ok(conversion_view(conversions.get(s, seen, uuid.UUID(conversion_id)), caller))
+        view = conversions.get(s, seen, uuid.UUID(conversion_id))
+        shown = conversion_view(view, caller)
+        if _ops(caller):  # ops' own notes: never to a partner or a member
+            shown["review_notes"] = [note_view(n) for n in review_notes.about(s, review_notes.CONVERSION,
+                                                                              view.conversion.id)]
+        return ok(shown)
+
+
+def _ops(caller: Actor) -> bool:
+    return caller.member_id is None and caller.partner_id is None and "ops:read" in caller.scopes
 
 
 def _member_id(member_id: uuid.UUID, caller: Actor) -> str | None:
@@ -117,6 +126,10 @@ def quote_view(q: conversions.Quote, secret_key: str, caller: Actor) -> dict:
         "from_value": format(q.from_value, "f"), "to_value": format(q.to_value, "f"),
         "fee_bps": q.fee_bps, "fee_units": format(q.fee_units, "f"), "expires_at": ts(q.expires_at),
     }
+
+
+def note_view(n: review_notes.Note) -> dict:
+    return {"action": n.action, "by": n.actor, "reason": n.reason, "created_at": ts(n.created_at)}
 
 
 def conversion_view(v: conversions.ConversionView, caller: Actor) -> dict:

@@ -62,6 +62,7 @@ from hub import ledger
 from hub.audit import trail
 from hub.db import Database, utcnow
 from hub.errors import Conflict
+from hub.exchange import review_notes
 from hub.exchange.conversions import REMOTE_TOPIC, announce_completed
 from hub.exchange.hosted import HostedProgram, RemoteResult, RemoteStatus
 from hub.exchange.models import COMPLETED, FAILED, NEEDS_REVIEW, PENDING, Conversion
@@ -72,6 +73,9 @@ from hub.programs.models import Program
 
 log = logging.getLogger(__name__)
 CAUSED_BY = "saga"
+# A conversion resolved as not applied: its `failure`, which partners read (the API), a fixed
+# text, never ops' free-text reason or who gave it (hub.exchange.review_notes keeps those).
+NOT_APPLIED_AFTER_REVIEW = "not applied at the partner, after review"
 # What `record` answers when the remote leg succeeded after the local reservation expired:
 # the caller must reverse the remote transaction (never a stored state).
 REVERSE = "reverse"
@@ -461,27 +465,34 @@ def _in_review(session: Session, conversion_id: uuid.UUID) -> _Locked:
     return row
 
 
-def requeue(session: Session, conversion_id: uuid.UUID, *, by: str) -> None:
+def requeue(session: Session, conversion_id: uuid.UUID, *, by: str, reason: str | None = None) -> None:
     """Give a conversion that needs review back to the saga, with a fresh count of attempts.
     Its leg is maybe sent (that is why it is in review; the flag is never cleared), so its
-    first new attempt asks the partner first: nothing is sent twice, nothing compensated."""
+    first new attempt asks the partner first: nothing is sent twice, nothing compensated.
+    A reason, if given, is kept as a review note (hub.exchange.review_notes)."""
     row = _in_review(session, conversion_id)
     now = utcnow()
     _change(session, conversion_id, state=PENDING, failure=None, resolved_at=None, lease_until=None, attempts=0,
             remote_maybe_sent=True,  # already set on every way into review; stated, not assumed
             relay_deadline=max(row.relay_deadline, now + timedelta(hours=1)))
     outbox.enqueue(session, REMOTE_TOPIC, str(conversion_id), {"conversion_id": str(conversion_id)})
+    after = {"state": PENDING}
+    if reason and reason.strip():
+        after |= review_notes.add(session, review_notes.CONVERSION, conversion_id, "requeue", reason, by)
     trail.record(session, actor=by, action="conversion.requeue", target=f"conversion:{conversion_id}",
-                 before={"state": NEEDS_REVIEW}, after={"state": PENDING})
+                 before={"state": NEEDS_REVIEW}, after=after)
 
 
-def resolve(session: Session, conversion_id: uuid.UUID, *, applied: bool, reason: str | None = None,
-            by: str) -> str:
+def resolve(session: Session, conversion_id: uuid.UUID, *, applied: bool, reason: str, by: str) -> str:
     """Settle a conversion that needs review by what ops learned from the partner: its leg was
     applied there (the local leg posted: completed) or surely not, and never will be (voided:
-    failed). The ledger records `by` as the cause; `failure` keeps the resolution, the reason
-    and why it was in review. A leg applied whose local reservation has expired cannot be
-    posted: refused (requeue it, and the saga reverses it at the partner)."""
+    failed). The ledger records `by` as the cause. `failure` is what partners read: null once
+    completed, NOT_APPLIED_AFTER_REVIEW once failed; who resolved it and why (required: 422
+    `reason-required`) stay in the hub, as the audit entry (its actor, the reason's hash) and
+    a review note that only ops read (hub.exchange.review_notes). A leg applied whose local
+    reservation has expired cannot be posted: refused (requeue it, and the saga reverses it
+    at the partner)."""
+    reason = review_notes.required(reason)
     row = _in_review(session, conversion_id)
     if applied:
         try:
@@ -490,18 +501,16 @@ def resolve(session: Session, conversion_id: uuid.UUID, *, applied: bool, reason
             raise Conflict(f"conversion {conversion_id}'s local reservation has expired, so the hub cannot post "
                            f"it: requeue it instead (the saga then reverses the {row.remote_leg} at the partner)",
                            slug="reservation-expired") from None
-        state, said = COMPLETED, "applied"
+        state, action, failure = COMPLETED, "applied", None
     else:
         ledger.void_pending(session, row.local_leg, by)
-        state, said = FAILED, "not applied"
-    failure = f"resolved by {by}: the partner's {row.remote_leg} {said}"
-    if reason:
-        failure += f" ({reason})"
-    if row.failure:
-        failure += f"; in review for: {row.failure}"
+        state, action, failure = FAILED, "not_applied", NOT_APPLIED_AFTER_REVIEW
+    # The reason is free text (it could name a person): sealed in the note, hashed in the trail.
+    noted = review_notes.add(session, review_notes.CONVERSION, conversion_id, action, reason, by)
     trail.record(session, actor=by, action="conversion.resolve", target=f"conversion:{conversion_id}",
-                 before={"state": NEEDS_REVIEW}, after={"state": state, "applied": applied})
-    return _end(session, conversion_id, state, failure=failure)
+                 before={"state": NEEDS_REVIEW}, after={"state": state, "applied": applied, **noted})
+    _change(session, conversion_id, failure=failure)  # _end sets a failure, never clears one
+    return _end(session, conversion_id, state)
 
 
 def needing_review(session: Session) -> list[Conversion]:

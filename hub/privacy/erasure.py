@@ -7,9 +7,9 @@ purchase, return or transfer that read the member before this commits, and reach
 account after, is refused: hub.ledger.service); tell each partner (webhook
 `member.erased`, with the identifiers the partner itself gave); then run every registered
 eraser (account, sessions and brands' tokens, identifiers, mail, profile, purchase details,
-redemption recipients and deliveries, ...) and record the erasure. The member id stays, as a
-pseudonym that ledger transfers, purchases' amounts and settlement still name: `hub ledger
-verify` holds. Erasing twice is a no-op.
+redemption recipients and deliveries, the reasons in ops' review notes, ...) and record the
+erasure. The member id stays, as a pseudonym that ledger transfers, purchases' amounts and
+settlement still name: `hub ledger verify` holds. Erasing twice is a no-op.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from hub import ledger
 from hub.audit import trail
 from hub.errors import Conflict, NotFound
-from hub.exchange import models as exchange
+from hub.exchange import models as exchange, review_notes
 from hub.identity import mail, signout
 from hub.identity.account_models import AccountToken, LinkRequest, LoginSession, RecoveryCode
 from hub.identity.oidc.models import AuthorizationCode, Consent, Grant, PairwiseSubject, RefreshToken
@@ -206,6 +206,8 @@ def _profile(subject: Subject) -> None:
 
 
 register_forget("sharing_consents", sharing.forget)
+# Ops' reasons for settling the member's orders and conversions in review could name them.
+register_forget("review_notes", review_notes.forget)
 
 
 @register("orders")

@@ -25,7 +25,6 @@ voided without a person.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -44,7 +43,8 @@ from sqlalchemy.orm import Session
 from hub import ledger
 from hub.audit import trail
 from hub.db import Database, bind_values, one_of, run, utcnow, values_shape
-from hub.errors import Conflict, Invalid
+from hub.errors import Conflict
+from hub.exchange import review_notes
 from hub.notify import outbox, webhooks
 from hub.notify.policy import RelayPolicy
 from hub.notify.breaker import Breaker
@@ -420,10 +420,11 @@ def handle_event(session: Session, provider: str, event: WebhookEvent,
     return record(session, redemption_id, event.outcome, policy)
 
 
-def requeue(session: Session, redemption_id: uuid.UUID, *, by: str) -> None:
+def requeue(session: Session, redemption_id: uuid.UUID, *, by: str, reason: str | None = None) -> None:
     """Give an order that needs review back to the relay, with a fresh count of attempts.
     It is maybe placed (a person looked at it; the flag is never cleared), so its first new
-    attempt looks the reference up: nothing is ordered twice, nothing voided without an answer."""
+    attempt looks the reference up: nothing is ordered twice, nothing voided without an answer.
+    A reason, if given, is kept as a review note (hub.exchange.review_notes)."""
     redemption = session.scalar(select(Redemption).where(Redemption.id == redemption_id).with_for_update())
     if redemption is None or redemption.state != NEEDS_REVIEW:
         raise Conflict(f"redemption {redemption_id} does not need review", slug="not-in-review")
@@ -435,8 +436,11 @@ def requeue(session: Session, redemption_id: uuid.UUID, *, by: str) -> None:
     now = utcnow()
     redemption.relay_deadline = max(redemption.relay_deadline, now + timedelta(hours=1))
     outbox.enqueue(session, redemptions.RELAY_TOPIC, str(redemption_id), {"redemption_id": str(redemption_id)})
+    after = {"state": PENDING}
+    if reason and reason.strip():
+        after |= review_notes.add(session, review_notes.REDEMPTION, redemption_id, "requeue", reason, by)
     trail.record(session, actor=by, action="redemption.requeue", target=f"redemption:{redemption_id}",
-                 before={"state": NEEDS_REVIEW}, after={"state": PENDING})
+                 before={"state": NEEDS_REVIEW}, after=after)
 
 
 def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reason: str, by: str) -> str:
@@ -444,14 +448,12 @@ def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reas
     (its reservations posted) or refunded (voided: the points go back, the stock too, state
     failed). The ledger records `by` as the cause. `failure` is what the partner reads (the
     API, the redemption.failed webhook): null once fulfilled, REFUNDED_AFTER_REVIEW once
-    refunded; who resolved it stays in the hub (the audit entry's actor), and the reason is
-    kept nowhere but as the audit entry's hash. A reservation that has expired cannot be
-    posted: refused (refund it, or requeue it). Like every resolution, each reservation resolves once (the
-    ledger's unique pending_id), so a second resolve is refused here or there. Audited as
-    `by`, in the same transaction."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise Invalid("say why (what the provider answered)", slug="reason-required", field="reason")
+    refunded; who resolved it and why stay in the hub: the audit entry (its actor, the
+    reason's hash) and a review note that only ops read (hub.exchange.review_notes). A
+    reservation that has expired cannot be posted: refused (refund it, or requeue it). Like
+    every resolution, each reservation resolves once (the ledger's unique pending_id), so a
+    second resolve is refused here or there. Audited as `by`, in the same transaction."""
+    reason = review_notes.required(reason)
     rows, _ = run(session.connection(), _LOCK, {"rid": redemption_id})
     if not rows or rows[0][0] != NEEDS_REVIEW:
         raise Conflict(f"redemption {redemption_id} does not need review", slug="not-in-review")
@@ -470,9 +472,10 @@ def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reas
     failure = None if fulfilled else REFUNDED_AFTER_REVIEW
     _change(session, redemption_id, state=state, failure=failure, resolved_at=utcnow(), lease_until=None)
     _announce(session, redemption_id, order, state, failure)
-    # The reason is free text (it could name a person): the trail keeps its hash.
-    trail.record(session, actor=by, action=f"redemption.{'mark_fulfilled' if fulfilled else 'refund'}",
+    action = "mark_fulfilled" if fulfilled else "refund"
+    # The reason is free text (it could name a person): sealed in the note, hashed in the trail.
+    noted = review_notes.add(session, review_notes.REDEMPTION, redemption_id, action, reason, by)
+    trail.record(session, actor=by, action=f"redemption.{action}",
                  target=f"redemption:{redemption_id}", before={"state": NEEDS_REVIEW},
-                 after={"state": state, "reservations": sorted(reservations),
-                        "reason_sha256": hashlib.sha256(reason.encode()).hexdigest()})
+                 after={"state": state, "reservations": sorted(reservations), **noted})
     return state

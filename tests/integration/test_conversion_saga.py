@@ -23,12 +23,14 @@ from sqlalchemy import select
 from hub import ledger, tasks
 from hub.api import runtime
 from hub.cli import main
+from hub.errors import Invalid
 from hub.exchange import conversions, saga
 from hub.exchange.hosted import MemberCheck, RemoteResult, RemoteStatus, factories
 from hub.exchange.models import Conversion
 from hub.ledger.models import Transfer
 from hub.ledger.verify import verify
 from hub.notify.outbox import OutboxMessage
+from hub.privacy import erasure
 from hub.programs.models import Membership, Program
 from hub.notify.policy import RelayPolicy
 from tests.conftest import Partner, assert_problem, unique_code
@@ -291,7 +293,7 @@ def test_a_pending_answer_is_asked_again_until_it_settles(coalition, db):
     ledger_ok(db)
 
 
-def test_no_definitive_answer_ends_in_review_with_the_reservation_kept(coalition, db, settings, monkeypatch):
+def test_no_definitive_answer_ends_in_review_with_the_reservation_kept(coalition, db, settings, monkeypatch, ops):
     c = coalition
     before = c.shop.balance(c.member)
     conversion = c.convert(into_airline=True)
@@ -316,8 +318,10 @@ def test_no_definitive_answer_ends_in_review_with_the_reservation_kept(coalition
     (mine,) = [r for r in json.loads(listed.output) if r["id"] == conversion["id"]]
     assert mine["hosted_side"] == "to" and mine["attempts"] == 4
     assert conversion["id"][:8] in cli.invoke(main, ["conversions", "review"]).output
-    requeued = cli.invoke(main, ["conversions", "requeue", conversion["id"]], catch_exceptions=False)
+    requeued = cli.invoke(main, ["conversions", "requeue", conversion["id"], "--reason", "LCP asks to retry"],
+                          catch_exceptions=False)
     assert requeued.exit_code == 0 and "requeued" in requeued.output
+    assert review_notes_of(ops, conversion) == [("requeue", "cli", "LCP asks to retry")]
     again = cli.invoke(main, ["conversions", "requeue", conversion["id"]])
     assert again.exit_code == 1 and "does not need review" in again.output
     assert cli.invoke(main, ["conversions", "requeue", "not-an-id"]).exit_code == 2
@@ -445,6 +449,13 @@ def into_review(db, c: Coalition, into_airline: bool) -> dict:
     return conversion
 
 
+def review_notes_of(ops, conversion: dict) -> list[tuple[str, str, str | None]]:
+    """(action, by, reason) of the notes ops read with the conversion (GET, ops token)."""
+    got = ops.get(f"/v1/conversions/{conversion['id']}")
+    assert got.status_code == 200, got.text
+    return [(n["action"], n["by"], n["reason"]) for n in got.json()["review_notes"]]
+
+
 def resolved_by(db, c: Coalition, conversion: dict) -> list[tuple[str, str]]:
     """(caused_by, amount) of the ledger transfers that resolved the local leg."""
     with db.read() as s:
@@ -454,7 +465,7 @@ def resolved_by(db, c: Coalition, conversion: dict) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("into_airline", [True, False], ids=["to", "from"])
-def test_ops_resolve_a_conversion_the_partner_applied(coalition, db, cli, into_airline):
+def test_ops_resolve_a_conversion_the_partner_applied(coalition, db, cli, ops, into_airline):
     c = coalition
     before = shop_account(db, c)
     conversion = into_review(db, c, into_airline)
@@ -464,8 +475,8 @@ def test_ops_resolve_a_conversion_the_partner_applied(coalition, db, cli, into_a
     assert "completed" in done.output
     got = c.state(conversion)
     assert got["state"] == "completed" and got["resolved_at"]
-    assert got["failure"].startswith(f"resolved by cli: the partner's {'credit' if into_airline else 'debit'} "
-                                      "applied (LCP support: posted as LCP-77); in review for: no definitive answer")
+    assert got["failure"] is None  # who resolved it and why are ops' own (a review note)
+    assert review_notes_of(ops, conversion) == [("applied", "cli", "LCP support: posted as LCP-77")]
     after = shop_account(db, c)
     if into_airline:
         assert after.debits_posted == before.debits_posted + 1000 and after.debits_pending == before.debits_pending
@@ -474,7 +485,7 @@ def test_ops_resolve_a_conversion_the_partner_applied(coalition, db, cli, into_a
     assert resolved_by(db, c, conversion) == [("cli", 1000 if into_airline else 500)]
     assert c.fake.ops()[-1] == "status"  # nothing asked of the partner by the resolution
     # Settled: neither a second resolution nor a requeue.
-    again = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--not-applied"])
+    again = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--not-applied", "--reason", "again"])
     assert again.exit_code == 1 and "does not need review" in again.output
     assert cli.invoke(main, ["conversions", "requeue", conversion["id"]]).exit_code == 1
     assert c.state(conversion)["state"] == "completed"
@@ -482,7 +493,7 @@ def test_ops_resolve_a_conversion_the_partner_applied(coalition, db, cli, into_a
 
 
 @pytest.mark.parametrize("into_airline", [True, False], ids=["to", "from"])
-def test_ops_resolve_a_conversion_the_partner_did_not_apply(coalition, db, cli, into_airline):
+def test_ops_resolve_a_conversion_the_partner_did_not_apply(coalition, db, cli, ops, into_airline):
     c = coalition
     before = shop_account(db, c)
     conversion = into_review(db, c, into_airline)
@@ -492,26 +503,43 @@ def test_ops_resolve_a_conversion_the_partner_did_not_apply(coalition, db, cli, 
     assert "failed" in done.output
     got = c.state(conversion)
     assert got["state"] == "failed" and got["resolved_at"]
-    assert "not applied (no such posting at LCP)" in got["failure"] and "resolved by cli:" in got["failure"]
+    assert got["failure"] == saga.NOT_APPLIED_AFTER_REVIEW
+    assert review_notes_of(ops, conversion) == [("not_applied", "cli", "no such posting at LCP")]
     assert shop_account(db, c) == before  # the points back, or the pending credit gone
     assert resolved_by(db, c, conversion) == [("cli", 1000 if into_airline else 500)]
     history = c.shop.api.get(f"/v1/members/{c.member}/history").json()["items"]
     assert [m["status"] for m in history if m["ref_id"] == conversion["id"]] == ["voided"]
-    assert cli.invoke(main, ["conversions", "resolve", conversion["id"], "--applied"]).exit_code == 1
+    assert cli.invoke(main, ["conversions", "resolve", conversion["id"], "--applied", "--reason", "x"]).exit_code == 1
     ledger_ok(db)
 
 
-def test_resolve_refuses_what_is_not_in_review_and_needs_a_verdict(coalition, db, cli):
+def test_resolve_refuses_what_is_not_in_review_and_needs_a_verdict_and_a_reason(coalition, db, cli, ops):
     c = coalition
     pending = c.convert(into_airline=True)
-    refused = cli.invoke(main, ["conversions", "resolve", pending["id"], "--applied"])
+    refused = cli.invoke(main, ["conversions", "resolve", pending["id"], "--applied", "--reason", "LCP says so"])
     assert refused.exit_code == 1 and "does not need review" in refused.output
     assert c.state(pending)["state"] == "pending"
     conversion = into_review(db, c, into_airline=True)
     no_verdict = cli.invoke(main, ["conversions", "resolve", conversion["id"]])
     assert no_verdict.exit_code == 2 and "--applied or --not-applied" in no_verdict.output
     assert cli.invoke(main, ["conversions", "resolve", "not-an-id", "--applied"]).exit_code == 2
-    assert c.state(conversion)["state"] == "needs_review"
+    for reason in ([], ["--reason", "  "]):
+        no_reason = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--not-applied", *reason])
+        assert no_reason.exit_code == 1 and "say why" in no_reason.output
+    with pytest.raises(Invalid) as refusal:
+        db.write(lambda s: saga.resolve(s, uuid.UUID(conversion["id"]), applied=True, reason="", by="ops:test"))
+    assert (refusal.value.status, refusal.value.slug) == (422, "reason-required")
+    assert c.state(conversion)["state"] == "needs_review" and review_notes_of(ops, conversion) == []
+
+
+def test_erasing_the_member_blanks_the_reason_of_ops_review_notes(coalition, db, cli, ops):
+    c = coalition
+    conversion = into_review(db, c, into_airline=True)
+    done = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--applied",
+                             "--reason", "LCP: the member called, posted"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    db.write(lambda s: erasure.erase(s, uuid.UUID(c.member), "ops:test"))
+    assert review_notes_of(ops, conversion) == [("applied", "cli", None)]
 
 
 def test_resolve_applied_is_refused_once_the_reservation_expired(coalition, db, cli, short_hold):
@@ -525,10 +553,11 @@ def test_resolve_applied_is_refused_once_the_reservation_expired(coalition, db, 
     time.sleep(1.1)  # past the deadline and the reservation
     c.fake.status_script = [RemoteResult(S.UNKNOWN, detail="systemError")]
     assert attempt(db, conversion) == "needs_review"
-    refused = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--applied"])
+    refused = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--applied", "--reason", "LCP: posted"])
     assert refused.exit_code == 1 and "requeue it" in refused.output
     assert c.state(conversion)["state"] == "needs_review"
-    done = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--not-applied"], catch_exceptions=False)
+    done = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--not-applied", "--reason", "not at LCP"],
+                      catch_exceptions=False)
     assert done.exit_code == 0, done.output
     assert c.state(conversion)["state"] == "failed" and shop_account(db, c) == before
     ledger_ok(db)

@@ -269,7 +269,8 @@ def test_review_actions_settle_the_order_once_audited(flask_app, make_user, part
     browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
     browser.get("/ops/redemptions")
     assert order in browser.text()
-    response = browser.post(path, {"redemption_id": order, "reason": "provider confirmed by phone"})
+    why = f"provider confirmed {order[:8]} by phone"
+    response = browser.post(path, {"redemption_id": order, "reason": why})
     assert response.status_code == 302, browser.text()
     assert _state(db, order) == state
     after = partner.balance(member)
@@ -282,6 +283,10 @@ def test_review_actions_settle_the_order_once_audited(flask_app, make_user, part
     entry = _audited(db, action, f"redemption:{order}")
     assert entry is not None and entry.actor.startswith("ops:") and entry.after["state"] == state
     _ledger_ok(db)
+    # A settled order leaves the review list, and a review note says who settled it and why.
+    page = browser.get("/ops/redemptions").get_data(as_text=True)
+    noted = state != "pending"
+    assert (order in page, entry.actor in page, why in page) == (noted,) * 3
     # A second press finds the order no longer in review: refused, nothing changes.
     browser.get("/ops/redemptions")
     again = browser.post(path, {"redemption_id": order, "reason": "again"})

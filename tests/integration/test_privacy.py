@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from hub import ledger
 from hub.cli import main as hub_cli
 from hub.db import utcnow
+from hub.exchange import review_notes
 from hub.exchange.models import MemberTransfer
 from hub.idempotency import IdempotencyKey
 from hub.identity.account_models import AccountToken, LoginSession, MemberAccount, OutgoingMail
@@ -31,6 +32,7 @@ from hub.identity import accounts, mail, ratelimit
 from hub.notify.outbox import OutboxMessage
 from hub.privacy import blind, erasure, export, retention, sharing
 from hub.programs.models import Membership, PointTransaction, Program
+from hub.rewards import relay
 from hub.rewards.providers import Outcome, Status
 from hub.rules.engage_models import MemberAttribute
 from hub.rules.frequency_models import Referral
@@ -503,3 +505,27 @@ def test_retention_deletes_done_outbox_messages_after_their_period(db, settings)
     assert left() == {f"{key}-2"}  # an open message is never deleted
     # The open one has no task to carry it: gone, so that no dispatcher of a later test meets it.
     db.write(lambda s: s.execute(delete(OutboxMessage).where(OutboxMessage.key.startswith(key))))
+
+
+def _review_notes(db, order: str) -> list[tuple[str, str, str | None]]:
+    with db.read() as s:
+        return [(n.action, n.actor, n.reason) for n in review_notes.about(s, review_notes.REDEMPTION, uuid.UUID(order))]
+
+
+def test_erasure_blanks_the_reasons_of_ops_review_notes_about_the_members_orders(db, partner, provider):
+    """Ops' reason for settling an order in review is free text that could name the member:
+    erasure blanks it; who acted, what and when stay. Other members' notes stay whole."""
+    orders = {}
+    for name in ("Wulandari", "Budi"):
+        member = partner.enrol(email=f"m{uuid.uuid4().hex[:8]}@example.com")
+        partner.buy(member, "50000000")
+        order = redeem(partner, member, reward_code(db, provider), amount="10.00").json()["id"]
+        provider.place_script = [Outcome(Status.UNKNOWN)]
+        provider.lookup_script = [Outcome(Status.UNKNOWN)] * 3
+        assert [run_relay(db, provider, order) for _ in range(4)][-1] == "needs_review"
+        db.write(lambda s, order=order, name=name: relay.resolve(
+            s, uuid.UUID(order), fulfilled=False, reason=f"{name} called: never got the card", by="ops:someone"))
+        orders[name] = (member, order)
+    _erase(db, orders["Wulandari"][0])
+    assert _review_notes(db, orders["Wulandari"][1]) == [("refund", "ops:someone", None)]
+    assert _review_notes(db, orders["Budi"][1]) == [("refund", "ops:someone", "Budi called: never got the card")]

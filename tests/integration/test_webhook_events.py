@@ -11,7 +11,10 @@ import pytest
 import responses
 from sqlalchemy import select
 
+from hub.exchange import review_notes, saga
+from hub.exchange.review_notes import ReviewNote
 from hub.notify import webhooks
+from hub.privacy.sealed import as_stored
 from hub.rewards import relay
 from hub.notify.webhook_models import WebhookDelivery, WebhookEvent
 from hub.exchange.hosted import RemoteResult, RemoteStatus
@@ -20,7 +23,7 @@ from tests.integration.test_dashboard import (  # noqa: F401  (fixtures)
     _code_in_mail, _logged_in, _member_of, _request_id, _start, card, clock, flask_app, web_state,
 )
 from tests.integration.test_returns import post_return
-from tests.integration.test_conversion_saga import attempt, coalition, fake  # noqa: F401  (fixtures)
+from tests.integration.test_conversion_saga import attempt, coalition, fake, into_review  # noqa: F401  (fixtures)
 from tests.integration.test_conversions import pair, quote  # noqa: F401  (fixture)
 from tests.integration.test_redemptions import CARD, provider, redeem, reward_code, rich_member, run_relay  # noqa: F401
 from tests.integration.test_webhooks import (  # noqa: F401  (fixtures)
@@ -82,8 +85,39 @@ def test_an_order_settled_by_ops_tells_the_partner_no_reason_and_no_ops_user(par
     assert (event.data["state"], event.data["failure"]) == (state, failure)
     shown = partner.api.get(f"/v1/redemptions/{order['id']}").json()
     assert (shown["state"], shown["failure"]) == (state, failure)
+    assert "review_notes" not in shown
     for said in (str(event.data), str(shown)):
         assert "Jane Doe" not in said and ops_user not in said and ops_user.removeprefix("ops:") not in said
+    with db.read() as s:  # ops' own record: who, what and why, the reason sealed at rest
+        (note,) = review_notes.about(s, review_notes.REDEMPTION, uuid.UUID(order["id"]))
+        stored = s.scalar(select(as_stored(ReviewNote.reason)).where(ReviewNote.subject_id == uuid.UUID(order["id"])))
+    assert (note.action, note.actor, note.reason) == ("mark_fulfilled" if fulfilled else "refund", ops_user,
+                                                      "Jane Doe at the provider says so")
+    assert "Jane" not in stored
+
+
+@pytest.mark.parametrize("applied, state, failure", [(True, "completed", None),
+                                                     (False, "failed", saga.NOT_APPLIED_AFTER_REVIEW)])
+def test_a_conversion_settled_by_ops_tells_the_partners_no_reason_and_no_ops_user(coalition, db, ops,  # noqa: F811
+                                                                                   applied, state, failure):
+    c = coalition
+    endpoints = [register(p.api, event_types=["conversion.completed"]) for p in (c.shop, c.airline)]
+    conversion = into_review(db, c, into_airline=True)
+    ops_user, reason = f"ops:{uuid.uuid4()}", "Jane Doe at LCP says so"
+    db.write(lambda s: saga.resolve(s, uuid.UUID(conversion["id"]), applied=applied, reason=reason, by=ops_user))
+    said = [str(event.data) for endpoint in endpoints for event in events(db, endpoint)]
+    assert len(said) == (2 if applied else 0)
+    for partner in (c.shop, c.airline):
+        shown = partner.api.get(f"/v1/conversions/{conversion['id']}").json()
+        assert (shown["state"], shown["failure"]) == (state, failure) and "review_notes" not in shown
+        listed = partner.api.get("/v1/conversions").json()["items"]
+        said += [str(shown), str([item for item in listed if item["id"] == conversion["id"]])]
+    for text in said:
+        assert "Jane Doe" not in text and ops_user.removeprefix("ops:") not in text
+    # Ops read who settled it and why.
+    notes = ops.get(f"/v1/conversions/{conversion['id']}").json()["review_notes"]
+    assert [(n["action"], n["by"], n["reason"]) for n in notes] == [
+        ("applied" if applied else "not_applied", ops_user, reason)]
 
 
 def test_a_local_conversion_is_announced_to_both_partners(pair, db):

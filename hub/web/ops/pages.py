@@ -1,5 +1,6 @@
 """The console's read-only pages. Every role reads them within its reach (queries.py);
-partner_admin is refused the pages about the whole coalition (review, audit)."""
+partner_admin is refused the pages about the whole coalition (review with ops' review
+notes, audit)."""
 from __future__ import annotations
 
 from flask import abort, request
@@ -7,6 +8,7 @@ from flask import abort, request
 from hub.audit import trail
 from hub.db import utcnow
 from hub.errors import DomainError
+from hub.exchange import review_notes
 from hub.settlement import activity
 from hub.web import common
 from hub.web.ops import charts, queries
@@ -31,7 +33,8 @@ def redemptions():
     require_ops()
     with common.db().read() as session:
         rows = queries.redemptions_in_review(session)
-    return page("redemptions.html", rows=rows, done=request.args.get("done"))
+        notes = review_notes.latest(session, queries.PAGE)
+    return page("redemptions.html", rows=rows, notes=notes, done=request.args.get("done"))
 
 
 @blueprint.get("/partners")

@@ -1,0 +1,102 @@
+"""Review notes: why ops settled (or requeued) a redemption or a conversion that needed
+review, readable by ops and nobody else.
+
+The reason is free text that could name a member, so it is sealed at rest (hub.privacy.sealed)
+and shown only on the ops console and to ops tokens (GET /conversions/{id}); never to
+partners, members or webhooks, never in a log. The audit entry of the same resolution keeps
+only the reason's SHA-256 (`reason_sha256`). A note is written in the transaction that
+settles, so it exists if and only if the resolution committed. Erasing a member blanks the
+reasons of the notes about their redemptions and conversions (`forget`); who acted, what and
+when stay.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Index, String, Uuid, or_, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from hub.db import Base, UTCDateTime, utcnow
+from hub.errors import Invalid
+from hub.exchange.models import Conversion
+from hub.privacy.sealed import Sealed
+from hub.rewards.models import Redemption
+
+REDEMPTION, CONVERSION = "redemption", "conversion"
+
+
+class ReviewNote(Base):
+    __tablename__ = "review_notes"
+    __table_args__ = (
+        Index("ix_review_notes_subject", "subject_kind", "subject_id", "created_at"),
+        CheckConstraint(f"subject_kind IN ('{REDEMPTION}', '{CONVERSION}')", name="review_note_subject_kind"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    subject_kind: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    # A redemption's refund or mark_fulfilled; a conversion's applied or not_applied; either's
+    # requeue (noted only when given a reason).
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200))  # as the audit trail names them: "ops:<user>", "cli"
+    # None once the member the subject belongs to is erased.
+    reason: Mapped[str | None] = mapped_column(Sealed("review_notes.reason"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def required(reason: str | None) -> str:
+    """The reason, stripped; refused when there is none (422 `reason-required`)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise Invalid("say why (what the partner or provider answered)", slug="reason-required", field="reason")
+    return reason
+
+
+def add(session: Session, kind: str, subject_id: uuid.UUID, action: str, reason: str, by: str) -> dict:
+    """Note why `by` did `action` to the subject, in the caller's transaction; what the
+    action's audit entry keeps of the reason (its SHA-256: `after`'s `reason_sha256`)."""
+    reason = reason.strip()
+    session.add(ReviewNote(subject_kind=kind, subject_id=subject_id, action=action, actor=by, reason=reason))
+    session.flush()
+    return {"reason_sha256": hashlib.sha256(reason.encode()).hexdigest()}
+
+
+@dataclass(frozen=True)
+class Note:
+    subject_kind: str
+    subject_id: uuid.UUID
+    action: str
+    actor: str
+    reason: str | None
+    created_at: datetime
+
+
+_NOTE = (ReviewNote.subject_kind, ReviewNote.subject_id, ReviewNote.action, ReviewNote.actor, ReviewNote.reason,
+         ReviewNote.created_at)
+
+
+def about(session: Session, kind: str, subject_id: uuid.UUID) -> list[Note]:
+    """The notes about one redemption or conversion, oldest first."""
+    q = (select(*_NOTE).where(ReviewNote.subject_kind == kind, ReviewNote.subject_id == subject_id)
+         .order_by(ReviewNote.created_at, ReviewNote.id))
+    return [Note(*row) for row in session.execute(q)]
+
+
+def latest(session: Session, limit: int) -> list[Note]:
+    """The newest notes, about anything."""
+    q = select(*_NOTE).order_by(ReviewNote.created_at.desc(), ReviewNote.id).limit(limit)
+    return [Note(*row) for row in session.execute(q)]
+
+
+def forget(session: Session, member_id: uuid.UUID) -> None:
+    """Blank the reasons of the notes about the member's redemptions and conversions (erasure)."""
+    theirs = or_(
+        (ReviewNote.subject_kind == REDEMPTION)
+        & ReviewNote.subject_id.in_(select(Redemption.id).where(Redemption.member_id == member_id)),
+        (ReviewNote.subject_kind == CONVERSION)
+        & ReviewNote.subject_id.in_(select(Conversion.id).where(Conversion.member_id == member_id)))
+    session.execute(update(ReviewNote).where(theirs).values(reason=None),
+                    execution_options={"synchronize_session": False})
