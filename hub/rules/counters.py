@@ -95,56 +95,74 @@ def take(session: Session, caps: dict[tuple[uuid.UUID, str, str], Sequence[int]]
     return granted
 
 
-_CAPS_CTE = (
+# Up to this many cap counters go into the statement as parameters; more (a batch's) as one
+# JSON document. Parameters cost PostgreSQL less than unpacking JSON, but each count of
+# counters is a statement of its own to prepare.
+INLINE_CAPS = 8
+
+_CAP_SOURCE_JSON = ("SELECT m, r, p, w, k, w FROM jsonb_to_recordset(CAST(:caps AS JSONB))"
+                    " AS v(m UUID, r VARCHAR, p VARCHAR, w BIGINT, k BIGINT)")
+_CAP_UPSERT = (
     "c AS ("
-    " INSERT INTO rating_cap_counters AS t (membership_id, rule_id, period, used, cap, granted)"
-    " SELECT m, r, p, w, k, w FROM jsonb_to_recordset(CAST(:caps AS JSONB)) AS v(m UUID, r VARCHAR, p VARCHAR, w BIGINT, k BIGINT)"
+    " INSERT INTO rating_cap_counters AS t (membership_id, rule_id, period, used, cap, granted) {source}"
     " ON CONFLICT (membership_id, rule_id, period) DO UPDATE SET"
     " granted = CASE WHEN t.used >= EXCLUDED.cap THEN 0 ELSE LEAST(EXCLUDED.cap - t.used, EXCLUDED.granted) END,"
     " used = t.used + CASE WHEN t.used >= EXCLUDED.cap THEN 0 ELSE LEAST(EXCLUDED.cap - t.used, EXCLUDED.granted) END,"
     " cap = EXCLUDED.cap"
     " RETURNING 'c' AS kind, t.membership_id AS owner, t.rule_id AS key, t.period, t.granted)"
 )
-_BUDGETS_CTE = (
-    # First lock the stripe each budget takes from, then update it by its key. (With the
-    # choice inside the UPDATE's WHERE, a stripe another earn had just changed made
-    # PostgreSQL re-check the choice against the new row, which often no longer matched: the
-    # update then took nothing and the earn fell to the slow path that locks every stripe.)
-    # The stripe: the home one if it holds the want and no other earn holds it (one index
-    # probe, the usual case), else the next one after it that does (a scan of the stripes).
-    "v AS (SELECT * FROM jsonb_to_recordset(CAST(:budgets AS JSONB)) AS v(p UUID, id VARCHAR, st SMALLINT, w BIGINT)),"
-    " pick AS MATERIALIZED (SELECT v.p, v.id, v.w, COALESCE("
+# One budget's take, {i} its number in the statement. The stripe is chosen and locked first,
+# by two sub-selects that depend only on the parameters (PostgreSQL runs each at most once,
+# the second only if the first found nothing): the home stripe if it holds the want and no
+# other earn holds it (one index probe: the usual case), else the next one after it that
+# does. The UPDATE then goes by key. (A choice that depended on the updated row was made
+# again when another earn had just changed that row, often came out different, and the
+# update took nothing: the earn fell to the slow path.)
+_BUDGET_UPDATE = (
+    "b{i} AS ("
+    " UPDATE promotion_budget_stripes AS s SET granted = CAST(:w{i} AS BIGINT), remaining = s.remaining - CAST(:w{i} AS BIGINT)"
+    " WHERE s.program_id = CAST(:p{i} AS UUID) AND s.promotion_id = :id{i} AND s.stripe = COALESCE("
     "  (SELECT x.stripe FROM promotion_budget_stripes AS x"
-    "   WHERE x.program_id = v.p AND x.promotion_id = v.id AND x.stripe = v.st AND x.remaining >= v.w"
-    "   FOR UPDATE SKIP LOCKED),"
+    "   WHERE x.program_id = CAST(:p{i} AS UUID) AND x.promotion_id = :id{i} AND x.stripe = CAST(:st{i} AS SMALLINT)"
+    "   AND x.remaining >= CAST(:w{i} AS BIGINT) FOR UPDATE SKIP LOCKED),"
     "  (SELECT x.stripe FROM promotion_budget_stripes AS x"
-    "   WHERE x.program_id = v.p AND x.promotion_id = v.id AND x.remaining >= v.w"
-    f"   ORDER BY (x.stripe - v.st + {STRIPES}) % {STRIPES} LIMIT 1 FOR UPDATE SKIP LOCKED)) AS stripe FROM v),"
-    " b AS ("
-    " UPDATE promotion_budget_stripes AS s SET granted = pick.w, remaining = s.remaining - pick.w FROM pick"
-    " WHERE s.program_id = pick.p AND s.promotion_id = pick.id AND s.stripe = pick.stripe"
+    "   WHERE x.program_id = CAST(:p{i} AS UUID) AND x.promotion_id = :id{i} AND x.remaining >= CAST(:w{i} AS BIGINT)"
+    f"   ORDER BY (x.stripe - CAST(:st{{i}} AS SMALLINT) + {STRIPES}) % {STRIPES} LIMIT 1 FOR UPDATE SKIP LOCKED))"
     " RETURNING 'b' AS kind, s.program_id AS owner, s.promotion_id AS key, '' AS period, s.granted)"
 )
-# (any caps, any budgets) -> the statement taking them: a part with nothing to take would
-# still open its table and indexes.
-_AT_ONCE = {
-    (True, False): text(f"WITH {_CAPS_CTE} SELECT * FROM c"),
-    (False, True): text(f"WITH {_BUDGETS_CTE} SELECT * FROM b"),
-    (True, True): text(f"WITH {_CAPS_CTE}, {_BUDGETS_CTE} SELECT * FROM c UNION ALL SELECT * FROM b"),
-}
+
+
+@functools.lru_cache(maxsize=64)
+def _at_once(caps: int, budgets: int):
+    """The statement taking `caps` cap counters (as parameters up to INLINE_CAPS, else from
+    JSON) and `budgets` budgets. A part with nothing to take is left out: it would still
+    open its table and indexes."""
+    parts, names = [], []
+    if caps:
+        source = _CAP_SOURCE_JSON if caps > INLINE_CAPS else "VALUES " + ", ".join(
+            f"(CAST(:m{i} AS UUID), :r{i}, :cp{i}, CAST(:cw{i} AS BIGINT), CAST(:k{i} AS BIGINT), CAST(:cw{i} AS BIGINT))"
+            for i in range(caps))
+        parts.append(_CAP_UPSERT.format(source=source))
+        names.append("c")
+    for i in range(budgets):
+        parts.append(_BUDGET_UPDATE.format(i=i))
+        names.append(f"b{i}")
+    return text("WITH " + ", ".join(parts) + " " + " UNION ALL ".join(f"SELECT * FROM {n}" for n in names))
 
 
 def _take_at_once(conn, cap_rows, budget_rows) -> Granted:
     """What each cap counter granted, and each budget that one stripe could pay."""
-    # The rows as two JSON documents: psycopg dumps a string in C, where nine arrays of
-    # values cost it more than the rest of the statement.
-    params = {}
-    if cap_rows:
+    params: dict[str, object] = {}
+    if len(cap_rows) > INLINE_CAPS:
+        # psycopg dumps one string in C; a batch's thousands of parameters would cost more
         params["caps"] = json.dumps([{"m": str(m), "r": r, "p": p, "w": min(w, k), "k": k}
                                      for (m, r, p), (w, k) in cap_rows])
-    if budget_rows:
-        params["budgets"] = json.dumps([{"p": str(p), "id": i, "st": home, "w": w} for (p, i), (w, _, home) in budget_rows])
-    rows, _ = run(conn, _AT_ONCE[(bool(cap_rows), bool(budget_rows))], params)
+    else:
+        for i, ((m, r, p), (w, k)) in enumerate(cap_rows):
+            params.update({f"m{i}": m, f"r{i}": r, f"cp{i}": p, f"cw{i}": min(w, k), f"k{i}": k})
+    for i, ((program_id, promotion_id), (w, _, home)) in enumerate(budget_rows):
+        params.update({f"p{i}": program_id, f"id{i}": promotion_id, f"st{i}": home, f"w{i}": w})
+    rows, _ = run(conn, _at_once(len(cap_rows), len(budget_rows)), params)
     return {(CAP if kind == "c" else BUDGET, owner, key, period): points for kind, owner, key, period, points in rows}
 
 

@@ -238,6 +238,25 @@ def test_a_batch_shares_counters_in_its_order(db, partner):
     assert partner.balance(member)["posted"] == sum(earned)
 
 
+@pytest.mark.parametrize("members", [3, counters.INLINE_CAPS + 4], ids=["caps-as-parameters", "caps-as-json"])
+def test_a_batch_takes_each_members_cap_once(db, partner, members):
+    """A batch of several members' purchases claims their caps in one statement (their
+    counters as parameters, or as one JSON document past INLINE_CAPS), each member's twice
+    over: the second purchase gets what the first left."""
+    people = [partner.enrol() for _ in range(members)]
+    publish(db, partner, {"earning": {"rules": [{**COFFEE_X2, "cap": {"per_member": 15, "period": "day"}}]}})
+    items = [{"category": "coffee", "amount": "10000"}]
+    bodies = [partner.purchase_body(m, "10000", items=items, occurred_at=soon()) for _ in range(2) for m in people]
+    response = partner.api.post("/v1/transactions/batch", {"items": bodies})
+    assert response.status_code == 200, response.text
+    earned = [r["transaction"]["points"] for r in response.json()["results"]]
+    assert earned == [10 + 10] * members + [10 + 5] * members
+    with db.read() as s:
+        used = s.scalars(select(CapCounter.used).join(Membership, Membership.id == CapCounter.membership_id)
+                         .where(Membership.program_id == program_id(db, partner))).all()
+    assert used == [15] * members
+
+
 def test_a_return_reverses_the_rated_points_in_proportion(db, partner):
     member = partner.enrol()
     publish(db, partner, {"earning": {"rules": [COFFEE_X2]}})
