@@ -17,6 +17,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
 from zoneinfo import ZoneInfo
@@ -84,8 +85,7 @@ class Usage:
 NO_USAGE = Usage()
 
 
-@dataclass(frozen=True)
-class RatingLine:
+class RatingLine(NamedTuple):  # a tuple: a rating makes several per purchase, on the earn path
     rule: str  # a rule or promotion id, "base", "tier" or "rounding"
     kind: str
     points: Decimal  # exact; the lines add up to the rating's points
@@ -221,6 +221,23 @@ class Compiled:
     tiers: Mapping[str, Decimal]  # tier code -> earn multiplier - 1
     promotions: tuple[Promotion, ...]
     segment_promotions: tuple[Promotion, ...]  # those targeting segments
+    stores: frozenset[str]  # the stores and channels the awards name
+    channels: frozenset[str]
+    # (store, channel) -> the awards a purchase there may meet, in `awards` order; a store or
+    # channel no award names is None. Filled as purchases come (bounded by what rules name).
+    _by_place: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def awards_at(self, store: str | None, channel: str | None) -> tuple[Rule, ...]:
+        """The awards whose store and channel conditions a purchase at `store` by `channel`
+        meets (the rest of their conditions still to check): fewer to test per purchase."""
+        place = (store if store in self.stores else None, channel if channel in self.channels else None)
+        found = self._by_place.get(place)
+        if found is None:
+            found = self._by_place[place] = tuple(
+                r for r in self.awards
+                if (r.when.stores is None or place[0] in r.when.stores)
+                and (r.when.channel is None or r.when.channel == place[1]))
+        return found
 
     def targets_segments(self, at: datetime) -> bool:
         """Does a promotion in force at `at` target segments (so rating needs the member's)?"""
@@ -281,6 +298,8 @@ def _compile(document: dict, version: int | None) -> Compiled:
         tiers=tiers,
         promotions=promotions,
         segment_promotions=tuple(p for p in promotions if p.segments),
+        stores=frozenset(store for r in awards for store in (r.when.stores or ())),
+        channels=frozenset(r.when.channel for r in awards if r.when.channel is not None),
     )
 
 
@@ -373,7 +392,8 @@ def rate(base_rate: Decimal, currency: str, rules: RuleSet | Compiled | None, pu
     # Multipliers and bonuses. Per line, an exclusive group's best rule applies; rules
     # outside groups stack: each adds (multiplier - 1) x the line's base.
     applies = [*compiled.unconditional,
-               *(r for r in compiled.awards if r.when.purchase_ok(purchase, local, major_total))]
+               *(r for r in compiled.awards_at(purchase.store_id, purchase.channel)
+                 if r.when.purchase_ok(purchase, local, major_total))]
     applying = {r.id for r in applies}
     award: dict[str, Decimal] = {}
     for category, line_base in lines_in:
