@@ -8,8 +8,10 @@ import sqlite3
 import uuid
 
 from alembic.autogenerate import compare_metadata
+import pytest
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
+from sqlalchemy.exc import IntegrityError
 
 import hub.models  # noqa: F401  (registers every table on Base.metadata)
 from hub import migrations
@@ -73,3 +75,12 @@ def test_0026_leaves_no_legacy_resolution_text_in_failure(settings, old_database
     assert [(n.action, n.actor, n.reason, n.in_review_for) for n in notes[refused]] == [
         ("not_applied", ops_user, "the partner's credit not applied (Jane Doe called LCP support)", in_review_for)]
     assert notes[untouched] == []
+
+
+def test_a_review_note_holds_only_a_known_action(db):
+    def note(action: str):
+        return lambda s: review_notes.add(s, review_notes.CONVERSION, uuid.uuid4(), action, reason="why", by="cli",
+                                          in_review_for=None)
+    db.write(note("applied"))
+    with pytest.raises(IntegrityError):
+        db.write(note("resolved"))
