@@ -327,8 +327,8 @@ def conversions_requeue(conversion_ids, requeue_all, reason):
 @click.option("--applied/--not-applied", default=None,
               help="What the partner says of the remote leg: applied (the local leg is posted: completed) "
                    "or not applied, and never will be (the local leg is voided: failed).")
-@click.option("--reason", default=None,
-              help="Why (required): kept sealed as a review note that only ops read, never shown to partners.")
+@click.option("--reason", required=True,
+              help="Why: kept sealed as a review note that only ops read, never shown to partners.")
 def conversions_resolve(conversion_id, applied, reason):
     """Settle a conversion that needs review, once ops have checked with the partner."""
     from hub.exchange import saga

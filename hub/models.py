@@ -2,7 +2,7 @@
 from hub.audit.models import AuditEntry, AuditHead
 from hub.db import Base
 from hub.exchange.models import Conversion, ConversionPair, MemberTransfer, ProgramRate
-from hub.exchange.review_notes import ReviewNote
+from hub.audit.review_notes import ReviewNote
 from hub.idempotency import IdempotencyKey
 from hub.identity.account_models import (
     AccountToken,

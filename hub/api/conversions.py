@@ -7,7 +7,8 @@ from hub.api.common import Call, Reply, db, flask_call, flask_reply, ok
 from hub.actor import Actor
 from hub.api.security import actor
 from hub.api.views import ts
-from hub.exchange import conversions, rates, review_notes
+from hub.audit import review_notes
+from hub.exchange import conversions, rates
 from hub.exchange.models import PENDING
 from hub.privacy import sharing
 
@@ -129,7 +130,8 @@ def quote_view(q: conversions.Quote, secret_key: str, caller: Actor) -> dict:
 
 
 def note_view(n: review_notes.Note) -> dict:
-    return {"action": n.action, "by": n.actor, "reason": n.reason, "created_at": ts(n.created_at)}
+    return {"action": n.action, "by": n.actor, "reason": n.reason, "in_review_for": n.in_review_for,
+            "created_at": ts(n.created_at)}
 
 
 def conversion_view(v: conversions.ConversionView, caller: Actor) -> dict:

@@ -23,6 +23,7 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from flask import Blueprint, Flask, Response, jsonify, render_template, request
 
 from hub.api.runtime import Hub
+from hub.digest import sha256_hex
 from hub.identity import clients, ratelimit
 from hub.identity.clients import ALL_SCOPES
 from hub.identity.oidc import authorize, discovery, issue, logout
@@ -69,7 +70,7 @@ class OAuthClient(ClientMixin):
 
     def check_client_secret(self, client_secret):
         # A public client's hash is empty, which no SHA-256 hex digest equals.
-        return hmac.compare_digest(self.secret_hash, clients.hash_secret(client_secret))
+        return hmac.compare_digest(self.secret_hash, sha256_hex(client_secret))
 
     def check_endpoint_auth_method(self, method, endpoint):
         if self.brand is not None and self.brand.public:

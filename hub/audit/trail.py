@@ -22,12 +22,19 @@ from hub.audit.models import AuditEntry, AuditHead
 from hub import pagination
 from hub.actor import Actor
 from hub.db import insert_once, utcnow
+from hub.digest import sha256_hex
 from hub.privacy import keyring
 
 CLI = "cli"  # the actor of what the command line did (hub/commands/common.py acts as client "cli")
 GENESIS = "0" * 64  # the previous hash of the first entry
 HEAD_ID = 1
 BATCH = 5000  # entries read per round trip by verify
+
+
+def reason_digest(reason: str) -> dict[str, str]:
+    """What an entry keeps of a free-text reason (which could name a person): its SHA-256, as
+    `reason_sha256` in `after`, never the text."""
+    return {"reason_sha256": sha256_hex(reason)}
 
 
 def record(session: Session, *, actor: str, action: str, target: str,

@@ -59,10 +59,9 @@ from sqlalchemy import case, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub import ledger
-from hub.audit import trail
+from hub.audit import review_notes, trail
 from hub.db import Database, utcnow
 from hub.errors import Conflict
-from hub.exchange import review_notes
 from hub.exchange.conversions import REMOTE_TOPIC, announce_completed
 from hub.exchange.hosted import HostedProgram, RemoteResult, RemoteStatus
 from hub.exchange.models import COMPLETED, FAILED, NEEDS_REVIEW, PENDING, Conversion
@@ -74,7 +73,7 @@ from hub.programs.models import Program
 log = logging.getLogger(__name__)
 CAUSED_BY = "saga"
 # A conversion resolved as not applied: its `failure`, which partners read (the API), a fixed
-# text, never ops' free-text reason or who gave it (hub.exchange.review_notes keeps those).
+# text, never ops' free-text reason or who gave it (hub.audit.review_notes keeps those).
 NOT_APPLIED_AFTER_REVIEW = "not applied at the partner, after review"
 # What `record` answers when the remote leg succeeded after the local reservation expired:
 # the caller must reverse the remote transaction (never a stored state).
@@ -369,7 +368,7 @@ def record(session: Session, conversion_id: uuid.UUID, result: RemoteResult, pol
             if changes:
                 _change(session, conversion_id, **changes)
             return REVERSE  # the lease stays: the caller reverses it under this attempt's lease
-        return _end(session, conversion_id, COMPLETED, **changes)
+        return _end(session, conversion_id, COMPLETED, failure=None, **changes)
     if status is RemoteStatus.FAILURE:
         ledger.void_pending(session, row.local_leg, CAUSED_BY)
         failure = result.detail or f"the partner refused the {row.remote_leg}"
@@ -396,7 +395,7 @@ def _overrun(session: Session, conversion_id: uuid.UUID, row: _Locked, result: R
         except ledger.PendingExpired:
             pass  # the delivery holding the lease finds the success (status) and reverses it
         else:
-            return _end(session, conversion_id, COMPLETED, **changes)
+            return _end(session, conversion_id, COMPLETED, failure=None, **changes)
     if changes:
         _change(session, conversion_id, **changes)
     return BUSY
@@ -437,11 +436,10 @@ def _open(session: Session, conversion_id: uuid.UUID) -> _Locked | str:
     return row
 
 
-def _end(session: Session, conversion_id: uuid.UUID, state: str, *, failure: str | None = None, **changes) -> str:
+def _end(session: Session, conversion_id: uuid.UUID, state: str, *, failure: str | None, **changes) -> str:
     """Settle the conversion (completed, failed) or hand it to a person (needs_review), and
-    finish its outbox message."""
-    if failure is not None:
-        changes["failure"] = failure[:500]
+    finish its outbox message. `failure` replaces the stored one (None clears it)."""
+    changes["failure"] = None if failure is None else failure[:500]
     resolved_at = utcnow() if state in (COMPLETED, FAILED) else None
     _change(session, conversion_id, state=state, lease_until=None, resolved_at=resolved_at, **changes)
     outbox.complete(session, REMOTE_TOPIC, str(conversion_id))
@@ -469,18 +467,18 @@ def requeue(session: Session, conversion_id: uuid.UUID, *, by: str, reason: str 
     """Give a conversion that needs review back to the saga, with a fresh count of attempts.
     Its leg is maybe sent (that is why it is in review; the flag is never cleared), so its
     first new attempt asks the partner first: nothing is sent twice, nothing compensated.
-    A reason, if given, is kept as a review note (hub.exchange.review_notes)."""
+    A reason, if given, is kept as a review note (hub.audit.review_notes), with the failure
+    that put the conversion in review."""
     row = _in_review(session, conversion_id)
     now = utcnow()
     _change(session, conversion_id, state=PENDING, failure=None, resolved_at=None, lease_until=None, attempts=0,
             remote_maybe_sent=True,  # already set on every way into review; stated, not assumed
             relay_deadline=max(row.relay_deadline, now + timedelta(hours=1)))
     outbox.enqueue(session, REMOTE_TOPIC, str(conversion_id), {"conversion_id": str(conversion_id)})
-    after = {"state": PENDING}
-    if reason and reason.strip():
-        after |= review_notes.add(session, review_notes.CONVERSION, conversion_id, "requeue", reason, by)
+    noted = review_notes.note_requeue(session, review_notes.CONVERSION, conversion_id, reason=reason, by=by,
+                                      in_review_for=row.failure)
     trail.record(session, actor=by, action="conversion.requeue", target=f"conversion:{conversion_id}",
-                 before={"state": NEEDS_REVIEW}, after=after)
+                 before={"state": NEEDS_REVIEW}, after={"state": PENDING, **noted})
 
 
 def resolve(session: Session, conversion_id: uuid.UUID, *, applied: bool, reason: str, by: str) -> str:
@@ -489,7 +487,8 @@ def resolve(session: Session, conversion_id: uuid.UUID, *, applied: bool, reason
     failed). The ledger records `by` as the cause. `failure` is what partners read: null once
     completed, NOT_APPLIED_AFTER_REVIEW once failed; who resolved it and why (required: 422
     `reason-required`) stay in the hub, as the audit entry (its actor, the reason's hash) and
-    a review note that only ops read (hub.exchange.review_notes). A leg applied whose local
+    a review note that only ops read (hub.audit.review_notes), with the failure that put the
+    conversion in review. A leg applied whose local
     reservation has expired cannot be posted: refused (requeue it, and the saga reverses it
     at the partner)."""
     reason = review_notes.required(reason)
@@ -506,11 +505,12 @@ def resolve(session: Session, conversion_id: uuid.UUID, *, applied: bool, reason
         ledger.void_pending(session, row.local_leg, by)
         state, action, failure = FAILED, "not_applied", NOT_APPLIED_AFTER_REVIEW
     # The reason is free text (it could name a person): sealed in the note, hashed in the trail.
-    noted = review_notes.add(session, review_notes.CONVERSION, conversion_id, action, reason, by)
+    review_notes.add(session, review_notes.CONVERSION, conversion_id, action, reason=reason, by=by,
+                     in_review_for=row.failure)
     trail.record(session, actor=by, action="conversion.resolve", target=f"conversion:{conversion_id}",
-                 before={"state": NEEDS_REVIEW}, after={"state": state, "applied": applied, **noted})
-    _change(session, conversion_id, failure=failure)  # _end sets a failure, never clears one
-    return _end(session, conversion_id, state)
+                 before={"state": NEEDS_REVIEW}, after={"state": state, "applied": applied,
+                                                        **trail.reason_digest(reason)})
+    return _end(session, conversion_id, state, failure=failure)
 
 
 def needing_review(session: Session) -> list[Conversion]:

@@ -12,7 +12,6 @@ failing, and `request_reset` with an unknown one simply returns nothing to mail.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 import secrets
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Protocol, TypeVar
 
 import pyotp
 from argon2 import PasswordHasher
@@ -32,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from hub.crypto import seal, unseal
 from hub.db import utcnow
+from hub.digest import sha256_hex  # what the tables keep of a token or recovery code
 from hub.errors import Invalid
 from hub.identity import mail, ratelimit, signout
 from hub.identity.account_models import AccountToken, MemberAccount, RecoveryCode
@@ -104,14 +104,9 @@ def _name(raw: str | None, field: str) -> str | None:
     return name or None
 
 
-def _digest(secret: str) -> str:
-    # The secrets hashed so are 80-256 random bits: a plain SHA-256 is enough (no guessing).
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def _issue_token(session: Session, account: MemberAccount, purpose: str, now: datetime) -> str:
     token = secrets.token_urlsafe(32)
-    session.add(AccountToken(account_id=account.id, purpose=purpose, token_hash=_digest(token),
+    session.add(AccountToken(account_id=account.id, purpose=purpose, token_hash=sha256_hex(token),
                              expires_at=now + TOKEN_TTL[purpose], created_at=now))
     return token
 
@@ -120,7 +115,7 @@ def _spend_token(session: Session, token: str, purpose: str, now: datetime) -> M
     """The account of a live token of this purpose, marking it used (once: a conditional
     update, so two concurrent uses cannot both succeed)."""
     row = session.scalar(select(AccountToken).where(
-        AccountToken.token_hash == _digest(token or ""), AccountToken.purpose == purpose))
+        AccountToken.token_hash == sha256_hex(token or ""), AccountToken.purpose == purpose))
     spent = row is not None and session.execute(
         update(AccountToken)
         .where(AccountToken.id == row.id, AccountToken.used_at.is_(None), AccountToken.expires_at > now)
@@ -181,11 +176,20 @@ def verify_email(session: Session, token: str, *, now: datetime | None = None) -
     return account
 
 
+class PasswordHolder(Protocol):
+    """Who logs in with an email and a password: a member's account, an ops user."""
+    password_hash: str
+
+
+Holder = TypeVar("Holder", bound=PasswordHolder)
+
+
 def authenticate(session: Session, passwords: Passwords, email: str, password: str,
-                 *, lookup: Callable[[Session, str], Any] = find) -> MemberAccount | None:
-    """The account if the password is right, else None (unknown email or wrong password,
-    indistinguishable, in time too). Only reads: see `rehash`. `lookup` finds who holds a
-    normalised email (anything stored alike: hub.identity.ops_users looks up its users)."""
+                 *, lookup: Callable[[Session, str], Holder | None] = find) -> Holder | None:
+    """Who holds the email if the password is right, else None (unknown email or wrong
+    password, indistinguishable, in time too). Only reads: see `rehash`. `lookup` finds who
+    holds a normalised email: a member's account by default (hub.identity.ops_users looks up
+    its users)."""
     try:
         account = lookup(session, normalise_email(email))
     except Invalid:
@@ -374,7 +378,7 @@ def _new_recovery_codes(session: Session, account: MemberAccount, now: datetime)
     for _ in range(RECOVERY_CODES):
         raw = base64.b32encode(secrets.token_bytes(10)).decode().lower()  # 80 bits, 16 characters
         codes.append("-".join(raw[i:i + 4] for i in range(0, 16, 4)))
-        session.add(RecoveryCode(account_id=account.id, code_hash=_digest(raw), created_at=now))
+        session.add(RecoveryCode(account_id=account.id, code_hash=sha256_hex(raw), created_at=now))
     session.flush()
     return codes
 
@@ -385,7 +389,7 @@ def _spend_recovery_code(session: Session, account: MemberAccount, code: str, no
         return False
     return session.execute(
         update(RecoveryCode)
-        .where(RecoveryCode.account_id == account.id, RecoveryCode.code_hash == _digest(normalised),
+        .where(RecoveryCode.account_id == account.id, RecoveryCode.code_hash == sha256_hex(normalised),
                RecoveryCode.used_at.is_(None))
         .values(used_at=now)
     ).rowcount == 1

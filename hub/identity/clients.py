@@ -1,7 +1,6 @@
 """OAuth2 clients of partner back ends and of ops."""
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import uuid
@@ -10,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.audit import trail
+from hub.digest import sha256_hex  # what the table keeps of a client secret
 from hub.errors import Invalid
 from hub.identity.models import ApiClient
 
@@ -21,10 +21,6 @@ PARTNER_SCOPES = (
 )
 OPS_SCOPES = ("ops:read", "ops:write")
 ALL_SCOPES = PARTNER_SCOPES + OPS_SCOPES
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def create_client(
@@ -46,7 +42,7 @@ def create_client(
     secret = secrets.token_urlsafe(32)
     client = ApiClient(
         client_id=f"cli_{secrets.token_hex(12)}",
-        secret_hash=hash_secret(secret),
+        secret_hash=sha256_hex(secret),
         partner_id=partner_id,
         name=name,
         scopes=" ".join(scopes),
@@ -71,4 +67,4 @@ def find_active(session: Session, client_id: str) -> ApiClient | None:
 
 
 def secret_matches(client: ApiClient, secret: str) -> bool:
-    return hmac.compare_digest(client.secret_hash, hash_secret(secret))
+    return hmac.compare_digest(client.secret_hash, sha256_hex(secret))

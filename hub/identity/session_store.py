@@ -15,7 +15,6 @@ one kind's cookie means nothing to the other.
 """
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from collections.abc import Callable
@@ -27,13 +26,9 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from hub.db import utcnow
+from hub.digest import sha256_hex  # what the table keeps of a cookie
 
 L = TypeVar("L")  # what a store hands out for a live session (login.Login, ops_users.OpsLogin)
-
-
-def token_hash(token: str) -> str:
-    """What the table keeps of a cookie (SHA-256, hex)."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: SQL expressions do not compare to a bool
@@ -72,7 +67,7 @@ class SessionStore(Generic[L]):
         """The login the browser's cookie stands for, and whether its last_seen_at is due to be
         written (`seen`); None if there is none. Only reads, so a page view needs no write."""
         now = now or utcnow()
-        found = self._live(session, self.token_column == token_hash(token), now)
+        found = self._live(session, self.token_column == sha256_hex(token), now)
         if found is None:
             return None
         row, owner = found
@@ -95,7 +90,7 @@ class SessionStore(Generic[L]):
             row = self.model(id=uuid.uuid4(), created_at=now, **{self.owner_key.key: owner.id})
             session.add(row)
         token = secrets.token_urlsafe(32)
-        setattr(row, self.token_column.key, token_hash(token))
+        setattr(row, self.token_column.key, sha256_hex(token))
         row.last_seen_at = now
         row.expires_at = now + lifetime
         for name, value in columns.items():

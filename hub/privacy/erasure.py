@@ -22,9 +22,9 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub import ledger
-from hub.audit import trail
+from hub.audit import review_notes, trail
 from hub.errors import Conflict, NotFound
-from hub.exchange import models as exchange, review_notes
+from hub.exchange import models as exchange
 from hub.identity import mail, signout
 from hub.identity.account_models import AccountToken, LinkRequest, LoginSession, RecoveryCode
 from hub.identity.oidc.models import AuthorizationCode, Consent, Grant, PairwiseSubject, RefreshToken

@@ -41,10 +41,9 @@ from sqlalchemy.sql.dml import Update
 from sqlalchemy.orm import Session
 
 from hub import ledger
-from hub.audit import trail
+from hub.audit import review_notes, trail
 from hub.db import Database, bind_values, one_of, run, utcnow, values_shape
 from hub.errors import Conflict
-from hub.exchange import review_notes
 from hub.notify import outbox, webhooks
 from hub.notify.policy import RelayPolicy
 from hub.notify.breaker import Breaker
@@ -103,7 +102,8 @@ _LOCK = (
     select(_redemptions.c.state, _redemptions.c.attempts, _redemptions.c.transfer_id,
            _redemptions.c.reward_id, _redemptions.c.maybe_placed, _rewards.c.kind,
            exists().where(_legs.c.redemption_id == _redemptions.c.id).label("pooled"),
-           _redemptions.c.program_id, _redemptions.c.member_id, _redemptions.c.points, _rewards.c.code)
+           _redemptions.c.program_id, _redemptions.c.member_id, _redemptions.c.points, _rewards.c.code,
+           _redemptions.c.failure)
     .join_from(_redemptions, _rewards, _rewards.c.id == _redemptions.c.reward_id)
     .where(_redemptions.c.id == bindparam("rid"))
     .with_for_update(of=_redemptions)
@@ -124,6 +124,7 @@ class _Locked(NamedTuple):
     member_id: uuid.UUID
     points: int
     reward_code: str
+    failure: str | None
 
 
 def _reservations(session: Session, redemption_id: uuid.UUID, order: _Locked) -> list[int]:
@@ -424,10 +425,12 @@ def requeue(session: Session, redemption_id: uuid.UUID, *, by: str, reason: str 
     """Give an order that needs review back to the relay, with a fresh count of attempts.
     It is maybe placed (a person looked at it; the flag is never cleared), so its first new
     attempt looks the reference up: nothing is ordered twice, nothing voided without an answer.
-    A reason, if given, is kept as a review note (hub.exchange.review_notes)."""
+    A reason, if given, is kept as a review note (hub.audit.review_notes), with the failure
+    that put the order in review."""
     redemption = session.scalar(select(Redemption).where(Redemption.id == redemption_id).with_for_update())
     if redemption is None or redemption.state != NEEDS_REVIEW:
         raise Conflict(f"redemption {redemption_id} does not need review", slug="not-in-review")
+    in_review_for = redemption.failure
     redemption.state = PENDING
     redemption.failure = None
     redemption.maybe_placed = True  # already set on most ways into review; stated, not assumed
@@ -436,11 +439,10 @@ def requeue(session: Session, redemption_id: uuid.UUID, *, by: str, reason: str 
     now = utcnow()
     redemption.relay_deadline = max(redemption.relay_deadline, now + timedelta(hours=1))
     outbox.enqueue(session, redemptions.RELAY_TOPIC, str(redemption_id), {"redemption_id": str(redemption_id)})
-    after = {"state": PENDING}
-    if reason and reason.strip():
-        after |= review_notes.add(session, review_notes.REDEMPTION, redemption_id, "requeue", reason, by)
+    noted = review_notes.note_requeue(session, review_notes.REDEMPTION, redemption_id, reason=reason, by=by,
+                                      in_review_for=in_review_for)
     trail.record(session, actor=by, action="redemption.requeue", target=f"redemption:{redemption_id}",
-                 before={"state": NEEDS_REVIEW}, after=after)
+                 before={"state": NEEDS_REVIEW}, after={"state": PENDING, **noted})
 
 
 def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reason: str, by: str) -> str:
@@ -449,7 +451,8 @@ def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reas
     failed). The ledger records `by` as the cause. `failure` is what the partner reads (the
     API, the redemption.failed webhook): null once fulfilled, REFUNDED_AFTER_REVIEW once
     refunded; who resolved it and why stay in the hub: the audit entry (its actor, the
-    reason's hash) and a review note that only ops read (hub.exchange.review_notes). A
+    reason's hash) and a review note that only ops read (hub.audit.review_notes), with the
+    failure that put the order in review. A
     reservation that has expired cannot be posted: refused (refund it, or requeue it). Like
     every resolution, each reservation resolves once (the ledger's unique pending_id), so a
     second resolve is refused here or there. Audited as `by`, in the same transaction."""
@@ -474,8 +477,9 @@ def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reas
     _announce(session, redemption_id, order, state, failure)
     action = "mark_fulfilled" if fulfilled else "refund"
     # The reason is free text (it could name a person): sealed in the note, hashed in the trail.
-    noted = review_notes.add(session, review_notes.REDEMPTION, redemption_id, action, reason, by)
+    review_notes.add(session, review_notes.REDEMPTION, redemption_id, action, reason=reason, by=by,
+                     in_review_for=order.failure)
     trail.record(session, actor=by, action=f"redemption.{action}",
                  target=f"redemption:{redemption_id}", before={"state": NEEDS_REVIEW},
-                 after={"state": state, "reservations": sorted(reservations), **noted})
+                 after={"state": state, "reservations": sorted(reservations), **trail.reason_digest(reason)})
     return state

@@ -257,7 +257,6 @@ def resolve(session: Session, exception_id: uuid.UUID, resolution: str, reason: 
     trail.record(session, actor=actor_ref, action="reconciliation.resolve",
                  target=f"reconciliation_exception:{found.id}",
                  before={"status": OPEN, "kind": found.kind, "run_id": str(found.run_id)},
-                 after={"status": RESOLVED, "resolution": resolution,
-                        "reason_sha256": hashlib.sha256(reason.encode()).hexdigest()})
+                 after={"status": RESOLVED, "resolution": resolution, **trail.reason_digest(reason)})
     session.flush()
     return view

@@ -318,10 +318,13 @@ def test_no_definitive_answer_ends_in_review_with_the_reservation_kept(coalition
     (mine,) = [r for r in json.loads(listed.output) if r["id"] == conversion["id"]]
     assert mine["hosted_side"] == "to" and mine["attempts"] == 4
     assert conversion["id"][:8] in cli.invoke(main, ["conversions", "review"]).output
+    in_review_for = c.state(conversion)["failure"]
     requeued = cli.invoke(main, ["conversions", "requeue", conversion["id"], "--reason", "LCP asks to retry"],
                           catch_exceptions=False)
     assert requeued.exit_code == 0 and "requeued" in requeued.output
     assert review_notes_of(ops, conversion) == [("requeue", "cli", "LCP asks to retry")]
+    (note,) = ops.get(f"/v1/conversions/{conversion['id']}").json()["review_notes"]
+    assert note["in_review_for"] == in_review_for  # what its failure, now cleared, said
     again = cli.invoke(main, ["conversions", "requeue", conversion["id"]])
     assert again.exit_code == 1 and "does not need review" in again.output
     assert cli.invoke(main, ["conversions", "requeue", "not-an-id"]).exit_code == 2
@@ -520,12 +523,13 @@ def test_resolve_refuses_what_is_not_in_review_and_needs_a_verdict_and_a_reason(
     assert refused.exit_code == 1 and "does not need review" in refused.output
     assert c.state(pending)["state"] == "pending"
     conversion = into_review(db, c, into_airline=True)
-    no_verdict = cli.invoke(main, ["conversions", "resolve", conversion["id"]])
+    no_verdict = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--reason", "LCP says so"])
     assert no_verdict.exit_code == 2 and "--applied or --not-applied" in no_verdict.output
     assert cli.invoke(main, ["conversions", "resolve", "not-an-id", "--applied"]).exit_code == 2
-    for reason in ([], ["--reason", "  "]):
-        no_reason = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--not-applied", *reason])
-        assert no_reason.exit_code == 1 and "say why" in no_reason.output
+    no_reason = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--not-applied"])
+    assert no_reason.exit_code == 2 and "Missing option '--reason'" in no_reason.output
+    blank = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--not-applied", "--reason", "  "])
+    assert blank.exit_code == 1 and "say why" in blank.output
     with pytest.raises(Invalid) as refusal:
         db.write(lambda s: saga.resolve(s, uuid.UUID(conversion["id"]), applied=True, reason="", by="ops:test"))
     assert (refusal.value.status, refusal.value.slug) == (422, "reason-required")

@@ -228,7 +228,7 @@ def test_expired_code_is_refused(db, browser, rp):
     from sqlalchemy import update
 
     from hub.db import utcnow
-    from hub.identity.oidc.grants import token_hash
+    from hub.digest import sha256_hex as token_hash
     from hub.identity.oidc.models import AuthorizationCode
 
     code = _code(browser, rp)

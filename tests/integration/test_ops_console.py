@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from click.testing import CliRunner
+from markupsafe import escape
 
 from hub.audit.models import AuditEntry
 from hub.cli import main as hub_cli
@@ -252,6 +253,11 @@ def _state(db, redemption_id: str) -> str:
         return s.scalar(select(Redemption.state).where(Redemption.id == uuid.UUID(redemption_id)))
 
 
+def _failure(db, redemption_id: str) -> str | None:
+    with db.read() as s:
+        return s.scalar(select(Redemption.failure).where(Redemption.id == uuid.UUID(redemption_id)))
+
+
 def _audited(db, action: str, target: str) -> AuditEntry | None:
     with db.read() as s:
         return s.scalar(select(AuditEntry).where(AuditEntry.action == action, AuditEntry.target == target))
@@ -269,6 +275,7 @@ def test_review_actions_settle_the_order_once_audited(flask_app, make_user, part
     browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
     browser.get("/ops/redemptions")
     assert order in browser.text()
+    in_review_for = _failure(db, order)
     why = f"provider confirmed {order[:8]} by phone"
     response = browser.post(path, {"redemption_id": order, "reason": why})
     assert response.status_code == 302, browser.text()
@@ -287,6 +294,9 @@ def test_review_actions_settle_the_order_once_audited(flask_app, make_user, part
     page = browser.get("/ops/redemptions").get_data(as_text=True)
     noted = state != "pending"
     assert (order in page, entry.actor in page, why in page) == (noted,) * 3
+    if noted:  # and what put the order in review, which its failure no longer says
+        (row,) = re.findall(rf"<code>{order}</code>.*?</tr>", page, re.S)
+        assert in_review_for.startswith("no definitive answer") and f"<td>{escape(in_review_for)}</td>" in row
     # A second press finds the order no longer in review: refused, nothing changes.
     browser.get("/ops/redemptions")
     again = browser.post(path, {"redemption_id": order, "reason": "again"})

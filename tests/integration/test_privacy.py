@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from hub import ledger
 from hub.cli import main as hub_cli
 from hub.db import utcnow
-from hub.exchange import review_notes
+from hub.audit import review_notes
 from hub.exchange.models import MemberTransfer
 from hub.idempotency import IdempotencyKey
 from hub.identity.account_models import AccountToken, LoginSession, MemberAccount, OutgoingMail
@@ -507,14 +507,16 @@ def test_retention_deletes_done_outbox_messages_after_their_period(db, settings)
     db.write(lambda s: s.execute(delete(OutboxMessage).where(OutboxMessage.key.startswith(key))))
 
 
-def _review_notes(db, order: str) -> list[tuple[str, str, str | None]]:
+def _review_notes(db, order: str) -> list[tuple[str, str, str | None, str | None]]:
     with db.read() as s:
-        return [(n.action, n.actor, n.reason) for n in review_notes.about(s, review_notes.REDEMPTION, uuid.UUID(order))]
+        return [(n.action, n.actor, n.reason, n.in_review_for and n.in_review_for.split(":")[0])
+                for n in review_notes.about(s, review_notes.REDEMPTION, uuid.UUID(order))]
 
 
 def test_erasure_blanks_the_reasons_of_ops_review_notes_about_the_members_orders(db, partner, provider):
     """Ops' reason for settling an order in review is free text that could name the member:
-    erasure blanks it; who acted, what and when stay. Other members' notes stay whole."""
+    erasure blanks it, and what the order's failure said then; who acted, what and when stay.
+    Other members' notes stay whole."""
     orders = {}
     for name in ("Wulandari", "Budi"):
         member = partner.enrol(email=f"m{uuid.uuid4().hex[:8]}@example.com")
@@ -527,5 +529,6 @@ def test_erasure_blanks_the_reasons_of_ops_review_notes_about_the_members_orders
             s, uuid.UUID(order), fulfilled=False, reason=f"{name} called: never got the card", by="ops:someone"))
         orders[name] = (member, order)
     _erase(db, orders["Wulandari"][0])
-    assert _review_notes(db, orders["Wulandari"][1]) == [("refund", "ops:someone", None)]
-    assert _review_notes(db, orders["Budi"][1]) == [("refund", "ops:someone", "Budi called: never got the card")]
+    assert _review_notes(db, orders["Wulandari"][1]) == [("refund", "ops:someone", None, None)]
+    assert _review_notes(db, orders["Budi"][1]) == [("refund", "ops:someone", "Budi called: never got the card",
+                                                     "no definitive answer after 4 attempts")]

@@ -11,8 +11,9 @@ import pytest
 import responses
 from sqlalchemy import select
 
-from hub.exchange import review_notes, saga
-from hub.exchange.review_notes import ReviewNote
+from hub.audit import review_notes
+from hub.audit.review_notes import ReviewNote
+from hub.exchange import saga
 from hub.notify import webhooks
 from hub.privacy.sealed import as_stored
 from hub.rewards import relay
@@ -78,6 +79,7 @@ def test_an_order_settled_by_ops_tells_the_partner_no_reason_and_no_ops_user(par
     provider.place_script = [Outcome(Status.UNKNOWN)]
     provider.lookup_script = [Outcome(Status.UNKNOWN)] * 3
     assert [run_relay(db, provider, order["id"]) for _ in range(4)][-1] == "needs_review"
+    in_review_for = partner.api.get(f"/v1/redemptions/{order['id']}").json()["failure"]
     ops_user = f"ops:{uuid.uuid4()}"
     db.write(lambda s: relay.resolve(s, uuid.UUID(order["id"]), fulfilled=fulfilled,
                                      reason="Jane Doe at the provider says so", by=ops_user))
@@ -93,6 +95,7 @@ def test_an_order_settled_by_ops_tells_the_partner_no_reason_and_no_ops_user(par
         stored = s.scalar(select(as_stored(ReviewNote.reason)).where(ReviewNote.subject_id == uuid.UUID(order["id"])))
     assert (note.action, note.actor, note.reason) == ("mark_fulfilled" if fulfilled else "refund", ops_user,
                                                       "Jane Doe at the provider says so")
+    assert in_review_for.startswith("no definitive answer") and note.in_review_for == in_review_for
     assert "Jane" not in stored
 
 
@@ -103,6 +106,7 @@ def test_a_conversion_settled_by_ops_tells_the_partners_no_reason_and_no_ops_use
     c = coalition
     endpoints = [register(p.api, event_types=["conversion.completed"]) for p in (c.shop, c.airline)]
     conversion = into_review(db, c, into_airline=True)
+    in_review_for = c.state(conversion)["failure"]
     ops_user, reason = f"ops:{uuid.uuid4()}", "Jane Doe at LCP says so"
     db.write(lambda s: saga.resolve(s, uuid.UUID(conversion["id"]), applied=applied, reason=reason, by=ops_user))
     said = [str(event.data) for endpoint in endpoints for event in events(db, endpoint)]
@@ -116,8 +120,9 @@ def test_a_conversion_settled_by_ops_tells_the_partners_no_reason_and_no_ops_use
         assert "Jane Doe" not in text and ops_user.removeprefix("ops:") not in text
     # Ops read who settled it and why.
     notes = ops.get(f"/v1/conversions/{conversion['id']}").json()["review_notes"]
-    assert [(n["action"], n["by"], n["reason"]) for n in notes] == [
-        ("applied" if applied else "not_applied", ops_user, reason)]
+    assert [(n["action"], n["by"], n["reason"], n["in_review_for"]) for n in notes] == [
+        ("applied" if applied else "not_applied", ops_user, reason, in_review_for)]
+    assert in_review_for.startswith("no definitive answer")
 
 
 def test_a_local_conversion_is_announced_to_both_partners(pair, db):

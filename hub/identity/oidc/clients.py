@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.digest import sha256_hex
 from hub.errors import Invalid
 from hub.identity import clients
 from hub.identity.models import ApiClient
@@ -83,7 +84,7 @@ def register(
     client = ApiClient(
         client_id=f"cli_{secrets.token_hex(12)}",
         # A public client has no secret: an empty hash that no SHA-256 hex digest equals.
-        secret_hash=clients.hash_secret(secret) if secret else "",
+        secret_hash=sha256_hex(secret) if secret else "",
         partner_id=partner_id,
         name=name,
         scopes=" ".join(dict.fromkeys(scopes)),

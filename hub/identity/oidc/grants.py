@@ -10,7 +10,6 @@ grant's id (`gid`), so the API and introspection refuse them once their grant is
 """
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -20,13 +19,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hub.db import utcnow
+from hub.digest import sha256_hex  # what the tables keep of a code or token
 from hub.identity.oidc.models import AuthorizationCode, Grant, RefreshToken
 
 CODE_TTL = timedelta(seconds=60)
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def create(session: Session, **fields) -> Grant:
@@ -40,7 +36,7 @@ def issue_code(session: Session, grant: Grant, *, redirect_uri: str, code_challe
                nonce: str | None) -> str:
     code = secrets.token_urlsafe(32)
     session.add(AuthorizationCode(
-        code_hash=token_hash(code), grant_id=grant.id, redirect_uri=redirect_uri,
+        code_hash=sha256_hex(code), grant_id=grant.id, redirect_uri=redirect_uri,
         code_challenge=code_challenge, nonce=nonce, expires_at=utcnow() + CODE_TTL,
     ))
     session.flush()
@@ -73,7 +69,7 @@ def redeem_code(session: Session, code: str, client_id: str) -> RedeemedCode | N
     """The code's grant if the code is valid for this client, claimed so it cannot be used
     again; None otherwise. A second use revokes the grant (the caller must commit that even
     though the request fails)."""
-    row = session.get(AuthorizationCode, token_hash(code))
+    row = session.get(AuthorizationCode, sha256_hex(code))
     if row is None:
         return None
     grant = session.get(Grant, row.grant_id)
@@ -89,7 +85,7 @@ def redeem_code(session: Session, code: str, client_id: str) -> RedeemedCode | N
 
 
 def store_refresh_token(session: Session, grant_id: uuid.UUID, token: str, ttl: int) -> None:
-    session.add(RefreshToken(token_hash=token_hash(token), grant_id=grant_id,
+    session.add(RefreshToken(token_hash=sha256_hex(token), grant_id=grant_id,
                              expires_at=utcnow() + timedelta(seconds=ttl)))
     session.flush()
 
@@ -101,7 +97,7 @@ def usable_refresh_token(session: Session, token: str) -> Grant | None:
     `rotate_refresh_token` uses it up when the new tokens are issued. But a token that was
     rotated already is presented again: it leaked, and this revokes the family (the caller
     must commit that although the request fails)."""
-    row = session.get(RefreshToken, token_hash(token))
+    row = session.get(RefreshToken, sha256_hex(token))
     if row is None:
         return None
     if row.rotated_at is not None:
@@ -120,7 +116,7 @@ def rotate_refresh_token(session: Session, token: str, successor: str | None, tt
     the second is a reuse and revokes the family, the winner's new tokens with it (the caller
     must commit that although the request fails). False too if the token expired or its grant
     was revoked meanwhile (then nothing is stored)."""
-    row = session.get(RefreshToken, token_hash(token))
+    row = session.get(RefreshToken, sha256_hex(token))
     if row is None:
         return False
     now = utcnow()
@@ -137,7 +133,7 @@ def rotate_refresh_token(session: Session, token: str, successor: str | None, tt
 
 def refresh_token_grant(session: Session, token: str) -> Grant | None:
     """The grant of a refresh token that can still be used (introspection, revocation)."""
-    row = session.get(RefreshToken, token_hash(token))
+    row = session.get(RefreshToken, sha256_hex(token))
     if row is None or row.rotated_at is not None or row.expires_at <= utcnow():
         return None
     grant = session.get(Grant, row.grant_id)

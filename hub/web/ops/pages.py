@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from flask import abort, request
 
-from hub.audit import trail
+from hub.audit import review_notes, trail
 from hub.db import utcnow
 from hub.errors import DomainError
-from hub.exchange import review_notes
 from hub.settlement import activity
 from hub.web import common
 from hub.web.ops import charts, queries

@@ -8,10 +8,12 @@ only the reason's SHA-256 (`reason_sha256`). A note is written in the transactio
 settles, so it exists if and only if the resolution committed. Erasing a member blanks the
 reasons of the notes about their redemptions and conversions (`forget`); who acted, what and
 when stay.
+
+A note also keeps what the subject's `failure` said while it was in review (`in_review_for`):
+settling or requeueing it replaces that text, and ops still need to know why it was there.
 """
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +21,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Index, String, Uuid, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hub.audit import trail
 from hub.db import Base, UTCDateTime, utcnow
 from hub.errors import Invalid
 from hub.exchange.models import Conversion
@@ -26,6 +29,9 @@ from hub.privacy.sealed import Sealed
 from hub.rewards.models import Redemption
 
 REDEMPTION, CONVERSION = "redemption", "conversion"
+# A redemption's refund or mark_fulfilled; a conversion's applied or not_applied; either's
+# requeue (noted only when given a reason).
+ACTIONS = ("refund", "mark_fulfilled", "applied", "not_applied", "requeue")
 
 
 class ReviewNote(Base):
@@ -33,17 +39,19 @@ class ReviewNote(Base):
     __table_args__ = (
         Index("ix_review_notes_subject", "subject_kind", "subject_id", "created_at"),
         CheckConstraint(f"subject_kind IN ('{REDEMPTION}', '{CONVERSION}')", name="review_note_subject_kind"),
+        CheckConstraint(f"action IN ({', '.join(repr(a) for a in ACTIONS)})", name="review_note_action"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     subject_kind: Mapped[str] = mapped_column(String(16))
     subject_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    # A redemption's refund or mark_fulfilled; a conversion's applied or not_applied; either's
-    # requeue (noted only when given a reason).
-    action: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))  # one of ACTIONS
     actor: Mapped[str] = mapped_column(String(200))  # as the audit trail names them: "ops:<user>", "cli"
     # None once the member the subject belongs to is erased.
     reason: Mapped[str | None] = mapped_column(Sealed("review_notes.reason"))
+    # The subject's `failure` when ops acted (it may quote a partner or provider); None once
+    # the member is erased, or if it had none.
+    in_review_for: Mapped[str | None] = mapped_column(Sealed("review_notes.in_review_for"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -55,13 +63,24 @@ def required(reason: str | None) -> str:
     return reason
 
 
-def add(session: Session, kind: str, subject_id: uuid.UUID, action: str, reason: str, by: str) -> dict:
-    """Note why `by` did `action` to the subject, in the caller's transaction; what the
-    action's audit entry keeps of the reason (its SHA-256: `after`'s `reason_sha256`)."""
-    reason = reason.strip()
-    session.add(ReviewNote(subject_kind=kind, subject_id=subject_id, action=action, actor=by, reason=reason))
+def add(session: Session, kind: str, subject_id: uuid.UUID, action: str, *, reason: str, by: str,
+        in_review_for: str | None) -> None:
+    """Note why `by` did `action` to the subject (`reason` as `required` returns it), and what
+    its `failure` said until then, in the caller's transaction."""
+    session.add(ReviewNote(subject_kind=kind, subject_id=subject_id, action=action, actor=by, reason=reason,
+                           in_review_for=in_review_for))
     session.flush()
-    return {"reason_sha256": hashlib.sha256(reason.encode()).hexdigest()}
+
+
+def note_requeue(session: Session, kind: str, subject_id: uuid.UUID, *, reason: str | None, by: str,
+                 in_review_for: str | None) -> dict:
+    """Note a requeue if `reason` says why (a requeue needs none); what the requeue's audit
+    entry keeps of that reason (trail.reason_digest), {} without one."""
+    reason = (reason or "").strip()
+    if not reason:
+        return {}
+    add(session, kind, subject_id, "requeue", reason=reason, by=by, in_review_for=in_review_for)
+    return trail.reason_digest(reason)
 
 
 @dataclass(frozen=True)
@@ -71,11 +90,12 @@ class Note:
     action: str
     actor: str
     reason: str | None
+    in_review_for: str | None
     created_at: datetime
 
 
 _NOTE = (ReviewNote.subject_kind, ReviewNote.subject_id, ReviewNote.action, ReviewNote.actor, ReviewNote.reason,
-         ReviewNote.created_at)
+         ReviewNote.in_review_for, ReviewNote.created_at)
 
 
 def about(session: Session, kind: str, subject_id: uuid.UUID) -> list[Note]:
@@ -92,11 +112,12 @@ def latest(session: Session, limit: int) -> list[Note]:
 
 
 def forget(session: Session, member_id: uuid.UUID) -> None:
-    """Blank the reasons of the notes about the member's redemptions and conversions (erasure)."""
+    """Blank the reasons of the notes about the member's redemptions and conversions, and what
+    those said while in review (erasure)."""
     theirs = or_(
         (ReviewNote.subject_kind == REDEMPTION)
         & ReviewNote.subject_id.in_(select(Redemption.id).where(Redemption.member_id == member_id)),
         (ReviewNote.subject_kind == CONVERSION)
         & ReviewNote.subject_id.in_(select(Conversion.id).where(Conversion.member_id == member_id)))
-    session.execute(update(ReviewNote).where(theirs).values(reason=None),
+    session.execute(update(ReviewNote).where(theirs).values(reason=None, in_review_for=None),
                     execution_options={"synchronize_session": False})
