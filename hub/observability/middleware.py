@@ -38,22 +38,33 @@ class Observed:
         extensions = scope.setdefault("extensions", {})
         raw_id = request_id.encode()
         status = 500  # if no answer starts, the server answers 500
-
-        async def send_with_id(message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (_HEADER, raw_id)]
-            await send(message)
-
         started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
+        observed = False
+
+        def observe() -> None:
+            nonlocal observed
+            observed = True
             routed = extensions.get(_ROUTING)
             if routed and routed.get("operation_id"):
                 operation = operation_label(routed["operation_id"])
             else:
                 operation = state.operation or "unmatched"
             metrics.observe_request(operation, status, time.perf_counter() - started)
+
+        async def send_with_id(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (_HEADER, raw_id)]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Counted before the answer's last part leaves: a client that has it whole (and
+                # then reads /metrics) finds it counted.
+                observe()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if not observed:  # no answer, or an unfinished one
+                observe()
             context.end(token)

@@ -4,6 +4,7 @@ answer, and an order followed by its request id from the API to the relay task, 
 provider's call, the partner's webhook and their log records; /readyz with the broker down."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import threading
@@ -24,6 +25,8 @@ from hub.db import utcnow
 from hub.notify import outbox, webhooks
 from hub.notify.dispatcher import REQUEST_IDS_HEADER, celery_publisher
 from hub.notify.outbox import OutboxMessage
+from hub.observability import context, metrics
+from hub.observability.middleware import Observed
 from hub.notify.webhook_delivery import Deliverer
 from hub.observability import context
 from hub.rewards import relay
@@ -89,6 +92,34 @@ def test_requests_are_counted_by_operation_never_by_raw_path(partner, http):
     assert delta("hub_http_requests_total", operation="/account/login", status="2xx") == 1
     assert delta("hub_http_request_duration_seconds_count", operation="members.balances") == 2
     assert not any(member in str(labels) for _, labels in after)
+
+
+def test_a_request_is_counted_before_its_answer_has_left():
+    """A client that has the whole answer and then reads /metrics finds the request counted
+    (the count was made after the app returned, so a quick scrape could miss it)."""
+    key = ("/probe/counted-before-answer", "2xx")
+    seen = []
+
+    def counted() -> float:
+        return value({(s.name, tuple(sorted(s.labels.items()))): s.value
+                      for family in metrics.REQUESTS.collect() for s in family.samples},
+                     "hub_http_requests_total", operation=key[0], status=key[1])
+
+    async def app(scope, receive, send):
+        context.name_operation(key[0])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+        seen.append(counted())  # the client has it all by now
+
+    async def send(message):
+        pass
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    before = counted()
+    asyncio.run(Observed(app)({"type": "http", "headers": [], "path": key[0]}, receive, send))
+    assert seen == [before + 1] and counted() == before + 1
 
 
 def test_earned_points_are_counted_by_transfer_code(partner, http):
