@@ -25,10 +25,9 @@ from hub.db import utcnow
 from hub.notify import outbox, webhooks
 from hub.notify.dispatcher import REQUEST_IDS_HEADER, celery_publisher
 from hub.notify.outbox import OutboxMessage
+from hub.notify.webhook_delivery import Deliverer
 from hub.observability import context, metrics
 from hub.observability.middleware import Observed
-from hub.notify.webhook_delivery import Deliverer
-from hub.observability import context
 from hub.rewards import relay
 from hub.rewards.providers import Outcome, Status
 from tests.conftest import assert_problem
