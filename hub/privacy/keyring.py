@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import re
 import secrets
@@ -32,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from hub.db import utcnow
 from hub.privacy.models import DataKey
+from hub.settings import Settings
 
 FORMAT = "hv1"
 DERIVED = "derived"  # the KEK derived from HUB_SECRET_KEY (the default, and a HUB_DATA_KEYS entry)
@@ -236,6 +238,17 @@ def install(settings, engine: Engine) -> Keyring:
                       index_key(settings.index_key, settings.secret_key))
     keyring.ensure_key()
     return use(keyring)
+
+
+def for_migration(conn: Connection) -> Keyring:
+    """A keyring for a migration that seals existing values: from the environment's
+    settings (the hub's keys), on the migration's connection, never refreshed (the
+    migration's transaction is the only writer), with a data key made if none exists."""
+    settings = Settings.from_env()
+    ring = Keyring(None, parse_master_keys(settings.data_keys, settings.secret_key),
+                   index_key(settings.index_key, settings.secret_key), refresh=math.inf)
+    ring.create_key(conn)
+    return ring
 
 
 def use(keyring: Keyring) -> Keyring:

@@ -12,7 +12,6 @@ Revises: 0015_partner_webhooks
 Create Date: 2026-11-24 10:00:00.000000
 """
 import base64
-import math
 
 from alembic import op
 import sqlalchemy as sa
@@ -106,12 +105,8 @@ def _convert_rows() -> None:
     if not any(counts):
         return  # a new database: no keys needed here (the hub makes its data key at start-up)
     from hub.privacy import blind, keyring
-    from hub.settings import Settings
 
-    settings = Settings.from_env()
-    ring = keyring.Keyring(None, keyring.parse_master_keys(settings.data_keys, settings.secret_key),
-                           keyring.index_key(settings.index_key, settings.secret_key), refresh=math.inf)
-    ring.create_key(conn)
+    ring = keyring.for_migration(conn)
     keyring.use(ring)
     for table, key, column, purpose, index_column, kind in _PLAIN:
         kind_column = ', kind' if kind is None and index_column else ''

@@ -10,7 +10,6 @@ Revision ID: 0019_erasure_followups
 Revises: 0018_export_erasure_retention
 Create Date: 2026-11-24 10:00:00.000000
 """
-import math
 
 from alembic import op
 import sqlalchemy as sa
@@ -52,12 +51,8 @@ def _move_notes() -> None:
     import json
 
     from hub.privacy import keyring
-    from hub.settings import Settings
 
-    settings = Settings.from_env()
-    ring = keyring.Keyring(None, keyring.parse_master_keys(settings.data_keys, settings.secret_key),
-                           keyring.index_key(settings.index_key, settings.secret_key), refresh=math.inf)
-    ring.create_key(conn)
+    ring = keyring.for_migration(conn)
     for transfer_id, ledger_id, meta in rows:
         note = (json.loads(meta) if isinstance(meta, str) else meta).get('note')
         if note:

@@ -12,7 +12,6 @@ Revision ID: 0026_review_notes
 Revises: 0025_ops_console
 Create Date: 2026-11-24 16:00:00.000000
 """
-import math
 import uuid
 
 from alembic import op
@@ -69,12 +68,8 @@ def _move_resolutions() -> None:
     if not rows:
         return
     from hub.privacy import keyring
-    from hub.settings import Settings
 
-    settings = Settings.from_env()
-    ring = keyring.Keyring(None, keyring.parse_master_keys(settings.data_keys, settings.secret_key),
-                           keyring.index_key(settings.index_key, settings.secret_key), refresh=math.inf)
-    ring.create_key(conn)
+    ring = keyring.for_migration(conn)
 
     def sealed(column: str, text: str) -> str | None:
         return ring.seal(f'review_notes.{column}', text.encode()) if text else None
