@@ -105,7 +105,9 @@ def _convert_rows() -> None:
     if not any(counts):
         return  # a new database: no keys needed here (the hub makes its data key at start-up)
     from hub.privacy import blind, keyring
+    from hub.settings import Settings
 
+    settings = Settings.from_env()  # the legacy values' key derives from the secret key
     ring = keyring.for_migration(conn)
     keyring.use(ring)
     for table, key, column, purpose, index_column, kind in _PLAIN:
