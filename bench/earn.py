@@ -593,14 +593,19 @@ def _measure(scratch: Scratch, args, skip: set, batch_seconds: int) -> dict:
             "occurred_at": (since + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
     rated = {**base, "program": data["rules"]["program"], "members": data["rules"]["members"]} if compare else None
     if compare and "single" not in skip:
-        # base, rules, rules, base: half the time each, so a drift of the machine's load (or
-        # the database's growth) during the run weighs on both figures alike.
-        half = max(1, args.seconds // 2)
+        # base, rules, rules, base, --rounds times, in segments adding up to --seconds per
+        # program: a drift of the machine's speed (on a shared host it moves by 20% within
+        # minutes) or of the database's size weighs on both figures alike. After a program's
+        # first segment the server is warm: one second of warm-up.
+        segment = max(1, args.seconds // (2 * args.rounds))
         runs = {"base": [], "rules": []}
-        for label in ("base", "rules", "rules", "base"):
-            runs[label].append(_phases(scratch, server, args, skip | {"batch"}, batch_seconds,
-                                       base if label == "base" else rated, label, half)[0])
-        single, rules_single = (_merged(runs[label], 2 * half, args.seconds) for label in ("base", "rules"))
+        for label in ("base", "rules", "rules", "base") * args.rounds:
+            warm = args.warmup if not runs[label] else min(args.warmup, 1)
+            runs[label].append(_phases(scratch, server, argparse.Namespace(**{**vars(args), "warmup": warm}),
+                                       skip | {"batch"}, batch_seconds, base if label == "base" else rated,
+                                       label, segment)[0])
+        measured = 2 * args.rounds * segment
+        single, rules_single = (_merged(runs[label], measured, args.seconds) for label in ("base", "rules"))
     else:
         single, _ = _phases(scratch, server, args, skip | {"batch"}, batch_seconds, base, "base")
         rules_single = single
@@ -640,6 +645,8 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--warmup", type=float, default=3)
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="base-rules-rules-base rounds of the single phase (rules comparison)")
     ap.add_argument("--members", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-clients", type=int, default=3)
