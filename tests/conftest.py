@@ -165,7 +165,9 @@ def token_for(http, client_id: str, secret: str, scope: str | None = None) -> st
 
 
 def unique_code(prefix: str = "P") -> str:
-    return f"{prefix}{secrets.token_hex(4).upper()}"
+    # 48 random bits: a suite makes thousands of partners and programs, and with 32 a
+    # collision (a 409 in some fixture) came once in a few hundred runs.
+    return f"{prefix}{secrets.token_hex(6).upper()}"
 
 
 @pytest.fixture(scope="session")
