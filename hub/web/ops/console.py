@@ -83,7 +83,7 @@ def clear_login_cookie(response) -> None:
     web_session.clear_cookie(response, COOKIE, samesite=SAMESITE)
 
 
-def page(template: str, status: int = 200, **context):
+def page(template: str, status: int = 200, /, **context):  # (a page's context may hold a `status` filter)
     return render_template(f"ops/{template}", me=current_ops(), **context), status
 
 
