@@ -44,11 +44,27 @@ def newest_first(session, q, at, row_id, cursor: str | None, limit: int, positio
     time, and a unique id to order rows created at the same instant. `position(row)` is that
     row's (time, id); the cursor carries the last row's, so rows added since the first page
     do not shift the next one (no row shows twice)."""
-    q = q.order_by(at.desc(), row_id.desc()).limit(limit + 1)
+    return _keyset(session, q, at, row_id, cursor, limit, position, newest=True)
+
+
+def oldest_first(session, q, at, row_id, cursor: str | None, limit: int, position) -> tuple[list, str | None]:
+    """As `newest_first`, oldest first (a queue: what waited longest comes first)."""
+    return _keyset(session, q, at, row_id, cursor, limit, position, newest=False)
+
+
+def _keyset(session, q, at, row_id, cursor, limit, position, *, newest: bool) -> tuple[list, str | None]:
+    if newest:
+        q = q.order_by(at.desc(), row_id.desc())
+    else:
+        q = q.order_by(at, row_id)
+    q = q.limit(limit + 1)
     after = _position(cursor)
     if after is not None:
         when, last = after
-        q = q.where(or_(at < when, and_(at == when, row_id < last)))
+        if newest:
+            q = q.where(or_(at < when, and_(at == when, row_id < last)))
+        else:
+            q = q.where(or_(at > when, and_(at == when, row_id > last)))
     rows = list(session.execute(q))
     more = len(rows) > limit
     rows = rows[:limit]

@@ -21,6 +21,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Index, String, Uuid, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hub import pagination
 from hub.audit import trail
 from hub.db import Base, UTCDateTime, utcnow
 from hub.errors import Invalid
@@ -105,10 +106,12 @@ def about(session: Session, kind: str, subject_id: uuid.UUID) -> list[Note]:
     return [Note(*row) for row in session.execute(q)]
 
 
-def latest(session: Session, limit: int) -> list[Note]:
-    """The newest notes, about anything."""
-    q = select(*_NOTE).order_by(ReviewNote.created_at.desc(), ReviewNote.id).limit(limit)
-    return [Note(*row) for row in session.execute(q)]
+def latest(session: Session, limit: int, cursor: str | None = None) -> tuple[list[Note], str | None]:
+    """A page of notes about anything, newest first, and the cursor of the next page (None
+    on the last)."""
+    rows, next_cursor = pagination.newest_first(session, select(*_NOTE, ReviewNote.id), ReviewNote.created_at,
+                                                ReviewNote.id, cursor, limit, lambda row: (row.created_at, row.id))
+    return [Note(*row[:len(_NOTE)]) for row in rows], next_cursor
 
 
 def forget(session: Session, member_id: uuid.UUID) -> None:

@@ -42,8 +42,10 @@ def given_reason() -> str:
 
 @blueprint.post("/redemptions/retry")
 def retry_redemption():
-    by = current_ops().audit_actor
-    return act("redemption_id", lambda s, rid: relay.requeue(s, rid, by=by), "ops.redemptions", "requeued")
+    # The reason is optional here: one given is kept as a review note (relay.requeue).
+    reason, by = given_reason(), current_ops().audit_actor
+    return act("redemption_id", lambda s, rid: relay.requeue(s, rid, by=by, reason=reason), "ops.redemptions",
+               "requeued")
 
 
 @blueprint.post("/redemptions/refund")

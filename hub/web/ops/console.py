@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 
+from hub.errors import DomainError
 from hub.identity import ops_users
 from hub.identity.ops_users import OpsLogin
 from hub.web import common
@@ -82,13 +83,34 @@ def clear_login_cookie(response) -> None:
     web_session.clear_cookie(response, COOKIE, samesite=SAMESITE)
 
 
-def page(template: str, status: int = 200, **context):
+def page(template: str, status: int = 200, /, **context):  # (a page's context may hold a `status` filter)
     return render_template(f"ops/{template}", me=current_ops(), **context), status
 
 
 def refused(status: int, text: str):
     titles = {400: "Refused", 403: "Not allowed", 404: "Not found", 409: "No longer possible", 422: "Refused"}
     return page("message.html", status, title=titles.get(status, "Refused"), text=text)
+
+
+def refusal(exc: DomainError):
+    """The page of a domain refusal. A cursor the console never issued is a bad link (400)."""
+    if exc.slug == "invalid-cursor":
+        return refused(400, "That is not a page of this list.")
+    return refused(exc.status, exc.detail)
+
+
+def page_url(param: str, cursor: str | None) -> str:
+    """This page with the list named by `param` at `cursor` (None: its first page). The
+    filters and the other lists' positions stay; a past action's notice does not."""
+    args = {name: value for name, value in request.args.items() if name not in (param, "done")}
+    if cursor is not None:
+        args[param] = cursor
+    return url_for(request.endpoint, **request.view_args, **args)
+
+
+@blueprint.context_processor
+def _paging():
+    return {"page_url": page_url}
 
 
 @blueprint.errorhandler(403)

@@ -1,6 +1,7 @@
 """The console's read-only pages. Every role reads them within its reach (queries.py);
 partner_admin is refused the pages about the whole coalition (review with ops' review
-notes, audit)."""
+notes, audit). Every list is a page with the cursor of the next (queries.py); a cursor the
+console did not issue answers 400."""
 from __future__ import annotations
 
 from flask import abort, request
@@ -11,7 +12,7 @@ from hub.errors import DomainError
 from hub.settlement import activity
 from hub.web import common
 from hub.web.ops import charts, queries
-from hub.web.ops.console import blueprint, current_ops, page, refused, require_ops
+from hub.web.ops.console import blueprint, current_ops, page, refusal, require_ops
 
 
 @blueprint.get("/")
@@ -30,26 +31,35 @@ def overview():
 @blueprint.get("/redemptions")
 def redemptions():
     require_ops()
-    with common.db().read() as session:
-        rows = queries.redemptions_in_review(session)
-        notes = review_notes.latest(session, queries.PAGE)
-    return page("redemptions.html", rows=rows, notes=notes, done=request.args.get("done"))
+    try:
+        with common.db().read() as session:
+            review = queries.redemptions_in_review(session, request.args.get("cursor"))
+            notes = review_notes.latest(session, queries.PAGE, request.args.get("notes_cursor"))
+    except DomainError as exc:
+        return refusal(exc)
+    return page("redemptions.html", review=review, notes=notes, done=request.args.get("done"))
 
 
 @blueprint.get("/partners")
 def partners():
-    with common.db().read() as session:
-        rows = queries.partners(session, current_ops().partner_id)
-    return page("partners.html", rows=rows)
+    try:
+        with common.db().read() as session:
+            found = queries.partners(session, current_ops().partner_id, request.args.get("cursor"))
+    except DomainError as exc:
+        return refusal(exc)
+    return page("partners.html", partners=found)
 
 
 @blueprint.get("/partners/<code>")
 def partner(code: str):
+    cursors = {name: request.args.get(f"{name}_cursor") for name in ("programs", "clients", "endpoints")}
     try:
         with common.db().read() as session:
-            detail = queries.partner(session, code, current_ops().partner_id)
-    except DomainError:
-        abort(404)
+            detail = queries.partner(session, code, current_ops().partner_id, **cursors)
+    except DomainError as exc:
+        if exc.status == 404:
+            abort(404)
+        return refusal(exc)
     return page("partner.html", detail=detail)
 
 
@@ -58,10 +68,10 @@ def webhooks():
     status = request.args.get("status") or None
     try:
         with common.db().read() as session:
-            rows = queries.deliveries(session, current_ops().partner_id, status)
+            deliveries = queries.deliveries(session, current_ops().partner_id, status, request.args.get("cursor"))
     except DomainError as exc:
-        return refused(exc.status, exc.detail)
-    return page("webhooks.html", rows=rows, status=status, done=request.args.get("done"))
+        return refusal(exc)
+    return page("webhooks.html", deliveries=deliveries, status=status, done=request.args.get("done"))
 
 
 @blueprint.get("/audit")
@@ -69,7 +79,7 @@ def audit():
     require_ops()
     try:
         with common.db().read() as session:
-            entries, more = trail.entries(session, cursor=request.args.get("cursor"), limit=100)
+            entries = trail.entries(session, cursor=request.args.get("cursor"), limit=queries.PAGE)
     except DomainError as exc:
-        return refused(exc.status, exc.detail)
-    return page("audit.html", entries=entries, more=more)
+        return refusal(exc)
+    return page("audit.html", entries=entries)

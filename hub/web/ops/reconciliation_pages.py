@@ -1,14 +1,16 @@
 """Reconciliation in the console (hub/settlement/reconciliation.py): the exceptions of the
-providers' reports and recent runs, for the ops roles; an admin resolves an exception once,
-with a resolution and a reason (the service audits it)."""
+providers' reports and the runs, a page of each, for the ops roles; an admin resolves an
+exception once, with a resolution and a reason (the service audits it)."""
 from __future__ import annotations
 
 from flask import request
 
+from hub.errors import DomainError
 from hub.settlement import reconciliation
 from hub.web import common
+from hub.web.ops import queries
 from hub.web.ops.actions import act, given_reason
-from hub.web.ops.console import blueprint, current_ops, page, require_ops
+from hub.web.ops.console import blueprint, current_ops, page, refusal, require_ops
 
 
 @blueprint.get("/reconciliation")
@@ -17,10 +19,14 @@ def reconciliation_exceptions():
     status = request.args.get("status", reconciliation.OPEN)
     if status not in (reconciliation.OPEN, reconciliation.RESOLVED):
         status = reconciliation.OPEN
-    with common.db().read() as session:
-        rows, _ = reconciliation.exceptions(session, status=status, limit=200)
-        runs, _ = reconciliation.runs(session, limit=20)
-    return page("reconciliation.html", rows=rows, runs=runs, status=status,
+    try:
+        with common.db().read() as session:
+            exceptions = reconciliation.exceptions(session, status=status, cursor=request.args.get("cursor"),
+                                                   limit=queries.PAGE)
+            runs = reconciliation.runs(session, cursor=request.args.get("runs_cursor"), limit=queries.PAGE)
+    except DomainError as exc:
+        return refusal(exc)
+    return page("reconciliation.html", exceptions=exceptions, runs=runs, status=status,
                 resolutions=reconciliation.RESOLUTIONS, done=request.args.get("done"))
 
 
