@@ -22,8 +22,16 @@ def decode(cursor: str | None):
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         return json.loads(base64.urlsafe_b64decode(padded))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[..."
         raise Invalid("cursor is not one this API issued", slug="invalid-cursor") from exc
+
+
+def text_position(value, max_length: int = 64) -> str:
+    """A position a cursor holds as text (a code, a period, a uuid), checked: one we issued
+    is a short string without NUL (which PostgreSQL refuses in a query)."""
+    if not isinstance(value, str) or len(value) > max_length or "\x00" in value:
+        raise Invalid("cursor is not one this API issued", slug="invalid-cursor")
+    return value
 
 
 # Ids are BIGINTs: a cursor beyond them is not one we issued (and would overflow the query).

@@ -484,10 +484,10 @@ def statements_for(session: Session, actor: Actor, period: str | None = None,
         q = q.where(Statement.party_kind == PROVIDER, Statement.party == provider)
     after = pagination.decode(cursor)
     if after is not None:
-        if not (isinstance(after, list) and len(after) == 2 and all(isinstance(x, str) for x in after)):
+        if not (isinstance(after, list) and len(after) == 2):
             raise Invalid("cursor is not one this API issued", slug="invalid-cursor")
-        q = q.where(or_(Statement.period < after[0],
-                        and_(Statement.period == after[0], Statement.id > _uuid(after[1]))))
+        period, after_id = (pagination.text_position(x) for x in after)
+        q = q.where(or_(Statement.period < period, and_(Statement.period == period, Statement.id > _uuid(after_id))))
     rows = list(session.scalars(q.order_by(Statement.period.desc(), Statement.id).limit(limit + 1)))
     if len(rows) <= limit:
         return rows, None

@@ -5,6 +5,7 @@ make several pages. The database is shared by the session's tests, so a list is 
 what the database holds, as far as the first few pages go."""
 from __future__ import annotations
 
+import base64
 import html
 import re
 import uuid
@@ -31,7 +32,10 @@ from tests.integration.test_ops_console import _in_review, log_in, make_user, tw
 from tests.integration.test_reconciliation import one_of_each, provider, reporting  # noqa: F401  (fixtures)
 
 PAGE = 2
-BAD_CURSORS = ["not-a-cursor", encode([1, 2]), encode(["yesterday", "no id"]), encode(2**70), encode({"a": 1})]
+BAD_CURSORS = ["not-a-cursor", encode([1, 2]), encode(["yesterday", "no id"]), encode(2**70), encode({"a": 1}),
+               # JSON nested past the parser's depth; text with NUL (PostgreSQL refuses it); too long
+               base64.urlsafe_b64encode(b"[" * 5000).rstrip(b"=").decode(), encode("A\x00"),
+               encode(["2026-11", "A\x00"]), encode("P" * 200)]
 
 
 @pytest.fixture(autouse=True)
@@ -139,6 +143,20 @@ def test_partners_are_paged_by_code(flask_app, make_user, partner, other_partner
         codes = s.scalars(select(Partner.code).order_by(Partner.code)).all()
     assert_paged(walk(browser, "/ops/partners", "cursor", r'<a href="/ops/partners/([^"]+)">'), codes)
     assert_bad_cursors_refused(browser, "/ops/partners")
+
+
+def test_page_links_keep_only_the_querys_own_names(flask_app, make_user, partner, other_partner, make_partner):
+    """A query name spelled like a route variable or one of url_for's options (endpoint,
+    _external, _anchor) is not carried into the page links: it was a 500, or an absolute link
+    built from the Host header."""
+    browser = log_in(flask_app, make_user(roles.OPS_ANALYST))
+    make_partner()
+    for path in ("/ops/partners?endpoint=x&_external=1&_anchor=a",
+                 f"/ops/partners/{partner.code}?code=x&_external=1"):
+        response = browser.get(path)
+        assert response.status_code == 200, (path, browser.text())
+        links = re.findall(r'<p class="pager".*?</p>', response.get_data(as_text=True), re.S)
+        assert links and not any("http" in link or "#" in link or "_external" in link for link in links)
 
 
 def test_a_partners_endpoints_are_paged_and_its_other_lists_stay(flask_app, make_user, two_partners, db):

@@ -102,7 +102,10 @@ def refusal(exc: DomainError):
 def page_url(param: str, cursor: str | None) -> str:
     """This page with the list named by `param` at `cursor` (None: its first page). The
     filters and the other lists' positions stay; a past action's notice does not."""
-    args = {name: value for name, value in request.args.items() if name not in (param, "done")}
+    # Only the query's own names: one spelled like the route's variables or url_for's options
+    # (`endpoint`, `_external`, `_anchor`...) would be taken as those.
+    args = {name: value for name, value in request.args.items()
+            if name not in (param, "done", "endpoint") and name not in request.view_args and not name.startswith("_")}
     if cursor is not None:
         args[param] = cursor
     return url_for(request.endpoint, **request.view_args, **args)

@@ -32,9 +32,7 @@ def _by_code(session: Session, q, code, cursor: str | None) -> tuple[list, str |
     """A page of `q` in the order of `code`, a unique string column the rows carry as `code`."""
     after = pagination.decode(cursor)
     if after is not None:
-        if not isinstance(after, str):
-            raise Invalid("cursor is not one this console issued", slug="invalid-cursor")
-        q = q.where(code > after)
+        q = q.where(code > pagination.text_position(after))
     rows = list(session.execute(q.order_by(code).limit(PAGE + 1)))
     if len(rows) <= PAGE:
         return rows, None
