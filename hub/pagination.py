@@ -34,6 +34,19 @@ def text_position(value, max_length: int = 64) -> str:
     return value
 
 
+def by_text(session, q, column, cursor: str | None, limit: int) -> tuple[list, str | None]:
+    """A page of `q` in the order of `column`, a unique text column (a code), and the cursor
+    of the next page (None on the last)."""
+    after = decode(cursor)
+    if after is not None:
+        q = q.where(column > text_position(after))
+    rows = list(session.execute(q.order_by(column).limit(limit + 1)))
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode(getattr(rows[-1], column.key))
+
+
 # Ids are BIGINTs: a cursor beyond them is not one we issued (and would overflow the query).
 MAX_ID = 2**63 - 1
 
@@ -83,7 +96,7 @@ def _keyset(session, q, at, row_id, cursor, limit, position, *, newest: bool) ->
 
 
 def _position(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    """The (time, id) a `newest_first` cursor carries. Anything else is refused here, not in
+    """The (time, id) a `newest_first` or `oldest_first` cursor carries. Anything else is refused here, not in
     the query: a naive time or a string that is no UUID failed there as a 500."""
     value = decode(cursor)
     if value is None:

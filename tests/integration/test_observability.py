@@ -17,7 +17,7 @@ from unittest.mock import patch
 import requests
 import responses
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from hub import app as app_module, tasks
 from hub.api import runtime

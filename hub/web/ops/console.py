@@ -21,7 +21,6 @@ from hub.identity import ops_users
 from hub.identity.ops_users import OpsLogin
 from hub.web import common
 from hub.web import session as web_session
-from hub.web.state import state
 
 blueprint = Blueprint("ops", __name__, url_prefix="/ops")
 

@@ -28,18 +28,6 @@ from hub.rewards.models import NEEDS_REVIEW, Redemption, Reward
 PAGE = 100  # rows a page of any console list shows
 
 
-def _by_code(session: Session, q, code, cursor: str | None) -> tuple[list, str | None]:
-    """A page of `q` in the order of `code`, a unique string column the rows carry as `code`."""
-    after = pagination.decode(cursor)
-    if after is not None:
-        q = q.where(code > pagination.text_position(after))
-    rows = list(session.execute(q.order_by(code).limit(PAGE + 1)))
-    if len(rows) <= PAGE:
-        return rows, None
-    rows = rows[:PAGE]
-    return rows, pagination.encode(rows[-1].code)
-
-
 def _oldest_first(session: Session, model, cursor: str | None, *where) -> tuple[list, str | None]:
     """A page of `model`'s rows (matching `where`), oldest first by (created_at, id)."""
     rows, next_cursor = pagination.oldest_first(session, select(model).where(*where), model.created_at, model.id,
@@ -65,7 +53,7 @@ def partners(session: Session, partner_id: uuid.UUID | None,
     q = select(Partner.code, Partner.name, programs, clients)
     if partner_id is not None:
         q = q.where(Partner.id == partner_id)
-    rows, next_cursor = _by_code(session, q, Partner.code, cursor)
+    rows, next_cursor = pagination.by_text(session, q, Partner.code, cursor, PAGE)
     return [PartnerRow(*row) for row in rows], next_cursor
 
 
@@ -87,8 +75,8 @@ def partner(session: Session, code: str, partner_id: uuid.UUID | None, programs:
     found = session.scalar(q)
     if found is None:
         raise NotFound(f"no partner {code}", slug="partner-not-found")
-    program_rows, next_programs = _by_code(session, select(Program, Program.code).where(Program.partner_id == found.id),
-                                           Program.code, programs)
+    program_rows, next_programs = pagination.by_text(
+        session, select(Program, Program.code).where(Program.partner_id == found.id), Program.code, programs, PAGE)
     return PartnerDetail(
         found,
         ([row[0] for row in program_rows], next_programs),
