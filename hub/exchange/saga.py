@@ -488,9 +488,8 @@ def resolve(session: Session, conversion_id: uuid.UUID, *, applied: bool, reason
     completed, NOT_APPLIED_AFTER_REVIEW once failed; who resolved it and why (required: 422
     `reason-required`) stay in the hub, as the audit entry (its actor, the reason's hash) and
     a review note that only ops read (hub.audit.review_notes), with the failure that put the
-    conversion in review. A leg applied whose local
-    reservation has expired cannot be posted: refused (requeue it, and the saga reverses it
-    at the partner)."""
+    conversion in review. A leg applied whose local reservation has expired cannot be
+    posted: refused (requeue it, and the saga reverses it at the partner)."""
     reason = review_notes.required(reason)
     row = _in_review(session, conversion_id)
     if applied:
