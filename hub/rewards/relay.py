@@ -452,10 +452,10 @@ def resolve(session: Session, redemption_id: uuid.UUID, *, fulfilled: bool, reas
     API, the redemption.failed webhook): null once fulfilled, REFUNDED_AFTER_REVIEW once
     refunded; who resolved it and why stay in the hub: the audit entry (its actor, the
     reason's hash) and a review note that only ops read (hub.audit.review_notes), with the
-    failure that put the order in review. A
-    reservation that has expired cannot be posted: refused (refund it, or requeue it). Like
-    every resolution, each reservation resolves once (the ledger's unique pending_id), so a
-    second resolve is refused here or there. Audited as `by`, in the same transaction."""
+    failure that put the order in review. A reservation that has expired cannot be posted:
+    refused (refund it, or requeue it). Like every resolution, each reservation resolves once
+    (the ledger's unique pending_id), so a second resolve is refused here or there. Audited
+    as `by`, in the same transaction."""
     reason = review_notes.required(reason)
     rows, _ = run(session.connection(), _LOCK, {"rid": redemption_id})
     if not rows or rows[0][0] != NEEDS_REVIEW:

@@ -43,18 +43,25 @@ def clear_cookie(response, base: str, samesite: str = "Lax") -> None:
                            samesite=samesite)
 
 
-def current_login() -> Login | None:
-    """The login of this request's cookie (looked up once per request)."""
-    if "hub_login" not in g:
-        token = request.cookies.get(cookie_name(LOGIN_COOKIE))
+def cookie_login(key: str, cookie: str, store):
+    """The login of this request's `cookie` in `store` (anything with a session store's
+    from_cookie and seen: hub.identity.login, hub.identity.ops_users), looked up once per
+    request and kept in g.<key>; its last_seen_at written when due."""
+    if key not in g:
+        token = request.cookies.get(cookie_name(cookie))
         found = None
         if token:
             with state().hub.db.read() as session:
-                found = login.from_cookie(session, token)
-        g.hub_login = found[0] if found else None
+                found = store.from_cookie(session, token)
+        setattr(g, key, found[0] if found else None)
         if found and found[1]:
-            state().hub.db.write(lambda s: login.seen(s, found[0].session_id))
-    return g.hub_login
+            state().hub.db.write(lambda s: store.seen(s, found[0].session_id))
+    return g.get(key)
+
+
+def current_login() -> Login | None:
+    """The member's login of this request's cookie."""
+    return cookie_login("hub_login", LOGIN_COOKIE, login)
 
 
 def begin(logged_in: Login, cookie: str) -> None:

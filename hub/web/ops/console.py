@@ -31,17 +31,8 @@ ANY_ROLE_POSTS = {"ops.logout"}  # POSTs every role may send
 
 
 def current_ops() -> OpsLogin | None:
-    """The ops login of this request's cookie (looked up once per request)."""
-    if "ops_login" not in g:
-        token = request.cookies.get(web_session.cookie_name(COOKIE))
-        found = None
-        if token:
-            with common.db().read() as session:
-                found = ops_users.from_cookie(session, token)
-        g.ops_login = found[0] if found else None
-        if found and found[1]:
-            common.db().write(lambda s: ops_users.seen(s, found[0].session_id))
-    return g.ops_login
+    """The ops login of this request's cookie."""
+    return web_session.cookie_login("ops_login", COOKIE, ops_users)
 
 
 def _bind_csrf():
