@@ -10,6 +10,7 @@ from hub.ledger.errors import (
 )
 from hub.ledger.service import (
     Balance,
+    Gate,
     TransferSpec,
     available_locked,
     balance,
@@ -17,6 +18,7 @@ from hub.ledger.service import (
     fold,
     open_account,
     post,
+    post_gated,
     post_pending,
     post_pending_many,
     require_open,
@@ -29,6 +31,7 @@ __all__ = [
     "AccountClosed",
     "available_locked",
     "Balance",
+    "Gate",
     "InsufficientFunds",
     "InvalidTransfer",
     "LedgerError",
@@ -41,6 +44,7 @@ __all__ = [
     "fold",
     "open_account",
     "post",
+    "post_gated",
     "post_pending",
     "post_pending_many",
     "require_open",

@@ -15,6 +15,7 @@ it is written.
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy import BigInteger, bindparam, case, func, insert, literal, select, text, union_all, update
+from sqlalchemy import BigInteger, Select, bindparam, case, func, insert, literal, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -276,10 +277,32 @@ def require_open(session: Session, account_ids: Iterable[int]) -> None:
             _refuse(conn, ids, InvalidTransfer("an account is missing"))
 
 
-def _apply_and_insert_statement(guarded: bool):
+@dataclass(frozen=True)
+class Gate:
+    """Writes that must grant `total` for a post to be made, made in the post's own
+    statement (PostgreSQL data-modifying CTEs) when it can be one: a rated earn takes its
+    counters and posts in one round trip. `rows`: a SELECT over them, built once per shape
+    (the post's statement is cached on it), whose last column, `granted`, sums what they
+    granted."""
+
+    rows: Select
+    params: dict
+    total: int
+
+    def __post_init__(self):
+        if self.total <= 0:  # with no rows, a total of 0 would be met: the post made unseen
+            raise ValueError("a gate must grant a positive total")
+
+
+@functools.lru_cache(maxsize=64)
+def _apply_and_insert_statement(guarded: bool, gate: Select | None = None):
     """What `_apply` then `_insert` do for one transfer of one cached account, as one
     PostgreSQL statement: the conditional UPDATE (a data-modifying CTE) and the INSERT of the
-    transfer, which inserts nothing when the UPDATE updated no row."""
+    transfer, which inserts nothing when the UPDATE updated no row.
+
+    With a gate's rows, the statement makes the gate's writes first and returns their rows,
+    each with the transfer's id, which is NULL when they granted less than the gate's total
+    (the UPDATE's condition: then nothing of the transfer is written)."""
     a, t = _accounts, _transfers
     account = (
         update(a)
@@ -295,30 +318,62 @@ def _apply_and_insert_statement(guarded: bool):
     if guarded:
         available = a.c.credits_posted - a.c.debits_posted - a.c.debits_pending
         account = account.where(available >= bindparam("need", type_=BigInteger))
+    if gate is not None:
+        gate = gate.cte("gate")
+        granted = select(func.coalesce(func.sum(gate.c.granted), 0)).scalar_subquery()
+        account = account.where(granted == bindparam("gate_total", type_=BigInteger))
     account = account.cte("account")
     columns = list(_ROW_COLUMNS)
     values = select(*(bindparam(c, type_=t.c[c].type) for c in columns)).select_from(account)
-    return insert(t).from_select(columns, values).returning(t.c.id)
+    transfer = insert(t).from_select(columns, values).returning(t.c.id)
+    if gate is None:
+        return transfer
+    return select(gate, select(transfer.cte("transfer").c.id).scalar_subquery())
 
 
 _ROW_COLUMNS = (
     "ledger", "debit_account_id", "credit_account_id", "amount", "code", "phase", "caused_by",
     "ref_type", "ref_id", "metadata", "created_at", "pending_id", "timeout_at",
 )
-_APPLY_AND_INSERT = {guarded: _apply_and_insert_statement(guarded) for guarded in (False, True)}
 
 
 def _apply_and_insert(conn, account_id: int, d: _Delta, info: AccountInfo, row: dict) -> int:
     need = d.need() if info.no_overdraft else 0
+    inserted, _ = run_once(conn, _apply_and_insert_statement(need > 0), _apply_params(account_id, d, need, row))
+    if not inserted:
+        _refuse_update(conn, account_id, need)
+    return inserted[0][0]
+
+
+def _gated_apply_and_insert(conn, account_id: int, d: _Delta, info: AccountInfo, row: dict,
+                            gate: Gate) -> tuple[int | None, list[tuple]]:
+    """_apply_and_insert behind a gate: (the transfer's id, None if the gate fell short; the
+    gate's rows, without the id)."""
+    need = d.need() if info.no_overdraft else 0
+    params = {**gate.params, **_apply_params(account_id, d, need, row), "gate_total": gate.total}
+    rows, _ = run_once(conn, _apply_and_insert_statement(need > 0, gate.rows), params)
+    gated = [r[:-1] for r in rows]
+    transfer_id = rows[0][-1] if rows else None
+    if transfer_id is None and _granted(gated) == gate.total:
+        _refuse_update(conn, account_id, need)
+    return transfer_id, gated
+
+
+def _apply_params(account_id: int, d: _Delta, need: int, row: dict) -> dict:
     params = {"id": account_id, "dp": d.debits_pending, "dpo": d.debits_posted,
               "cp": d.credits_pending, "cpo": d.credits_posted, **row}
     if need > 0:
         params["need"] = need
-    inserted, _ = run_once(conn, _APPLY_AND_INSERT[need > 0], params)
-    if not inserted:
-        _refuse(conn, [account_id], InsufficientFunds(account_id) if need > 0
-                else InvalidTransfer("an account to update is missing"))
-    return inserted[0][0]
+    return params
+
+
+def _refuse_update(conn, account_id: int, need: int) -> NoReturn:
+    _refuse(conn, [account_id], InsufficientFunds(account_id) if need > 0
+            else InvalidTransfer("an account to update is missing"))
+
+
+def _granted(rows: list[tuple]) -> int:
+    return sum(r[-1] for r in rows)
 
 
 def _row(spec: TransferSpec, phase: str, now: datetime, **extra) -> dict:
@@ -397,7 +452,17 @@ def post(
 
     `known`: attributes of some of the accounts, read by the caller in this transaction.
     """
-    return _create(session, specs, POSTED, known=known)
+    return _create(session, specs, POSTED, known=known)[0]
+
+
+def post_gated(
+    session: Session, spec: TransferSpec, gate: Gate, known: Iterable[AccountInfo] = ()
+) -> tuple[int | None, list[tuple]]:
+    """Make `gate`'s writes, then post `spec` if they granted the gate's total: (the
+    transfer's id, None if they granted less; the gate's rows). One statement for an earn on
+    PostgreSQL; otherwise the gate's rows are read first, and the post is made after them."""
+    ids, rows = _create(session, [spec], POSTED, known=known, gate=gate)
+    return (ids[0] if ids else None), rows
 
 
 def reserve(
@@ -408,7 +473,7 @@ def reserve(
     `known`: as for `post`."""
     if timeout <= timedelta(0):
         raise InvalidTransfer("a pending transfer needs a positive timeout")
-    return _create(session, specs, PENDING, timeout, known)
+    return _create(session, specs, PENDING, timeout, known)[0]
 
 
 def _create(
@@ -417,9 +482,11 @@ def _create(
     phase: str,
     timeout: timedelta | None = None,
     known: Iterable[AccountInfo] = (),
-) -> list[int]:
+    gate: Gate | None = None,
+) -> tuple[list[int], list[tuple]]:
+    """The transfers' ids (none when the gate fell short), and the gate's rows."""
     if not specs:
-        return []
+        return [], []
     infos = account_info(session, {a for s in specs for a in (s.debit, s.credit)}, known)
     deltas: dict[int, _Delta] = defaultdict(_Delta)
     for spec in specs:
@@ -435,16 +502,27 @@ def _create(
     rows = [_row(s, phase, now, timeout_at=timeout_at) for s in specs]
     cached = [a for a in deltas if infos[a].cached]
     conn = session.connection()
+    gated: list[tuple] = []
     if len(rows) == 1 and len(cached) == 1 and conn.dialect.name == "postgresql":
         # One transfer moving one cached account (an earn, a return): its balance update and
         # its insert as one statement, a round trip fewer on the hottest path.
         (account_id,) = cached
-        ids = [_apply_and_insert(conn, account_id, deltas[account_id], infos[account_id], rows[0])]
+        if gate is None:
+            ids = [_apply_and_insert(conn, account_id, deltas[account_id], infos[account_id], rows[0])]
+        else:
+            made, gated = _gated_apply_and_insert(conn, account_id, deltas[account_id], infos[account_id],
+                                                  rows[0], gate)
+            ids = [] if made is None else [made]
     else:
+        if gate is not None:
+            gated, _ = run_once(conn, gate.rows, gate.params)
+            if _granted(gated) != gate.total:
+                return [], gated
         _apply(session, deltas, infos)
         ids = _insert(session, rows)
-    metrics.transfers_made(session, rows)  # counted when the transaction commits
-    return ids
+    if ids:
+        metrics.transfers_made(session, rows)  # counted when the transaction commits
+    return ids, gated
 
 
 # What resolving a reservation reads of it (Core, one statement: no ORM identity map).

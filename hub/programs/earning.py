@@ -395,8 +395,8 @@ def earn(session: Session, actor: Actor, bodies: list[tuple[int, dict]]) -> dict
             item.txn = _new_txn(item, actor)
             fresh[key] = item
             new.append(item)
-    _settle(session, actor, new)
-    _write(session, actor, new, found.accounts)
+    taking = _settle(session, actor, new)
+    _write(session, actor, new, found.accounts, taking)
     effects.purchases_posted(session, actor, [_posted(item) for item in new])
     _announce_earned(session, actor, [item for item in new if item.program.hooked and item.points > 0])
     for item in new:
@@ -436,7 +436,7 @@ def _rate(session: Session, item: _Parsed, usage: rating.Usage = rating.NO_USAGE
         item.txn.points, item.txn.rating = item.points, item.rating.as_json()
 
 
-def _settle(session: Session, actor: Actor, items: list[_Parsed]) -> None:
+def _settle(session: Session, actor: Actor, items: list[_Parsed]) -> counters.Taking | None:
     """What rating needs beyond the purchase and the member's tier, for the purchases whose
     rules use it, and nothing (no query) for the others: the member's segments (when a
     promotion in force targets segments: one query for all of them), and the counters the
@@ -444,7 +444,8 @@ def _settle(session: Session, actor: Actor, items: list[_Parsed]) -> None:
 
     A batch claims each counter once, for the sum its purchases want, and shares what it
     granted out in the batch's order; a purchase given less than it wanted is rated again
-    with what it got, so it earns exactly that."""
+    with what it got, so it earns exactly that. A single purchase that earns on PostgreSQL
+    leaves its counters to be taken by its post's statement (returned: see `_write`)."""
     targeted = [i for i in items if i.rating is not None and rating.compile_rules(i.rules).targets_segments(i.occurred_at)]
     if targeted:
         found = segments_of(session, actor.partner_id, {i.membership[2] for i in targeted})
@@ -453,7 +454,7 @@ def _settle(session: Session, actor: Actor, items: list[_Parsed]) -> None:
             _rate(session, item)
     claiming = [i for i in items if i.rating is not None and i.rating.claims]
     if not claiming:
-        return
+        return None
     caps: dict[tuple, list[int]] = {}  # (membership id, rule id, period) -> [want, cap]
     budgets: dict[tuple, list[int]] = {}  # (program id, promotion id) -> [want, budget, home stripe]
     for item in claiming:
@@ -463,7 +464,15 @@ def _settle(session: Session, actor: Actor, items: list[_Parsed]) -> None:
             else:
                 home = counters.home_stripe(item.membership[0])
                 budgets.setdefault((item.program.id, claim.key), [0, claim.limit, home])[0] += claim.points
-    pool = counters.take(session, caps, budgets)
+    if len(items) == 1 and items[0].points > 0 and session.connection().dialect.name == "postgresql":
+        return counters.gate(caps, budgets)
+    _share(session, claiming, counters.take(session, caps, budgets))
+    return None
+
+
+def _share(session: Session, claiming: list[_Parsed], pool: counters.Granted) -> None:
+    """Share what the counters granted out in the purchases' order; rate again each one
+    given less than it wanted."""
     for item in claiming:
         given: dict[tuple[str, str, str], int] = {}
         short = False
@@ -546,26 +555,15 @@ def _new_txn(item: _Parsed, actor: Actor) -> SimpleNamespace:
 
 
 def _write(
-    session: Session, actor: Actor, items: list[_Parsed], accounts: list[AccountInfo]
+    session: Session, actor: Actor, items: list[_Parsed], accounts: list[AccountInfo],
+    taking: counters.Taking | None = None,
 ) -> None:
-    earning = [i for i in items if i.points > 0]
-    transfer_ids = ledger.post(
-        session,
-        [
-            ledger.TransferSpec(
-                debit=i.program.issuance_account_id,
-                credit=i.membership[1],
-                amount=i.points,
-                code=EARN,
-                ledger=i.program.id,
-                caused_by=actor.ref,
-                ref_type="transaction",
-                ref_id=str(i.txn.id),
-            )
-            for i in earning
-        ],
-        known=accounts,
-    )
+    """Post the purchases' earns and insert them. With `taking` (a single purchase's
+    counters, from `_settle`), its earn is posted by the statement that takes them, if they
+    grant all it claims; else it is rated again with what they granted, and posted so."""
+    posted = taking is not None and _post_taking(session, actor, items[0], accounts, taking)
+    earning = [i for i in items if i.points > 0 and not posted]
+    transfer_ids = ledger.post(session, [_earn(i, actor) for i in earning], known=accounts)
     for item, transfer_id in zip(earning, transfer_ids):
         item.txn.transfer_id = transfer_id
     # A purchase earning nothing moves no balance, whose update would refuse an account
@@ -578,6 +576,31 @@ def _write(
             run(conn, _INSERT_TXN, rows[0])
         else:
             insert_many(conn, _txns, rows)  # values are plain: UUIDs, aware datetimes
+
+
+def _post_taking(session: Session, actor: Actor, item: _Parsed, accounts: list[AccountInfo],
+                 taking: counters.Taking) -> bool:
+    """Post the item's earn in the statement that takes its counters: whether they granted
+    all it claims (else nothing is posted and it is rated again with what they granted)."""
+    transfer_id, rows = ledger.post_gated(session, _earn(item, actor), taking, known=accounts)
+    if transfer_id is None:
+        _share(session, [item], counters.granted(session, taking, rows))
+        return False
+    item.txn.transfer_id = transfer_id
+    return True
+
+
+def _earn(item: _Parsed, actor: Actor) -> ledger.TransferSpec:
+    return ledger.TransferSpec(
+        debit=item.program.issuance_account_id,
+        credit=item.membership[1],
+        amount=item.points,
+        code=EARN,
+        ledger=item.program.id,
+        caused_by=actor.ref,
+        ref_type="transaction",
+        ref_id=str(item.txn.id),
+    )
 
 
 # --- returns ---------------------------------------------------------------------------

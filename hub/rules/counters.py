@@ -17,13 +17,17 @@ from __future__ import annotations
 import functools
 import json
 import uuid
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import BigInteger, ForeignKey, SmallInteger, String, and_, case, func, or_, select, text, update
+from sqlalchemy import (
+    BigInteger, ForeignKey, Select, SmallInteger, String, and_, case, column, func, or_, select, text, union_all, update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.db import Base, run
+from hub.ledger import Gate
 from hub.rules.rating import BUDGET, CAP, Claim, Usage
 
 # More stripes than concurrent earns (an API process holds at most its pool, 10 + 10
@@ -81,13 +85,60 @@ def take(session: Session, caps: dict[tuple[uuid.UUID, str, str], Sequence[int]]
     of its stripes. A budget with no such stripe (near its end, or not made yet) is taken
     the slow way: all its stripes locked in stripe order, the want taken from them in turn.
     So earns only queue on a budget at its end, and cannot deadlock on its stripes."""
-    cap_rows = sorted(caps.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], kv[0][2]))
-    budget_rows = sorted(budgets.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        granted = _take_at_once(conn, cap_rows, budget_rows)
-    else:  # SQLite: one writer at a time, nothing to spread
-        granted = _take_caps(conn, cap_rows)
+        taking = gate(caps, budgets)
+        rows, _ = run(conn, taking.rows, taking.params)
+        return granted(session, taking, rows)
+    # SQLite: one writer at a time, nothing to spread
+    return _finish(conn, _take_caps(conn, _sorted_caps(caps)), _sorted_budgets(budgets))
+
+
+@dataclass(frozen=True)
+class Taking(Gate):
+    """`take`'s statement, as a ledger gate: an earn's post is made in the same statement
+    when the counters grant all it wants (the gate's total). `budgets`: those to take the
+    slow way if no stripe could pay them."""
+
+    budgets: list
+
+
+def gate(caps: dict[tuple[uuid.UUID, str, str], Sequence[int]],
+         budgets: dict[tuple[uuid.UUID, str], Sequence[int]]) -> Taking:
+    """What `take` does on PostgreSQL, as a gate for ledger.post_gated (the same arguments);
+    `granted` then reads what it granted."""
+    cap_rows, budget_rows = _sorted_caps(caps), _sorted_budgets(budgets)
+    params: dict[str, object] = {}
+    if len(cap_rows) > INLINE_CAPS:
+        # psycopg dumps one string in C; a batch's thousands of parameters would cost more
+        params["caps"] = json.dumps([{"m": str(m), "r": r, "p": p, "w": min(w, k), "k": k}
+                                     for (m, r, p), (w, k) in cap_rows])
+    else:
+        for i, ((m, r, p), (w, k)) in enumerate(cap_rows):
+            params.update({f"m{i}": m, f"r{i}": r, f"cp{i}": p, f"cw{i}": min(w, k), f"k{i}": k})
+    for i, ((program_id, promotion_id), (w, _, home)) in enumerate(budget_rows):
+        params.update({f"p{i}": program_id, f"id{i}": promotion_id, f"st{i}": home, f"w{i}": w})
+    # all they want: a cap asked for more than its limit falls short, as it should
+    total = sum(w for _, (w, _) in cap_rows) + sum(w for _, (w, _, _) in budget_rows)
+    return Taking(_at_once(len(cap_rows), len(budget_rows)), params, total, budget_rows)
+
+
+def granted(session: Session, taking: Taking, rows: list[tuple]) -> Granted:
+    """What a gate's counters granted, from the rows its statement returned; a budget no
+    stripe could pay is taken now, the slow way."""
+    found = {(CAP if kind == "c" else BUDGET, owner, key, period): points for kind, owner, key, period, points in rows}
+    return _finish(session.connection(), found, taking.budgets)
+
+
+def _sorted_caps(caps):
+    return sorted(caps.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], kv[0][2]))
+
+
+def _sorted_budgets(budgets):
+    return sorted(budgets.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
+
+
+def _finish(conn, granted: Granted, budget_rows) -> Granted:
     for (program_id, promotion_id), (want, budget, _) in budget_rows:
         key = (BUDGET, program_id, promotion_id, "")
         if key not in granted:
@@ -103,13 +154,12 @@ INLINE_CAPS = 8
 _CAP_SOURCE_JSON = ("SELECT m, r, p, w, k, w FROM jsonb_to_recordset(CAST(:caps AS JSONB))"
                     " AS v(m UUID, r VARCHAR, p VARCHAR, w BIGINT, k BIGINT)")
 _CAP_UPSERT = (
-    "c AS ("
     " INSERT INTO rating_cap_counters AS t (membership_id, rule_id, period, used, cap, granted) {source}"
     " ON CONFLICT (membership_id, rule_id, period) DO UPDATE SET"
     " granted = CASE WHEN t.used >= EXCLUDED.cap THEN 0 ELSE LEAST(EXCLUDED.cap - t.used, EXCLUDED.granted) END,"
     " used = t.used + CASE WHEN t.used >= EXCLUDED.cap THEN 0 ELSE LEAST(EXCLUDED.cap - t.used, EXCLUDED.granted) END,"
     " cap = EXCLUDED.cap"
-    " RETURNING 'c' AS kind, t.membership_id AS owner, t.rule_id AS key, t.period, t.granted)"
+    " RETURNING 'c' AS kind, t.membership_id AS owner, t.rule_id AS key, t.period, t.granted"
 )
 # One budget's take, {i} its number in the statement. The stripe is chosen and locked first,
 # by two sub-selects that depend only on the parameters (PostgreSQL runs each at most once,
@@ -119,7 +169,6 @@ _CAP_UPSERT = (
 # again when another earn had just changed that row, often came out different, and the
 # update took nothing: the earn fell to the slow path.)
 _BUDGET_UPDATE = (
-    "b{i} AS ("
     " UPDATE promotion_budget_stripes AS s SET granted = CAST(:w{i} AS BIGINT), remaining = s.remaining - CAST(:w{i} AS BIGINT)"
     " WHERE s.program_id = CAST(:p{i} AS UUID) AND s.promotion_id = :id{i} AND s.stripe = COALESCE("
     "  (SELECT x.stripe FROM promotion_budget_stripes AS x"
@@ -128,42 +177,25 @@ _BUDGET_UPDATE = (
     "  (SELECT x.stripe FROM promotion_budget_stripes AS x"
     "   WHERE x.program_id = CAST(:p{i} AS UUID) AND x.promotion_id = :id{i} AND x.remaining >= CAST(:w{i} AS BIGINT)"
     f"   ORDER BY (x.stripe - CAST(:st{{i}} AS SMALLINT) + {STRIPES}) % {STRIPES} LIMIT 1 FOR UPDATE SKIP LOCKED))"
-    " RETURNING 'b' AS kind, s.program_id AS owner, s.promotion_id AS key, '' AS period, s.granted)"
+    " RETURNING 'b' AS kind, s.program_id AS owner, s.promotion_id AS key, '' AS period, s.granted"
 )
+_TAKEN = (column("kind"), column("owner"), column("key"), column("period"), column("granted"))
 
 
 @functools.lru_cache(maxsize=64)
-def _at_once(caps: int, budgets: int):
+def _at_once(caps: int, budgets: int) -> Select:
     """The statement taking `caps` cap counters (as parameters up to INLINE_CAPS, else from
-    JSON) and `budgets` budgets. A part with nothing to take is left out: it would still
-    open its table and indexes."""
-    parts, names = [], []
+    JSON) and `budgets` budgets: a data-modifying CTE each, and the union of what they
+    return. A part with nothing to take is left out: it would still open its table and
+    indexes."""
+    parts = []
     if caps:
         source = _CAP_SOURCE_JSON if caps > INLINE_CAPS else "VALUES " + ", ".join(
             f"(CAST(:m{i} AS UUID), :r{i}, :cp{i}, CAST(:cw{i} AS BIGINT), CAST(:k{i} AS BIGINT), CAST(:cw{i} AS BIGINT))"
             for i in range(caps))
-        parts.append(_CAP_UPSERT.format(source=source))
-        names.append("c")
-    for i in range(budgets):
-        parts.append(_BUDGET_UPDATE.format(i=i))
-        names.append(f"b{i}")
-    return text("WITH " + ", ".join(parts) + " " + " UNION ALL ".join(f"SELECT * FROM {n}" for n in names))
-
-
-def _take_at_once(conn, cap_rows, budget_rows) -> Granted:
-    """What each cap counter granted, and each budget that one stripe could pay."""
-    params: dict[str, object] = {}
-    if len(cap_rows) > INLINE_CAPS:
-        # psycopg dumps one string in C; a batch's thousands of parameters would cost more
-        params["caps"] = json.dumps([{"m": str(m), "r": r, "p": p, "w": min(w, k), "k": k}
-                                     for (m, r, p), (w, k) in cap_rows])
-    else:
-        for i, ((m, r, p), (w, k)) in enumerate(cap_rows):
-            params.update({f"m{i}": m, f"r{i}": r, f"cp{i}": p, f"cw{i}": min(w, k), f"k{i}": k})
-    for i, ((program_id, promotion_id), (w, _, home)) in enumerate(budget_rows):
-        params.update({f"p{i}": program_id, f"id{i}": promotion_id, f"st{i}": home, f"w{i}": w})
-    rows, _ = run(conn, _at_once(len(cap_rows), len(budget_rows)), params)
-    return {(CAP if kind == "c" else BUDGET, owner, key, period): points for kind, owner, key, period, points in rows}
+        parts.append(text(_CAP_UPSERT.format(source=source)).columns(*_TAKEN).cte("c"))
+    parts.extend(text(_BUDGET_UPDATE.format(i=i)).columns(*_TAKEN).cte(f"b{i}") for i in range(budgets))
+    return union_all(*(select(part) for part in parts))
 
 
 @functools.cache

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from hub.db import utcnow
+from hub import ledger
 from hub.errors import Invalid
 from hub.programs import earning
 from hub.programs.models import Membership, PointTransaction, Program
@@ -221,6 +222,39 @@ def test_concurrent_purchases_take_budget_stripes_without_the_slow_path(db, part
     assert earned == [5] * 640
     assert sum(_stripes(db, partner).values()) == budget - 4 * 641
     assert len(slow) == (0 if db.dialect == "postgresql" else 640)
+
+
+def test_a_single_purchase_takes_its_counters_in_the_statement_that_posts_it(db, partner, monkeypatch):
+    """On PostgreSQL a single rated purchase's cap and budget are taken by the statement that
+    posts its earn (a round trip fewer). When they grant less than it claims, that statement
+    posts nothing, and the purchase is rated again with what they granted and posted so."""
+    first, member = partner.enrol(), partner.enrol()
+    publish(db, partner, {
+        "earning": {"rules": [{**COFFEE_X2, "cap": {"per_member": 25, "period": "month"}}]},
+        "promotions": [promotion(bonus=3, budget_points=100 * STRIPES)],
+    })
+    post(partner, first, "1000")  # makes the stripes
+    made = []  # the transfer each post_gated made (None: its counters fell short)
+    real = ledger.post_gated
+
+    def recording(*args, **kw):
+        result = real(*args, **kw)
+        made.append(result[0])
+        return result
+
+    monkeypatch.setattr(ledger, "post_gated", recording)
+    items = [{"category": "coffee", "amount": "10000"}]
+    earned = [post(partner, member, "10000", items=items)["points"] for _ in range(3)]
+    assert earned == [10 + 10 + 3, 10 + 10 + 3, 10 + 5 + 3]  # the cap's last 5, then the budget's 3
+    if db.dialect == "postgresql":
+        assert [transfer_id is not None for transfer_id in made] == [True, True, False]
+    else:  # SQLite takes the counters first, as a batch does
+        assert made == []
+    assert partner.balance(member)["posted"] == sum(earned)
+    assert sum(_stripes(db, partner).values()) == 100 * STRIPES - 3 * 4
+    with db.read() as s:
+        assert s.scalar(select(CapCounter.used).join(Membership).where(
+            Membership.member_id == uuid.UUID(member))) == 25
 
 
 def test_a_batch_shares_counters_in_its_order(db, partner):

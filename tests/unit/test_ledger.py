@@ -5,7 +5,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import BigInteger, bindparam, func, insert, literal, select, text
 
 from hub import ledger
 from hub.db import Database, utcnow
@@ -230,3 +230,33 @@ def test_credits_to_many_accounts_in_one_post(book, ldb):
     assert book.balance(book.issuance).debits_posted == 60
     with ldb.read() as s:
         assert verify(s).ok
+
+
+def _gate(granted: int, total: int) -> ledger.Gate:
+    """A gate whose one row grants `granted` of `total` (the counters a rated earn takes
+    are such writes; the ledger only reads what they granted)."""
+    rows = select(literal("test").label("kind"), bindparam("g", type_=BigInteger).label("granted"))
+    return ledger.Gate(rows, {"g": granted}, total)
+
+
+def test_a_gated_post_is_made_only_when_its_gate_grants_the_total(book):
+    made, rows = book.db.write(lambda s: ledger.post_gated(s, book.spec(book.issuance, book.a, 30), _gate(5, 5)))
+    assert made is not None and rows == [("test", 5)]
+    short, rows = book.db.write(lambda s: ledger.post_gated(s, book.spec(book.issuance, book.a, 30), _gate(4, 5)))
+    assert short is None and rows == [("test", 4)]
+    assert book.balance(book.a).available == 30
+    with book.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(ledger.service._transfers)
+                        .where(ledger.service._transfers.c.ledger == book.ledger)) == 1
+        assert verify(s).ok
+
+
+def test_a_gated_post_is_refused_like_any_other_when_its_gate_grants_all(book):
+    """The gate met, a closed account or a short balance refuse the post (and the caller's
+    transaction rolls the gate's writes back with it)."""
+    with pytest.raises(ledger.InsufficientFunds):
+        book.db.write(lambda s: ledger.post_gated(s, book.spec(book.a, book.issuance, 1), _gate(5, 5)))
+    book.db.write(lambda s: ledger.close(s, [book.b]))
+    with pytest.raises(ledger.AccountClosed):
+        book.db.write(lambda s: ledger.post_gated(s, book.spec(book.issuance, book.b, 1), _gate(5, 5)))
+    assert (book.balance(book.a).available, book.balance(book.b).available) == (0, 0)
