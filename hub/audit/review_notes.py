@@ -56,9 +56,23 @@ class ReviewNote(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-def required(reason: str | None) -> str:
-    """The reason, stripped; refused when there is none (422 `reason-required`)."""
+# The longest reason kept: as the reconciliation API's `reason` (openapi). The console's
+# forms say so too; the CLI and the services are held to it here.
+REASON_MAX = 2000
+
+
+def stripped(reason: str | None) -> str:
+    """The reason, stripped ("" for none); refused past REASON_MAX characters (422
+    `reason-too-long`), before anything is written."""
     reason = (reason or "").strip()
+    if len(reason) > REASON_MAX:
+        raise Invalid(f"say it in at most {REASON_MAX} characters", slug="reason-too-long", field="reason")
+    return reason
+
+
+def required(reason: str | None) -> str:
+    """The reason, `stripped`; refused when there is none (422 `reason-required`)."""
+    reason = stripped(reason)
     if not reason:
         raise Invalid("say why (what the partner or provider answered)", slug="reason-required", field="reason")
     return reason
@@ -77,7 +91,7 @@ def note_requeue(session: Session, kind: str, subject_id: uuid.UUID, *, reason: 
                  in_review_for: str | None) -> dict:
     """Note a requeue if `reason` says why (a requeue needs none); what the requeue's audit
     entry keeps of that reason (trail.reason_digest), {} without one."""
-    reason = (reason or "").strip()
+    reason = stripped(reason)
     if not reason:
         return {}
     add(session, kind, subject_id, "requeue", reason=reason, by=by, in_review_for=in_review_for)

@@ -21,7 +21,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from hub import pagination
-from hub.audit import trail
+from hub.audit import review_notes, trail
 from hub.db import utcnow
 from hub.errors import Conflict, Invalid, NotFound
 from hub.rewards import redemptions
@@ -242,7 +242,7 @@ def resolve(session: Session, exception_id: uuid.UUID, resolution: str, reason: 
     chain proves the reason stored on the exception is the one given."""
     if resolution not in RESOLUTIONS:
         raise Invalid(f"resolution must be one of {', '.join(RESOLUTIONS)}", slug="invalid-resolution")
-    reason = (reason or "").strip()
+    reason = review_notes.stripped(reason)
     if not reason:
         raise Invalid("a reason is required to resolve an exception", slug="reason-required")
     session.execute(select(ReconciliationException.id).where(ReconciliationException.id == exception_id)

@@ -533,6 +533,8 @@ def test_resolve_refuses_what_is_not_in_review_and_needs_a_verdict_and_a_reason(
     with pytest.raises(Invalid) as refusal:
         db.write(lambda s: saga.resolve(s, uuid.UUID(conversion["id"]), applied=True, reason="", by="ops:test"))
     assert (refusal.value.status, refusal.value.slug) == (422, "reason-required")
+    too_long = cli.invoke(main, ["conversions", "resolve", conversion["id"], "--applied", "--reason", "x" * 2001])
+    assert too_long.exit_code == 1 and "at most 2000 characters" in too_long.output
     assert c.state(conversion)["state"] == "needs_review" and review_notes_of(ops, conversion) == []
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from click.testing import CliRunner
 from markupsafe import escape
 
+from hub.audit import review_notes
 from hub.audit.models import AuditEntry
 from hub.cli import main as hub_cli
 from hub.db import utcnow
@@ -313,6 +314,26 @@ def test_refund_and_mark_fulfilled_need_a_reason(flask_app, make_user, partner, 
         browser.get("/ops/redemptions")
         assert browser.post(path, {"redemption_id": order, "reason": "  "}).status_code == 422
     assert _state(db, order) == "needs_review" and _audit_count(db) == before
+
+
+def test_a_reason_past_its_limit_is_refused_before_anything_is_written(flask_app, make_user, partner, provider, db):
+    """The forms' maxlength is a hint: the server holds every reason, a retry's too, to
+    REASON_MAX characters."""
+    order, _ = _in_review(partner, provider, db)
+    browser = log_in(flask_app, make_user(roles.OPS_ADMIN))
+    before = _audit_count(db)
+    page = browser.get("/ops/redemptions").get_data(as_text=True)
+    assert f'maxlength="{review_notes.REASON_MAX}"' in page
+    for path in ("/ops/redemptions/refund", "/ops/redemptions/fulfil", "/ops/redemptions/retry"):
+        browser.get("/ops/redemptions")
+        too_long = browser.post(path, {"redemption_id": order, "reason": "x" * (review_notes.REASON_MAX + 1)})
+        assert too_long.status_code == 422 and "at most" in browser.text()
+    assert _state(db, order) == "needs_review" and _audit_count(db) == before
+    with db.read() as s:
+        assert review_notes.about(s, review_notes.REDEMPTION, uuid.UUID(order)) == []
+    browser.get("/ops/redemptions")
+    longest = browser.post("/ops/redemptions/refund", {"redemption_id": order, "reason": "x" * review_notes.REASON_MAX})
+    assert longest.status_code == 302 and _state(db, order) == "failed"
 
 
 def test_replay_of_a_delivery_is_audited(flask_app, make_user, two_partners, db):

@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import select
 
 from hub.audit.models import AuditEntry
+from hub.audit.review_notes import REASON_MAX
 from hub.identity import roles
 from hub.settlement.reconciliation_models import ReconciliationException
 from tests.integration.test_account_pages import flask_app  # noqa: F401  (fixture)
@@ -28,6 +29,9 @@ def test_an_admin_resolves_an_exception_once_with_a_reason(flask_app, make_user,
     first, *rest = _open(db, run["id"])
     assert browser.post("/ops/reconciliation/resolve", {"exception_id": str(first.id), "resolution": "accepted",
                                                          "reason": " "}).status_code == 422
+    browser.get("/ops/reconciliation")
+    assert browser.post("/ops/reconciliation/resolve", {"exception_id": str(first.id), "resolution": "accepted",
+                                                         "reason": "x" * (REASON_MAX + 1)}).status_code == 422
     browser.get("/ops/reconciliation")
     response = browser.post("/ops/reconciliation/resolve", {"exception_id": str(first.id), "resolution": "accepted",
                                                              "reason": "checked with the provider"})
