@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy import BigInteger, Select, bindparam, case, func, insert, literal, select, text, union_all, update
+from sqlalchemy import BigInteger, bindparam, case, func, insert, literal, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import SelectBase
 
 from hub.db import executemany, insert_many, run as run_once, utcnow
 from hub.ledger.errors import (
@@ -281,11 +282,15 @@ def require_open(session: Session, account_ids: Iterable[int]) -> None:
 class Gate:
     """Writes that must grant `total` for a post to be made, made in the post's own
     statement (PostgreSQL data-modifying CTEs) when it can be one: a rated earn takes its
-    counters and posts in one round trip. `rows`: a SELECT over them, built once per shape
-    (the post's statement is cached on it), whose last column, `granted`, sums what they
-    granted."""
+    counters and posts in one round trip.
 
-    rows: Select
+    `rows`: a SELECT over them in the session's SQL dialect, whose last column, `granted`,
+    sums what they granted. The same object for the same shape: the post's statement is
+    built and cached on it. `params`: its parameters, named apart from the post's own. When
+    the gate is met and the post is refused all the same (a closed account, a short
+    balance), its writes stay in the transaction, which the caller rolls back on the error."""
+
+    rows: SelectBase
     params: dict
     total: int
 
@@ -295,7 +300,7 @@ class Gate:
 
 
 @functools.lru_cache(maxsize=64)
-def _apply_and_insert_statement(guarded: bool, gate: Select | None = None):
+def _apply_and_insert_statement(guarded: bool, gate: SelectBase | None = None):
     """What `_apply` then `_insert` do for one transfer of one cached account, as one
     PostgreSQL statement: the conditional UPDATE (a data-modifying CTE) and the INSERT of the
     transfer, which inserts nothing when the UPDATE updated no row.
@@ -350,7 +355,10 @@ def _gated_apply_and_insert(conn, account_id: int, d: _Delta, info: AccountInfo,
     """_apply_and_insert behind a gate: (the transfer's id, None if the gate fell short; the
     gate's rows, without the id)."""
     need = d.need() if info.no_overdraft else 0
-    params = {**gate.params, **_apply_params(account_id, d, need, row), "gate_total": gate.total}
+    params = _apply_params(account_id, d, need, row)
+    if clash := gate.params.keys() & params.keys():
+        raise ValueError(f"a gate's parameters named as the post's: {sorted(clash)}")
+    params.update(gate.params, gate_total=gate.total)
     rows, _ = run_once(conn, _apply_and_insert_statement(need > 0, gate.rows), params)
     gated = [r[:-1] for r in rows]
     transfer_id = rows[0][-1] if rows else None

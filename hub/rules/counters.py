@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import (
-    BigInteger, ForeignKey, Select, SmallInteger, String, and_, case, column, func, or_, select, text, union_all, update,
+    BigInteger, CompoundSelect, ForeignKey, SmallInteger, String, and_, case, column, func, or_, select, text, union_all, update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -120,7 +120,9 @@ def gate(caps: dict[tuple[uuid.UUID, str, str], Sequence[int]],
         params.update({f"p{i}": program_id, f"id{i}": promotion_id, f"st{i}": home, f"w{i}": w})
     # all they want: a cap asked for more than its limit falls short, as it should
     total = sum(w for _, (w, _) in cap_rows) + sum(w for _, (w, _, _) in budget_rows)
-    return Taking(_at_once(len(cap_rows), len(budget_rows)), params, total, budget_rows)
+    # past INLINE_CAPS, one statement for any count: one cached shape, not one per count
+    shape = min(len(cap_rows), INLINE_CAPS + 1)
+    return Taking(_at_once(shape, len(budget_rows)), params, total, budget_rows)
 
 
 def granted(session: Session, taking: Taking, rows: list[tuple]) -> Granted:
@@ -183,7 +185,7 @@ _TAKEN = (column("kind"), column("owner"), column("key"), column("period"), colu
 
 
 @functools.lru_cache(maxsize=64)
-def _at_once(caps: int, budgets: int) -> Select:
+def _at_once(caps: int, budgets: int) -> CompoundSelect:
     """The statement taking `caps` cap counters (as parameters up to INLINE_CAPS, else from
     JSON) and `budgets` budgets: a data-modifying CTE each, and the union of what they
     return. A part with nothing to take is left out: it would still open its table and

@@ -243,11 +243,15 @@ def test_a_single_purchase_takes_its_counters_in_the_statement_that_posts_it(db,
         return result
 
     monkeypatch.setattr(ledger, "post_gated", recording)
+    in_one = []  # posts behind the gate in one statement (not the gate, then the post)
+    one_statement = ledger.service._gated_apply_and_insert
+    monkeypatch.setattr(ledger.service, "_gated_apply_and_insert", lambda *a: in_one.append(1) or one_statement(*a))
     items = [{"category": "coffee", "amount": "10000"}]
     earned = [post(partner, member, "10000", items=items)["points"] for _ in range(3)]
     assert earned == [10 + 10 + 3, 10 + 10 + 3, 10 + 5 + 3]  # the cap's last 5, then the budget's 3
     if db.dialect == "postgresql":
         assert [transfer_id is not None for transfer_id in made] == [True, True, False]
+        assert len(in_one) == 3
     else:  # SQLite takes the counters first, as a batch does
         assert made == []
     assert partner.balance(member)["posted"] == sum(earned)

@@ -232,11 +232,14 @@ def test_credits_to_many_accounts_in_one_post(book, ldb):
         assert verify(s).ok
 
 
+# The rows of a test gate, one object for every call as a gate's must be (see ledger.Gate).
+_GATE_ROWS = select(literal("test").label("kind"), bindparam("g", type_=BigInteger).label("granted"))
+
+
 def _gate(granted: int, total: int) -> ledger.Gate:
     """A gate whose one row grants `granted` of `total` (the counters a rated earn takes
     are such writes; the ledger only reads what they granted)."""
-    rows = select(literal("test").label("kind"), bindparam("g", type_=BigInteger).label("granted"))
-    return ledger.Gate(rows, {"g": granted}, total)
+    return ledger.Gate(_GATE_ROWS, {"g": granted}, total)
 
 
 def test_a_gated_post_is_made_only_when_its_gate_grants_the_total(book):
@@ -252,11 +255,20 @@ def test_a_gated_post_is_made_only_when_its_gate_grants_the_total(book):
 
 
 def test_a_gated_post_is_refused_like_any_other_when_its_gate_grants_all(book):
-    """The gate met, a closed account or a short balance refuse the post (and the caller's
-    transaction rolls the gate's writes back with it)."""
+    """The gate met, a closed account or a short balance refuse the post with the error a
+    post without a gate raises (on which the caller rolls back the gate's writes too)."""
     with pytest.raises(ledger.InsufficientFunds):
         book.db.write(lambda s: ledger.post_gated(s, book.spec(book.a, book.issuance, 1), _gate(5, 5)))
     book.db.write(lambda s: ledger.close(s, [book.b]))
     with pytest.raises(ledger.AccountClosed):
         book.db.write(lambda s: ledger.post_gated(s, book.spec(book.issuance, book.b, 1), _gate(5, 5)))
     assert (book.balance(book.a).available, book.balance(book.b).available) == (0, 0)
+
+
+def test_a_gate_must_grant_something_and_name_its_parameters_apart(book):
+    with pytest.raises(ValueError):
+        _gate(0, 0)
+    clashing = ledger.Gate(_GATE_ROWS, {"g": 5, "amount": 1}, 5)
+    if book.db.dialect == "postgresql":  # elsewhere the gate is a statement of its own
+        with pytest.raises(ValueError, match="amount"):
+            book.db.write(lambda s: ledger.post_gated(s, book.spec(book.issuance, book.a, 3), clashing))
