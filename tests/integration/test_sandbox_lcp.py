@@ -15,8 +15,10 @@ from hub.exchange.hosted import HostedUnavailable, MemberCheck, RemoteStatus, fa
 from partners.lcp.sandbox import START_BALANCE
 
 PENDING_DELAY = 0.3   # a 95/96 posting settles on the first look this long after it was posted
-TIMEOUT_SLEEP = 1.0   # a 93 posting's answer takes this long...
-READ_TIMEOUT = 0.3    # ...and the connector stops waiting after this
+TIMEOUT_SLEEP = 3.0   # a 93 posting's answer takes this long...
+# ...and the connector stops waiting after this: long enough for any other answer of the
+# fake on a busy CI host (0.3 s once timed out a status lookup during a full run)
+READ_TIMEOUT = 1.5
 
 
 @pytest.fixture(scope="module")
