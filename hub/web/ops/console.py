@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 
+from hub.audit import review_notes
 from hub.errors import DomainError
 from hub.identity import ops_users
 from hub.identity.ops_users import OpsLogin
@@ -102,8 +103,8 @@ def page_url(param: str, cursor: str | None) -> str:
 
 
 @blueprint.context_processor
-def _paging():
-    return {"page_url": page_url}
+def _globals():
+    return {"page_url": page_url, "reason_max": review_notes.REASON_MAX}
 
 
 @blueprint.errorhandler(403)
