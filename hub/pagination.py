@@ -96,8 +96,9 @@ def _keyset(session, q, at, row_id, cursor, limit, position, *, newest: bool) ->
 
 
 def _position(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    """The (time, id) a `newest_first` or `oldest_first` cursor carries. Anything else is refused here, not in
-    the query: a naive time or a string that is no UUID failed there as a 500."""
+    """The (time, id) a `newest_first` or `oldest_first` cursor carries. Anything else is
+    refused here, not in the query: a naive time or a string that is no UUID failed there as
+    a 500."""
     value = decode(cursor)
     if value is None:
         return None

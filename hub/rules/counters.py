@@ -17,8 +17,8 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import (
     BigInteger, CompoundSelect, ForeignKey, SmallInteger, String, and_, case, column, func, or_, select, text, union_all, update,
@@ -140,12 +140,13 @@ def _sorted_budgets(budgets):
     return sorted(budgets.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
 
 
-def _finish(conn, granted: Granted, budget_rows) -> Granted:
+def _finish(conn, found: Granted, budget_rows) -> Granted:
+    """`found`, with each budget it lacks (no one stripe could pay it) taken the slow way."""
     for (program_id, promotion_id), (want, budget, _) in budget_rows:
         key = (BUDGET, program_id, promotion_id, "")
-        if key not in granted:
-            granted[key] = _take_in_order(conn, program_id, promotion_id, budget, want)
-    return granted
+        if key not in found:
+            found[key] = _take_in_order(conn, program_id, promotion_id, budget, want)
+    return found
 
 
 # Up to this many cap counters go into the statement as parameters; more (a batch's) as one

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from hub.db import utcnow
 from hub import ledger
 from hub.errors import Invalid
+from hub.ledger.verify import verify
 from hub.programs import earning
 from hub.programs.models import Membership, PointTransaction, Program
 from hub.rules import counters, versions
@@ -259,6 +260,7 @@ def test_a_single_purchase_takes_its_counters_in_the_statement_that_posts_it(db,
     with db.read() as s:
         assert s.scalar(select(CapCounter.used).join(Membership).where(
             Membership.member_id == uuid.UUID(member))) == 25
+        assert verify(s).ok
 
 
 def test_a_batch_shares_counters_in_its_order(db, partner):
