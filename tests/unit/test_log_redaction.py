@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import uuid
 
 import pytest
+from hypothesis import given, strategies as st
 from uvicorn.logging import AccessFormatter
 
 from hub.hardening import redaction
@@ -47,6 +49,11 @@ KEY_B64 = "q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k="  # standard base64 of 3
     ("broker redis://:r3d1sPw@127.0.0.1:6379/0 down", "r3d1sPw"),
     ("{'code': 'ABCD-1234-EF56-7890', 'pin': '9876', 'url': 'https://x'}", "9876"),
     ("pin=2468 accepted", "2468"),
+    # Lines that only one of the quick check's signs lets through (redaction.redact).
+    ("sent Bearer abcdefghijklmnopqrstuvwxyz upstream", "abcdefghijklmnop"),
+    ("id " + JWT + " seen", "c2lnbmF0"),
+    ("[('token', 'tok3nvalue')]", "tok3nvalue"),
+    ("Authorization: Token 0123456789abcdef", "0123456789abcdef"),
 ])
 def test_secrets_are_redacted_whatever_their_form(text, secret):
     cleaned = redact(text)
@@ -56,6 +63,36 @@ def test_secrets_are_redacted_whatever_their_form(text, secret):
 def test_what_is_not_secret_stays_readable():
     line = 'POST /v1/members HTTP/1.1 201 client_id=cli_abc program=G1 Bearer error="invalid_token"'
     assert redact(line) == line
+
+
+# Pieces of what the patterns look for, and of what they must leave alone, to make lines of.
+_PIECES = ["token", "pin", "code", "key", "keys", "secret", "password", "Authorization", "Cookie",
+           "Bearer", "basic", "eyJ", "eyJhbGci", ".c2lnbmF0", "whsec_", "AbCdEf0123456789", "://", "user", "@", "=", ":", "'", '"', " ", "&", ",",
+           "abc", "Zx9", "0123456789abcdef", "-", "_", ".", "/", "?", "{", "}", "(", ")", "\n", "é"]
+
+
+@given(st.lists(st.sampled_from(_PIECES) | st.characters(), max_size=40).map("".join))
+def test_the_quick_check_never_skips_a_line_the_patterns_would_change(line):
+    assert redact(line) == redaction._substitute(line)
+
+
+def test_a_uuid_argument_is_kept_as_it_is():
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "order %s", (uuid.UUID(int=7),), None)
+    RedactingFilter().filter(record)
+    assert record.args == (uuid.UUID(int=7),)
+
+
+def test_only_templates_are_cached_never_a_message_made_with_its_data():
+    redaction._template_names_a_secret.cache_clear()
+    for secret in ("tok1", "tok2"):
+        record = logging.LogRecord("t", logging.INFO, __file__, 1, f"GET /v?token={secret}", None, None)
+        RedactingFilter().filter(record)
+        assert secret not in record.getMessage()
+    assert redaction._template_names_a_secret.cache_info().currsize == 0
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "GET /v?token=%s", ("tok3",), None)
+    RedactingFilter().filter(record)
+    assert "tok3" not in record.getMessage()
+    assert redaction._template_names_a_secret.cache_info().currsize == 1
 
 
 def test_urls_without_a_password_and_words_merely_containing_pin_stay_readable():
