@@ -9,7 +9,9 @@ from sqlalchemy import BigInteger, bindparam, func, insert, literal, select, tex
 
 from hub import ledger
 from hub.db import Database, utcnow
+from hub.ledger import service
 from hub.ledger.verify import verify
+from tests.conftest import statements_run
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +115,19 @@ def test_a_reservation_resolves_exactly_once(book):
         with pytest.raises(ledger.PendingAlreadyResolved):
             book.db.write(lambda s: resolve(s, pending, "test"))
     assert book.balance(book.a).available == 10
+
+
+@pytest.mark.parametrize("resolve", [ledger.post_pending, ledger.void_pending])
+def test_a_reservation_is_resolved_without_a_read_of_its_accounts_of_their_own(book, resolve):
+    """A process that never saw the accounts (the relay resolves what the API reserved)."""
+    book.post(book.spec(book.issuance, book.a, 10))
+    (pending,) = book.db.write(lambda s: ledger.reserve(s, [book.spec(book.a, book.b, 10)], timedelta(hours=1)))
+    service._info_cache.clear()
+    with statements_run(book.db) as seen:
+        book.db.write(lambda s: resolve(s, pending, "test"))
+    assert not [s for s in seen if s.startswith("select ledger_accounts.id")]
+    posted = resolve is ledger.post_pending
+    assert (book.balance(book.a).available, book.balance(book.b).posted) == ((0, 10) if posted else (10, 0))
 
 
 def test_an_expired_reservation_can_be_voided_but_not_posted(book):
