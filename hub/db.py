@@ -8,6 +8,7 @@ Serialization failures and deadlocks are retried by `Database.write`.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -151,6 +152,28 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class Gated:
+    """A Database whose transactions each take one of `slots` first, for a worker's relay
+    threads: dozens of threads, each holding a connection only for its short outcome
+    transaction. Bounding how many run at once bounds the connections they need, so the pool
+    can keep them all open: past the pool's size, SQLAlchemy opens an overflow connection
+    for a checkout and closes it on return, a new PostgreSQL backend every few transactions.
+    A thread waiting for a slot holds no connection. Never nest: a transaction's work must not
+    start another through the same Gated (the key ring's own reads use the engine directly)."""
+
+    def __init__(self, db: Database, slots: threading.BoundedSemaphore):
+        self.db, self.slots = db, slots
+
+    def write(self, work: Callable[[Session], T]) -> T:
+        with self.slots:
+            return self.db.write(work)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self.slots, self.db.read() as session:
+            yield session
 
 
 # From how many values `one_of` binds one array on PostgreSQL (psycopg caches the parsing of

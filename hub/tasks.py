@@ -137,32 +137,52 @@ def _per_process(build):
 @_per_process
 def _services():
     """The database pool, connectors and relay of this worker process."""
-    from hub.db import Database
+    from hub.db import Database, Gated
     from hub.notify.policy import RelayPolicy
     from hub.privacy import keyring
     from hub.rewards import relay
     from hub.rewards.registry import configured_providers
 
     settings = Settings.from_env()
-    # A threads worker shares one pool among its threads: as many connections as threads, or
-    # the overflow ones would be opened and closed all the time. (`hub worker` sets these.)
-    pool_size = settings.db_pool_size
-    if os.environ.get("HUB_WORKER_POOL") == "threads":
-        pool_size = max(pool_size, int(os.environ.get("HUB_WORKER_CONCURRENCY") or 0))
-    db = Database(settings.database_url, pool_size)
+    db = Database(settings.database_url, _pool_size(settings))
     keyring.install(settings, db.engine)
     providers = configured_providers(settings)
     policy = RelayPolicy.from_settings(settings)
-    return settings, db, providers, relay.Relay(db, providers, policy, parallel=_parallel())
+    # The relay's threads (and the saga's) share the outcome slots.
+    outcomes = Gated(db, threading.BoundedSemaphore(_outcome_slots()))
+    return settings, db, providers, relay.Relay(outcomes, providers, policy, parallel=_parallel())
+
+
+def _concurrency() -> int:
+    return int(os.environ.get("HUB_WORKER_CONCURRENCY") or 4)
+
+
+def _task_threads() -> int:
+    """Threads that run tasks in this process: all of them share its pool. (`hub worker`
+    sets these variables; a prefork child runs one task at a time.)"""
+    return _concurrency() if os.environ.get("HUB_WORKER_POOL") == "threads" else 1
+
+
+def _outcome_slots() -> int:
+    """How many of the relay's and the saga's threads may be in a transaction at once: as many
+    as the worker runs tasks. Their transactions are short: more at once would each hold a
+    connection to wait for the interpreter lock and the database's CPU, not finish sooner."""
+    return _concurrency()
+
+
+def _pool_size(settings: Settings) -> int:
+    """Connections this process keeps open: one per task thread, one per outcome slot (so that
+    in steady use none is opened and closed per transaction), or HUB_DB_POOL_SIZE if larger."""
+    return max(settings.db_pool_size, _task_threads() + _outcome_slots())
 
 
 def _parallel() -> int:
     """Relay threads per process. Orders (or conversions) of one task call out concurrently,
-    up to 4 per pool thread in all: four times the calls in flight of one per task, without
+    up to 4 per task thread in all: four times the calls in flight of one per task, without
     opening hundreds of connections to one provider at once (a claimed one waits at most a
     few calls for a thread, far less than its lease). The threads hold a database connection
-    only for their short transactions, never during a remote call."""
-    return 4 * int(os.environ.get("HUB_WORKER_CONCURRENCY") or 4)
+    only for their short transactions (one of the outcome slots), never during a remote call."""
+    return 4 * _concurrency()
 
 
 @_per_process
@@ -171,8 +191,8 @@ def _saga():
     from hub.exchange import hosted, saga
     from hub.notify.policy import RelayPolicy
 
-    settings, db, _, _ = _services()
-    return saga.Saga(db, hosted.configured(settings.providers), RelayPolicy.from_settings(settings),
+    settings, _, _, relay = _services()
+    return saga.Saga(relay.db, hosted.configured(settings.providers), RelayPolicy.from_settings(settings),
                      parallel=_parallel())
 
 
