@@ -26,7 +26,7 @@ from datetime import timedelta
 from sqlalchemy import Uuid, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from hub.db import run, utcnow
+from hub.db import bind_values, one_of, run, utcnow, values_shape
 from hub.notify import outbox
 from hub.notify.webhook_models import PENDING, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from hub.programs.models import Program
@@ -144,11 +144,14 @@ def subscribed(event_types: list[str], event_type: str) -> bool:
 _ENDPOINT_COLUMNS = (WebhookEndpoint.id, WebhookEndpoint.event_types, WebhookEndpoint.partner_id)
 _ENDPOINTS = select(*_ENDPOINT_COLUMNS).where(
     WebhookEndpoint.partner_id == bindparam("p", type_=Uuid()), WebhookEndpoint.disabled_at.is_(None))
-_PROGRAMS_ENDPOINTS = (
-    select(*_ENDPOINT_COLUMNS).distinct()
+# By how the program ids are bound (hub.db.one_of): one program, the usual case (a
+# redemption's outcome), goes through `run` straight to the driver.
+_PROGRAMS_ENDPOINTS = {
+    shape: select(*_ENDPOINT_COLUMNS).distinct()
     .join(Program, Program.partner_id == WebhookEndpoint.partner_id)
-    .where(Program.id.in_(bindparam("programs", expanding=True)), WebhookEndpoint.disabled_at.is_(None))
-)
+    .where(one_of(Program.id, "programs", shape), WebhookEndpoint.disabled_at.is_(None))
+    for shape in ("one", "in", "array")
+}
 
 
 def emit(session: Session, partner_id: uuid.UUID, event_type: str, data: dict) -> str:
@@ -174,7 +177,9 @@ def emit_for_programs(session: Session, program_ids: Iterable[uuid.UUID], event_
     """`emit` to the partners of these programs (each partner once): for an event about
     programs rather than one partner (a conversion concerns both sides). `data` is called
     only if some endpoint is subscribed, so it may query: without one, this is one read."""
-    rows = session.execute(_PROGRAMS_ENDPOINTS, {"programs": list(set(program_ids))}).all()
+    conn, programs = session.connection(), list(set(program_ids))
+    shape = values_shape(conn, programs)
+    rows, _ = run(conn, _PROGRAMS_ENDPOINTS[shape], {"programs": bind_values(shape, programs)})
     _fan_out(session, rows, event_type, [({}, data)])
 
 
