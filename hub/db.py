@@ -155,13 +155,13 @@ class Database:
 
 
 class Gated:
-    """A Database whose transactions each take one of `slots` first, for a worker's relay
-    threads: dozens of threads, each holding a connection only for its short outcome
-    transaction. Bounding how many run at once bounds the connections they need, so the pool
-    can keep them all open: past the pool's size, SQLAlchemy opens an overflow connection
-    for a checkout and closes it on return, a new PostgreSQL backend every few transactions.
-    A thread waiting for a slot holds no connection. Never nest: a transaction's work must not
-    start another through the same Gated (the key ring's own reads use the engine directly)."""
+    """A Database whose transactions each take one of `slots` first, for a worker's relay and
+    saga: dozens of threads, each holding a connection only for a short outcome transaction.
+    Bounding how many run at once bounds the connections they need, so the pool can keep them
+    all open: past the pool's size, SQLAlchemy opens an overflow connection for a checkout and
+    closes it on return, a new PostgreSQL backend every few transactions. A thread waiting for
+    a slot holds no connection. Never nest: a transaction's work must not start another
+    through the same Gated (the key ring's own reads use the engine directly)."""
 
     def __init__(self, db: Database, slots: threading.BoundedSemaphore):
         self.db, self.slots = db, slots

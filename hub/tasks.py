@@ -164,9 +164,9 @@ def _task_threads() -> int:
 
 
 def _outcome_slots() -> int:
-    """How many of the relay's and the saga's threads may be in a transaction at once: as many
-    as the worker runs tasks. Their transactions are short: more at once would each hold a
-    connection to wait for the interpreter lock and the database's CPU, not finish sooner."""
+    """How many of the relay's and the saga's transactions may run at once: as many as the
+    worker runs tasks. They are short: more at once would each hold a connection to wait for
+    the interpreter lock and the database's CPU, not finish sooner."""
     return _concurrency()
 
 
@@ -180,8 +180,9 @@ def _parallel() -> int:
     """Relay threads per process. Orders (or conversions) of one task call out concurrently,
     up to 4 per task thread in all: four times the calls in flight of one per task, without
     opening hundreds of connections to one provider at once (a claimed one waits at most a
-    few calls for a thread, far less than its lease). The threads hold a database connection
-    only for their short transactions (one of the outcome slots), never during a remote call."""
+    few calls for a thread, far less than its lease). The relay's threads hold no database
+    connection (the task's thread records their answers); the saga's hold one only for their
+    short transactions (one of the outcome slots), never during a remote call."""
     return 4 * _concurrency()
 
 

@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import NamedTuple
@@ -146,6 +146,14 @@ class _Claim:
     give_up: bool
 
 
+class _Answer(NamedTuple):
+    """A provider's answer to one claimed order, to record."""
+    claim: _Claim
+    outcome: Outcome
+    placed: bool
+    request_id: str | None
+
+
 class _Unhealthy(Exception):
     """An answer that counts against the provider's breaker (its outcome rides along)."""
 
@@ -174,24 +182,34 @@ class Relay:
     def run_many(self, redemption_ids: Sequence[uuid.UUID],
                  request_ids: Mapping[uuid.UUID, str | None] | None = None) -> list[str]:
         """One attempt for each order: their leases taken in one transaction, then each
-        order's provider call and outcome on its own, concurrently (the process's relay
-        threads, `parallel` of them, are shared by every task), so that the orders of a
-        batch do not wait for each other's provider. Returns when every attempt has ended; then raises the first
-        error, if any (the task is retried: attempts already recorded find their order done,
-        ones whose lease is still held are left to the outbox, as for a lost task).
-        `request_ids`: the id of the request that placed each order, for its attempt's logs
-        and provider calls."""
+        order's provider call on its own, concurrently (the process's relay threads,
+        `parallel` of them, are shared by every task), so that the orders of a batch do not
+        wait for each other's provider. The answers are recorded as they come: those that
+        arrived together in one transaction (`_record`). Returns when every attempt has
+        ended; then raises the first error, if any (the task is retried: attempts already
+        recorded find their order done, ones whose lease is still held are left to the
+        outbox, as for a lost task). `request_ids`: the id of the request that placed each
+        order, for its attempt's logs and provider calls."""
         request_ids = request_ids or {}
         claims = self.db.write(lambda s: self._claim(s, redemption_ids))
         taken = [claims[rid] for rid in redemption_ids if isinstance(claims[rid], _Claim)]
+        errors: list[BaseException] = []
         if len(taken) == 1:
             claim = taken[0]
-            claims[claim.redemption_id] = self._attempt(claim, request_ids.get(claim.redemption_id))
+            claims.update(self._record([self._answer(claim, request_ids.get(claim.redemption_id))], errors))
         elif taken:
-            futures = {c.redemption_id: self._executor().submit(self._attempt, c, request_ids.get(c.redemption_id))
-                       for c in taken}
-            wait(futures.values())
-            claims.update((rid, future.result()) for rid, future in futures.items())
+            running = {self._executor().submit(self._answer, c, request_ids.get(c.redemption_id)) for c in taken}
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                answers = []
+                for future in done:
+                    if future.exception() is None:
+                        answers.append(future.result())
+                    else:
+                        errors.append(future.exception())
+                claims.update(self._record(answers, errors))
+        if errors:
+            raise errors[0]
         return [claims[rid] for rid in redemption_ids]
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -200,19 +218,37 @@ class Relay:
                 self._pool = ThreadPoolExecutor(self._parallel, thread_name_prefix="relay")
             return self._pool
 
-    def _attempt(self, claim: _Claim, request_id: str | None = None) -> str:
-        """Call the provider (no transaction open meanwhile), then record its answer."""
+    def _answer(self, claim: _Claim, request_id: str | None) -> _Answer:
+        """Call the provider (no transaction open meanwhile)."""
         with context.bound(request_id):
-            return self._attempt_bound(claim)
+            started = time.perf_counter()
+            outcome, placed = self._call(claim)
+            metrics.relay_outcome(claim.provider, outcome.status.value, time.perf_counter() - started)
+            log.info("redemption %s attempt %d: %s %s", claim.redemption_id, claim.attempts, outcome.status.value,
+                     outcome.detail)
+        return _Answer(claim, outcome, placed, request_id)
 
-    def _attempt_bound(self, claim: _Claim) -> str:
-        started = time.perf_counter()
-        outcome, placed = self._call(claim)
-        metrics.relay_outcome(claim.provider, outcome.status.value, time.perf_counter() - started)
-        log.info("redemption %s attempt %d: %s %s", claim.redemption_id, claim.attempts, outcome.status.value,
-                 outcome.detail)
-        return self.db.write(lambda s: record(s, claim.redemption_id, outcome, self.policy,
-                                              give_up=claim.give_up, placed=placed))
+    def _record(self, answers: list[_Answer], errors: list[BaseException]) -> dict[uuid.UUID, str]:
+        """Record these answers in one transaction: one commit, and one of the outcome slots,
+        for all of them. If that fails, each is recorded in a transaction of its own, so that
+        one order's error holds back no other's outcome; errors are added to `errors`."""
+        if len(answers) > 1:
+            try:
+                return self.db.write(lambda s: {a.claim.redemption_id: self._record_one(s, a) for a in answers})
+            except Exception:  # noqa: BLE001  (recorded one by one below, which raises it again)
+                log.warning("recording %d relay outcomes together failed; recording each alone", len(answers))
+        states = {}
+        for answer in answers:
+            try:
+                states[answer.claim.redemption_id] = self.db.write(lambda s: self._record_one(s, answer))
+            except Exception as exc:  # noqa: BLE001  (raised by run_many once every attempt has ended)
+                errors.append(exc)
+        return states
+
+    def _record_one(self, session: Session, answer: _Answer) -> str:
+        with context.bound(answer.request_id):  # the outcome's webhook and logs carry its request's id
+            return record(session, answer.claim.redemption_id, answer.outcome, self.policy,
+                          give_up=answer.claim.give_up, placed=answer.placed)
 
     def _claim(self, session: Session, redemption_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, _Claim | str]:
         """Each order's claim, or 'busy' (another delivery holds its lease) or 'done'."""

@@ -10,6 +10,7 @@ import contextlib
 import json
 import time
 import uuid
+from concurrent.futures import wait
 from datetime import timedelta
 
 import pytest
@@ -22,6 +23,7 @@ from hub.identity.oidc import subjects
 from hub.ledger.verify import verify
 from hub.notify.outbox import OutboxMessage
 from hub.notify.policy import RelayPolicy
+from hub.observability import context
 from hub.programs.models import Partner
 from hub.rewards import catalog, relay
 from hub.rewards.models import Redemption, Reward
@@ -433,6 +435,71 @@ def test_a_batch_attempts_each_order_once_and_skips_done_and_leased_ones(partner
     assert worker.run_many(ids) == ["done", "busy", "fulfilled", "fulfilled"]
     placed = sorted(ref for call, ref in provider.calls if call == "place")
     assert placed == sorted(f"rdm{i.hex}" for i in (ids[0], ids[2], ids[3]))  # each once
+
+
+class Writes:
+    """The Database, counting its write transactions."""
+
+    def __init__(self, db):
+        self.db, self.count = db, 0
+
+    def write(self, work):
+        self.count += 1
+        return self.db.write(work)
+
+    def read(self):
+        return self.db.read()
+
+
+@pytest.fixture
+def together(monkeypatch):
+    """The relay's waits return once every call of the batch has been answered, so that
+    the answers arrive together (otherwise, on a fast provider, they may or may not)."""
+    monkeypatch.setattr(relay, "wait", lambda running, return_when=None: wait(running))
+
+
+def test_answers_that_arrive_together_are_recorded_in_one_transaction(partner, provider, db, together, monkeypatch):
+    member = rich_member(partner)
+    code = reward_code(db, provider)
+    ids = [uuid.UUID(redeem(partner, member, code, amount="10.00").json()["id"]) for _ in range(3)]
+    provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD) for _ in ids]
+    record, bound = relay.record, {}
+
+    def spy(session, redemption_id, *args, **kwargs):
+        bound[redemption_id] = context.current()
+        return record(session, redemption_id, *args, **kwargs)
+
+    monkeypatch.setattr(relay, "record", spy)
+    writes = Writes(db)
+    request_ids = {rid: f"req-{i}" for i, rid in enumerate(ids)}
+    assert relay.Relay(writes, {provider.name: provider}, POLICY).run_many(ids, request_ids) == ["fulfilled"] * 3
+    assert writes.count == 2  # the claims, then the three outcomes
+    assert bound == request_ids  # each outcome under its own request's id (its webhook, its logs)
+    with db.read() as s:
+        assert verify(s).ok
+
+
+def test_an_outcome_that_fails_to_record_holds_back_no_other(partner, provider, db, together, monkeypatch):
+    member = rich_member(partner)
+    code = reward_code(db, provider)
+    ids = [uuid.UUID(redeem(partner, member, code, amount="10.00").json()["id"]) for _ in range(3)]
+    provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD) for _ in ids]
+    record = relay.record
+
+    def broken_for_the_second(session, redemption_id, *args, **kwargs):
+        if redemption_id == ids[1]:
+            raise RuntimeError("a bug recording this one")
+        return record(session, redemption_id, *args, **kwargs)
+
+    monkeypatch.setattr(relay, "record", broken_for_the_second)
+    writes = Writes(db)
+    with pytest.raises(RuntimeError, match="a bug recording this one"):
+        relay.Relay(writes, {provider.name: provider}, POLICY).run_many(ids)
+    assert writes.count == 1 + 1 + 3  # the claims, all three together (rolled back), each alone
+    states = [partner.api.get(f"/v1/redemptions/{rid}").json()["state"] for rid in ids]
+    assert states == ["fulfilled", "pending", "fulfilled"]  # the second is left to its lease
+    with db.read() as s:
+        assert verify(s).ok
 
 
 # --- maybe_placed: once an order may exist at the provider, it is never voided blindly ------
