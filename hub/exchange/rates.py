@@ -10,7 +10,6 @@ so a conversion never creates value: points_out * to_value + fee <= points_in * 
 """
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
