@@ -165,9 +165,10 @@ def _task_threads() -> int:
 
 def _outcome_slots() -> int:
     """How many of the relay's and the saga's transactions may run at once: as many as the
-    worker runs tasks. They are short: more at once would each hold a connection to wait for
-    the interpreter lock and the database's CPU, not finish sooner."""
-    return _concurrency()
+    process runs tasks (the relay records on the task's thread). They are short: more at once
+    would each hold a connection to wait for the interpreter lock and the database's CPU, not
+    finish sooner."""
+    return _task_threads()
 
 
 def _pool_size(settings: Settings) -> int:

@@ -17,7 +17,6 @@ accepted price.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import uuid
@@ -69,18 +68,24 @@ def _substitute(text: str) -> str:
     return text
 
 
+# Message templates (messages with arguments) that hold nothing to redact: templates repeat,
+# so each is checked once. Only clean ones are kept, so nothing redaction would hide stays in
+# memory; cleared when full (a set's add and clear need no lock).
+_CLEAN_TEMPLATES: set[str] = set()
+_CLEAN_TEMPLATES_MAX = 1024
+
+
 def _names_a_secret(record: logging.LogRecord) -> bool:
-    """Whether the message itself holds something to redact. A message with arguments is a
-    template, and templates repeat: their answers are cached. One without may be text made
-    with a secret in it, which a cache would keep in memory: it is checked afresh."""
+    """Whether the message itself holds something to redact."""
+    if record.args and record.msg in _CLEAN_TEMPLATES:
+        return False
+    if redact(record.msg) != record.msg:
+        return True
     if record.args:
-        return _template_names_a_secret(record.msg)
-    return redact(record.msg) != record.msg
-
-
-@functools.lru_cache(maxsize=1024)
-def _template_names_a_secret(template: str) -> bool:
-    return redact(template) != template
+        if len(_CLEAN_TEMPLATES) >= _CLEAN_TEMPLATES_MAX:
+            _CLEAN_TEMPLATES.clear()
+        _CLEAN_TEMPLATES.add(record.msg)
+    return False
 
 
 def _redact_arg(value):

@@ -36,7 +36,7 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from sqlalchemy import bindparam, exists, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.orm import Session
 
@@ -90,6 +90,7 @@ def _claim_statement(shape: str):
             _redemptions.c.maybe_placed,
             select(_rewards.c.product).where(_rewards.c.id == _redemptions.c.reward_id)
             .scalar_subquery().label("product"),
+            _redemptions.c.member_id, _redemptions.c.program_id,
         )
     )
 
@@ -144,6 +145,8 @@ class _Claim:
     maybe_placed: bool  # as claimed: look the reference up before placing
     attempts: int
     give_up: bool
+    member_id: uuid.UUID
+    program_id: uuid.UUID
 
 
 class _Answer(NamedTuple):
@@ -231,12 +234,22 @@ class Relay:
     def _record(self, answers: list[_Answer], errors: list[BaseException]) -> dict[uuid.UUID, str]:
         """Record these answers in one transaction: one commit, and one of the outcome slots,
         for all of them. If that fails, each is recorded in a transaction of its own, so that
-        one order's error holds back no other's outcome; errors are added to `errors`."""
+        one order's error holds back no other's outcome; errors are added to `errors`. The
+        answers go in member order: two transactions lock the members' accounts in the same
+        order, so they cannot deadlock."""
+        answers = sorted(answers, key=lambda a: (a.claim.member_id, a.claim.program_id, a.claim.redemption_id))
         if len(answers) > 1:
             try:
                 return self.db.write(lambda s: {a.claim.redemption_id: self._record_one(s, a) for a in answers})
+            except OperationalError as exc:
+                # The database, not an order: one by one would only wait as long again for each
+                # (and after a commit whose outcome is unknown, could undo another delivery's
+                # lease). The orders are left to their leases.
+                errors.append(exc)
+                return {}
             except Exception:  # noqa: BLE001  (recorded one by one below, which raises it again)
-                log.warning("recording %d relay outcomes together failed; recording each alone", len(answers))
+                log.warning("recording %d relay outcomes together failed; recording each alone", len(answers),
+                            exc_info=True)
         states = {}
         for answer in answers:
             try:
@@ -265,7 +278,7 @@ class Relay:
 
     def _claim_of(self, row, now) -> _Claim:
         (redemption_id, attempts, provider, amount_minor, currency, recipient_sealed, relay_deadline, maybe_placed,
-         product) = row
+         product, member_id, program_id) = row
         recipient = redemptions.unseal(recipient_sealed)
         order = OrderRequest(
             reference=redemptions.reference(redemption_id),
@@ -275,7 +288,7 @@ class Relay:
             recipient=Recipient(recipient["email"], recipient.get("name", "")),
         )
         give_up = attempts >= self.policy.max_attempts or now >= relay_deadline
-        return _Claim(redemption_id, provider, order, bool(maybe_placed), attempts, give_up)
+        return _Claim(redemption_id, provider, order, bool(maybe_placed), attempts, give_up, member_id, program_id)
 
     @staticmethod
     def _untaken(session: Session, redemption_id: uuid.UUID) -> str:

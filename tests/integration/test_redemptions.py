@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytest
 from authlib.jose import jwt
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from hub.api import runtime
 from hub.db import utcnow
@@ -25,7 +26,7 @@ from hub.notify.outbox import OutboxMessage
 from hub.notify.policy import RelayPolicy
 from hub.observability import context
 from hub.programs.models import Partner
-from hub.rewards import catalog, relay
+from hub.rewards import catalog, redemptions, relay
 from hub.rewards.models import Redemption, Reward
 from hub.rewards.providers import CatalogItem, Kind, Outcome, Status, WebhookEvent, WebhookRejected
 from tests.conftest import Api, assert_problem, unique_code
@@ -459,9 +460,10 @@ def together(monkeypatch):
 
 
 def test_answers_that_arrive_together_are_recorded_in_one_transaction(partner, provider, db, together, monkeypatch):
-    member = rich_member(partner)
+    members = [rich_member(partner), rich_member(partner)]
     code = reward_code(db, provider)
-    ids = [uuid.UUID(redeem(partner, member, code, amount="10.00").json()["id"]) for _ in range(3)]
+    orders = [redeem(partner, members[i % 2], code, amount="10.00").json() for i in range(8)]
+    ids = [uuid.UUID(o["id"]) for o in orders]
     provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD) for _ in ids]
     record, bound = relay.record, {}
 
@@ -472,9 +474,12 @@ def test_answers_that_arrive_together_are_recorded_in_one_transaction(partner, p
     monkeypatch.setattr(relay, "record", spy)
     writes = Writes(db)
     request_ids = {rid: f"req-{i}" for i, rid in enumerate(ids)}
-    assert relay.Relay(writes, {provider.name: provider}, POLICY).run_many(ids, request_ids) == ["fulfilled"] * 3
-    assert writes.count == 2  # the claims, then the three outcomes
+    assert relay.Relay(writes, {provider.name: provider}, POLICY).run_many(ids, request_ids) == ["fulfilled"] * 8
+    assert writes.count == 2  # the claims, then the eight outcomes
     assert bound == request_ids  # each outcome under its own request's id (its webhook, its logs)
+    # In member order, whatever order the answers came in: two waves lock accounts alike.
+    member_of = {uuid.UUID(o["id"]): uuid.UUID(o["member_id"]) for o in orders}
+    assert [member_of[rid] for rid in bound] == sorted(member_of[rid] for rid in bound)
     with db.read() as s:
         assert verify(s).ok
 
@@ -498,6 +503,48 @@ def test_an_outcome_that_fails_to_record_holds_back_no_other(partner, provider, 
     assert writes.count == 1 + 1 + 3  # the claims, all three together (rolled back), each alone
     states = [partner.api.get(f"/v1/redemptions/{rid}").json()["state"] for rid in ids]
     assert states == ["fulfilled", "pending", "fulfilled"]  # the second is left to its lease
+    with db.read() as s:
+        assert verify(s).ok
+
+
+def test_a_database_failure_recording_a_wave_leaves_every_order_to_its_lease(partner, provider, db, together,
+                                                                            monkeypatch):
+    member = rich_member(partner)
+    code = reward_code(db, provider)
+    ids = [uuid.UUID(redeem(partner, member, code, amount="10.00").json()["id"]) for _ in range(3)]
+    provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD) for _ in ids]
+    record = relay.record
+
+    def database_gone(session, redemption_id, *args, **kwargs):
+        if redemption_id == ids[1]:
+            raise OperationalError("UPDATE ...", {}, Exception("server closed the connection unexpectedly"))
+        return record(session, redemption_id, *args, **kwargs)
+
+    monkeypatch.setattr(relay, "record", database_gone)
+    writes = Writes(db)
+    with pytest.raises(OperationalError):  # the task is retried (autoretry_for)
+        relay.Relay(writes, {provider.name: provider}, POLICY).run_many(ids)
+    assert writes.count == 2  # no transaction per order against a database that is down
+    assert [partner.api.get(f"/v1/redemptions/{rid}").json()["state"] for rid in ids] == ["pending"] * 3
+
+
+def test_a_provider_call_that_raises_holds_back_no_other_outcome(partner, provider, db):
+    member = rich_member(partner)
+    code = reward_code(db, provider)
+    ids = [uuid.UUID(redeem(partner, member, code, amount="10.00").json()["id"]) for _ in range(3)]
+    place = provider.place_order
+
+    def place_order(order):
+        if order.reference == redemptions.reference(ids[1]):
+            raise RuntimeError("a bug in a connector")
+        return Outcome(Status.FULFILLED, delivery=CARD)
+
+    provider.place_order = place_order
+    with pytest.raises(RuntimeError, match="a bug in a connector"):
+        relay.Relay(db, {provider.name: provider}, POLICY).run_many(ids)
+    assert [partner.api.get(f"/v1/redemptions/{rid}").json()["state"] for rid in ids] == [
+        "fulfilled", "pending", "fulfilled"]
+    provider.place_order = place
     with db.read() as s:
         assert verify(s).ok
 
