@@ -155,7 +155,7 @@ class Database:
 
 
 class Gated:
-    """A Database whose transactions each take one of `slots` first, for a worker's relay and
+    """A Database whose transactions each take one of `slots` first, for a worker's conversion
     saga: dozens of threads, each holding a connection only for a short outcome transaction.
     Bounding how many run at once bounds the connections they need, so the pool can keep them
     all open: past the pool's size, SQLAlchemy opens an overflow connection for a checkout and

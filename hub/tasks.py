@@ -137,7 +137,7 @@ def _per_process(build):
 @_per_process
 def _services():
     """The database pool, connectors and relay of this worker process."""
-    from hub.db import Database, Gated
+    from hub.db import Database
     from hub.notify.policy import RelayPolicy
     from hub.privacy import keyring
     from hub.rewards import relay
@@ -148,9 +148,7 @@ def _services():
     keyring.install(settings, db.engine)
     providers = configured_providers(settings)
     policy = RelayPolicy.from_settings(settings)
-    # The relay's threads (and the saga's) share the outcome slots.
-    outcomes = Gated(db, threading.BoundedSemaphore(_outcome_slots()))
-    return settings, db, providers, relay.Relay(outcomes, providers, policy, parallel=_parallel())
+    return settings, db, providers, relay.Relay(db, providers, policy, parallel=_parallel())
 
 
 def _concurrency() -> int:
@@ -163,18 +161,12 @@ def _task_threads() -> int:
     return _concurrency() if os.environ.get("HUB_WORKER_POOL") == "threads" else 1
 
 
-def _outcome_slots() -> int:
-    """How many of the relay's and the saga's transactions may run at once: as many as the
-    process runs tasks (the relay records on the task's thread). They are short: more at once
-    would each hold a connection to wait for the interpreter lock and the database's CPU, not
-    finish sooner."""
-    return _task_threads()
-
-
 def _pool_size(settings: Settings) -> int:
-    """Connections this process keeps open: one per task thread, one per outcome slot (so that
-    in steady use none is opened and closed per transaction), or HUB_DB_POOL_SIZE if larger."""
-    return max(settings.db_pool_size, _task_threads() + _outcome_slots())
+    """Connections this process keeps open, or HUB_DB_POOL_SIZE if larger: one per task
+    thread (the relay records its answers on the task's thread) and one per outcome slot of
+    the saga's threads (`_saga`), so that in steady use none is opened and closed per
+    transaction."""
+    return max(settings.db_pool_size, 2 * _task_threads())
 
 
 def _parallel() -> int:
@@ -183,18 +175,22 @@ def _parallel() -> int:
     opening hundreds of connections to one provider at once (a claimed one waits at most a
     few calls for a thread, far less than its lease). The relay's threads hold no database
     connection (the task's thread records their answers); the saga's hold one only for their
-    short transactions (one of the outcome slots), never during a remote call."""
+    short transactions, never during a remote call."""
     return 4 * _concurrency()
 
 
 @_per_process
 def _saga():
     """The conversion saga of this worker process (its partner connectors and breakers)."""
+    from hub.db import Gated
     from hub.exchange import hosted, saga
     from hub.notify.policy import RelayPolicy
 
-    settings, _, _, relay = _services()
-    return saga.Saga(relay.db, hosted.configured(settings.providers), RelayPolicy.from_settings(settings),
+    settings, db, _, _ = _services()
+    # Its threads take turns at as many outcome slots as the process has task threads: the
+    # connections `_pool_size` keeps for them.
+    outcomes = Gated(db, threading.BoundedSemaphore(_task_threads()))
+    return saga.Saga(outcomes, hosted.configured(settings.providers), RelayPolicy.from_settings(settings),
                      parallel=_parallel())
 
 

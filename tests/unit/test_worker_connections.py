@@ -1,7 +1,7 @@
-"""A worker's database connections (hub/tasks.py, hub/db.py:Gated): the relay's and the
-saga's transactions take turns at a few outcome slots, so its pool keeps every connection they
-use open, and none is opened and closed per transaction (past its size, a pool opens a
-connection for a checkout and closes it on return)."""
+"""A worker's database connections (hub/tasks.py, hub/db.py:Gated): the relay records on its
+task threads, and the saga's threads take turns at a few outcome slots, so its pool keeps
+every connection they use open, and none is opened and closed per transaction (past its size,
+a pool opens a connection for a checkout and closes it on return)."""
 from __future__ import annotations
 
 import threading
@@ -60,15 +60,15 @@ def test_gated_transactions_run_at_most_slots_at_once_on_the_connections_the_poo
     assert count["connections"] <= 4  # each one on a kept connection
 
 
-@pytest.mark.parametrize("pool,concurrency,slots,connections", [
+@pytest.mark.parametrize("pool,concurrency,task_threads,connections", [
     ("threads", 16, 16, 32),  # `hub worker`'s default: 16 task threads, 64 relay threads
     ("threads", 2, 2, 5),  # HUB_DB_POOL_SIZE (5 in the tests) when larger
     ("prefork", 8, 1, 5),  # a child runs one task at a time: 1 + 1, or HUB_DB_POOL_SIZE
 ])
 def test_a_worker_keeps_a_connection_per_task_thread_and_per_outcome_slot(
-        monkeypatch, settings, pool, concurrency, slots, connections):
+        monkeypatch, settings, pool, concurrency, task_threads, connections):
     monkeypatch.setenv("HUB_WORKER_POOL", pool)
     monkeypatch.setenv("HUB_WORKER_CONCURRENCY", str(concurrency))
-    assert tasks._outcome_slots() == slots
+    assert tasks._task_threads() == task_threads  # and as many outcome slots for the saga
     assert tasks._parallel() == 4 * concurrency
     assert tasks._pool_size(replace(settings, db_pool_size=5)) == connections
