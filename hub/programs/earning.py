@@ -464,8 +464,10 @@ def _settle(session: Session, actor: Actor, items: list[_Parsed]) -> counters.Ta
             else:
                 home = counters.home_stripe(item.membership[0])
                 budgets.setdefault((item.program.id, claim.key), [0, claim.limit, home])[0] += claim.points
-    if len(items) == 1 and items[0].points > 0 and session.connection().dialect.name == "postgresql":
-        return counters.gate(caps, budgets)
+    if len(items) == 1 and items[0].points > 0:
+        taking = counters.gate(session, caps, budgets)
+        if taking is not None:
+            return taking
     _share(session, claiming, counters.take(session, caps, budgets))
     return None
 

@@ -204,13 +204,8 @@ class Relay:
             running = {self._executor().submit(self._answer, c, request_ids.get(c.redemption_id)) for c in taken}
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
-                answers = []
-                for future in done:
-                    if future.exception() is None:
-                        answers.append(future.result())
-                    else:
-                        errors.append(future.exception())
-                claims.update(self._record(answers, errors))
+                errors += [f.exception() for f in done if f.exception() is not None]
+                claims.update(self._record([f.result() for f in done if f.exception() is None], errors))
         if errors:
             raise errors[0]
         return [claims[rid] for rid in redemption_ids]

@@ -85,9 +85,9 @@ def take(session: Session, caps: dict[tuple[uuid.UUID, str, str], Sequence[int]]
     of its stripes. A budget with no such stripe (near its end, or not made yet) is taken
     the slow way: all its stripes locked in stripe order, the want taken from them in turn.
     So earns only queue on a budget at its end, and cannot deadlock on its stripes."""
+    taking = gate(session, caps, budgets)
     conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        taking = gate(caps, budgets)
+    if taking is not None:
         rows, _ = run(conn, taking.rows, taking.params)
         return granted(session, taking, rows)
     # SQLite: one writer at a time, nothing to spread
@@ -103,10 +103,12 @@ class Taking(Gate):
     budgets: list
 
 
-def gate(caps: dict[tuple[uuid.UUID, str, str], Sequence[int]],
-         budgets: dict[tuple[uuid.UUID, str], Sequence[int]]) -> Taking:
+def gate(session: Session, caps: dict[tuple[uuid.UUID, str, str], Sequence[int]],
+         budgets: dict[tuple[uuid.UUID, str], Sequence[int]]) -> Taking | None:
     """What `take` does on PostgreSQL, as a gate for ledger.post_gated (the same arguments);
-    `granted` then reads what it granted."""
+    `granted` then reads what it granted. None elsewhere: SQLite takes the counters first."""
+    if session.connection().dialect.name != "postgresql":
+        return None
     cap_rows, budget_rows = _sorted_caps(caps), _sorted_budgets(budgets)
     params: dict[str, object] = {}
     if len(cap_rows) > INLINE_CAPS:

@@ -484,55 +484,57 @@ def test_answers_that_arrive_together_are_recorded_in_one_transaction(partner, p
         assert verify(s).ok
 
 
-def test_an_outcome_that_fails_to_record_holds_back_no_other(partner, provider, db, together, monkeypatch):
+def card_orders(partner, provider, db, count: int = 3) -> list[uuid.UUID]:
+    """`count` $10 card orders of one member, each to be fulfilled by the provider."""
     member = rich_member(partner)
     code = reward_code(db, provider)
-    ids = [uuid.UUID(redeem(partner, member, code, amount="10.00").json()["id"]) for _ in range(3)]
+    ids = [uuid.UUID(redeem(partner, member, code, amount="10.00").json()["id"]) for _ in range(count)]
     provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD) for _ in ids]
+    return ids
+
+
+def fail_recording(monkeypatch, redemption_id: uuid.UUID, error: Exception) -> None:
+    """relay.record raises `error` for this order (and records the others)."""
     record = relay.record
 
-    def broken_for_the_second(session, redemption_id, *args, **kwargs):
-        if redemption_id == ids[1]:
-            raise RuntimeError("a bug recording this one")
-        return record(session, redemption_id, *args, **kwargs)
+    def failing(session, rid, *args, **kwargs):
+        if rid == redemption_id:
+            raise error
+        return record(session, rid, *args, **kwargs)
 
-    monkeypatch.setattr(relay, "record", broken_for_the_second)
+    monkeypatch.setattr(relay, "record", failing)
+
+
+def states(partner, ids) -> list[str]:
+    return [partner.api.get(f"/v1/redemptions/{rid}").json()["state"] for rid in ids]
+
+
+def test_an_outcome_that_fails_to_record_holds_back_no_other(partner, provider, db, together, monkeypatch):
+    ids = card_orders(partner, provider, db)
+    fail_recording(monkeypatch, ids[1], RuntimeError("a bug recording this one"))
     writes = Writes(db)
     with pytest.raises(RuntimeError, match="a bug recording this one"):
         relay.Relay(writes, {provider.name: provider}, POLICY).run_many(ids)
     assert writes.count == 1 + 1 + 3  # the claims, all three together (rolled back), each alone
-    states = [partner.api.get(f"/v1/redemptions/{rid}").json()["state"] for rid in ids]
-    assert states == ["fulfilled", "pending", "fulfilled"]  # the second is left to its lease
+    assert states(partner, ids) == ["fulfilled", "pending", "fulfilled"]  # the second is left to its lease
     with db.read() as s:
         assert verify(s).ok
 
 
 def test_a_database_failure_recording_a_wave_leaves_every_order_to_its_lease(partner, provider, db, together,
                                                                             monkeypatch):
-    member = rich_member(partner)
-    code = reward_code(db, provider)
-    ids = [uuid.UUID(redeem(partner, member, code, amount="10.00").json()["id"]) for _ in range(3)]
-    provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD) for _ in ids]
-    record = relay.record
-
-    def database_gone(session, redemption_id, *args, **kwargs):
-        if redemption_id == ids[1]:
-            raise OperationalError("UPDATE ...", {}, Exception("server closed the connection unexpectedly"))
-        return record(session, redemption_id, *args, **kwargs)
-
-    monkeypatch.setattr(relay, "record", database_gone)
+    ids = card_orders(partner, provider, db)
+    fail_recording(monkeypatch, ids[1],
+                   OperationalError("UPDATE ...", {}, Exception("server closed the connection unexpectedly")))
     writes = Writes(db)
     with pytest.raises(OperationalError):  # the task is retried (autoretry_for)
         relay.Relay(writes, {provider.name: provider}, POLICY).run_many(ids)
     assert writes.count == 2  # no transaction per order against a database that is down
-    assert [partner.api.get(f"/v1/redemptions/{rid}").json()["state"] for rid in ids] == ["pending"] * 3
+    assert states(partner, ids) == ["pending"] * 3
 
 
 def test_a_provider_call_that_raises_holds_back_no_other_outcome(partner, provider, db):
-    member = rich_member(partner)
-    code = reward_code(db, provider)
-    ids = [uuid.UUID(redeem(partner, member, code, amount="10.00").json()["id"]) for _ in range(3)]
-    place = provider.place_order
+    ids = card_orders(partner, provider, db)
 
     def place_order(order):
         if order.reference == redemptions.reference(ids[1]):
@@ -542,9 +544,7 @@ def test_a_provider_call_that_raises_holds_back_no_other_outcome(partner, provid
     provider.place_order = place_order
     with pytest.raises(RuntimeError, match="a bug in a connector"):
         relay.Relay(db, {provider.name: provider}, POLICY).run_many(ids)
-    assert [partner.api.get(f"/v1/redemptions/{rid}").json()["state"] for rid in ids] == [
-        "fulfilled", "pending", "fulfilled"]
-    provider.place_order = place
+    assert states(partner, ids) == ["fulfilled", "pending", "fulfilled"]
     with db.read() as s:
         assert verify(s).ok
 
