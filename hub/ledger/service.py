@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import SelectBase
 
-from hub.db import executemany, insert_many, run as run_once, utcnow
+from hub.db import bind_values, executemany, insert_many, one_of, run as run_once, utcnow, values_shape
 from hub.ledger.errors import (
     AccountClosed,
     InsufficientFunds,
@@ -537,18 +537,26 @@ def _create(
 # statement, no ORM identity map): a member account the process has not seen costs no
 # second read (the relay resolves reservations the API made).
 _debit, _credit = _accounts.alias("debit"), _accounts.alias("credit")
-_PENDING = (
-    select(
-        _transfers.c.id, _transfers.c.ledger, _transfers.c.debit_account_id, _transfers.c.credit_account_id,
-        _transfers.c.amount, _transfers.c.code, _transfers.c.ref_type, _transfers.c.ref_id,
-        _transfers.c.timeout_at,
-        _debit.c.ledger, _debit.c.cached, _debit.c.no_overdraft,
-        _credit.c.ledger, _credit.c.cached, _credit.c.no_overdraft,
+
+
+def _pending_statement(shape: str):
+    """The reservations named by "ids" (shaped as hub.db.one_of), in id order."""
+    return (
+        select(
+            _transfers.c.id, _transfers.c.ledger, _transfers.c.debit_account_id, _transfers.c.credit_account_id,
+            _transfers.c.amount, _transfers.c.code, _transfers.c.ref_type, _transfers.c.ref_id,
+            _transfers.c.timeout_at,
+            _debit.c.ledger, _debit.c.cached, _debit.c.no_overdraft,
+            _credit.c.ledger, _credit.c.cached, _credit.c.no_overdraft,
+        )
+        .join_from(_transfers, _debit, _debit.c.id == _transfers.c.debit_account_id)
+        .join(_credit, _credit.c.id == _transfers.c.credit_account_id)
+        .where(one_of(_transfers.c.id, "ids", shape), _transfers.c.phase == PENDING)
+        .order_by(_transfers.c.id)
     )
-    .join_from(_transfers, _debit, _debit.c.id == _transfers.c.debit_account_id)
-    .join(_credit, _credit.c.id == _transfers.c.credit_account_id)
-    .where(_transfers.c.id == bindparam("id"), _transfers.c.phase == PENDING)
-)
+
+
+_PENDINGS = {shape: _pending_statement(shape) for shape in ("one", "in", "array")}
 
 
 @dataclass(frozen=True)
@@ -565,14 +573,18 @@ class _Pending:
     accounts: tuple[AccountInfo, AccountInfo]  # debit, credit
 
 
-def _load_pending(session: Session, pending_id: int) -> _Pending:
-    rows, _ = run_once(session.connection(), _PENDING, {"id": pending_id})
-    if not rows:
-        raise PendingNotFound(f"no pending transfer {pending_id}")
-    row = rows[0]
-    debit = AccountInfo(row[2], *row[9:12])
-    credit = AccountInfo(row[3], *row[12:15])
-    return _Pending(*row[:9], accounts=(debit, credit))
+def _load_pendings(session: Session, pending_ids: Sequence[int]) -> list[_Pending]:
+    """The reservations, in ascending id order, read in one statement (a wave of the relay's
+    outcomes resolves several at once)."""
+    ids = sorted(set(pending_ids))
+    conn = session.connection()
+    shape = values_shape(conn, ids)
+    rows, _ = run_once(conn, _PENDINGS[shape], {"ids": bind_values(shape, ids)})
+    if len(rows) != len(ids):
+        missing = sorted(set(ids) - {row[0] for row in rows})
+        raise PendingNotFound(f"no pending transfer {missing[0]}")
+    return [_Pending(*row[:9], accounts=(AccountInfo(row[2], *row[9:12]), AccountInfo(row[3], *row[12:15])))
+            for row in rows]
 
 
 def _insert_resolution(insert_for_dialect):
@@ -586,8 +598,12 @@ def _insert_resolution(insert_for_dialect):
     )
 
 
-# ON CONFLICT is spelled per dialect in SQLAlchemy; the hub runs on these two.
+# ON CONFLICT is spelled per dialect in SQLAlchemy; the hub runs on these two. Several
+# resolutions go as one multi-row INSERT (SQLAlchemy's "insertmanyvalues"), each returned row
+# naming its reservation: a conflict returns none for it.
 _INSERT_RESOLUTION = {"postgresql": _insert_resolution(postgresql.insert), "sqlite": _insert_resolution(sqlite.insert)}
+_INSERT_RESOLUTIONS = {name: statement.returning(_transfers.c.pending_id)
+                       for name, statement in _INSERT_RESOLUTION.items()}
 
 
 def _resolve(session: Session, resolutions: Sequence[tuple[_Pending, int]], phase: str, caused_by: str) -> list[int]:
@@ -598,7 +614,7 @@ def _resolve(session: Session, resolutions: Sequence[tuple[_Pending, int]], phas
     deltas: dict[int, _Delta] = defaultdict(_Delta)
     conn = session.connection()
     now = utcnow()
-    ids = []
+    rows = []
     for pending, amount in resolutions:
         deltas[pending.debit_account_id].debits_pending -= pending.amount
         deltas[pending.credit_account_id].credits_pending -= pending.amount
@@ -615,14 +631,19 @@ def _resolve(session: Session, resolutions: Sequence[tuple[_Pending, int]], phas
             ref_type=pending.ref_type,
             ref_id=pending.ref_id,
         )
-        row = _row(spec, phase, now, pending_id=pending.id)
-        inserted, _ = run_once(conn, _INSERT_RESOLUTION[conn.dialect.name], row)
-        if not inserted:
+        rows.append(_row(spec, phase, now, pending_id=pending.id))
+    if len(rows) == 1:
+        inserted, _ = run_once(conn, _INSERT_RESOLUTION[conn.dialect.name], rows[0])
+        made = {rows[0]["pending_id"]: transfer_id for (transfer_id,) in inserted}
+    else:
+        made = {pending_id: transfer_id
+                for transfer_id, pending_id in conn.execute(_INSERT_RESOLUTIONS[conn.dialect.name], rows)}
+    for pending, _ in resolutions:
+        if pending.id not in made:
             raise PendingAlreadyResolved(f"pending transfer {pending.id} is already resolved")
-        ids.append(inserted[0][0])
-        metrics.transfers_made(session, (row,))
+    metrics.transfers_made(session, rows)
     _apply(session, deltas, infos)
-    return ids
+    return [made[pending.id] for pending, _ in resolutions]
 
 
 def _check_live(pending: _Pending) -> None:
@@ -634,7 +655,7 @@ def post_pending(
     session: Session, pending_id: int, caused_by: str, amount: int | None = None
 ) -> int:
     """Post a reservation, wholly or in part (the rest is released)."""
-    pending = _load_pending(session, pending_id)
+    (pending,) = _load_pendings(session, [pending_id])
     amount = pending.amount if amount is None else amount
     if not 0 < amount <= pending.amount:
         raise InvalidTransfer(f"post amount must be 1..{pending.amount}")
@@ -648,7 +669,7 @@ def post_pending_many(session: Session, pending_ids: Sequence[int], caused_by: s
     of the same set cannot deadlock). Every one is checked before anything is written, so
     one that timed out refuses them all and leaves the transaction clean. The resolving
     transfers' ids, in ascending order of `pending_ids`."""
-    pendings = [_load_pending(session, i) for i in sorted(pending_ids)]
+    pendings = _load_pendings(session, pending_ids)
     for pending in pendings:
         _check_live(pending)
     return _resolve(session, [(p, p.amount) for p in pendings], POST_PENDING, caused_by)
@@ -661,7 +682,7 @@ def void_pending(session: Session, pending_id: int, caused_by: str) -> int:
 
 def void_pending_many(session: Session, pending_ids: Sequence[int], caused_by: str) -> list[int]:
     """Release several reservations, linked (in the same orders as `post_pending_many`)."""
-    pendings = [_load_pending(session, i) for i in sorted(pending_ids)]
+    pendings = _load_pendings(session, pending_ids)
     return _resolve(session, [(p, p.amount) for p in pendings], VOID_PENDING, caused_by)
 
 

@@ -10,14 +10,14 @@ idempotent, since a message may be delivered more than once.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import BigInteger, Index, Integer, String, any_, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hub.db import Base, BigId, JSONDoc, UTCDateTime, run, utcnow
+from hub.db import Base, BigId, JSONDoc, UTCDateTime, bind_values, one_of, run, utcnow, values_shape
 from hub.observability import context
 
 
@@ -67,7 +67,12 @@ def enqueue(session: Session, topic: str, key: str, payload: dict) -> None:
 # Built once: the relay runs these on every attempt.
 _OPEN = (_outbox.c.topic == bindparam("t"), _outbox.c.key == bindparam("k"), _outbox.c.done_at.is_(None))
 _RESCHEDULE = update(_outbox).where(*_OPEN).values(available_at=bindparam("at"))
-_COMPLETE = update(_outbox).where(*_OPEN).values(done_at=bindparam("done"))
+# The open messages of some keys of a topic (hub.db.one_of): one order's, or a relay wave's.
+_COMPLETE = {
+    shape: update(_outbox).where(_outbox.c.topic == bindparam("t"), one_of(_outbox.c.key, "keys", shape),
+                                 _outbox.c.done_at.is_(None)).values(done_at=bindparam("done"))
+    for shape in ("one", "in", "array")
+}
 
 
 def reschedule(session: Session, topic: str, key: str, at: datetime) -> None:
@@ -76,7 +81,14 @@ def reschedule(session: Session, topic: str, key: str, at: datetime) -> None:
 
 
 def complete(session: Session, topic: str, key: str) -> None:
-    run(session.connection(), _COMPLETE, {"t": topic, "k": key, "done": utcnow()})
+    complete_many(session, topic, [key])
+
+
+def complete_many(session: Session, topic: str, keys: Sequence[str]) -> None:
+    """The open messages of these keys are done: one statement for all of them."""
+    conn = session.connection()
+    shape = values_shape(conn, keys)
+    run(conn, _COMPLETE[shape], {"t": topic, "keys": bind_values(shape, list(keys)), "done": utcnow()})
 
 
 def backoff(attempt: int, base: float, cap: float) -> timedelta:

@@ -177,10 +177,21 @@ def emit_for_programs(session: Session, program_ids: Iterable[uuid.UUID], event_
     """`emit` to the partners of these programs (each partner once): for an event about
     programs rather than one partner (a conversion concerns both sides). `data` is called
     only if some endpoint is subscribed, so it may query: without one, this is one read."""
+    emit_to(session, program_endpoints(session, program_ids), event_type, data)
+
+
+def program_endpoints(session: Session, program_ids: Iterable[uuid.UUID]) -> list[tuple]:
+    """The live endpoints of these programs' partners, each once: read once for several
+    events (`emit_to`), such as the outcomes of a relay wave's orders of one program."""
     conn, programs = session.connection(), list(set(program_ids))
     shape = values_shape(conn, programs)
     rows, _ = run(conn, _PROGRAMS_ENDPOINTS[shape], {"programs": bind_values(shape, programs)})
-    _fan_out(session, rows, event_type, [({}, data)])
+    return rows
+
+
+def emit_to(session: Session, endpoints: list[tuple], event_type: str, data: Callable[[], dict]) -> None:
+    """`emit_for_programs` to endpoints read by `program_endpoints`."""
+    _fan_out(session, endpoints, event_type, [({}, data)])
 
 
 def _event_id() -> str:

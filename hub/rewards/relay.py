@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy import String, Text, bindparam, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.orm import Session
@@ -96,19 +96,29 @@ def _claim_statement(shape: str):
 
 
 _CLAIM = {shape: _claim_statement(shape) for shape in ("one", "in", "array")}
+# Once an answer of a batch is in, how long the others may take to join its wave (seconds).
+# A wave of fulfilled orders costs about as many statements as one order (record_fulfilled),
+# so waiting a little for more saves the database and the worker far more than it delays.
+WAVE_GATHER = 0.02
 _STATE = select(_redemptions.c.state).where(_redemptions.c.id == bindparam("rid"))
 # The order, locked, its reward's kind, and whether it is pooled: one probe of the legs'
 # primary key in the same statement, so an unpooled order costs no extra round trip.
-_LOCK = (
-    select(_redemptions.c.state, _redemptions.c.attempts, _redemptions.c.transfer_id,
-           _redemptions.c.reward_id, _redemptions.c.maybe_placed, _rewards.c.kind,
-           exists().where(_legs.c.redemption_id == _redemptions.c.id).label("pooled"),
-           _redemptions.c.program_id, _redemptions.c.member_id, _redemptions.c.points, _rewards.c.code,
-           _redemptions.c.failure)
-    .join_from(_redemptions, _rewards, _rewards.c.id == _redemptions.c.reward_id)
-    .where(_redemptions.c.id == bindparam("rid"))
-    .with_for_update(of=_redemptions)
+_LOCKED_COLUMNS = (
+    _redemptions.c.state, _redemptions.c.attempts, _redemptions.c.transfer_id, _redemptions.c.reward_id,
+    _redemptions.c.maybe_placed, _rewards.c.kind, exists().where(_legs.c.redemption_id == _redemptions.c.id).label("pooled"),
+    _redemptions.c.program_id, _redemptions.c.member_id, _redemptions.c.points, _rewards.c.code, _redemptions.c.failure,
 )
+
+
+def _locking(*columns, where):
+    return (select(*columns).join_from(_redemptions, _rewards, _rewards.c.id == _redemptions.c.reward_id)
+            .where(where).with_for_update(of=_redemptions))
+
+
+_LOCK = _locking(*_LOCKED_COLUMNS, where=_redemptions.c.id == bindparam("rid"))
+# A wave's orders (hub.db.one_of), each with its id, locked in id order.
+_LOCK_WAVE = {shape: _locking(_redemptions.c.id, *_LOCKED_COLUMNS, where=one_of(_redemptions.c.id, "rids", shape))
+              .order_by(_redemptions.c.id) for shape in ("one", "in", "array")}
 # A pooled order's reservations, one per leg (its own transfer_id is the first of them).
 _LEG_TRANSFERS = select(_legs.c.transfer_id).where(_legs.c.redemption_id == bindparam("rid"))
 
@@ -204,6 +214,9 @@ class Relay:
             running = {self._executor().submit(self._answer, c, request_ids.get(c.redemption_id)) for c in taken}
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
+                if running:  # answers close behind join the wave: fewer, larger transactions
+                    more, running = wait(running, timeout=WAVE_GATHER)
+                    done |= more
                 errors += [f.exception() for f in done if f.exception() is not None]
                 claims.update(self._record([f.result() for f in done if f.exception() is None], errors))
         if errors:
@@ -235,7 +248,7 @@ class Relay:
         answers = sorted(answers, key=lambda a: (a.claim.member_id, a.claim.program_id, a.claim.redemption_id))
         if len(answers) > 1:
             try:
-                return self.db.write(lambda s: {a.claim.redemption_id: self._record_one(s, a) for a in answers})
+                return self.db.write(lambda s: self._record_wave(s, answers))
             except OperationalError as exc:
                 # The database, not an order: one by one would only wait as long again for each
                 # (and after a commit whose outcome is unknown, could undo another delivery's
@@ -252,6 +265,16 @@ class Relay:
             except Exception as exc:  # noqa: BLE001  (raised by run_many once every attempt has ended)
                 errors.append(exc)
         return states
+
+    def _record_wave(self, session: Session, answers: list[_Answer]) -> dict[uuid.UUID, str]:
+        """A wave of fulfilled orders (the usual case) is recorded together; any other, one
+        order after the other."""
+        if all(a.outcome.status is Status.FULFILLED for a in answers):
+            states = record_fulfilled(session, [Fulfilled(a.claim.redemption_id, a.outcome, a.placed, a.request_id)
+                                                for a in answers])
+            if states is not None:
+                return states
+        return {a.claim.redemption_id: self._record_one(session, a) for a in answers}
 
     def _record_one(self, session: Session, answer: _Answer) -> str:
         with context.bound(answer.request_id):  # the outcome's webhook and logs carry its request's id
@@ -409,20 +432,84 @@ def record(session: Session, redemption_id: uuid.UUID, outcome: Outcome,
     return state
 
 
+# A fulfilled order of a wave: one statement for all of them (executemany). A pending order
+# has no delivery yet, but one requeued after a late fulfilment does: each column keeps its
+# value where this kind of reward sets none, as `record` leaves it.
+_FULFIL = (
+    update(_redemptions).where(_redemptions.c.id == bindparam("rid"))
+    .values(state=FULFILLED, resolved_at=bindparam("now"), lease_until=None,
+            maybe_placed=or_(_redemptions.c.maybe_placed, bindparam("placed")),
+            provider_order_id=func.coalesce(bindparam("order_id", type_=String), _redemptions.c.provider_order_id),
+            delivery_sealed=func.coalesce(bindparam("sealed", type_=Text), _redemptions.c.delivery_sealed),
+            receipt=func.coalesce(bindparam("receipt", type_=_redemptions.c.receipt.type), _redemptions.c.receipt))
+)
+
+
+class Fulfilled(NamedTuple):
+    """A provider's answer that an order is fulfilled, to record with others (`record_fulfilled`)."""
+    redemption_id: uuid.UUID
+    outcome: Outcome
+    placed: bool
+    request_id: str | None
+
+
+def record_fulfilled(session: Session, answers: Sequence[Fulfilled]) -> dict[uuid.UUID, str] | None:
+    """What `record` does for each of these FULFILLED answers, for all of them at once: the
+    orders locked in one statement, their reservations posted in one ledger call, then one
+    write each of the orders, of their outbox messages and of the partners' endpoints per
+    program, instead of each order's own. Their states; or None, with nothing written but the
+    locks, when an order is not the plain case (no longer pending, pooled, or its reservation
+    expired): the caller then records each with `record`, in the same transaction."""
+    conn = session.connection()
+    rids = sorted(answer.redemption_id for answer in answers)
+    shape = values_shape(conn, rids)
+    rows, _ = run(conn, _LOCK_WAVE[shape], {"rids": bind_values(shape, rids)})
+    orders = {row[0]: _Locked(*row[1:]) for row in rows}
+    if len(orders) != len(rids) or any(o.state != PENDING or o.pooled for o in orders.values()):
+        return None
+    try:
+        ledger.post_pending_many(session, [orders[rid].transfer_id for rid in rids], CAUSED_BY)
+    except ledger.PendingExpired:  # checked before anything is written
+        return None
+    now = utcnow()
+    updates = []
+    for answer in answers:
+        delivery = dict(answer.outcome.delivery or {})
+        donation = orders[answer.redemption_id].kind == Kind.DONATION.value
+        updates.append({"rid": answer.redemption_id, "now": now, "placed": answer.placed,
+                        "order_id": answer.outcome.provider_order_id,
+                        "sealed": None if donation else redemptions.seal(delivery),
+                        "receipt": delivery if donation else None})
+    conn.execute(_FULFIL, updates)
+    outbox.complete_many(session, redemptions.RELAY_TOPIC, [str(rid) for rid in rids])
+    for program_id in {o.program_id for o in orders.values()}:
+        endpoints = webhooks.program_endpoints(session, [program_id])
+        for answer in answers if endpoints else ():
+            order = orders[answer.redemption_id]
+            if order.program_id == program_id:
+                with context.bound(answer.request_id):  # the webhook carries its order's request id
+                    _announce(session, answer.redemption_id, order, FULFILLED, None, endpoints)
+    return dict.fromkeys(rids, FULFILLED)
+
+
 def _give_back(session: Session, reservations: list[int], order: _Locked, by: str) -> None:
     """A failed order: its points back (every reservation voided) and its reward's stock."""
     ledger.void_pending_many(session, reservations, by)
     catalog.return_stock(session, order.reward_id)
 
 
-def _announce(session: Session, redemption_id: uuid.UUID, order: _Locked, state: str, failure: str | None) -> None:
-    """redemption.fulfilled / redemption.failed to the program's partner, with the outcome."""
+def _announce(session: Session, redemption_id: uuid.UUID, order: _Locked, state: str, failure: str | None,
+              endpoints: list[tuple] | None = None) -> None:
+    """redemption.fulfilled / redemption.failed to the program's partner, with the outcome.
+    `endpoints`: the partner's, if already read (webhooks.program_endpoints)."""
     def data() -> dict:
         program = session.scalar(select(Program.code).where(Program.id == order.program_id))
         return {"redemption_id": str(redemption_id), "member_id": str(order.member_id), "program": program,
                 "reward": order.reward_code, "points": order.points, "state": state, "failure": failure}
 
-    webhooks.emit_for_programs(session, [order.program_id], f"redemption.{state}", data)
+    if endpoints is None:
+        endpoints = webhooks.program_endpoints(session, [order.program_id])
+    webhooks.emit_to(session, endpoints, f"redemption.{state}", data)
 
 
 def _change(session: Session, redemption_id: uuid.UUID, **values) -> None:

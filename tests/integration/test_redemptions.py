@@ -24,12 +24,13 @@ from hub.identity.oidc import subjects
 from hub.ledger.verify import verify
 from hub.notify.outbox import OutboxMessage
 from hub.notify.policy import RelayPolicy
-from hub.observability import context
 from hub.programs.models import Partner
+from hub.ledger.models import Transfer
+from hub.notify import webhooks
 from hub.rewards import catalog, redemptions, relay
 from hub.rewards.models import Redemption, Reward
 from hub.rewards.providers import CatalogItem, Kind, Outcome, Status, WebhookEvent, WebhookRejected
-from tests.conftest import Api, assert_problem, unique_code
+from tests.conftest import Api, assert_problem, statements_run, unique_code
 
 CARD = {"code": "ABCD-1234", "pin": "9876", "url": "https://cards.example/abcd"}
 POLICY = RelayPolicy(lease=timedelta(seconds=30), backoff_base=0.01, backoff_cap=0.02,
@@ -439,14 +440,19 @@ def test_a_batch_attempts_each_order_once_and_skips_done_and_leased_ones(partner
 
 
 class Writes:
-    """The Database, counting its write transactions."""
+    """The Database, counting its write transactions and keeping the SQL statements that
+    SQLAlchemy sends in each (on PostgreSQL, hub.db.run's own bypass it)."""
 
     def __init__(self, db):
-        self.db, self.count = db, 0
+        self.db, self.count, self.statements = db, 0, []
 
     def write(self, work):
         self.count += 1
-        return self.db.write(work)
+        with statements_run(self.db) as seen:
+            try:
+                return self.db.write(work)
+            finally:
+                self.statements.append(seen)
 
     def read(self):
         return self.db.read()
@@ -456,30 +462,77 @@ class Writes:
 def together(monkeypatch):
     """The relay's waits return once every call of the batch has been answered, so that
     the answers arrive together (otherwise, on a fast provider, they may or may not)."""
-    monkeypatch.setattr(relay, "wait", lambda running, return_when=None: wait(running))
+    monkeypatch.setattr(relay, "wait", lambda running, return_when=None, timeout=None: wait(running))
 
 
-def test_answers_that_arrive_together_are_recorded_in_one_transaction(partner, provider, db, together, monkeypatch):
+def fulfilled_wave(partner, provider, db, count: int) -> tuple[list[dict], Writes]:
+    """`count` card orders of two members, fulfilled together: the orders, and the relay's
+    transactions (the claims, then the wave)."""
     members = [rich_member(partner), rich_member(partner)]
     code = reward_code(db, provider)
-    orders = [redeem(partner, members[i % 2], code, amount="10.00").json() for i in range(8)]
+    orders = [redeem(partner, members[i % 2], code, amount="10.00").json() for i in range(count)]
     ids = [uuid.UUID(o["id"]) for o in orders]
-    provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD) for _ in ids]
-    record, bound = relay.record, {}
-
-    def spy(session, redemption_id, *args, **kwargs):
-        bound[redemption_id] = context.current()
-        return record(session, redemption_id, *args, **kwargs)
-
-    monkeypatch.setattr(relay, "record", spy)
+    provider.place_script = [Outcome(Status.FULFILLED, provider_order_id=f"P-{i}", delivery=CARD)
+                             for i in range(count)]
     writes = Writes(db)
-    request_ids = {rid: f"req-{i}" for i, rid in enumerate(ids)}
-    assert relay.Relay(writes, {provider.name: provider}, POLICY).run_many(ids, request_ids) == ["fulfilled"] * 8
+    request_ids = {rid: f"req-{rid.hex[:8]}" for rid in ids}
+    assert relay.Relay(writes, {provider.name: provider}, POLICY).run_many(ids, request_ids) == ["fulfilled"] * count
+    return orders, writes
+
+
+def test_answers_that_arrive_together_are_recorded_in_one_transaction(partner, provider, db, together):
+    hooks = partner.api.post("/v1/webhook-endpoints", {"url": "https://partner.example/hooks",
+                                                       "event_types": ["redemption.fulfilled"]})
+    assert hooks.status_code == 201, hooks.text
+    orders, writes = fulfilled_wave(partner, provider, db, 8)
     assert writes.count == 2  # the claims, then the eight outcomes
-    assert bound == request_ids  # each outcome under its own request's id (its webhook, its logs)
-    # In member order, whatever order the answers came in: two waves lock accounts alike.
-    member_of = {uuid.UUID(o["id"]): uuid.UUID(o["member_id"]) for o in orders}
-    assert [member_of[rid] for rid in bound] == sorted(member_of[rid] for rid in bound)
+    for order in orders:
+        shown = partner.api.get(f"/v1/redemptions/{order['id']}").json()
+        assert shown["state"] == "fulfilled" and shown["resolved_at"]
+    with db.read() as s:
+        rows = s.execute(select(Redemption.id, Redemption.provider_order_id, Redemption.delivery_sealed,
+                                Redemption.lease_until)).all()
+        assert {r.provider_order_id for r in rows if str(r.id) in {o["id"] for o in orders}} == {
+            f"P-{i}" for i in range(8)}
+        assert all(r.lease_until is None and redemptions.unseal(r.delivery_sealed) == CARD
+                   for r in rows if str(r.id) in {o["id"] for o in orders})
+        relayed = s.execute(select(OutboxMessage.key, OutboxMessage.done_at)
+                            .where(OutboxMessage.topic == redemptions.RELAY_TOPIC)).all()
+        assert all(m.done_at is not None for m in relayed if m.key in {o["id"] for o in orders})
+        # Each order's webhook carries the id of the request that placed it.
+        hooked = s.execute(select(OutboxMessage.request_id).where(OutboxMessage.topic == webhooks.TOPIC)).scalars()
+        assert sorted(hooked) == sorted(f"req-{uuid.UUID(o['id']).hex[:8]}" for o in orders)
+        assert verify(s).ok
+
+
+def test_a_wave_costs_the_same_statements_whatever_its_size(partner, provider, db, together):
+    _, two = fulfilled_wave(partner, provider, db, 2)
+    _, eight = fulfilled_wave(partner, provider, db, 8)
+    assert two.count == eight.count == 2
+    assert len(eight.statements[1]) == len(two.statements[1])  # the wave's transaction
+
+
+def test_a_wave_with_an_order_that_is_not_plain_is_recorded_order_by_order(partner, provider, db, together):
+    ids = card_orders(partner, provider, db)
+    provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD), Outcome(Status.FAILED, detail="sold out"),
+                             Outcome(Status.FULFILLED, delivery=CARD)]
+    writes = Writes(db)
+    assert relay.Relay(writes, {provider.name: provider}, POLICY).run_many(ids) == ["fulfilled", "failed", "fulfilled"]
+    assert writes.count == 2  # still one transaction for the wave
+    with db.read() as s:
+        assert verify(s).ok
+
+
+def test_a_wave_whose_reservation_expired_is_recorded_order_by_order(partner, provider, db, together):
+    ids = card_orders(partner, provider, db)
+    with db.read() as s:
+        expired = s.scalar(select(Redemption.transfer_id).where(Redemption.id == ids[1]))
+    db.write(lambda s: s.execute(Transfer.__table__.update().where(Transfer.id == expired)
+                                 .values(timeout_at=utcnow() - timedelta(seconds=1))))
+    writes = Writes(db)
+    states = relay.Relay(writes, {provider.name: provider}, POLICY).run_many(ids)
+    assert states == ["fulfilled", "needs_review", "fulfilled"]  # the late one waits for ops, as alone
+    assert writes.count == 2  # the wave's own transaction: nothing was written before the check
     with db.read() as s:
         assert verify(s).ok
 
@@ -494,15 +547,21 @@ def card_orders(partner, provider, db, count: int = 3) -> list[uuid.UUID]:
 
 
 def fail_recording(monkeypatch, redemption_id: uuid.UUID, error: Exception) -> None:
-    """relay.record raises `error` for this order (and records the others)."""
-    record = relay.record
+    """Recording this order raises `error`, alone or in a wave (the others are recorded)."""
+    record, together = relay.record, relay.record_fulfilled
 
     def failing(session, rid, *args, **kwargs):
         if rid == redemption_id:
             raise error
         return record(session, rid, *args, **kwargs)
 
+    def failing_together(session, answers):
+        if any(answer.redemption_id == redemption_id for answer in answers):
+            raise error
+        return together(session, answers)
+
     monkeypatch.setattr(relay, "record", failing)
+    monkeypatch.setattr(relay, "record_fulfilled", failing_together)
 
 
 def states(partner, ids) -> list[str]:
