@@ -174,6 +174,26 @@ def test_an_invalid_idempotency_key_is_the_same_400(paths, partner, key):
     assert_same(lean, framework)
 
 
+def test_a_valid_idempotency_key_is_checked_once_built_and_others_by_connexion(paths, partner, monkeypatch):
+    """The lean path checks header parameters with validators built at start-up; only a
+    header that fails (or is repeated) goes to connexion's per-request check, whose 400 the
+    client gets."""
+    from connexion.validators.parameter import ParameterValidator
+
+    asked, validate = [], ParameterValidator.validate
+    monkeypatch.setattr(ParameterValidator, "validate", lambda self, scope: asked.append(1) or validate(self, scope))
+    body, other = (partner.purchase_body(partner.enrol(), "1000") for _ in range(2))  # enrolling asks connexion
+    asked.clear()
+    ok = partner.api.http.post("/v1/transactions", json=body, headers=auth(partner.api, **{"Idempotency-Key": "k-1"}))
+    assert ok.status_code == 201 and asked == []
+    bad = partner.api.http.post("/v1/transactions", json=body, headers=auth(partner.api, **{"Idempotency-Key": "a b"}))
+    assert_problem(bad, 400, "invalid-request")
+    assert asked == [1]
+    repeated = [*auth(partner.api).items(), ("Idempotency-Key", "k-2"), ("Idempotency-Key", "k 3")]
+    lean, framework = paths.both("/v1/transactions", json_body=other, headers=repeated)
+    assert lean.status_code == framework.status_code and asked == [1, 1, 1]
+
+
 @pytest.mark.parametrize(
     "change, status, slug",
     [
