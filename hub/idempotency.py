@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint, Uuid, bindparam, insert, select, text
+from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint, Uuid, bindparam, func, insert, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub import crypto
@@ -72,6 +73,14 @@ _LOCK_AND_STORED = text(
 )
 _STORE = insert(_keys).returning(_keys.c.id)
 _LINK = insert(IdempotencyKeyMember.__table__)
+# PostgreSQL: the stored response and its links to the members it names in one round trip,
+# the member ids bound as one array.
+_stored = insert(_keys).values({c: bindparam(c) for c in ("owner", "key", "fingerprint", "status", "body",
+                                                            "created_at")}).returning(_keys.c.id).cte("stored")
+_STORE_AND_LINK = insert(IdempotencyKeyMember.__table__).from_select(
+    ["key_id", "member_id"],
+    select(_stored.c.id, func.unnest(bindparam("members", type_=ARRAY(Uuid())))).select_from(_stored),
+)
 # Fields of a response, at any depth, that hold a member id (a purchase, an order, a transfer,
 # each result of a batch). A response that is itself a member passes ("id",) instead.
 MEMBER_FIELDS = ("member_id", "from_member_id", "to_member_id")
@@ -148,14 +157,18 @@ def run(
         status, body = work(session)
         if 200 <= status < 300:
             kept = {k: v for k, v in body.items() if k not in redact}
-            ((key_id,),), _ = run_once(conn, _STORE, {
+            row = {
                 "owner": owner, "key": key, "fingerprint": request_fingerprint, "status": status,
                 "body": crypto.seal(SEAL_PURPOSE, json.dumps(kept, separators=(",", ":")).encode()),
                 "created_at": utcnow(),
-            })
-            members = set(members_named(kept, member_fields))
-            if members:
-                executemany(conn, _LINK, [{"key_id": key_id, "member_id": m} for m in members])
+            }
+            members = sorted(set(members_named(kept, member_fields)))
+            if members and db.dialect == "postgresql":
+                run_once(conn, _STORE_AND_LINK, {**row, "members": members})
+            else:
+                ((key_id,),), _ = run_once(conn, _STORE, row)
+                if members:
+                    executemany(conn, _LINK, [{"key_id": key_id, "member_id": m} for m in members])
         return Outcome(status, body)
 
     return db.write(attempt)

@@ -9,11 +9,12 @@ idempotent, since a message may be delivered more than once.
 """
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, Index, Integer, String, any_, bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, Index, Integer, String, Table, any_, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -55,13 +56,40 @@ _INSERT_AND_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, "")).select_from(
 )
 
 
-def enqueue(session: Session, topic: str, key: str, payload: dict) -> None:
+def enqueue(session: Session, topic: str, key: str, payload: dict, *,
+            with_row: tuple[Table, dict] | None = None) -> None:
+    """Queue a message, in the caller's transaction. `with_row`: (table, row), a row that the
+    message is about, inserted with it: on PostgreSQL in the same statement (a relayed order
+    and its message cost one round trip). The row gives every column of the table."""
     now = utcnow()
     conn = session.connection()
     row = {"topic": topic, "key": key, "payload": payload, "available_at": now, "published_at": None,
            "publish_count": 0, "done_at": None, "created_at": now, "request_id": context.current()}
-    statement = _INSERT_AND_NOTIFY if conn.dialect.name == "postgresql" else _INSERT
-    run(conn, statement, {f"new_{name}": value for name, value in row.items()})
+    params = {f"new_{name}": value for name, value in row.items()}
+    if conn.dialect.name != "postgresql":
+        if with_row is not None:
+            run(conn, _insert_of(with_row[0]), with_row[1])
+        run(conn, _INSERT, params)
+    elif with_row is None:
+        run(conn, _INSERT_AND_NOTIFY, params)
+    else:
+        table, other = with_row
+        run(conn, _insert_and_notify_with(table), {**params, **other})
+
+
+@functools.cache
+def _insert_of(table: Table):
+    return insert(table)
+
+
+@functools.cache
+def _insert_and_notify_with(table: Table):
+    """_INSERT_AND_NOTIFY with a row of `table` (every column, bound by its name) inserted in
+    the same statement, as a data-modifying CTE (PostgreSQL runs it, referenced or not)."""
+    if any(c.name.startswith("new_") for c in table.c):
+        raise ValueError(f"{table.name}'s columns would clash with the message's parameters")
+    row = insert(table).values({c.name: bindparam(c.name, type_=c.type) for c in table.c}).cte(f"new_{table.name}")
+    return _INSERT_AND_NOTIFY.add_cte(row)
 
 
 # Built once: the relay runs these on every attempt.

@@ -174,15 +174,17 @@ def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> Redempti
                    relay_deadline=now + terms.hold - min(DEADLINE_MARGIN, terms.hold / 2))
     row["transfer_id"] = transfer_ids[0]
     conn = session.connection()
-    run(conn, _INSERT, row)
+    if reward.provider is None:
+        run(conn, _INSERT, row)
+    else:  # the order and its relay message: one statement on PostgreSQL
+        outbox.enqueue(session, RELAY_TOPIC, str(redemption_id), {"redemption_id": str(redemption_id)},
+                       with_row=(Redemption.__table__, row))
     if len(payment.legs) > 1:
         conn.execute(_INSERT_LEGS, [
             {"redemption_id": redemption_id, "program_id": leg.program.id, "points": leg.points,
              "transfer_id": transfer_id}
             for leg, transfer_id in zip(payment.legs, transfer_ids)
         ])
-    if reward.provider is not None:
-        outbox.enqueue(session, RELAY_TOPIC, str(redemption_id), {"redemption_id": str(redemption_id)})
     redemption = SimpleNamespace(**row)
     legs = tuple(LegView(leg.program.code, leg.points) for leg in payment.legs)
     return _view(redemption, reward, first.program.code, actor, legs)

@@ -27,6 +27,7 @@ from hub.notify.policy import RelayPolicy
 from hub.programs.models import Partner
 from hub.ledger.models import Transfer
 from hub.notify import webhooks
+from hub.notify.webhook_models import WebhookDelivery
 from hub.rewards import catalog, redemptions, relay
 from hub.rewards.models import Redemption, Reward
 from hub.rewards.providers import CatalogItem, Kind, Outcome, Status, WebhookEvent, WebhookRejected
@@ -500,7 +501,10 @@ def test_answers_that_arrive_together_are_recorded_in_one_transaction(partner, p
                             .where(OutboxMessage.topic == redemptions.RELAY_TOPIC)).all()
         assert all(m.done_at is not None for m in relayed if m.key in {o["id"] for o in orders})
         # Each order's webhook carries the id of the request that placed it.
-        hooked = s.execute(select(OutboxMessage.request_id).where(OutboxMessage.topic == webhooks.TOPIC)).scalars()
+        deliveries = select(WebhookDelivery.id).where(WebhookDelivery.endpoint_id == uuid.UUID(hooks.json()["id"]))
+        hooked = s.execute(select(OutboxMessage.request_id).where(
+            OutboxMessage.topic == webhooks.TOPIC,
+            OutboxMessage.key.in_([str(d) for d in s.execute(deliveries).scalars()]))).scalars()
         assert sorted(hooked) == sorted(f"req-{uuid.UUID(o['id']).hex[:8]}" for o in orders)
         assert verify(s).ok
 

@@ -75,3 +75,31 @@ def test_backoff_grows_with_jitter_and_stays_under_the_cap():
         delay = outbox.backoff(attempt, base=2.0, cap=600.0).total_seconds()
         assert 1.0 <= delay <= min(600.0, 2.0 * 2 ** (attempt - 1))
     assert len({outbox.backoff(8, 2.0, 600.0) for _ in range(20)}) > 1
+
+
+def test_a_row_enqueued_with_its_message_is_written_in_the_same_statement(db, monkeypatch):
+    """A relayed order and its message: one round trip on PostgreSQL (two elsewhere)."""
+    from hub import db as hub_db
+    from hub.programs.models import Member
+    from tests.conftest import statements_run
+
+    opened, driver_cursor = [], hub_db._driver_cursor
+    monkeypatch.setattr(hub_db, "_driver_cursor", lambda *a: opened.append(1) or driver_cursor(*a))
+    member, key = uuid.uuid4(), uuid.uuid4().hex
+    with statements_run(db) as seen:
+        db.write(lambda s: outbox.enqueue(s, TOPIC, key, {"k": key},
+                                          with_row=(Member.__table__, {"id": member, "created_at": utcnow()})))
+    assert len(opened) + len([q for q in seen if q.startswith("insert")]) == (1 if db.dialect == "postgresql" else 2)
+    with db.read() as s:
+        assert s.scalar(select(Member.id).where(Member.id == member)) == member
+        assert s.scalar(select(OutboxMessage.payload).where(OutboxMessage.key == key)) == {"k": key}
+    db.write(lambda s: (s.execute(delete(OutboxMessage).where(OutboxMessage.key == key)),
+                        s.execute(delete(Member).where(Member.id == member))))
+
+
+def test_a_row_whose_columns_clash_with_the_message_s_parameters_is_refused():
+    from sqlalchemy import Column, Integer, MetaData, Table
+
+    clashing = Table("clashing", MetaData(), Column("new_topic", Integer, primary_key=True))
+    with pytest.raises(ValueError, match="clash"):
+        outbox._insert_and_notify_with(clashing)
