@@ -24,7 +24,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint, Uuid, bindparam, func, insert, select, text
+from sqlalchemy import (
+    BigInteger, ForeignKey, String, Text, UniqueConstraint, Uuid, bindparam, func, insert, select, text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, Session, mapped_column
 

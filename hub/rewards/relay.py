@@ -105,8 +105,10 @@ _STATE = select(_redemptions.c.state).where(_redemptions.c.id == bindparam("rid"
 # primary key in the same statement, so an unpooled order costs no extra round trip.
 _LOCKED_COLUMNS = (
     _redemptions.c.state, _redemptions.c.attempts, _redemptions.c.transfer_id, _redemptions.c.reward_id,
-    _redemptions.c.maybe_placed, _rewards.c.kind, exists().where(_legs.c.redemption_id == _redemptions.c.id).label("pooled"),
-    _redemptions.c.program_id, _redemptions.c.member_id, _redemptions.c.points, _rewards.c.code, _redemptions.c.failure,
+    _redemptions.c.maybe_placed, _rewards.c.kind,
+    exists().where(_legs.c.redemption_id == _redemptions.c.id).label("pooled"),
+    _redemptions.c.program_id, _redemptions.c.member_id, _redemptions.c.points, _rewards.c.code,
+    _redemptions.c.failure,
 )
 
 
@@ -242,9 +244,11 @@ class Relay:
     def _record(self, answers: list[_Answer], errors: list[BaseException]) -> dict[uuid.UUID, str]:
         """Record these answers in one transaction: one commit, and one of the outcome slots,
         for all of them. If that fails, each is recorded in a transaction of its own, so that
-        one order's error holds back no other's outcome; errors are added to `errors`. The
-        answers go in member order: two transactions lock the members' accounts in the same
-        order, so they cannot deadlock."""
+        one order's error holds back no other's outcome; errors are added to `errors`. A wave
+        of fulfilled orders locks its members' accounts in ascending id order (the ledger's);
+        any other goes in member order. Two waves of one kind cannot deadlock; a rare deadlock
+        between the two kinds (a member with orders in both) is detected by PostgreSQL and
+        the transaction retried (Database.write)."""
         answers = sorted(answers, key=lambda a: (a.claim.member_id, a.claim.program_id, a.claim.redemption_id))
         if len(answers) > 1:
             try:
@@ -482,13 +486,14 @@ def record_fulfilled(session: Session, answers: Sequence[Fulfilled]) -> dict[uui
                         "receipt": delivery if donation else None})
     conn.execute(_FULFIL, updates)
     outbox.complete_many(session, redemptions.RELAY_TOPIC, [str(rid) for rid in rids])
-    for program_id in {o.program_id for o in orders.values()}:
-        endpoints = webhooks.program_endpoints(session, [program_id])
-        for answer in answers if endpoints else ():
-            order = orders[answer.redemption_id]
-            if order.program_id == program_id:
-                with context.bound(answer.request_id):  # the webhook carries its order's request id
-                    _announce(session, answer.redemption_id, order, FULFILLED, None, endpoints)
+    by_program: dict[uuid.UUID, list[Fulfilled]] = {}
+    for answer in answers:
+        by_program.setdefault(orders[answer.redemption_id].program_id, []).append(answer)
+    for program_id, announced in sorted(by_program.items()):
+        endpoints = webhooks.program_endpoints(session, [program_id])  # none: nothing to announce
+        for answer in announced if endpoints else ():
+            with context.bound(answer.request_id):  # the webhook carries its order's request id
+                _announce(session, answer.redemption_id, orders[answer.redemption_id], FULFILLED, None, endpoints)
     return dict.fromkeys(rids, FULFILLED)
 
 

@@ -160,6 +160,24 @@ def test_several_reservations_resolve_together_or_not_at_all(book):
         assert verify(s).ok
 
 
+@pytest.mark.parametrize("resolve", [ledger.post_pending_many, ledger.void_pending_many])
+def test_resolving_many_reservations_costs_the_statements_of_two(book, resolve):
+    """A relay wave resolves its orders' reservations together: one read of them and one
+    insert of their resolutions, whatever their number."""
+    book.post(book.spec(book.issuance, book.a, 100), book.spec(book.issuance, book.b, 100))
+
+    def statements(count: int) -> int:
+        legs = book.db.write(lambda s: ledger.reserve(
+            s, [book.spec(book.a if i % 2 else book.b, book.issuance, 1) for i in range(count)], timedelta(hours=1)))
+        with statements_run(book.db) as seen:
+            book.db.write(lambda s: resolve(s, legs, "test"))
+        return len(seen)
+
+    assert statements(2) == statements(12)
+    with book.db.read() as s:
+        assert verify(s).ok
+
+
 def test_several_reservations_void_together_and_one_expired_refuses_posting_all(book):
     book.post(book.spec(book.issuance, book.a, 100), book.spec(book.issuance, book.b, 100))
     live = book.db.write(lambda s: ledger.reserve(s, [book.spec(book.a, book.issuance, 30)], timedelta(hours=1)))
