@@ -268,24 +268,38 @@ def insert_many(conn: Connection, table, rows: list[dict]) -> None:
 
 
 @contextmanager
-def _driver_cursor(conn: Connection, sql: str, params) -> Iterator:
+def _driver_cursor(conn: Connection, sql: str, params, *, kept: bool = False) -> Iterator:
     """A psycopg cursor on `conn`'s connection (in its transaction), whose errors are raised
     as SQLAlchemy raises them (IntegrityError and so on, a lost connection invalidated), so
-    that `is_retryable` and the callers see the same exceptions as through SQLAlchemy."""
-    cursor = conn.connection.driver_connection.cursor()
+    that `is_retryable` and the callers see the same exceptions as through SQLAlchemy.
+
+    `kept`: the connection's own cursor for `run`, made once and kept with the connection
+    (in its pool record's `info`, which SQLAlchemy clears when the connection is closed or
+    invalidated): a cursor per statement cost about as much as psycopg's execution. A
+    connection serves one thread at a time, so its cursor does too."""
+    info = conn.connection.info
+    cursor = info.get(_KEPT_CURSOR) if kept else None
+    if cursor is None or cursor.closed:
+        cursor = conn.connection.driver_connection.cursor()
+        if kept:
+            info[_KEPT_CURSOR] = cursor
     try:
         yield cursor
     except conn.dialect.loaded_dbapi.Error as exc:
         conn._handle_dbapi_exception(exc, sql, params, cursor, None)  # always raises
     finally:
-        cursor.close()
+        if not kept:
+            cursor.close()
+
+
+_KEPT_CURSOR = "hub.cursor"
 
 
 class _Raw:
     """A statement compiled once for psycopg: its SQL (with SQLAlchemy's bind casts), the bind
     processors of its parameters, and the processed values of its own literals."""
 
-    __slots__ = ("sql", "processors", "constants", "ok")
+    __slots__ = ("sql", "query", "processors", "constants", "ok")
 
     def __init__(self, statement, dialect, keys: list[str]):
         # A plain INSERT takes its columns from the parameters' names, as conn.execute()
@@ -296,6 +310,8 @@ class _Raw:
         # Expanding IN lists are rendered per execution: those stay with SQLAlchemy.
         self.ok = not compiled.post_compile_params and not compiled.literal_execute_params
         self.sql = str(compiled)
+        # Given bytes, psycopg skips encoding the text (and hashing it anew) on every execution.
+        self.query = self.sql.encode("utf-8") if self.sql.isascii() else self.sql
         processors = compiled._bind_processors
         self.processors = [(k, processors[k]) for k in keys if k in processors]
         self.constants = {
@@ -328,9 +344,11 @@ def run(conn: Connection, statement, params: dict) -> tuple[list[tuple], int]:
             values = {**raw.constants, **params}
             for name, process in raw.processors:
                 values[name] = process(values[name])
-            with _driver_cursor(conn, raw.sql, values) as cursor:
-                cursor.execute(raw.sql, values)
-                return (cursor.fetchall() if cursor.description else []), cursor.rowcount
+            with _driver_cursor(conn, raw.sql, values, kept=True) as cursor:
+                cursor.execute(raw.query, values)
+                # A result with columns has rows to fetch (`description` would build a Column
+                # object per column on every call to say the same).
+                return (cursor.fetchall() if cursor.pgresult.nfields else []), cursor.rowcount
     result = conn.execute(statement, params)
     return (result.all() if result.returns_rows else []), result.rowcount
 

@@ -84,7 +84,7 @@ def test_a_row_enqueued_with_its_message_is_written_in_the_same_statement(db, mo
     from tests.conftest import statements_run
 
     opened, driver_cursor = [], hub_db._driver_cursor
-    monkeypatch.setattr(hub_db, "_driver_cursor", lambda *a: opened.append(1) or driver_cursor(*a))
+    monkeypatch.setattr(hub_db, "_driver_cursor", lambda *a, **k: opened.append(1) or driver_cursor(*a, **k))
     member, key = uuid.uuid4(), uuid.uuid4().hex
     with statements_run(db) as seen:
         db.write(lambda s: outbox.enqueue(s, TOPIC, key, {"k": key},

@@ -1,0 +1,59 @@
+"""hub.db.run: a statement straight to the driver, with the answers SQLAlchemy would give."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from hub.db import run, utcnow
+from hub.programs.models import Member
+
+_members = Member.__table__
+_ADD = insert(_members).returning(_members.c.id)
+_GET = select(_members.c.id, _members.c.created_at).where(_members.c.id == bindparam("mid"))
+_TOUCH = update(_members).where(_members.c.id == bindparam("mid")).values(created_at=bindparam("at"))
+
+
+@pytest.fixture
+def member(db):
+    made = uuid.uuid4()
+    yield made
+    db.write(lambda s: s.execute(delete(Member).where(Member.id == made)))
+
+
+def test_rows_and_counts_are_those_of_sqlalchemy(db, member):
+    with db.engine.connect() as conn, conn.begin():
+        assert run(conn, _ADD, {"id": member, "created_at": utcnow()}) == ([(member,)], 1)
+        assert [row[0] for row in run(conn, _GET, {"mid": member})[0]] == [member]
+        assert run(conn, _GET, {"mid": uuid.uuid4()})[0] == []  # a result with columns, but no row
+        assert run(conn, _TOUCH, {"mid": member, "at": utcnow()}) == ([], 1)  # no result columns
+
+
+def test_a_connection_keeps_one_cursor_across_statements_and_transactions(db, member):
+    """On PostgreSQL `run` executes on one cursor per connection. Errors still come as
+    SQLAlchemy's; the cursor it closes on one, or a lost connection's, is replaced."""
+    pg = db.dialect == "postgresql"
+
+    def kept(conn):
+        cursor = conn.connection.info.get("hub.cursor")
+        assert (cursor is not None and not cursor.closed) == pg
+        return cursor
+
+    with db.engine.connect() as conn:
+        with conn.begin():
+            run(conn, _ADD, {"id": member, "created_at": utcnow()})
+            first = kept(conn)
+        with conn.begin():
+            assert len(run(conn, _GET, {"mid": member})[0]) == 1
+            assert kept(conn) is first
+        with pytest.raises(IntegrityError), conn.begin():
+            run(conn, _ADD, {"id": member, "created_at": utcnow()})
+        with conn.begin():
+            assert len(run(conn, _GET, {"mid": member})[0]) == 1
+            after_error = kept(conn)
+        conn.invalidate()  # a lost connection: its cursor goes with it
+        with conn.begin():
+            assert len(run(conn, _GET, {"mid": member})[0]) == 1
+            assert kept(conn) is not after_error or not pg
