@@ -142,8 +142,9 @@ _MARK_PG = _MARK.where(_outbox.c.id == any_(bindparam("ids", type_=ARRAY(BigInte
 _MARK = _MARK.where(_outbox.c.id.in_(bindparam("ids", expanding=True)))
 
 
-# Payloads a broker message carries at most.
-PER_MESSAGE = 20
+# Payloads a broker message carries at most (the dispatcher's `gather` decides how many come
+# together). A relay task runs its orders' calls concurrently, each under its own lease.
+PER_MESSAGE = 40
 
 
 def dispatch_due(
