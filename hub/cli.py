@@ -117,7 +117,7 @@ def dispatch(poll, listen):
     logs.configure(logging.INFO)
     lease = timedelta(seconds=Settings.from_env().outbox_lease)
     dispatcher.run(_db(), dispatcher.celery_publisher(tasks.celery, tasks.TOPICS), lease=lease, poll=poll,
-                   listen=listen)
+                   listen=listen, per_message=tasks.PER_MESSAGE)
 
 
 @main.command()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from hub.db import Database
@@ -34,13 +34,15 @@ def run(
     gather: float = 0.1,
     listen: bool = True,
     stop: threading.Event | None = None,
+    per_message: Mapping[str, int] | None = None,
 ) -> None:
     """`gather`: after a notification, wait this long (from the start of the last round) so
     that a burst of new messages goes out as one batch, not as a round each. A message waits
     at most that long; under load, a round every 0.1 s fills tasks of tens of orders, whose
     broker message, task and claim are paid once for all of them (bench/relay.py: the
     worker's and the dispatcher's CPU per order fell by about a tenth and a half from 0.05 s
-    and 20 payloads a task)."""
+    and 20 payloads a task). `per_message`: payloads per broker message, by topic
+    (outbox.dispatch_due)."""
     stop = stop or threading.Event()
     waker = _Listener(db) if listen and db.dialect == "postgresql" else None
     failures = 0
@@ -48,7 +50,7 @@ def run(
         while not stop.is_set():
             started = time.monotonic()
             try:
-                sent = db.write(lambda s: outbox.dispatch_due(s, publish, lease, batch))
+                sent = db.write(lambda s: outbox.dispatch_due(s, publish, lease, batch, per_message))
                 failures = 0
             except Exception:  # the broker or the database is down: keep going, slower
                 failures += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import BigInteger, Index, Integer, String, Table, any_, bindparam, func, insert, select, update
@@ -86,7 +86,7 @@ def _insert_of(table: Table):
 def _insert_and_notify_with(table: Table):
     """_INSERT_AND_NOTIFY with a row of `table` (every column, bound by its name) inserted in
     the same statement, as a data-modifying CTE (PostgreSQL runs it, referenced or not)."""
-    if any(c.name.startswith("new_") for c in table.c):
+    if {c.name for c in table.c} & set(_INSERT_AND_NOTIFY.compile().binds):
         raise ValueError(f"{table.name}'s columns would clash with the message's parameters")
     row = insert(table).values({c.name: bindparam(c.name, type_=c.type) for c in table.c}).cte(f"new_{table.name}")
     return _INSERT_AND_NOTIFY.add_cte(row)
@@ -142,9 +142,10 @@ _MARK_PG = _MARK.where(_outbox.c.id == any_(bindparam("ids", type_=ARRAY(BigInte
 _MARK = _MARK.where(_outbox.c.id.in_(bindparam("ids", expanding=True)))
 
 
-# Payloads a broker message carries at most (the dispatcher's `gather` decides how many come
-# together). A relay task runs its orders' calls concurrently, each under its own lease.
-PER_MESSAGE = 40
+# Payloads a broker message carries at most, unless the dispatcher is given a topic's own
+# (hub.tasks.PER_MESSAGE): a task that handles its payloads one after the other (webhook
+# deliveries, logouts) must finish them all well within the broker's visibility timeout.
+PER_MESSAGE = 20
 
 
 def dispatch_due(
@@ -152,12 +153,13 @@ def dispatch_due(
     publish: Callable[[str, list[dict], list[str | None]], None],
     lease: timedelta,
     limit: int = 200,
-    per_message: int | None = None,
+    per_message: Mapping[str, int] | None = None,
 ) -> int:
     """Publish up to `limit` due messages; return how many were published.
 
-    Messages of one topic go out together, up to `per_message` payloads in one broker
-    message: what a broker message and a task cost is then paid once for several (a task
+    Messages of one topic go out together, up to `per_message[topic]` payloads (else
+    PER_MESSAGE) in one broker message: what a broker message and a task cost is then paid
+    once for several (a task
     runs each payload on its own, so the consumer's semantics stay per payload). `publish`
     gets the topic, the payloads and their request ids (None where none was bound).
 
@@ -167,7 +169,7 @@ def dispatch_due(
     back, so the whole batch stays due (what went out before the failure goes out again,
     which consumers tolerate) and the caller tries again later.
     """
-    per_message = per_message or PER_MESSAGE
+    per_message = per_message or {}
     now = utcnow()
     pg = session.get_bind().dialect.name == "postgresql"
     by_topic: dict[str, list] = {}
@@ -175,8 +177,9 @@ def dispatch_due(
         by_topic.setdefault(row.topic, []).append(row)
     published: list[int] = []
     for topic, rows in by_topic.items():
-        for start in range(0, len(rows), per_message):
-            chunk = rows[start:start + per_message]
+        size = per_message.get(topic, PER_MESSAGE)
+        for start in range(0, len(rows), size):
+            chunk = rows[start:start + size]
             publish(topic, [row.payload for row in chunk], [row.request_id for row in chunk])
             published += [row.id for row in chunk]
     if published:

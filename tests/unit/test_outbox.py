@@ -103,3 +103,22 @@ def test_a_row_whose_columns_clash_with_the_message_s_parameters_is_refused():
     clashing = Table("clashing", MetaData(), Column("new_topic", Integer, primary_key=True))
     with pytest.raises(ValueError, match="clash"):
         outbox._insert_and_notify_with(clashing)
+
+
+def test_a_topic_may_carry_more_payloads_per_message_than_the_default(db):
+    """hub.tasks.PER_MESSAGE: relay tasks carry 40; any other topic the default."""
+    keys = [uuid.uuid4().hex for _ in range(outbox.PER_MESSAGE + 5)]
+    other = "test.outbox.other"
+    db.write(lambda s: [outbox.enqueue(s, t, k, {"k": k}) for k in keys for t in (TOPIC, other)])
+    sizes: dict[str, list[int]] = {TOPIC: [], other: []}
+
+    def publish(topic, payloads, request_ids):
+        if topic in sizes:
+            sizes[topic].append(len(payloads))
+
+    try:
+        db.write(lambda s: outbox.dispatch_due(s, publish, timedelta(seconds=60), limit=10_000,
+                                               per_message={TOPIC: 40}))
+        assert sizes == {TOPIC: [25], other: [20, 5]}
+    finally:
+        db.write(lambda s: s.execute(delete(OutboxMessage).where(OutboxMessage.topic.in_([TOPIC, other]))))
