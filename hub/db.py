@@ -347,7 +347,8 @@ def run(conn: Connection, statement, params: dict) -> tuple[list[tuple], int]:
             with _driver_cursor(conn, raw.sql, values, kept=True) as cursor:
                 cursor.execute(raw.query, values)
                 # A result with columns has rows to fetch (`description` would build a Column
-                # object per column on every call to say the same).
+                # object per column on every call to say the same). `run` is never used in
+                # pipeline mode, where no result would be there yet.
                 return (cursor.fetchall() if cursor.pgresult.nfields else []), cursor.rowcount
     result = conn.execute(statement, params)
     return (result.all() if result.returns_rows else []), result.rowcount

@@ -251,6 +251,26 @@ def make_partner(ops, http):
 
 
 @contextlib.contextmanager
+def round_trips(db):
+    """Every statement `db` sends inside the block: those SQLAlchemy executes (as
+    `statements_run` sees them) and those hub.db sends straight to psycopg on PostgreSQL."""
+    from hub import db as hub_db
+
+    driver_cursor = hub_db._driver_cursor
+
+    def counting(conn, sql, params, **kwargs):
+        seen.append(sql.lower())
+        return driver_cursor(conn, sql, params, **kwargs)
+
+    hub_db._driver_cursor = counting
+    try:
+        with statements_run(db) as seen:
+            yield seen
+    finally:
+        hub_db._driver_cursor = driver_cursor
+
+
+@contextlib.contextmanager
 def statements_run(db):
     """The SQL statements `db` runs inside the block, lower-cased, as SQLAlchemy's cursor
     events see them (on PostgreSQL the earn path's own statements, run by hub.db.run, bypass

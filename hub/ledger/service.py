@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy import BigInteger, bindparam, case, func, insert, literal, select, text, union_all, update
+from sqlalchemy import BigInteger, bindparam, case, func, insert, literal, select, text, union, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import SelectBase
@@ -575,8 +575,11 @@ class _Pending:
 
 def _load_pendings(session: Session, pending_ids: Sequence[int]) -> list[_Pending]:
     """The reservations, in ascending id order, read in one statement (a wave of the relay's
-    outcomes resolves several at once)."""
+    outcomes resolves several at once). One named twice would be resolved twice: refused."""
     ids = sorted(set(pending_ids))
+    if len(ids) != len(pending_ids):
+        twice = next(i for i in ids if list(pending_ids).count(i) > 1)
+        raise PendingAlreadyResolved(f"pending transfer {twice} is named twice")
     conn = session.connection()
     shape = values_shape(conn, ids)
     rows, _ = run_once(conn, _PENDINGS[shape], {"ids": bind_values(shape, ids)})
@@ -585,6 +588,30 @@ def _load_pendings(session: Session, pending_ids: Sequence[int]) -> list[_Pendin
         raise PendingNotFound(f"no pending transfer {missing[0]}")
     return [_Pending(*row[:9], accounts=(AccountInfo(row[2], *row[9:12]), AccountInfo(row[3], *row[12:15])))
             for row in rows]
+
+
+def _reserved_accounts_statement(shape: str):
+    mine = (_transfers.c.ref_type == bindparam("ref_type"), one_of(_transfers.c.ref_id, "refs", shape),
+            _transfers.c.phase == PENDING)
+    moved = union(select(_transfers.c.debit_account_id).where(*mine),
+                  select(_transfers.c.credit_account_id).where(*mine))
+    return (select(_accounts.c.id).where(_accounts.c.id.in_(moved), _accounts.c.cached)
+            .order_by(_accounts.c.id).with_for_update())
+
+
+_RESERVED_ACCOUNTS = {shape: _reserved_accounts_statement(shape) for shape in ("one", "in", "array")}
+
+
+def lock_reserved_accounts(session: Session, ref_type: str, ref_ids: Sequence[str]) -> list[int]:
+    """Lock the cached accounts that these references' reservations move, in ascending id
+    order: the order in which every balance update takes them. A caller about to resolve the
+    reservations one reference at a time takes them all first, and so holds them in that
+    same order (the relay's waves, hub.rewards.relay). Their ids, ascending."""
+    conn = session.connection()
+    refs = sorted(set(ref_ids))
+    shape = values_shape(conn, refs)
+    rows, _ = run_once(conn, _RESERVED_ACCOUNTS[shape], {"ref_type": ref_type, "refs": bind_values(shape, refs)})
+    return [account_id for (account_id,) in rows]
 
 
 def _insert_resolution(insert_for_dialect):

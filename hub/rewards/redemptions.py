@@ -53,6 +53,7 @@ _UNSET = dict.fromkeys(c.name for c in Redemption.__table__.c)
 
 RELAY_TOPIC = "rewards.relay"
 TRANSFER_CODE = "redemption"
+TRANSFER_REF = "redemption"  # ref_type of its transfers; ref_id is the order's id
 SEAL_PURPOSE = "redemption-delivery"
 # The relay gives up (needs review) this long before the reservation would expire, so that
 # a late success can still be posted.
@@ -138,7 +139,7 @@ def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> Redempti
             code=TRANSFER_CODE,
             ledger=leg.program.id,
             caused_by=actor.ref,
-            ref_type="redemption",
+            ref_type=TRANSFER_REF,
             ref_id=str(redemption_id),
         )
         for leg in payment.legs

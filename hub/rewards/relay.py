@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import NamedTuple
 
-from sqlalchemy import String, Text, bindparam, exists, func, or_, select, update
+from sqlalchemy import JSON, String, Text, bindparam, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.orm import Session
@@ -244,11 +245,9 @@ class Relay:
     def _record(self, answers: list[_Answer], errors: list[BaseException]) -> dict[uuid.UUID, str]:
         """Record these answers in one transaction: one commit, and one of the outcome slots,
         for all of them. If that fails, each is recorded in a transaction of its own, so that
-        one order's error holds back no other's outcome; errors are added to `errors`. A wave
-        of fulfilled orders locks its members' accounts in ascending id order (the ledger's);
-        any other goes in member order. Two waves of one kind cannot deadlock; a rare deadlock
-        between the two kinds (a member with orders in both) is detected by PostgreSQL and
-        the transaction retried (Database.write)."""
+        one order's error holds back no other's outcome; errors are added to `errors`. Every
+        wave locks its orders in id order and then their accounts in id order, so two waves
+        cannot deadlock over them (`_record_wave`)."""
         answers = sorted(answers, key=lambda a: (a.claim.member_id, a.claim.program_id, a.claim.redemption_id))
         if len(answers) > 1:
             try:
@@ -272,12 +271,16 @@ class Relay:
 
     def _record_wave(self, session: Session, answers: list[_Answer]) -> dict[uuid.UUID, str]:
         """A wave of fulfilled orders (the usual case) is recorded together; any other, one
-        order after the other."""
+        order after the other, once its orders and then their accounts are locked in the
+        order a wave of fulfilled orders takes them (orders by id, accounts by id)."""
         if all(a.outcome.status is Status.FULFILLED for a in answers):
             states = record_fulfilled(session, [Fulfilled(a.claim.redemption_id, a.outcome, a.placed, a.request_id)
                                                 for a in answers])
             if states is not None:
                 return states
+        rids = [a.claim.redemption_id for a in answers]
+        _lock_wave(session, rids)
+        ledger.lock_reserved_accounts(session, redemptions.TRANSFER_REF, [str(rid) for rid in rids])
         return {a.claim.redemption_id: self._record_one(session, a) for a in answers}
 
     def _record_one(self, session: Session, answer: _Answer) -> str:
@@ -436,6 +439,8 @@ def record(session: Session, redemption_id: uuid.UUID, outcome: Outcome,
     return state
 
 
+# None binds as SQL NULL (the column's own type would send a JSON null, which COALESCE keeps).
+_RECEIPT = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 # A fulfilled order of a wave: one statement for all of them (executemany). A pending order
 # has no delivery yet, but one requeued after a late fulfilment does: each column keeps its
 # value where this kind of reward sets none, as `record` leaves it.
@@ -445,8 +450,17 @@ _FULFIL = (
             maybe_placed=or_(_redemptions.c.maybe_placed, bindparam("placed")),
             provider_order_id=func.coalesce(bindparam("order_id", type_=String), _redemptions.c.provider_order_id),
             delivery_sealed=func.coalesce(bindparam("sealed", type_=Text), _redemptions.c.delivery_sealed),
-            receipt=func.coalesce(bindparam("receipt", type_=_redemptions.c.receipt.type), _redemptions.c.receipt))
+            receipt=func.coalesce(bindparam("receipt", type_=_RECEIPT), _redemptions.c.receipt))
 )
+
+
+def _lock_wave(session: Session, redemption_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, _Locked]:
+    """A wave's orders, locked in id order, by id."""
+    conn = session.connection()
+    rids = sorted(redemption_ids)
+    shape = values_shape(conn, rids)
+    rows, _ = run(conn, _LOCK_WAVE[shape], {"rids": bind_values(shape, rids)})
+    return {row[0]: _Locked(*row[1:]) for row in rows}
 
 
 class Fulfilled(NamedTuple):
@@ -466,9 +480,7 @@ def record_fulfilled(session: Session, answers: Sequence[Fulfilled]) -> dict[uui
     expired): the caller then records each with `record`, in the same transaction."""
     conn = session.connection()
     rids = sorted(answer.redemption_id for answer in answers)
-    shape = values_shape(conn, rids)
-    rows, _ = run(conn, _LOCK_WAVE[shape], {"rids": bind_values(shape, rids)})
-    orders = {row[0]: _Locked(*row[1:]) for row in rows}
+    orders = _lock_wave(session, rids)
     if len(orders) != len(rids) or any(o.state != PENDING or o.pooled for o in orders.values()):
         return None
     try:
@@ -481,7 +493,7 @@ def record_fulfilled(session: Session, answers: Sequence[Fulfilled]) -> dict[uui
         delivery = dict(answer.outcome.delivery or {})
         donation = orders[answer.redemption_id].kind == Kind.DONATION.value
         updates.append({"rid": answer.redemption_id, "now": now, "placed": answer.placed,
-                        "order_id": answer.outcome.provider_order_id,
+                        "order_id": answer.outcome.provider_order_id or None,  # as `record`: none kept
                         "sealed": None if donation else redemptions.seal(delivery),
                         "receipt": delivery if donation else None})
     conn.execute(_FULFIL, updates)

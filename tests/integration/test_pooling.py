@@ -21,19 +21,22 @@ from hub.ledger import InsufficientFunds
 from hub.ledger.models import Transfer
 from hub.ledger.verify import verify
 from hub.programs.models import Partner as PartnerRow, Program
-from hub.rewards import redemptions
+from hub.rewards import redemptions, relay
 from hub.rewards.models import Redemption, RedemptionLeg, Reward
 from hub.rewards.providers import Outcome, Status
 from tests.conftest import assert_problem, unique_code
 from tests.integration.test_conversions import join
-from tests.integration.test_redemptions import (  # noqa: F401  (provider is a fixture)
+from tests.integration.test_redemptions import (  # noqa: F401  (provider and together are fixtures)
     CARD,
+    POLICY,
     in_house,
     member_api,
     pairwise_subject,
     provider,
     reward_code,
     run_relay,
+    together,
+    wave_path,
 )
 
 
@@ -148,6 +151,25 @@ def test_an_explicit_split_reserves_every_leg_and_the_relay_posts_them_all(pool,
     spent = sorted((m["program"], m["points"]) for m in history
                    if m["ref_id"] == order["id"] and m["status"] == "posted")
     assert spent == sorted([(pool.a, -1_000), (pool.b, -37_500)])
+    assert_verified(db)
+
+
+def test_a_wave_with_a_pooled_order_is_recorded_order_by_order(pool, provider, db, together, monkeypatch):
+    """A pooled order's legs resolve together, with `record`: a wave of fulfilled orders
+    that holds one takes the order-by-order path, and every leg of every order is posted."""
+    member = pool.member(a=5_000, b=70_000)  # the pooled order takes 27,500 B, the plain one 40,000
+    card = reward_code(db, provider)
+    pooled = pool.redeem(member, card, {"order": [pool.a, pool.b]}, amount="10.00").json()
+    plain = pool.partner.api.post("/v1/redemptions", {"reward": card, "program": pool.b, "amount": "10.00",
+                                                      "member": {"member_id": member}}).json()
+    provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD), Outcome(Status.FULFILLED, delivery=CARD)]
+    together_ran = wave_path(monkeypatch)
+    ids = [uuid.UUID(pooled["id"]), uuid.UUID(plain["id"])]
+    assert relay.Relay(db, {provider.name: provider}, POLICY).run_many(ids) == ["fulfilled", "fulfilled"]
+    assert together_ran == [False]  # the wave was not the plain case
+    assert sorted(phase for _, _, phase in transfers_of(db, pooled["id"])) == [
+        "pending", "pending", "post_pending", "post_pending"]
+    assert sorted(phase for _, _, phase in transfers_of(db, plain["id"])) == ["pending", "post_pending"]
     assert_verified(db)
 
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import pytest
 from authlib.jose import jwt
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from hub.api import runtime
@@ -25,13 +25,14 @@ from hub.ledger.verify import verify
 from hub.notify.outbox import OutboxMessage
 from hub.notify.policy import RelayPolicy
 from hub.programs.models import Partner
+from hub import ledger
 from hub.ledger.models import Transfer
 from hub.notify import webhooks
 from hub.notify.webhook_models import WebhookDelivery
 from hub.rewards import catalog, redemptions, relay
 from hub.rewards.models import Redemption, Reward
 from hub.rewards.providers import CatalogItem, Kind, Outcome, Status, WebhookEvent, WebhookRejected
-from tests.conftest import Api, assert_problem, statements_run, unique_code
+from tests.conftest import Api, assert_problem, round_trips, unique_code
 
 CARD = {"code": "ABCD-1234", "pin": "9876", "url": "https://cards.example/abcd"}
 POLICY = RelayPolicy(lease=timedelta(seconds=30), backoff_base=0.01, backoff_cap=0.02,
@@ -441,15 +442,14 @@ def test_a_batch_attempts_each_order_once_and_skips_done_and_leased_ones(partner
 
 
 class Writes:
-    """The Database, counting its write transactions and keeping the SQL statements that
-    SQLAlchemy sends in each (on PostgreSQL, hub.db.run's own bypass it)."""
+    """The Database, counting its write transactions and keeping the statements sent in each."""
 
     def __init__(self, db):
         self.db, self.count, self.statements = db, 0, []
 
     def write(self, work):
         self.count += 1
-        with statements_run(self.db) as seen:
+        with round_trips(self.db) as seen:
             try:
                 return self.db.write(work)
             finally:
@@ -464,6 +464,20 @@ def together(monkeypatch):
     """The relay's waits return once every call of the batch has been answered, so that
     the answers arrive together (otherwise, on a fast provider, they may or may not)."""
     monkeypatch.setattr(relay, "wait", lambda running, return_when=None, timeout=None: wait(running))
+
+
+def wave_path(monkeypatch) -> list[bool]:
+    """Whether each call of relay.record_fulfilled recorded its wave (True) or left it to
+    `record`, order by order (False)."""
+    ran, record_fulfilled = [], relay.record_fulfilled
+
+    def spy(session, answers):
+        states = record_fulfilled(session, answers)
+        ran.append(states is not None)
+        return states
+
+    monkeypatch.setattr(relay, "record_fulfilled", spy)
+    return ran
 
 
 def fulfilled_wave(partner, provider, db, count: int) -> tuple[list[dict], Writes]:
@@ -481,12 +495,14 @@ def fulfilled_wave(partner, provider, db, count: int) -> tuple[list[dict], Write
     return orders, writes
 
 
-def test_answers_that_arrive_together_are_recorded_in_one_transaction(partner, provider, db, together):
+def test_answers_that_arrive_together_are_recorded_in_one_transaction(partner, provider, db, together,
+                                                                     monkeypatch):
     hooks = partner.api.post("/v1/webhook-endpoints", {"url": "https://partner.example/hooks",
                                                        "event_types": ["redemption.fulfilled"]})
     assert hooks.status_code == 201, hooks.text
+    ran = wave_path(monkeypatch)
     orders, writes = fulfilled_wave(partner, provider, db, 8)
-    assert writes.count == 2  # the claims, then the eight outcomes
+    assert writes.count == 2 and ran == [True]  # the claims, then the eight outcomes as one wave
     for order in orders:
         shown = partner.api.get(f"/v1/redemptions/{order['id']}").json()
         assert shown["state"] == "fulfilled" and shown["resolved_at"]
@@ -516,13 +532,41 @@ def test_a_wave_costs_the_same_statements_whatever_its_size(partner, provider, d
     assert len(eight.statements[1]) == len(two.statements[1])  # the wave's transaction
 
 
-def test_a_wave_with_an_order_that_is_not_plain_is_recorded_order_by_order(partner, provider, db, together):
+def test_an_order_resolved_meanwhile_makes_the_wave_go_order_by_order(partner, provider, db, together,
+                                                                    monkeypatch):
+    """A provider's webhook settles one order of the wave between its claim and its
+    recording: the wave is not the plain case, and that order is left as the webhook made it
+    (its reservation posted once)."""
+    ids = card_orders(partner, provider, db)
+    placed = provider.place_order
+
+    def place_order(order):
+        if order.reference == redemptions.reference(ids[1]):  # the webhook beats the answer
+            db.write(lambda s: relay.record(s, ids[1], Outcome(Status.FULFILLED, delivery=CARD), POLICY))
+        return placed(order)
+
+    provider.place_order = place_order
+    ran = wave_path(monkeypatch)
+    assert relay.Relay(db, {provider.name: provider}, POLICY).run_many(ids) == ["fulfilled"] * 3
+    assert ran == [False]
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Transfer).where(
+            Transfer.ref_id == str(ids[1]), Transfer.phase == "post_pending")) == 1
+        assert verify(s).ok
+
+
+def test_a_wave_with_an_order_that_is_not_plain_is_recorded_order_by_order(partner, provider, db, together,
+                                                                         monkeypatch):
     ids = card_orders(partner, provider, db)
     provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD), Outcome(Status.FAILED, detail="sold out"),
                              Outcome(Status.FULFILLED, delivery=CARD)]
+    locked, lock = [], ledger.lock_reserved_accounts
+    monkeypatch.setattr(ledger, "lock_reserved_accounts",
+                        lambda s, ref_type, refs: locked.append(sorted(refs)) or lock(s, ref_type, refs))
     writes = Writes(db)
     assert relay.Relay(writes, {provider.name: provider}, POLICY).run_many(ids) == ["fulfilled", "failed", "fulfilled"]
     assert writes.count == 2  # still one transaction for the wave
+    assert locked == [sorted(str(rid) for rid in ids)]  # every order's accounts first, as a plain wave takes them
     with db.read() as s:
         assert verify(s).ok
 

@@ -11,7 +11,7 @@ from hub import ledger
 from hub.db import Database, utcnow
 from hub.ledger import service
 from hub.ledger.verify import verify
-from tests.conftest import statements_run
+from tests.conftest import round_trips, statements_run
 
 
 @pytest.fixture(scope="module")
@@ -169,13 +169,38 @@ def test_resolving_many_reservations_costs_the_statements_of_two(book, resolve):
     def statements(count: int) -> int:
         legs = book.db.write(lambda s: ledger.reserve(
             s, [book.spec(book.a if i % 2 else book.b, book.issuance, 1) for i in range(count)], timedelta(hours=1)))
-        with statements_run(book.db) as seen:
+        with round_trips(book.db) as seen:
             book.db.write(lambda s: resolve(s, legs, "test"))
         return len(seen)
 
     assert statements(2) == statements(12)
     with book.db.read() as s:
         assert verify(s).ok
+
+
+def test_a_reservation_named_twice_is_refused(book):
+    book.post(book.spec(book.issuance, book.a, 10))
+    (pending,) = book.db.write(lambda s: ledger.reserve(s, [book.spec(book.a, book.b, 10)], timedelta(hours=1)))
+    with pytest.raises(ledger.PendingAlreadyResolved, match="named twice"):
+        book.db.write(lambda s: ledger.post_pending_many(s, [pending, pending], "test"))
+    assert book.balance(book.a).debits_pending == 10
+
+
+def test_the_accounts_of_references_reservations_are_locked_in_id_order(book):
+    """The relay takes them before resolving a wave order by order: the cached accounts that
+    the named references' reservations move (not the uncached issuance), ascending."""
+    book.post(book.spec(book.issuance, book.a, 100), book.spec(book.issuance, book.b, 100))
+
+    def spec(debit, credit, ref_id):
+        return ledger.TransferSpec(debit, credit, 5, "t", book.ledger, "test", ref_type="order", ref_id=ref_id)
+
+    book.db.write(lambda s: ledger.reserve(s, [spec(book.b, book.issuance, "r1"), spec(book.a, book.issuance, "r2")],
+                                           timedelta(hours=1)))
+    book.db.write(lambda s: ledger.reserve(s, [spec(book.b, book.a, "r3")], timedelta(hours=1)))
+    locked = book.db.write(lambda s: ledger.lock_reserved_accounts(s, "order", ["r2", "r1"]))
+    assert locked == sorted([book.a, book.b])
+    assert book.db.write(lambda s: ledger.lock_reserved_accounts(s, "order", ["r2"])) == [book.a]
+    assert book.db.write(lambda s: ledger.lock_reserved_accounts(s, "order", ["nothing"])) == []
 
 
 def test_several_reservations_void_together_and_one_expired_refuses_posting_all(book):
