@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -576,10 +576,10 @@ class _Pending:
 def _load_pendings(session: Session, pending_ids: Sequence[int]) -> list[_Pending]:
     """The reservations, in ascending id order, read in one statement (a wave of the relay's
     outcomes resolves several at once). One named twice would be resolved twice: refused."""
-    ids = sorted(set(pending_ids))
-    if len(ids) != len(pending_ids):
-        twice = next(i for i in ids if list(pending_ids).count(i) > 1)
-        raise PendingAlreadyResolved(f"pending transfer {twice} is named twice")
+    twice = [pending_id for pending_id, count in Counter(pending_ids).items() if count > 1]
+    if twice:
+        raise PendingAlreadyResolved(f"pending transfer {twice[0]} is named twice")
+    ids = sorted(pending_ids)
     conn = session.connection()
     shape = values_shape(conn, ids)
     rows, _ = run_once(conn, _PENDINGS[shape], {"ids": bind_values(shape, ids)})

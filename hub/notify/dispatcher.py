@@ -38,11 +38,9 @@ def run(
 ) -> None:
     """`gather`: after a notification, wait this long (from the start of the last round) so
     that a burst of new messages goes out as one batch, not as a round each. A message waits
-    at most that long; under load, a round every 0.1 s fills tasks of tens of orders, whose
-    broker message, task and claim are paid once for all of them (bench/relay.py: the
-    worker's and the dispatcher's CPU per order fell by about a tenth and a half from 0.05 s
-    and 20 payloads a task). `per_message`: payloads per broker message, by topic
-    (outbox.dispatch_due)."""
+    at most that long; under load, a round fills relay tasks of tens of orders, whose broker
+    message, task and claim are then paid once for all of them. `per_message`: payloads per
+    broker message, by topic (outbox.dispatch_due)."""
     stop = stop or threading.Event()
     waker = _Listener(db) if listen and db.dialect == "postgresql" else None
     failures = 0

@@ -68,18 +68,13 @@ def enqueue(session: Session, topic: str, key: str, payload: dict, *,
     params = {f"new_{name}": value for name, value in row.items()}
     if conn.dialect.name != "postgresql":
         if with_row is not None:
-            run(conn, _insert_of(with_row[0]), with_row[1])
+            run(conn, insert(with_row[0]), with_row[1])
         run(conn, _INSERT, params)
     elif with_row is None:
         run(conn, _INSERT_AND_NOTIFY, params)
     else:
         table, other = with_row
         run(conn, _insert_and_notify_with(table), {**params, **other})
-
-
-@functools.cache
-def _insert_of(table: Table):
-    return insert(table)
 
 
 @functools.cache
@@ -159,9 +154,9 @@ def dispatch_due(
 
     Messages of one topic go out together, up to `per_message[topic]` payloads (else
     PER_MESSAGE) in one broker message: what a broker message and a task cost is then paid
-    once for several (a task
-    runs each payload on its own, so the consumer's semantics stay per payload). `publish`
-    gets the topic, the payloads and their request ids (None where none was bound).
+    once for several (a task runs each payload on its own, so the consumer's semantics stay
+    per payload). `publish` gets the topic, the payloads and their request ids (None where
+    none was bound).
 
     Rows are claimed with FOR UPDATE SKIP LOCKED (PostgreSQL), so several dispatchers can
     run. The published rows are pushed forward by their lease in one UPDATE, after the

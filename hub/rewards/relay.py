@@ -243,8 +243,7 @@ class Relay:
         return _Answer(claim, outcome, placed, request_id)
 
     def _record(self, answers: list[_Answer], errors: list[BaseException]) -> dict[uuid.UUID, str]:
-        """Record these answers in one transaction: one commit, and one of the outcome slots,
-        for all of them. If that fails, each is recorded in a transaction of its own, so that
+        """Record these answers in one transaction: one commit for all of them. If that fails, each is recorded in a transaction of its own, so that
         one order's error holds back no other's outcome; errors are added to `errors`. Every
         wave locks its orders in id order and then their accounts in id order, so two waves
         cannot deadlock over them (`_record_wave`)."""
@@ -273,13 +272,13 @@ class Relay:
         """A wave of fulfilled orders (the usual case) is recorded together; any other, one
         order after the other, once its orders and then their accounts are locked in the
         order a wave of fulfilled orders takes them (orders by id, accounts by id)."""
+        rids = [a.claim.redemption_id for a in answers]
+        orders = _lock_wave(session, rids)
         if all(a.outcome.status is Status.FULFILLED for a in answers):
-            states = record_fulfilled(session, [Fulfilled(a.claim.redemption_id, a.outcome, a.placed, a.request_id)
-                                                for a in answers])
+            states = record_fulfilled(session, orders, [Fulfilled(a.claim.redemption_id, a.outcome, a.placed,
+                                                                  a.request_id) for a in answers])
             if states is not None:
                 return states
-        rids = [a.claim.redemption_id for a in answers]
-        _lock_wave(session, rids)
         ledger.lock_reserved_accounts(session, redemptions.TRANSFER_REF, [str(rid) for rid in rids])
         return {a.claim.redemption_id: self._record_one(session, a) for a in answers}
 
@@ -455,7 +454,7 @@ _FULFIL = (
 
 
 def _lock_wave(session: Session, redemption_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, _Locked]:
-    """A wave's orders, locked in id order, by id."""
+    """A wave's orders, locked in id order, by id (those that exist)."""
     conn = session.connection()
     rids = sorted(redemption_ids)
     shape = values_shape(conn, rids)
@@ -471,17 +470,18 @@ class Fulfilled(NamedTuple):
     request_id: str | None
 
 
-def record_fulfilled(session: Session, answers: Sequence[Fulfilled]) -> dict[uuid.UUID, str] | None:
-    """What `record` does for each of these FULFILLED answers, for all of them at once: the
-    orders locked in one statement, their reservations posted in one ledger call, then one
-    write each of the orders, of their outbox messages and of the partners' endpoints per
-    program, instead of each order's own. Their states; or None, with nothing written but the
-    locks, when an order is not the plain case (no longer pending, pooled, or its reservation
-    expired): the caller then records each with `record`, in the same transaction."""
-    conn = session.connection()
+def record_fulfilled(session: Session, orders: Mapping[uuid.UUID, _Locked],
+                     answers: Sequence[Fulfilled]) -> dict[uuid.UUID, str] | None:
+    """What `record` does for each of these FULFILLED answers, for all of them at once. Their
+    orders, locked by `_lock_wave`, are `orders`; then their reservations are posted in one
+    ledger call, and the orders, their outbox messages and the partners' endpoints (per
+    program) are each written or read once, instead of once per order. Their states; or
+    None, with nothing written, when an order is not the plain case (missing, no longer
+    pending, pooled, or its reservation expired): the caller then records each with
+    `record`, in the same transaction."""
     rids = sorted(answer.redemption_id for answer in answers)
-    orders = _lock_wave(session, rids)
-    if len(orders) != len(rids) or any(o.state != PENDING or o.pooled for o in orders.values()):
+    if any(rid not in orders for rid in rids) or any(orders[rid].state != PENDING or orders[rid].pooled
+                                                      for rid in rids):
         return None
     try:
         ledger.post_pending_many(session, [orders[rid].transfer_id for rid in rids], CAUSED_BY)
@@ -496,7 +496,7 @@ def record_fulfilled(session: Session, answers: Sequence[Fulfilled]) -> dict[uui
                         "order_id": answer.outcome.provider_order_id or None,  # as `record`: none kept
                         "sealed": None if donation else redemptions.seal(delivery),
                         "receipt": delivery if donation else None})
-    conn.execute(_FULFIL, updates)
+    session.connection().execute(_FULFIL, updates)
     outbox.complete_many(session, redemptions.RELAY_TOPIC, [str(rid) for rid in rids])
     by_program: dict[uuid.UUID, list[Fulfilled]] = {}
     for answer in answers:

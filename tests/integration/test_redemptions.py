@@ -471,8 +471,8 @@ def wave_path(monkeypatch) -> list[bool]:
     `record`, order by order (False)."""
     ran, record_fulfilled = [], relay.record_fulfilled
 
-    def spy(session, answers):
-        states = record_fulfilled(session, answers)
+    def spy(session, orders, answers):
+        states = record_fulfilled(session, orders, answers)
         ran.append(states is not None)
         return states
 
@@ -603,10 +603,10 @@ def fail_recording(monkeypatch, redemption_id: uuid.UUID, error: Exception) -> N
             raise error
         return record(session, rid, *args, **kwargs)
 
-    def failing_together(session, answers):
+    def failing_together(session, orders, answers):
         if any(answer.redemption_id == redemption_id for answer in answers):
             raise error
-        return together(session, answers)
+        return together(session, orders, answers)
 
     monkeypatch.setattr(relay, "record", failing)
     monkeypatch.setattr(relay, "record_fulfilled", failing_together)
