@@ -243,10 +243,11 @@ class Relay:
         return _Answer(claim, outcome, placed, request_id)
 
     def _record(self, answers: list[_Answer], errors: list[BaseException]) -> dict[uuid.UUID, str]:
-        """Record these answers in one transaction: one commit for all of them. If that fails, each is recorded in a transaction of its own, so that
-        one order's error holds back no other's outcome; errors are added to `errors`. Every
-        wave locks its orders in id order and then their accounts in id order, so two waves
-        cannot deadlock over them (`_record_wave`)."""
+        """Record these answers in one transaction: one commit for all of them. If that fails,
+        each is recorded in a transaction of its own, so that one order's error holds back no
+        other's outcome; errors are added to `errors`. Every wave locks its orders in id order
+        and then their accounts in id order, so two waves cannot deadlock over them
+        (`_record_wave`)."""
         answers = sorted(answers, key=lambda a: (a.claim.member_id, a.claim.program_id, a.claim.redemption_id))
         if len(answers) > 1:
             try:
