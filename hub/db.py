@@ -8,6 +8,7 @@ Serialization failures and deadlocks are retried by `Database.write`.
 from __future__ import annotations
 
 import random
+import functools
 import threading
 import time
 from datetime import datetime, timezone
@@ -23,10 +24,14 @@ from sqlalchemy import (
     Integer,
     String,
     TypeDecorator,
+    Select,
     any_,
     bindparam,
     create_engine,
     event,
+    literal_column,
+    select,
+    true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from psycopg.types.json import Jsonb
@@ -352,6 +357,17 @@ def run(conn: Connection, statement, params: dict) -> tuple[list[tuple], int]:
                 return (cursor.fetchall() if cursor.pgresult.nfields else []), cursor.rowcount
     result = conn.execute(statement, params)
     return (result.all() if result.returns_rows else []), result.rowcount
+
+
+@functools.cache
+def side_by_side(first: Select, second: Select) -> Select:
+    """Two independent reads in one round trip: one row, `first`'s columns then `second`'s,
+    each its statement's row or NULLs when it has none (each is outer-joined to one row).
+    Each must have at most one row, and its first column be NOT NULL: NULL there says "no
+    row". Their parameters share one namespace. Cached: `run` compiles each statement once."""
+    one = select(literal_column("1").label("one")).subquery("one")
+    a, b = first.subquery("first"), second.subquery("second")
+    return select(*a.c, *b.c).select_from(one.outerjoin(a, true()).outerjoin(b, true()))
 
 
 class UTCDateTime(TypeDecorator):

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub import money, pagination
@@ -173,13 +173,24 @@ _PARTNER_REWARD_BY_CODE = _REWARD_BY_CODE.where(_PARTNER_SEES)
 def reward_by_code(session: Session, actor: Actor, code: str) -> SimpleNamespace:
     """The reward as a plain namespace of its columns (Core, straight to the driver: the
     redemption path's first read)."""
+    statement, params = reward_query(actor, code)
+    rows, _ = run(session.connection(), statement, params)
+    return reward_from_row(code, rows[0] if rows else None)
+
+
+def reward_query(actor: Actor, code: str) -> tuple[Select, dict]:
+    """The statement that reads the reward `code` as `actor` may see it, and its parameters."""
     if _sees_all(actor):
-        rows, _ = run(session.connection(), _REWARD_BY_CODE, {"code": code})
-    else:
-        rows, _ = run(session.connection(), _PARTNER_REWARD_BY_CODE, {"code": code, "partner": actor.partner_id})
-    if not rows:
+        return _REWARD_BY_CODE, {"code": code}
+    return _PARTNER_REWARD_BY_CODE, {"code": code, "partner": actor.partner_id}
+
+
+def reward_from_row(code: str, row: Sequence | None) -> SimpleNamespace:
+    """The reward of a row of `reward_query`'s statement (its columns first, in order); None,
+    or a row without an id (an outer join that found none): 404 reward-not-found."""
+    if row is None or row[0] is None:
         raise NotFound(f"no reward {code}", slug="reward-not-found")
-    reward = SimpleNamespace(**dict(zip(_rewards.c.keys(), rows[0])))
+    reward = SimpleNamespace(**dict(zip(_rewards.c.keys(), row)))
     # `run` may leave a FixedDecimal as its string.
     reward.price_units = None if reward.price_units is None else Decimal(reward.price_units)
     return reward

@@ -20,13 +20,13 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Mapping, NamedTuple
 
-from sqlalchemy import bindparam, case, func, insert, or_, select
+from sqlalchemy import Select, bindparam, case, func, insert, or_, select
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm import Session
 
 from hub import crypto, ledger, pagination
 from hub.actor import Actor
-from hub.db import run, utcnow
+from hub.db import run, side_by_side, utcnow
 from hub.errors import Conflict, Invalid, NotFound
 from hub.exchange import pooling
 from hub.identity.oidc import subjects
@@ -117,14 +117,14 @@ def unseal(token: str | None) -> dict | None:
 
 
 def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> RedemptionView:
-    reward = catalog.reward_by_code(session, actor, body["reward"])
+    reward, payer_rows = _reward_and_payer(session, actor, body)
     now = utcnow()
     if not catalog.available_now(reward, now):
         if reward.stock == 0:
             raise Conflict(f"{reward.code} is out of stock", slug="out-of-stock")
         raise Conflict(f"{reward.code} is not available now", slug="reward-unavailable")
     amount_minor = catalog.check_denomination(reward, body.get("amount"))
-    payment = _payment(session, actor, body, reward, terms.unit_rates, amount_minor)
+    payment = _payment(session, actor, body, reward, terms.unit_rates, amount_minor, payer_rows)
     recipient = _recipient(payment.email, body) if reward.provider else None
     _check_member_limit(session, reward, payment.member_id)
     tier_grant = tiers.check_reward(session, reward, payment.member_id)
@@ -277,15 +277,16 @@ class _Payment:
 
 
 def _payment(session: Session, actor: Actor, body: dict, reward, rates: Mapping[str, Decimal],
-             amount_minor: int | None) -> _Payment:
+             amount_minor: int | None, payer_rows: _PayerRows | None = None) -> _Payment:
     """Whose points pay, and how many of which programs'. The schema cannot say "exactly
-    one of `program` and `pay_with`", so it is said here."""
+    one of `program` and `pay_with`", so it is said here. `payer_rows`: `_payer`'s, if
+    already read (`_reward_and_payer`)."""
     if ("program" in body) == ("pay_with" in body):
         raise Invalid("pay from one program (`program`) or from several (`pay_with`): exactly one of them",
                       slug="invalid-payment")
     if "pay_with" in body:
         return _pooled(session, actor, body, reward, rates, amount_minor)
-    payer = _payer(session, actor, body)
+    payer = _payer(session, actor, body, payer_rows)
     if reward.program_id is not None and reward.program_id != payer.program.id:
         raise Invalid(f"{reward.code} is paid in another program's points", slug="wrong-program")
     points = catalog.price(reward, payer.program, rates, amount_minor)
@@ -341,23 +342,22 @@ _PAYER = {(by_id, partner_only): _payer_statement(by_id, partner_only)
           for by_id in (False, True) for partner_only in (False, True)}
 
 
-def _payer(session: Session, actor: Actor, body: dict) -> _Payer:
+class _PayerRows(NamedTuple):
+    """What `_payer` reads: how the member was named, and its statement's rows."""
+    kind: str | None
+    rows: list[tuple]
+
+
+def _payer(session: Session, actor: Actor, body: dict, read: _PayerRows | None = None) -> _Payer:
     """The program whose points pay, and the member's membership in it. A partner spends
     only its own programs' points, for a member it names; a member spends their own. A
-    partner-hosted program's points are kept by its partner: they never pay here."""
-    if actor.member_id is not None:
-        kind, value = "member_id", actor.member_id
-    elif "member" in body:
-        kind, value = _member_ref(session, actor, body["member"])
-    else:
-        kind = value = None
-    partner_only = actor.member_id is None
-    params = {"program": body["program"], "value": value}
-    if kind != "member_id":
-        params["kind"] = kind
-    if partner_only:
-        params["partner"] = actor.partner_id
-    rows, _ = run(session.connection(), _PAYER[(kind == "member_id", partner_only)], params)
+    partner-hosted program's points are kept by its partner: they never pay here. `read`:
+    the rows, if already read."""
+    if read is None:
+        kind, value = _payer_ref(session, actor, body)
+        rows, _ = run(session.connection(), *_payer_query(actor, body, kind, value))
+        read = _PayerRows(kind, rows)
+    kind, rows = read
     if not rows:
         raise NotFound(f"no program {body['program']}", slug="program-not-found")
     (program_id, code, point_value, redemption_account_id, hosted_by, member_id, *account, email), = rows
@@ -369,6 +369,45 @@ def _payer(session: Session, actor: Actor, body: dict) -> _Payer:
     if member_id is None:
         raise NotFound(f"no member of {code} with that {kind}", slug="member-not-found")
     return _Payer(program, member_id, AccountInfo(*account), _identifier_value.open(email))
+
+
+def _payer_ref(session: Session, actor: Actor, body: dict) -> tuple[str | None, object]:
+    """How the paying member is named: (kind, value), or (None, None) if it is not."""
+    if actor.member_id is not None:
+        return "member_id", actor.member_id
+    if "member" in body:
+        return _member_ref(session, actor, body["member"])
+    return None, None
+
+
+def _payer_query(actor: Actor, body: dict, kind: str | None, value: object) -> tuple[Select, dict]:
+    """`_payer`'s statement and its parameters."""
+    partner_only = actor.member_id is None
+    params = {"program": body["program"], "value": value}
+    if kind != "member_id":
+        params["kind"] = kind
+    if partner_only:
+        params["partner"] = actor.partner_id
+    return _PAYER[(kind == "member_id", partner_only)], params
+
+
+def _reward_and_payer(session: Session, actor: Actor, body: dict) -> tuple[SimpleNamespace, _PayerRows | None]:
+    """The reward and, when one program pays (`program`, no `pay_with`), `_payer`'s rows, in
+    one round trip (`side_by_side`); else the reward alone. The errors keep `redeem`'s
+    order: the reward's are raised here, the payer's when `_payer` reads its rows."""
+    code = body["reward"]
+    if "pay_with" in body or "program" not in body:
+        return catalog.reward_by_code(session, actor, code), None
+    kind, value = _payer_ref(session, actor, body)
+    reward_statement, reward_params = catalog.reward_query(actor, code)
+    payer_statement, payer_params = _payer_query(actor, body, kind, value)
+    # Both may bind "partner": the same value, the actor's partner.
+    rows, _ = run(session.connection(), side_by_side(reward_statement, payer_statement),
+                  {**reward_params, **payer_params})
+    (row,) = rows
+    width = len(reward_statement.selected_columns)
+    reward, payer_row = tuple(row[:width]), tuple(row[width:])
+    return catalog.reward_from_row(code, reward), _PayerRows(kind, [payer_row] if payer_row[0] is not None else [])
 
 
 # --- pooling: one reward paid from several programs -----------------------------------------

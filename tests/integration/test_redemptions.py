@@ -242,6 +242,41 @@ def test_refusals(partner, other_partner, provider, db):
     assert_problem(bad, 400, "invalid-request")
 
 
+def test_one_read_finds_the_reward_and_the_payer_and_refusals_keep_their_order(partner, other_partner,
+                                                                                 provider, db, http):
+    """The reward and the paying membership come in one statement; which refusal comes
+    first is as when they were two: the reward's, then its availability and denomination,
+    then the program's and the member's."""
+    member, card = rich_member(partner), reward_code(db, provider)
+
+    def post(reward, **fields):
+        body = {"reward": reward, "program": partner.program, "member": {"member_id": member}, **fields}
+        return partner.api.post("/v1/redemptions", {k: v for k, v in body.items() if v is not None})
+
+    stranger = str(uuid.uuid4())
+    later = in_house(partner, available_from="2099-01-01T00:00:00Z")
+    for response, status, slug in [
+        (post("NO-SUCH-REWARD", program="NOSUCHPROGRAM"), 404, "reward-not-found"),
+        (post(in_house(other_partner), member={"member_id": stranger}), 404, "reward-not-found"),
+        (post(later, program="NOSUCHPROGRAM"), 409, "reward-unavailable"),
+        (post(card, amount="12.00", member={"member_id": stranger}), 422, "denomination-not-offered"),
+        (post(card, amount="10.00", program="NOSUCHPROGRAM"), 404, "program-not-found"),
+        (post(card, amount="10.00", program=other_partner.program), 404, "program-not-found"),
+        (post(card, amount="10.00", member=None), 422, "member-required"),
+        (post(card, amount="10.00", member={"member_id": stranger}), 404, "member-not-found"),
+    ]:
+        assert_problem(response, status, slug)
+    with round_trips(db) as seen:
+        assert post(card, amount="10.00").status_code == 202
+    reads = [s for s in seen if "from rewards" in s]
+    assert len(reads) == 1 and "from programs" in reads[0]
+    assert not [s for s in seen if "from programs" in s and s not in reads]
+    # A member's own token names the payer by member id, in the same one read.
+    own = member_api(http, partner, member).post("/v1/redemptions", {"reward": card, "program": partner.program,
+                                                                      "amount": "10.00"})
+    assert own.status_code == 202 and own.json()["member_id"] == member
+
+
 # --- relayed rewards --------------------------------------------------------------------
 
 def test_gift_card_reserves_then_posts_on_fulfilment(partner, provider, db, http):

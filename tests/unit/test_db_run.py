@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hub.db import run, utcnow
+from hub.db import run, side_by_side, utcnow
 from hub.programs.models import Member
 
 _members = Member.__table__
@@ -57,3 +57,17 @@ def test_a_connection_keeps_one_cursor_across_statements_and_transactions(db, me
         with conn.begin():
             assert len(run(conn, _GET, {"mid": member})[0]) == 1
             assert kept(conn) is not after_error or not pg
+
+
+def test_side_by_side_reads_two_statements_in_one_row(db, member):
+    """Each statement's row, or NULLs for one that has none; one statement, built once."""
+    by_id = select(_members.c.id).where(_members.c.id == bindparam("other"))
+    both = side_by_side(_GET, by_id)
+    assert side_by_side(_GET, by_id) is both
+    with db.engine.connect() as conn, conn.begin():
+        run(conn, _ADD, {"id": member, "created_at": utcnow()})
+        ((found, at, again),), _ = run(conn, both, {"mid": member, "other": member})
+        assert found == again == member and at is not None
+        assert [tuple(r) for r in run(conn, both, {"mid": uuid.uuid4(), "other": member})[0]] == [(None, None, member)]
+        assert [tuple(r) for r in run(conn, both, {"mid": member, "other": uuid.uuid4()})[0]][0][2] is None
+        assert [tuple(r) for r in run(conn, both, {"mid": uuid.uuid4(), "other": uuid.uuid4()})[0]] == [(None,) * 3]
