@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import uuid
 
 import pytest
@@ -75,6 +76,29 @@ _PIECES = ["token", "pin", "code", "key", "keys", "secret", "password", "Authori
 @given(st.lists(st.sampled_from(_PIECES) | st.characters(), max_size=40).map("".join))
 def test_the_quick_check_never_skips_a_line_the_patterns_would_change(line):
     assert redact(line) == redaction._substitute(line)
+
+
+def test_the_word_check_folds_every_letter_as_the_patterns_do():
+    """A code point that the patterns' case-insensitive matching takes for a letter of one of
+    the words is that letter once folded: the word check cannot miss what a pattern matches."""
+    letters = sorted({ch for word in redaction._WORDS for ch in word if ch.isalpha()})
+    any_letter = re.compile("(?i)[" + "".join(letters) + "]")
+    for code_point in range(0x110000):
+        char = chr(code_point)
+        if any_letter.fullmatch(char):
+            for letter in letters:
+                if re.fullmatch("(?i)" + letter, char):
+                    assert redaction._fold(char) == letter, hex(code_point)
+
+
+def test_a_long_argument_list_naming_no_secret_skips_the_patterns(monkeypatch):
+    """A relay batch's arguments as Celery logs them: quotes and colons, but no secret's name."""
+    scanned = []
+    substitute = redaction._substitute
+    monkeypatch.setattr(redaction, "_substitute", lambda text: scanned.append(text) or substitute(text))
+    batch = repr(([str(uuid.uuid4()) for _ in range(40)], {str(uuid.uuid4()): uuid.uuid4().hex for _ in range(40)}))
+    assert redact(batch) == batch and scanned == []
+    assert redact(batch + " {'Token': 'abc'}") == batch + f" {{'Token': '{REDACTED}'}}" and len(scanned) == 1
 
 
 def test_a_uuid_argument_is_kept_as_it_is():
