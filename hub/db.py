@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from decimal import Decimal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -29,6 +29,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    func,
     literal_column,
     select,
     true,
@@ -205,6 +206,21 @@ def one_of(column, name: str, shape: str):
     if shape == "array":
         return column == any_(bindparam(name, type_=ARRAY(column.type)))
     return column.in_(bindparam(name, expanding=True))
+
+
+@functools.cache
+def unnest_rows(table, columns: tuple[str, ...]) -> Select:
+    """Rows given as one array per column (PostgreSQL; bound by `as_columns`), as a SELECT of
+    `columns`: an INSERT ... SELECT from it is one statement whatever the number of rows,
+    which `run` sends prepared. A multi-row VALUES is rendered, and parsed by psycopg and by
+    PostgreSQL, anew for each number of rows."""
+    arrays = func.unnest(*[bindparam(c, type_=ARRAY(table.c[c].type)) for c in columns])
+    return select(*arrays.table_valued(*columns).render_derived(name="v").c)
+
+
+def as_columns(rows: Sequence[dict], columns: Sequence[str]) -> dict[str, list]:
+    """The parameters of `unnest_rows`: each column's values, in the rows' order."""
+    return {c: [row[c] for row in rows] for c in columns}
 
 
 def bind_values(shape: str, values: list):

@@ -28,7 +28,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import SelectBase
 
-from hub.db import bind_values, executemany, insert_many, one_of, run as run_once, utcnow, values_shape
+from hub.db import (
+    as_columns, bind_values, executemany, insert_many, one_of, run as run_once, unnest_rows, utcnow, values_shape,
+)
 from hub.ledger.errors import (
     AccountClosed,
     InsufficientFunds,
@@ -626,11 +628,15 @@ def _insert_resolution(insert_for_dialect):
 
 
 # ON CONFLICT is spelled per dialect in SQLAlchemy; the hub runs on these two. Several
-# resolutions go as one multi-row INSERT (SQLAlchemy's "insertmanyvalues"), each returned row
-# naming its reservation: a conflict returns none for it.
+# resolutions go as one statement, each returned row naming its reservation (a conflict
+# returns none for it): on PostgreSQL an INSERT ... SELECT of the rows bound as arrays
+# (`unnest_rows`), on SQLite a multi-row INSERT (SQLAlchemy's "insertmanyvalues").
 _INSERT_RESOLUTION = {"postgresql": _insert_resolution(postgresql.insert), "sqlite": _insert_resolution(sqlite.insert)}
-_INSERT_RESOLUTIONS = {name: statement.returning(_transfers.c.pending_id)
-                       for name, statement in _INSERT_RESOLUTION.items()}
+_INSERT_RESOLUTIONS_UNNESTED = (
+    postgresql.insert(_transfers).from_select(list(_ROW_COLUMNS), unnest_rows(_transfers, _ROW_COLUMNS))
+    .on_conflict_do_nothing(index_elements=["pending_id"]).returning(_transfers.c.id, _transfers.c.pending_id)
+)
+_INSERT_RESOLUTIONS_SQLITE = _INSERT_RESOLUTION["sqlite"].returning(_transfers.c.pending_id)
 
 
 def _resolve(session: Session, resolutions: Sequence[tuple[_Pending, int]], phase: str, caused_by: str) -> list[int]:
@@ -662,9 +668,11 @@ def _resolve(session: Session, resolutions: Sequence[tuple[_Pending, int]], phas
     if len(rows) == 1:
         inserted, _ = run_once(conn, _INSERT_RESOLUTION[conn.dialect.name], rows[0])
         made = {rows[0]["pending_id"]: transfer_id for (transfer_id,) in inserted}
+    elif conn.dialect.name == "postgresql":
+        inserted, _ = run_once(conn, _INSERT_RESOLUTIONS_UNNESTED, as_columns(rows, _ROW_COLUMNS))
+        made = {pending_id: transfer_id for transfer_id, pending_id in inserted}
     else:
-        made = {pending_id: transfer_id
-                for transfer_id, pending_id in conn.execute(_INSERT_RESOLUTIONS[conn.dialect.name], rows)}
+        made = {pending_id: transfer_id for transfer_id, pending_id in conn.execute(_INSERT_RESOLUTIONS_SQLITE, rows)}
     for pending, _ in resolutions:
         if pending.id not in made:
             raise PendingAlreadyResolved(f"pending transfer {pending.id} is already resolved")
