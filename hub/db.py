@@ -209,13 +209,14 @@ def one_of(column, name: str, shape: str):
 
 
 @functools.cache
-def unnest_rows(table, columns: tuple[str, ...]) -> Select:
-    """Rows given as one array per column (PostgreSQL; bound by `as_columns`), as a SELECT of
-    `columns`: an INSERT ... SELECT from it is one statement whatever the number of rows,
+def unnest_rows(table, columns: tuple[str, ...], **types):
+    """Rows given as one array per column (PostgreSQL; bound by `as_columns`), as a derived
+    table `v` of `columns`, typed as `table`'s unless `types` says otherwise: an INSERT ...
+    SELECT from it, or an UPDATE ... FROM it, is one statement whatever the number of rows,
     which `run` sends prepared. A multi-row VALUES is rendered, and parsed by psycopg and by
-    PostgreSQL, anew for each number of rows."""
-    arrays = func.unnest(*[bindparam(c, type_=ARRAY(table.c[c].type)) for c in columns])
-    return select(*arrays.table_valued(*columns).render_derived(name="v").c)
+    PostgreSQL, anew for each number of rows; an executemany runs a statement per row."""
+    arrays = func.unnest(*[bindparam(c, type_=ARRAY(types.get(c, table.c[c].type))) for c in columns])
+    return arrays.table_valued(*columns).render_derived(name="v")
 
 
 def as_columns(rows: Sequence[dict], columns: Sequence[str]) -> dict[str, list]:

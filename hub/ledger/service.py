@@ -633,7 +633,7 @@ def _insert_resolution(insert_for_dialect):
 # (`unnest_rows`), on SQLite a multi-row INSERT (SQLAlchemy's "insertmanyvalues").
 _INSERT_RESOLUTION = {"postgresql": _insert_resolution(postgresql.insert), "sqlite": _insert_resolution(sqlite.insert)}
 _INSERT_RESOLUTIONS_UNNESTED = (
-    postgresql.insert(_transfers).from_select(list(_ROW_COLUMNS), unnest_rows(_transfers, _ROW_COLUMNS))
+    postgresql.insert(_transfers).from_select(list(_ROW_COLUMNS), select(*unnest_rows(_transfers, _ROW_COLUMNS).c))
     .on_conflict_do_nothing(index_elements=["pending_id"]).returning(_transfers.c.id, _transfers.c.pending_id)
 )
 _INSERT_RESOLUTIONS_SQLITE = _INSERT_RESOLUTION["sqlite"].returning(_transfers.c.pending_id)

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from hub import ledger
 from hub.audit import review_notes, trail
-from hub.db import Database, bind_values, one_of, run, utcnow, values_shape
+from hub.db import Database, as_columns, bind_values, one_of, run, unnest_rows, utcnow, values_shape
 from hub.errors import Conflict
 from hub.notify import outbox, webhooks
 from hub.notify.policy import RelayPolicy
@@ -441,17 +441,27 @@ def record(session: Session, redemption_id: uuid.UUID, outcome: Outcome,
 
 # None binds as SQL NULL (the column's own type would send a JSON null, which COALESCE keeps).
 _RECEIPT = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
-# A fulfilled order of a wave: one statement for all of them (executemany). A pending order
-# has no delivery yet, but one requeued after a late fulfilment does: each column keeps its
-# value where this kind of reward sets none, as `record` leaves it.
-_FULFIL = (
-    update(_redemptions).where(_redemptions.c.id == bindparam("rid"))
-    .values(state=FULFILLED, resolved_at=bindparam("now"), lease_until=None,
-            maybe_placed=or_(_redemptions.c.maybe_placed, bindparam("placed")),
-            provider_order_id=func.coalesce(bindparam("order_id", type_=String), _redemptions.c.provider_order_id),
-            delivery_sealed=func.coalesce(bindparam("sealed", type_=Text), _redemptions.c.delivery_sealed),
-            receipt=func.coalesce(bindparam("receipt", type_=_RECEIPT), _redemptions.c.receipt))
-)
+# A fulfilled order of a wave. A pending order has no delivery yet, but one requeued after a
+# late fulfilment does: each column keeps its value where this kind of reward sets none, as
+# `record` leaves it. On PostgreSQL one statement for the whole wave, the orders' values
+# bound as arrays (hub.db.unnest_rows); on SQLite one execution per order.
+_FULFILLED_VALUES = ("id", "maybe_placed", "provider_order_id", "delivery_sealed", "receipt")
+
+
+def _fulfil(placed, order_id, sealed, receipt) -> dict:
+    return dict(state=FULFILLED, resolved_at=bindparam("now"), lease_until=None,
+                maybe_placed=or_(_redemptions.c.maybe_placed, placed),
+                provider_order_id=func.coalesce(order_id, _redemptions.c.provider_order_id),
+                delivery_sealed=func.coalesce(sealed, _redemptions.c.delivery_sealed),
+                receipt=func.coalesce(receipt, _redemptions.c.receipt))
+
+
+_v = unnest_rows(_redemptions, _FULFILLED_VALUES, receipt=_RECEIPT)
+_FULFIL_ALL = update(_redemptions).where(_redemptions.c.id == _v.c.id).values(
+    _fulfil(_v.c.maybe_placed, _v.c.provider_order_id, _v.c.delivery_sealed, _v.c.receipt))
+_FULFIL_EACH = update(_redemptions).where(_redemptions.c.id == bindparam("v_id")).values(
+    _fulfil(bindparam("v_maybe_placed"), bindparam("v_provider_order_id", type_=String),
+            bindparam("v_delivery_sealed", type_=Text), bindparam("v_receipt", type_=_RECEIPT)))
 
 
 def _lock_wave(session: Session, redemption_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, _Locked]:
@@ -488,16 +498,19 @@ def record_fulfilled(session: Session, orders: Mapping[uuid.UUID, _Locked],
         ledger.post_pending_many(session, [orders[rid].transfer_id for rid in rids], CAUSED_BY)
     except ledger.PendingExpired:  # checked before anything is written
         return None
-    now = utcnow()
-    updates = []
+    fulfilled = []
     for answer in answers:
         delivery = dict(answer.outcome.delivery or {})
         donation = orders[answer.redemption_id].kind == Kind.DONATION.value
-        updates.append({"rid": answer.redemption_id, "now": now, "placed": answer.placed,
-                        "order_id": answer.outcome.provider_order_id or None,  # as `record`: none kept
-                        "sealed": None if donation else redemptions.seal(delivery),
-                        "receipt": delivery if donation else None})
-    session.connection().execute(_FULFIL, updates)
+        fulfilled.append({"id": answer.redemption_id, "maybe_placed": answer.placed,
+                          "provider_order_id": answer.outcome.provider_order_id or None,  # as `record`: none kept
+                          "delivery_sealed": None if donation else redemptions.seal(delivery),
+                          "receipt": delivery if donation else None})
+    conn, now = session.connection(), utcnow()
+    if conn.dialect.name == "postgresql":
+        run(conn, _FULFIL_ALL, {"now": now, **as_columns(fulfilled, _FULFILLED_VALUES)})
+    else:
+        conn.execute(_FULFIL_EACH, [{"now": now, **{f"v_{k}": v for k, v in f.items()}} for f in fulfilled])
     outbox.complete_many(session, redemptions.RELAY_TOPIC, [str(rid) for rid in rids])
     by_program: dict[uuid.UUID, list[Fulfilled]] = {}
     for answer in answers:

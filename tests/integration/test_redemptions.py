@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import pytest
 from authlib.jose import jwt
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
 from hub.api import runtime
@@ -558,6 +558,44 @@ def test_answers_that_arrive_together_are_recorded_in_one_transaction(partner, p
             OutboxMessage.key.in_([str(d) for d in s.execute(deliveries).scalars()]))).scalars()
         assert sorted(hooked) == sorted(f"req-{uuid.UUID(o['id']).hex[:8]}" for o in orders)
         assert verify(s).ok
+
+
+class ScriptedCharity(Scripted):
+    kind = Kind.DONATION
+
+    def catalog(self):
+        return [CatalogItem(product="GIVE-10", name="Test charity", kind=Kind.DONATION, currency="USD",
+                            denominations=(1000,))]
+
+
+def test_a_wave_leaves_each_order_as_recording_it_alone_would(partner, provider, db, together, monkeypatch):
+    """A donation (its receipt kept in the clear, nothing sealed) fulfilled with two cards,
+    one of which an earlier attempt had flagged maybe placed with a provider order id that
+    this answer does not repeat: the id and the flag stay, and a card has no receipt."""
+    charity = ScriptedCharity(f"give{uuid.uuid4().hex[:8]}")
+    db.write(lambda s: catalog.sync_provider(s, charity.name, "donation", charity.catalog()))
+    member = rich_member(partner)
+    with db.read() as s:
+        cause = s.scalar(select(Reward.code).where(Reward.provider == charity.name))
+    card, other_card, gift = [uuid.UUID(redeem(partner, member, code, amount="10.00").json()["id"])
+                              for code in (reward_code(db, provider), reward_code(db, provider), cause)]
+    db.write(lambda s: s.execute(update(Redemption).where(Redemption.id == other_card)
+                                 .values(maybe_placed=True, provider_order_id="P-EARLIER")))
+    receipt = {"receipt_id": "R-1", "amount": "10.00"}
+    # No provider order id in either answer; the flagged order is looked up before anything.
+    provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD)]
+    provider.lookup_script = [Outcome(Status.FULFILLED, delivery=CARD)]
+    charity.place_script = [Outcome(Status.FULFILLED, provider_order_id="G-1", delivery=receipt)]
+    ran = wave_path(monkeypatch)
+    relayed = relay.Relay(db, {provider.name: provider, charity.name: charity}, POLICY)
+    assert relayed.run_many([card, other_card, gift]) == ["fulfilled"] * 3 and ran == [True]
+    with db.read() as s:
+        rows = {r.id: r for r in s.execute(select(Redemption).where(Redemption.id.in_([card, other_card, gift])))
+                .scalars()}
+    assert (rows[gift].receipt, rows[gift].delivery_sealed, rows[gift].provider_order_id) == (receipt, None, "G-1")
+    assert redemptions.unseal(rows[card].delivery_sealed) == CARD and rows[card].provider_order_id is None
+    assert (rows[other_card].provider_order_id, rows[other_card].maybe_placed) == ("P-EARLIER", True)
+    assert rows[card].receipt is None and rows[other_card].receipt is None
 
 
 def test_a_wave_costs_the_same_statements_whatever_its_size(partner, provider, db, together):
