@@ -371,15 +371,51 @@ def run(conn: Connection, statement, params: dict) -> tuple[list[tuple], int]:
     return (result.all() if result.returns_rows else []), result.rowcount
 
 
+def side_by_side(*reads: Select) -> Select:
+    """Independent reads in one round trip: one row, each read's columns in turn, each its
+    statement's row or NULLs when it has none (each is outer-joined to one row). Each must
+    have at most one row, and its first column be NOT NULL: NULL there says "no row". Their
+    parameters share one namespace. A read that is itself side by side is taken apart (its
+    reads joined directly, not nested). Cached: `run` compiles each statement once."""
+    return _side_by_side(tuple(part for read in reads for part in _sides.get(read, (read,))))
+
+
+_sides: dict[Select, tuple[Select, ...]] = {}
+
+
 @functools.cache
-def side_by_side(first: Select, second: Select) -> Select:
-    """Two independent reads in one round trip: one row, `first`'s columns then `second`'s,
-    each its statement's row or NULLs when it has none (each is outer-joined to one row).
-    Each must have at most one row, and its first column be NOT NULL: NULL there says "no
-    row". Their parameters share one namespace. Cached: `run` compiles each statement once."""
-    one = select(literal_column("1").label("one")).subquery("one")
-    a, b = first.subquery("first"), second.subquery("second")
-    return select(*a.c, *b.c).select_from(one.outerjoin(a, true()).outerjoin(b, true()))
+def _side_by_side(reads: tuple[Select, ...]) -> Select:
+    joined = select(literal_column("1").label("one")).subquery("one")
+    parts = []
+    for n, read in enumerate(reads):
+        part = read.subquery(f"r{n}")
+        joined = joined.outerjoin(part, true())
+        parts.append(part)
+    statement = select(*(c for part in parts for c in part.c)).select_from(joined)
+    _sides[statement] = reads
+    return statement
+
+
+# A transaction's reads made ahead, with another statement's round trip (`prefetch`).
+_PREFETCHED = "hub.prefetched"
+
+
+def prefetch(session: Session, statement, params: dict, row: tuple) -> None:
+    """Keep `row` as what `statement` with `params` reads in this transaction: read ahead,
+    with another statement (`side_by_side`), by code that knew the read before the work
+    that needs it ran (hub.idempotency with the key's lock). Taken by `prefetched`."""
+    session.info.setdefault(_PREFETCHED, []).append((statement, params, row))
+
+
+def prefetched(session: Session, statement, params: dict) -> tuple | None:
+    """The row kept by `prefetch` for this statement and these parameters, taken (once);
+    None if there is none (the caller reads it then)."""
+    kept = session.info.get(_PREFETCHED) or []
+    for i, (read, read_params, row) in enumerate(kept):
+        if read is statement and read_params == params:
+            del kept[i]
+            return row
+    return None
 
 
 class UTCDateTime(TypeDecorator):

@@ -25,13 +25,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger, ForeignKey, String, Text, UniqueConstraint, Uuid, bindparam, func, insert, select, text,
+    BigInteger, ForeignKey, Select, String, Text, UniqueConstraint, Uuid, bindparam, column, func, insert, select, text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub import crypto
-from hub.db import Base, BigId, Database, UTCDateTime, executemany, run as run_once, utcnow
+from hub.db import (
+    Base, BigId, Database, UTCDateTime, executemany, prefetch, run as run_once, side_by_side, utcnow,
+)
 from hub.errors import Conflict, Invalid
 
 
@@ -70,9 +72,9 @@ _STORED = select(_keys.c.fingerprint, _keys.c.status, _keys.c.body).where(
 # (owner, key) still stops that second run: its insert fails, the transaction is retried
 # (db.is_retryable) and the retry replays the stored outcome.
 _LOCK_AND_STORED = text(
-    "SELECT pg_try_advisory_xact_lock(:id), k.fingerprint, k.status, k.body FROM (SELECT 1) AS one"
+    "SELECT pg_try_advisory_xact_lock(:id) AS got, k.fingerprint, k.status, k.body FROM (SELECT 1) AS one"
     " LEFT JOIN idempotency_keys AS k ON k.owner = :owner AND k.key = :key"
-)
+).columns(column("got"), column("fingerprint"), column("status"), column("body"))
 _STORE = insert(_keys).returning(_keys.c.id)
 _LINK = insert(IdempotencyKeyMember.__table__)
 # PostgreSQL: the stored response and its links to the members it names in one round trip,
@@ -126,20 +128,32 @@ def run(
     work: Callable[[Session], tuple[int, dict]],
     redact: tuple[str, ...] = (),
     member_fields: tuple[str, ...] = MEMBER_FIELDS,
+    read: tuple[Select, dict] | None = None,
 ) -> Outcome:
     """Run `work` once per (owner, key); replay the stored outcome for a repeat.
 
     Fields named in `redact` (secrets shown once) are never stored, so a replay lacks them.
-    The members held in `member_fields` are linked to the stored outcome.
+    The members held in `member_fields` are linked to the stored outcome. `read`: work's
+    first read, (statement, parameters) of one row: on PostgreSQL it is made with the key's
+    lock, one round trip for both, and work finds its row with hub.db.prefetched.
     """
     if key is None:
         return Outcome(*db.write(work))
+    if read is not None and (clash := read[1].keys() & {"id", "owner", "key"}):
+        raise ValueError(f"a read's parameters named as the key's: {sorted(clash)}")
 
     def attempt(session: Session) -> Outcome:
         conn = session.connection()
         if db.dialect == "postgresql":
-            ((got, *found),), _ = run_once(conn, _LOCK_AND_STORED, {"id": _lock_id(owner, key), "owner": owner,
-                                                                   "key": key})
+            params = {"id": _lock_id(owner, key), "owner": owner, "key": key}
+            if read is None:
+                ((got, *found),), _ = run_once(conn, _LOCK_AND_STORED, params)
+            else:
+                statement, read_params = read
+                ((got, *found),), _ = run_once(conn, side_by_side(_LOCK_AND_STORED, statement),
+                                               {**params, **read_params})
+                found, row = found[:3], tuple(found[3:])
+                prefetch(session, statement, read_params, row)
             if not got:
                 raise Conflict(
                     "a request with this Idempotency-Key is still in progress; retry later",

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Response, current_app, json, request
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from hub import idempotency
@@ -47,8 +48,10 @@ def create(
     work: Callable[[Session], tuple[int, dict]],
     redact: tuple[str, ...] = (),
     member_fields: tuple[str, ...] = idempotency.MEMBER_FIELDS,
+    read: tuple[Select, dict] | None = None,
 ) -> Reply:
-    """Run a creating POST once per Idempotency-Key and answer with its (stored) outcome."""
+    """Run a creating POST once per Idempotency-Key and answer with its (stored) outcome.
+    `read`: work's first read, to make with the key's lock (idempotency.run)."""
     key = call.idempotency_key
     # The fingerprint serialises the whole body (1000 items for a batch): only worth it when
     # there is a key to bind it to.
@@ -57,7 +60,7 @@ def create(
     # client_id, so a member's keys are scoped to the member: otherwise one member's request
     # could replay another's stored answer (a body without the member in it, e.g. a transfer).
     owner = actor.client_id if actor.member_id is None else actor.ref
-    outcome = idempotency.run(db(), owner, key, fingerprint, work, redact, member_fields)
+    outcome = idempotency.run(db(), owner, key, fingerprint, work, redact, member_fields, read)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     return Reply(outcome.status, outcome.body, headers)
 

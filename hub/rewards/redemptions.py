@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from hub import crypto, ledger, pagination
 from hub.actor import Actor
-from hub.db import run, side_by_side, utcnow
+from hub.db import prefetched, run, side_by_side, utcnow
 from hub.errors import Conflict, Invalid, NotFound
 from hub.exchange import pooling
 from hub.identity.oidc import subjects
@@ -371,8 +371,9 @@ def _payer(session: Session, actor: Actor, body: dict, read: _PayerRows | None =
     return _Payer(program, member_id, AccountInfo(*account), _identifier_value.open(email))
 
 
-def _payer_ref(session: Session, actor: Actor, body: dict) -> tuple[str | None, object]:
-    """How the paying member is named: (kind, value), or (None, None) if it is not."""
+def _payer_ref(session: Session | None, actor: Actor, body: dict) -> tuple[str | None, object]:
+    """How the paying member is named: (kind, value), or (None, None) if it is not. The
+    session is only needed for a pairwise subject (`_member_ref` looks it up)."""
     if actor.member_id is not None:
         return "member_id", actor.member_id
     if "member" in body:
@@ -391,23 +392,39 @@ def _payer_query(actor: Actor, body: dict, kind: str | None, value: object) -> t
     return _PAYER[(kind == "member_id", partner_only)], params
 
 
+def first_read(actor: Actor, body: dict) -> tuple[Select, dict] | None:
+    """`redeem`'s first read, if it can be named before its transaction, so that it can be
+    made ahead (hub.idempotency sends it with the key's lock): the reward and the payer of
+    a redemption from one program, the member named by id or identifier. None otherwise."""
+    member = body.get("member") or {}
+    if "pay_with" in body or "program" not in body or (actor.member_id is None and "subject" in member):
+        return None
+    return _reward_and_payer_query(actor, body, *_payer_ref(None, actor, body))
+
+
 def _reward_and_payer(session: Session, actor: Actor, body: dict) -> tuple[SimpleNamespace, _PayerRows | None]:
     """The reward and, when one program pays (`program`, no `pay_with`), `_payer`'s rows, in
-    one round trip (`side_by_side`); else the reward alone. The errors keep `redeem`'s
-    order: the reward's are raised here, the payer's when `_payer` reads its rows."""
+    one round trip (`side_by_side`), or none if it was read ahead (`first_read`); else the
+    reward alone. The errors keep `redeem`'s order: the reward's are raised here, the
+    payer's when `_payer` reads its rows."""
     code = body["reward"]
     if "pay_with" in body or "program" not in body:
         return catalog.reward_by_code(session, actor, code), None
     kind, value = _payer_ref(session, actor, body)
-    reward_statement, reward_params = catalog.reward_query(actor, code)
-    payer_statement, payer_params = _payer_query(actor, body, kind, value)
-    # Both may bind "partner": the same value, the actor's partner.
-    rows, _ = run(session.connection(), side_by_side(reward_statement, payer_statement),
-                  {**reward_params, **payer_params})
-    (row,) = rows
-    width = len(reward_statement.selected_columns)
+    statement, params = _reward_and_payer_query(actor, body, kind, value)
+    row = prefetched(session, statement, params)
+    if row is None:
+        (row,), _ = run(session.connection(), statement, params)
+    width = len(catalog.reward_query(actor, code)[0].selected_columns)
     reward, payer_row = tuple(row[:width]), tuple(row[width:])
     return catalog.reward_from_row(code, reward), _PayerRows(kind, [payer_row] if payer_row[0] is not None else [])
+
+
+def _reward_and_payer_query(actor: Actor, body: dict, kind: str | None, value: object) -> tuple[Select, dict]:
+    reward_statement, reward_params = catalog.reward_query(actor, body["reward"])
+    payer_statement, payer_params = _payer_query(actor, body, kind, value)
+    # Both may bind "partner": the same value, the actor's partner.
+    return side_by_side(reward_statement, payer_statement), {**reward_params, **payer_params}
 
 
 # --- pooling: one reward paid from several programs -----------------------------------------

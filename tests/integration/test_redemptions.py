@@ -271,6 +271,14 @@ def test_one_read_finds_the_reward_and_the_payer_and_refusals_keep_their_order(p
     reads = [s for s in seen if "from rewards" in s]
     assert len(reads) == 1 and "from programs" in reads[0]
     assert not [s for s in seen if "from programs" in s and s not in reads]
+    # With an Idempotency-Key, on PostgreSQL that read comes with the key's lock: one statement.
+    with round_trips(db) as seen:
+        keyed = partner.api.post("/v1/redemptions", {"reward": card, "program": partner.program, "amount": "10.00",
+                                                     "member": {"member_id": member}}, key=uuid.uuid4().hex)
+    assert keyed.status_code == 202
+    (read,) = [s for s in seen if "from rewards" in s]
+    assert ("pg_try_advisory_xact_lock" in read) == (db.dialect == "postgresql")
+    assert not [s for s in seen if "from programs" in s and s != read]
     # A member's own token names the payer by member id, in the same one read.
     own = member_api(http, partner, member).post("/v1/redemptions", {"reward": card, "program": partner.program,
                                                                       "amount": "10.00"})

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hub.db import run, side_by_side, utcnow
+from hub.db import prefetch, prefetched, run, side_by_side, utcnow
 from hub.programs.models import Member
 
 _members = Member.__table__
@@ -71,3 +71,24 @@ def test_side_by_side_reads_two_statements_in_one_row(db, member):
         assert [tuple(r) for r in run(conn, both, {"mid": uuid.uuid4(), "other": member})[0]] == [(None, None, member)]
         assert [tuple(r) for r in run(conn, both, {"mid": member, "other": uuid.uuid4()})[0]][0][2] is None
         assert [tuple(r) for r in run(conn, both, {"mid": uuid.uuid4(), "other": uuid.uuid4()})[0]] == [(None,) * 3]
+
+
+def test_side_by_side_of_side_by_side_reads_is_flat(db, member):
+    by_id = select(_members.c.id).where(_members.c.id == bindparam("other"))
+    pair = side_by_side(_GET, by_id)
+    flat = side_by_side(by_id, pair)
+    assert flat is side_by_side(by_id, _GET, by_id)
+    with db.engine.connect() as conn, conn.begin():
+        run(conn, _ADD, {"id": member, "created_at": utcnow()})
+        ((first, found, _, again),), _ = run(conn, flat, {"mid": member, "other": member})
+        assert first == found == again == member
+
+
+def test_a_prefetched_row_is_taken_once_and_only_for_its_statement_and_parameters(db):
+    by_id = select(_members.c.id).where(_members.c.id == bindparam("other"))
+    with db.read() as session:
+        prefetch(session, _GET, {"mid": 1}, ("row",))
+        assert prefetched(session, by_id, {"mid": 1}) is None
+        assert prefetched(session, _GET, {"mid": 2}) is None
+        assert prefetched(session, _GET, {"mid": 1}) == ("row",)
+        assert prefetched(session, _GET, {"mid": 1}) is None
