@@ -7,8 +7,8 @@ Serialization failures and deadlocks are retried by `Database.write`.
 """
 from __future__ import annotations
 
-import random
 import functools
+import random
 import threading
 import time
 from datetime import datetime, timezone
@@ -23,8 +23,8 @@ from sqlalchemy import (
     DateTime,
     Integer,
     String,
-    TypeDecorator,
     Select,
+    TypeDecorator,
     any_,
     bindparam,
     create_engine,

@@ -166,6 +166,7 @@ def _view(reward: Reward, program_code: str | None, quote_program: Program | Non
 
 
 _rewards = Reward.__table__
+REWARD_COLUMNS = tuple(_rewards.c.keys())  # the columns of `reward_query`'s rows, in order
 _REWARD_BY_CODE = select(_rewards).where(_rewards.c.code == bindparam("code"))
 _PARTNER_REWARD_BY_CODE = _REWARD_BY_CODE.where(_PARTNER_SEES)
 
@@ -190,7 +191,7 @@ def reward_from_row(code: str, row: Sequence | None) -> SimpleNamespace:
     or a row without an id (an outer join that found none): 404 reward-not-found."""
     if row is None or row[0] is None:
         raise NotFound(f"no reward {code}", slug="reward-not-found")
-    reward = SimpleNamespace(**dict(zip(_rewards.c.keys(), row)))
+    reward = SimpleNamespace(**dict(zip(REWARD_COLUMNS, row)))
     # `run` may leave a FixedDecimal as its string.
     reward.price_units = None if reward.price_units is None else Decimal(reward.price_units)
     return reward

@@ -415,7 +415,7 @@ def _reward_and_payer(session: Session, actor: Actor, body: dict) -> tuple[Simpl
     row = prefetched(session, statement, params)
     if row is None:
         (row,), _ = run(session.connection(), statement, params)
-    width = len(catalog.reward_query(actor, code)[0].selected_columns)
+    width = len(catalog.REWARD_COLUMNS)
     reward, payer_row = tuple(row[:width]), tuple(row[width:])
     return catalog.reward_from_row(code, reward), _PayerRows(kind, [payer_row] if payer_row[0] is not None else [])
 
