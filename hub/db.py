@@ -19,11 +19,12 @@ from typing import TypeVar
 
 from sqlalchemy import (
     JSON,
+    VARCHAR,
     BigInteger,
     DateTime,
     Integer,
-    String,
     Select,
+    String,
     TypeDecorator,
     any_,
     bindparam,
@@ -182,11 +183,19 @@ class Gated:
             yield session
 
 
-def values_shape(conn: Connection, values) -> str:
-    """How `one_of` should bind these values: "one", else "array" on PostgreSQL, "in" elsewhere."""
+# From how many values `one_of` binds one array on PostgreSQL (psycopg caches the parsing of
+# statements with at most 50 parameters), unless the match is by key.
+MANY_VALUES = 50
+
+
+def values_shape(conn: Connection, values, *, by_key: bool = False) -> str:
+    """How `one_of` should bind these values: "one"; on PostgreSQL "array" for many values,
+    or for any number when the match is `by_key` (see `one_of`); else "in"."""
     if len(values) == 1:
         return "one"
-    return "array" if conn.dialect.name == "postgresql" else "in"
+    if conn.dialect.name != "postgresql":
+        return "in"
+    return "array" if by_key or len(values) > MANY_VALUES else "in"
 
 
 def one_of(column, name: str, shape: str):
@@ -194,28 +203,39 @@ def one_of(column, name: str, shape: str):
 
     - "one": `column = :name`, the parameter being the value itself (the hot case: one
       purchase, one order).
+    - "in": `column IN (:name...)`, the parameter a list. SQLAlchemy renders it anew on every
+      execution and psycopg parses the result in Python (uncached past 50 parameters): about
+      0.13 ms more of the client's CPU than an array for a dozen values.
     - "array" (PostgreSQL): `column = ANY(:name)`, one array parameter: one statement
-      whatever the number of values, which `run` sends straight to the driver, prepared.
-      An expanding IN is rendered anew by SQLAlchemy on every execution, and psycopg parses
-      it in Python, uncached past 50 parameters: about 0.13 ms more of the client's CPU for
-      a dozen values, more than PostgreSQL spends on either.
-    - "in" (SQLite, which has no arrays): `column IN (:name...)`, the parameter a list.
+      whatever the number of values, which `run` sends prepared. For a few values only
+      `by_key`: when the column has an index of its own that the plan looks the values up
+      in (a primary key; the outbox's key; a transfer's reference). Elsewhere PostgreSQL's
+      generic plan for a prepared statement may take a wider index and filter each of its
+      rows by the array (hub/programs/earning.py, `_EXISTING_BY_ARRAY`).
     """
     if shape == "one":
         return column == bindparam(name)
     if shape == "array":
-        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+        return column == any_(bindparam(name, type_=array_of(column.type)))
     return column.in_(bindparam(name, expanding=True))
 
 
-@functools.cache
+def array_of(item_type) -> ARRAY:
+    """An array of `item_type` to bind a list as, without its length: PostgreSQL cuts a value
+    cast to varchar(n) short, so a longer one would match a row it is not (or be stored cut),
+    where it should match none (or be refused)."""
+    if type(item_type) in (String, VARCHAR) and item_type.length is not None:
+        item_type = type(item_type)()
+    return ARRAY(item_type)
+
+
 def unnest_rows(table, columns: tuple[str, ...], **types):
     """Rows given as one array per column (PostgreSQL; bound by `as_columns`), as a derived
     table `v` of `columns`, typed as `table`'s unless `types` says otherwise: an INSERT ...
     SELECT from it, or an UPDATE ... FROM it, is one statement whatever the number of rows,
     which `run` sends prepared. A multi-row VALUES is rendered, and parsed by psycopg and by
     PostgreSQL, anew for each number of rows; an executemany runs a statement per row."""
-    arrays = func.unnest(*[bindparam(c, type_=ARRAY(types.get(c, table.c[c].type))) for c in columns])
+    arrays = func.unnest(*[bindparam(c, type_=array_of(types.get(c, table.c[c].type))) for c in columns])
     return arrays.table_valued(*columns).render_derived(name="v")
 
 

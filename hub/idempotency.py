@@ -128,32 +128,34 @@ def run(
     work: Callable[[Session], tuple[int, dict]],
     redact: tuple[str, ...] = (),
     member_fields: tuple[str, ...] = MEMBER_FIELDS,
-    read: tuple[Select, dict] | None = None,
+    read: Callable[[], tuple[Select, dict] | None] | None = None,
 ) -> Outcome:
     """Run `work` once per (owner, key); replay the stored outcome for a repeat.
 
     Fields named in `redact` (secrets shown once) are never stored, so a replay lacks them.
-    The members held in `member_fields` are linked to the stored outcome. `read`: work's
-    first read, (statement, parameters) of one row: on PostgreSQL it is made with the key's
-    lock, one round trip for both, and work finds its row with hub.db.prefetched.
+    The members held in `member_fields` are linked to the stored outcome. `read` names
+    work's first read, (statement, parameters) of one row, or None: on PostgreSQL it is
+    made with the key's lock, one round trip for both, and work finds its row with
+    hub.db.prefetched (called only then: elsewhere work reads it itself).
     """
     if key is None:
         return Outcome(*db.write(work))
-    if read is not None and (clash := read[1].keys() & {"id", "owner", "key"}):
-        raise ValueError(f"a read's parameters named as the key's: {sorted(clash)}")
 
     def attempt(session: Session) -> Outcome:
         conn = session.connection()
         if db.dialect == "postgresql":
             params = {"id": _lock_id(owner, key), "owner": owner, "key": key}
-            if read is None:
+            ahead_read = read() if read is not None else None
+            if ahead_read is None:
                 ((got, *found),), _ = run_once(conn, _LOCK_AND_STORED, params)
             else:
-                statement, read_params = read
+                statement, read_params = ahead_read
+                if clash := params.keys() & read_params.keys():
+                    raise ValueError(f"a read's parameters named as the key's: {sorted(clash)}")
                 ((got, *found),), _ = run_once(conn, side_by_side(_LOCK_AND_STORED, statement),
                                                {**params, **read_params})
-                found, row = found[:3], tuple(found[3:])
-                prefetch(session, statement, read_params, row)
+                found, ahead = found[:3], tuple(found[3:])
+                prefetch(session, statement, read_params, ahead)
             if not got:
                 raise Conflict(
                     "a request with this Idempotency-Key is still in progress; retry later",

@@ -48,10 +48,10 @@ def create(
     work: Callable[[Session], tuple[int, dict]],
     redact: tuple[str, ...] = (),
     member_fields: tuple[str, ...] = idempotency.MEMBER_FIELDS,
-    read: tuple[Select, dict] | None = None,
+    read: Callable[[], tuple[Select, dict] | None] | None = None,
 ) -> Reply:
     """Run a creating POST once per Idempotency-Key and answer with its (stored) outcome.
-    `read`: work's first read, to make with the key's lock (idempotency.run)."""
+    `read` names work's first read, to make with the key's lock (idempotency.run)."""
     key = call.idempotency_key
     # The fingerprint serialises the whole body (1000 items for a batch): only worth it when
     # there is a key to bind it to.

@@ -32,7 +32,8 @@ def post(call: Call, body: dict, token_info: dict) -> Reply:
         return (202 if view.redemption.state == PENDING else 201), redemption(view)
 
     # The voucher code is shown once, in this answer; a replay does not repeat it.
-    return common.create(call, caller, body, work, redact=("delivery",), read=redemptions.first_read(caller, body))
+    return common.create(call, caller, body, work, redact=("delivery",),
+                         read=lambda: redemptions.first_read(caller, body))
 
 
 def list_redemptions(token_info, member_id=None, state=None, cursor=None, limit=50):

@@ -583,7 +583,7 @@ def _load_pendings(session: Session, pending_ids: Sequence[int]) -> list[_Pendin
         raise PendingAlreadyResolved(f"pending transfer {twice[0]} is named twice")
     ids = sorted(pending_ids)
     conn = session.connection()
-    shape = values_shape(conn, ids)
+    shape = values_shape(conn, ids, by_key=True)
     rows, _ = run_once(conn, _PENDINGS[shape], {"ids": bind_values(shape, ids)})
     if len(rows) != len(ids):
         missing = sorted(set(ids) - {row[0] for row in rows})
@@ -611,7 +611,7 @@ def lock_reserved_accounts(session: Session, ref_type: str, ref_ids: Sequence[st
     same order (the relay's waves, hub.rewards.relay). Their ids, ascending."""
     conn = session.connection()
     refs = sorted(set(ref_ids))
-    shape = values_shape(conn, refs)
+    shape = values_shape(conn, refs, by_key=True)
     rows, _ = run_once(conn, _RESERVED_ACCOUNTS[shape], {"ref_type": ref_type, "refs": bind_values(shape, refs)})
     return [account_id for (account_id,) in rows]
 

@@ -110,7 +110,7 @@ def complete(session: Session, topic: str, key: str) -> None:
 def complete_many(session: Session, topic: str, keys: Sequence[str]) -> None:
     """The open messages of these keys are done: one statement for all of them."""
     conn = session.connection()
-    shape = values_shape(conn, keys)
+    shape = values_shape(conn, keys, by_key=True)
     run(conn, _COMPLETE[shape], {"t": topic, "keys": bind_values(shape, list(keys)), "done": utcnow()})
 
 

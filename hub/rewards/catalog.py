@@ -169,11 +169,11 @@ _rewards = Reward.__table__
 REWARD_COLUMNS = tuple(_rewards.c.keys())  # the columns of `reward_query`'s rows, in order
 _REWARD_BY_CODE = select(_rewards).where(_rewards.c.code == bindparam("code"))
 _PARTNER_REWARD_BY_CODE = _REWARD_BY_CODE.where(_PARTNER_SEES)
+REWARD_READS = (_REWARD_BY_CODE, _PARTNER_REWARD_BY_CODE)  # what `reward_query` may give
 
 
 def reward_by_code(session: Session, actor: Actor, code: str) -> SimpleNamespace:
-    """The reward as a plain namespace of its columns (Core, straight to the driver: the
-    redemption path's first read)."""
+    """The reward as a plain namespace of its columns (Core, straight to the driver)."""
     statement, params = reward_query(actor, code)
     rows, _ = run(session.connection(), statement, params)
     return reward_from_row(code, rows[0] if rows else None)

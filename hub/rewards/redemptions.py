@@ -424,7 +424,13 @@ def _reward_and_payer_query(actor: Actor, body: dict, kind: str | None, value: o
     reward_statement, reward_params = catalog.reward_query(actor, body["reward"])
     payer_statement, payer_params = _payer_query(actor, body, kind, value)
     # Both may bind "partner": the same value, the actor's partner.
-    return side_by_side(reward_statement, payer_statement), {**reward_params, **payer_params}
+    return _REWARD_AND_PAYER[(reward_statement, payer_statement)], {**reward_params, **payer_params}
+
+
+# Built once, here: `first_read`'s statement must be the very one `_reward_and_payer` asks
+# hub.db.prefetched for (two threads' first calls of side_by_side could build two).
+_REWARD_AND_PAYER = {(reward, payer): side_by_side(reward, payer)
+                     for reward in catalog.REWARD_READS for payer in _PAYER.values()}
 
 
 # --- pooling: one reward paid from several programs -----------------------------------------

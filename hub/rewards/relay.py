@@ -292,7 +292,7 @@ class Relay:
         """Each order's claim, or 'busy' (another delivery holds its lease) or 'done'."""
         now = utcnow()
         conn = session.connection()
-        shape = values_shape(conn, redemption_ids)
+        shape = values_shape(conn, redemption_ids, by_key=True)
         taken, _ = run(conn, _CLAIM[shape], {"rids": bind_values(shape, list(redemption_ids)), "now": now,
                                              "until": now + self.policy.lease})
         claims: dict[uuid.UUID, _Claim | str] = {row[0]: self._claim_of(row, now) for row in taken}
@@ -456,9 +456,13 @@ def _fulfil(placed, order_id, sealed, receipt) -> dict:
                 receipt=func.coalesce(receipt, _redemptions.c.receipt))
 
 
-_v = unnest_rows(_redemptions, _FULFILLED_VALUES, receipt=_RECEIPT)
-_FULFIL_ALL = update(_redemptions).where(_redemptions.c.id == _v.c.id).values(
-    _fulfil(_v.c.maybe_placed, _v.c.provider_order_id, _v.c.delivery_sealed, _v.c.receipt))
+# The arrays are bound by the columns' names: `run` compiles the UPDATE without column keys,
+# so they are not taken for SET values (through SQLAlchemy they would be: the SQLite form
+# binds its values as v_<column>).
+_fulfilled = unnest_rows(_redemptions, _FULFILLED_VALUES, receipt=_RECEIPT)
+_FULFIL_ALL = update(_redemptions).where(_redemptions.c.id == _fulfilled.c.id).values(
+    _fulfil(_fulfilled.c.maybe_placed, _fulfilled.c.provider_order_id, _fulfilled.c.delivery_sealed,
+            _fulfilled.c.receipt))
 _FULFIL_EACH = update(_redemptions).where(_redemptions.c.id == bindparam("v_id")).values(
     _fulfil(bindparam("v_maybe_placed"), bindparam("v_provider_order_id", type_=String),
             bindparam("v_delivery_sealed", type_=Text), bindparam("v_receipt", type_=_RECEIPT)))
@@ -468,7 +472,7 @@ def _lock_wave(session: Session, redemption_ids: Sequence[uuid.UUID]) -> dict[uu
     """A wave's orders, locked in id order, by id (those that exist)."""
     conn = session.connection()
     rids = sorted(redemption_ids)
-    shape = values_shape(conn, rids)
+    shape = values_shape(conn, rids, by_key=True)
     rows, _ = run(conn, _LOCK_WAVE[shape], {"rids": bind_values(shape, rids)})
     return {row[0]: _Locked(*row[1:]) for row in rows}
 

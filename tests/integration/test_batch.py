@@ -38,12 +38,14 @@ def test_batch_limits(partner):
 
 
 def test_large_batch_duplicates_are_found_every_time(partner):
-    """More than 50 items (psycopg's limit for caching a statement's parsing): the duplicate
-    check binds the ids as one array on PostgreSQL (a lookup per id on the unique index). Repeated past psycopg's prepare threshold
+    """More than db.MANY_VALUES items: the duplicate check binds the ids as one array on
+    PostgreSQL (a lookup per id on the unique index). Repeated past psycopg's prepare threshold
     and PostgreSQL's switch to a generic plan, it still finds each prior purchase, and only
     those: the old ones are duplicates, the new ones created, a changed one refused."""
+    from hub.db import MANY_VALUES
+
     member = partner.enrol()
-    n = 60
+    n = MANY_VALUES + 10
     first = [partner.purchase_body(member, "1000", txn=f"big-{i}") for i in range(n)]
     body = partner.api.post("/v1/transactions/batch", {"items": first}).json()
     assert body["created"] == n

@@ -244,45 +244,49 @@ def test_refusals(partner, other_partner, provider, db):
 
 def test_one_read_finds_the_reward_and_the_payer_and_refusals_keep_their_order(partner, other_partner,
                                                                                  provider, db, http):
-    """The reward and the paying membership come in one statement; which refusal comes
-    first is as when they were two: the reward's, then its availability and denomination,
-    then the program's and the member's."""
+    """The reward and the paying membership come in one statement (with an Idempotency-Key
+    on PostgreSQL, the key's lock too); which refusal comes first is as when they were
+    separate reads: the reward's, then its availability and denomination, then the
+    program's and the member's."""
     member, card = rich_member(partner), reward_code(db, provider)
 
-    def post(reward, **fields):
+    def post(reward, key=None, **fields):
         body = {"reward": reward, "program": partner.program, "member": {"member_id": member}, **fields}
-        return partner.api.post("/v1/redemptions", {k: v for k, v in body.items() if v is not None})
+        return partner.api.post("/v1/redemptions", {k: v for k, v in body.items() if v is not None}, key=key)
+
+    def only_read(seen: list[str]) -> str:
+        """The statement that read the reward: the only one that read a program too."""
+        (read,) = [s for s in seen if "from rewards" in s]
+        assert "from programs" in read and not [s for s in seen if "from programs" in s and s != read]
+        return read
 
     stranger = str(uuid.uuid4())
     later = in_house(partner, available_from="2099-01-01T00:00:00Z")
-    for response, status, slug in [
-        (post("NO-SUCH-REWARD", program="NOSUCHPROGRAM"), 404, "reward-not-found"),
-        (post(in_house(other_partner), member={"member_id": stranger}), 404, "reward-not-found"),
-        (post(later, program="NOSUCHPROGRAM"), 409, "reward-unavailable"),
-        (post(card, amount="12.00", member={"member_id": stranger}), 422, "denomination-not-offered"),
-        (post(card, amount="10.00", program="NOSUCHPROGRAM"), 404, "program-not-found"),
-        (post(card, amount="10.00", program=other_partner.program), 404, "program-not-found"),
-        (post(card, amount="10.00", member=None), 422, "member-required"),
-        (post(card, amount="10.00", member={"member_id": stranger}), 404, "member-not-found"),
-    ]:
-        assert_problem(response, status, slug)
+    refusals = [
+        (dict(reward="NO-SUCH-REWARD", program="NOSUCHPROGRAM"), 404, "reward-not-found"),
+        (dict(reward=in_house(other_partner), member={"member_id": stranger}), 404, "reward-not-found"),
+        (dict(reward=later, program="NOSUCHPROGRAM"), 409, "reward-unavailable"),
+        (dict(reward=card, amount="12.00", member={"member_id": stranger}), 422, "denomination-not-offered"),
+        (dict(reward=card, amount="10.00", program="NOSUCHPROGRAM"), 404, "program-not-found"),
+        (dict(reward=card, amount="10.00", program=other_partner.program), 404, "program-not-found"),
+        (dict(reward=card, amount="10.00", member=None), 422, "member-required"),
+        (dict(reward=card, amount="10.00", member={"member_id": stranger}), 404, "member-not-found"),
+    ]
+    for key in (None, "keyed"):  # read alone, and read ahead with the key's lock
+        for fields, status, slug in refusals:
+            assert_problem(post(key=key and uuid.uuid4().hex, **fields), status, slug)
     with round_trips(db) as seen:
         assert post(card, amount="10.00").status_code == 202
-    reads = [s for s in seen if "from rewards" in s]
-    assert len(reads) == 1 and "from programs" in reads[0]
-    assert not [s for s in seen if "from programs" in s and s not in reads]
-    # With an Idempotency-Key, on PostgreSQL that read comes with the key's lock: one statement.
+    assert "pg_try_advisory_xact_lock" not in only_read(seen)
     with round_trips(db) as seen:
-        keyed = partner.api.post("/v1/redemptions", {"reward": card, "program": partner.program, "amount": "10.00",
-                                                     "member": {"member_id": member}}, key=uuid.uuid4().hex)
-    assert keyed.status_code == 202
-    (read,) = [s for s in seen if "from rewards" in s]
-    assert ("pg_try_advisory_xact_lock" in read) == (db.dialect == "postgresql")
-    assert not [s for s in seen if "from programs" in s and s != read]
+        assert post(card, key=uuid.uuid4().hex, amount="10.00").status_code == 202
+    assert ("pg_try_advisory_xact_lock" in only_read(seen)) == (db.dialect == "postgresql")
     # A member's own token names the payer by member id, in the same one read.
-    own = member_api(http, partner, member).post("/v1/redemptions", {"reward": card, "program": partner.program,
-                                                                      "amount": "10.00"})
+    with round_trips(db) as seen:
+        own = member_api(http, partner, member).post("/v1/redemptions", {"reward": card, "program": partner.program,
+                                                                          "amount": "10.00"}, key=uuid.uuid4().hex)
     assert own.status_code == 202 and own.json()["member_id"] == member
+    assert ("pg_try_advisory_xact_lock" in only_read(seen)) == (db.dialect == "postgresql")
 
 
 # --- relayed rewards --------------------------------------------------------------------
@@ -589,6 +593,13 @@ def test_a_wave_leaves_each_order_as_recording_it_alone_would(partner, provider,
                               for code in (reward_code(db, provider), reward_code(db, provider), cause)]
     db.write(lambda s: s.execute(update(Redemption).where(Redemption.id == other_card)
                                  .values(maybe_placed=True, provider_order_id="P-EARLIER")))
+
+    def receipt_is_null():  # SQL NULL, as opposed to a JSON null (which the ORM also reads as None)
+        with db.read() as s:
+            return dict(s.execute(select(Redemption.id, Redemption.receipt.is_(None))
+                                  .where(Redemption.id.in_([card, other_card]))).all())
+
+    before = receipt_is_null()
     receipt = {"receipt_id": "R-1", "amount": "10.00"}
     # No provider order id in either answer; the flagged order is looked up before anything.
     provider.place_script = [Outcome(Status.FULFILLED, delivery=CARD)]
@@ -603,7 +614,7 @@ def test_a_wave_leaves_each_order_as_recording_it_alone_would(partner, provider,
     assert (rows[gift].receipt, rows[gift].delivery_sealed, rows[gift].provider_order_id) == (receipt, None, "G-1")
     assert redemptions.unseal(rows[card].delivery_sealed) == CARD and rows[card].provider_order_id is None
     assert (rows[other_card].provider_order_id, rows[other_card].maybe_placed) == ("P-EARLIER", True)
-    assert rows[card].receipt is None and rows[other_card].receipt is None
+    assert rows[card].receipt is None and rows[other_card].receipt is None and receipt_is_null() == before
 
 
 def test_a_wave_costs_the_same_statements_whatever_its_size(partner, provider, db, together):

@@ -4,10 +4,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import String, any_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hub.db import prefetch, prefetched, run, side_by_side, utcnow
+from hub.db import array_of, prefetch, prefetched, run, side_by_side, utcnow, values_shape
 from hub.programs.models import Member
 
 _members = Member.__table__
@@ -92,3 +92,17 @@ def test_a_prefetched_row_is_taken_once_and_only_for_its_statement_and_parameter
         assert prefetched(session, _GET, {"mid": 2}) is None
         assert prefetched(session, _GET, {"mid": 1}) == ("row",)
         assert prefetched(session, _GET, {"mid": 1}) is None
+
+
+def test_a_bound_array_of_strings_keeps_their_length(db):
+    """PostgreSQL cuts a value cast to varchar(n) short: bound as varchar(2)[], "abc" would
+    match "ab". The arrays are bound without the length, so it matches nothing."""
+    assert array_of(String(2)).item_type.length is None
+    with db.engine.connect() as conn:
+        if db.dialect == "postgresql":
+            match = select(bindparam("x", type_=String)).where(
+                bindparam("x", type_=String) == any_(bindparam("v", type_=array_of(String(2)))))
+            assert run(conn, match, {"x": "ab", "v": ["abc", "zz"]})[0] == []
+            assert run(conn, match, {"x": "ab", "v": ["ab", "zz"]})[0] == [("ab",)]
+        else:  # no arrays: several values are an IN list
+            assert values_shape(conn, ["abc", "zz"], by_key=True) == "in"
