@@ -279,14 +279,14 @@ class _Payment:
 def _payment(session: Session, actor: Actor, body: dict, reward, rates: Mapping[str, Decimal],
              amount_minor: int | None, payer_rows: _PayerRows | None = None) -> _Payment:
     """Whose points pay, and how many of which programs'. The schema cannot say "exactly
-    one of `program` and `pay_with`", so it is said here. `payer_rows`: `_payer`'s, if
-    already read (`_reward_and_payer`)."""
+    one of `program` and `pay_with`", so it is said here. `payer_rows`: `_payer`'s, which
+    `_reward_and_payer` read for a payment from one program."""
     if ("program" in body) == ("pay_with" in body):
         raise Invalid("pay from one program (`program`) or from several (`pay_with`): exactly one of them",
                       slug="invalid-payment")
     if "pay_with" in body:
         return _pooled(session, actor, body, reward, rates, amount_minor)
-    payer = _payer(session, actor, body, payer_rows)
+    payer = _payer(body, payer_rows)
     if reward.program_id is not None and reward.program_id != payer.program.id:
         raise Invalid(f"{reward.code} is paid in another program's points", slug="wrong-program")
     points = catalog.price(reward, payer.program, rates, amount_minor)
@@ -348,15 +348,11 @@ class _PayerRows(NamedTuple):
     rows: list[tuple]
 
 
-def _payer(session: Session, actor: Actor, body: dict, read: _PayerRows | None = None) -> _Payer:
-    """The program whose points pay, and the member's membership in it. A partner spends
-    only its own programs' points, for a member it names; a member spends their own. A
-    partner-hosted program's points are kept by its partner: they never pay here. `read`:
-    the rows, if already read."""
-    if read is None:
-        kind, value = _payer_ref(session, actor, body)
-        rows, _ = run(session.connection(), *_payer_query(actor, body, kind, value))
-        read = _PayerRows(kind, rows)
+def _payer(body: dict, read: _PayerRows) -> _Payer:
+    """The program whose points pay, and the member's membership in it, from the rows of
+    `_payer_query`'s statement (read by `_reward_and_payer`). A partner spends only its own
+    programs' points, for a member it names; a member spends their own. A partner-hosted
+    program's points are kept by its partner: they never pay here."""
     kind, rows = read
     if not rows:
         raise NotFound(f"no program {body['program']}", slug="program-not-found")
@@ -397,7 +393,7 @@ def first_read(actor: Actor, body: dict) -> tuple[Select, dict] | None:
     made ahead (hub.idempotency sends it with the key's lock): the reward and the payer of
     a redemption from one program, the member named by id or identifier. None otherwise."""
     member = body.get("member") or {}
-    if "pay_with" in body or "program" not in body or (actor.member_id is None and "subject" in member):
+    if not _one_program(body) or (actor.member_id is None and "subject" in member):
         return None
     return _reward_and_payer_query(actor, body, *_payer_ref(None, actor, body))
 
@@ -408,7 +404,7 @@ def _reward_and_payer(session: Session, actor: Actor, body: dict) -> tuple[Simpl
     reward alone. The errors keep `redeem`'s order: the reward's are raised here, the
     payer's when `_payer` reads its rows."""
     code = body["reward"]
-    if "pay_with" in body or "program" not in body:
+    if not _one_program(body):
         return catalog.reward_by_code(session, actor, code), None
     kind, value = _payer_ref(session, actor, body)
     statement, params = _reward_and_payer_query(actor, body, kind, value)
@@ -418,6 +414,11 @@ def _reward_and_payer(session: Session, actor: Actor, body: dict) -> tuple[Simpl
     width = len(catalog.REWARD_COLUMNS)
     reward, payer_row = tuple(row[:width]), tuple(row[width:])
     return catalog.reward_from_row(code, reward), _PayerRows(kind, [payer_row] if payer_row[0] is not None else [])
+
+
+def _one_program(body: dict) -> bool:
+    """Whether one program pays (else `_payment` pools several, or refuses the body)."""
+    return "program" in body and "pay_with" not in body
 
 
 def _reward_and_payer_query(actor: Actor, body: dict, kind: str | None, value: object) -> tuple[Select, dict]:
