@@ -192,7 +192,7 @@ _UPDATE_MANY = text(
 
 def _update_many(conn, run: list[dict]) -> int:
     """Apply a run of unguarded updates (distinct accounts, ascending ids); rows updated."""
-    columns = {name: [params[name] for params in run] for name in ("id", "dp", "dpo", "cp", "cpo")}
+    columns = as_columns(run, ("id", "dp", "dpo", "cp", "cpo"))
     locked, _ = run_once(conn, _LOCK_IN_ORDER, {"ids": columns["id"]})
     if len(locked) != len(run):
         return len(locked)  # an account is missing or closed: the caller refuses the post
