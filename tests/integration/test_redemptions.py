@@ -615,6 +615,8 @@ def test_a_wave_leaves_each_order_as_recording_it_alone_would(partner, provider,
     assert redemptions.unseal(rows[card].delivery_sealed) == CARD and rows[card].provider_order_id is None
     assert (rows[other_card].provider_order_id, rows[other_card].maybe_placed) == ("P-EARLIER", True)
     assert rows[card].receipt is None and rows[other_card].receipt is None and receipt_is_null() == before
+    with db.read() as s:
+        assert verify(s).ok
 
 
 def test_a_wave_costs_the_same_statements_whatever_its_size(partner, provider, db, together):
