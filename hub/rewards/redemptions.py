@@ -117,14 +117,14 @@ def unseal(token: str | None) -> dict | None:
 
 
 def redeem(session: Session, actor: Actor, body: dict, terms: Terms) -> RedemptionView:
-    reward, payer_rows = _reward_and_payer(session, actor, body)
+    reward, payer_read = _reward_and_payer(session, actor, body)
     now = utcnow()
     if not catalog.available_now(reward, now):
         if reward.stock == 0:
             raise Conflict(f"{reward.code} is out of stock", slug="out-of-stock")
         raise Conflict(f"{reward.code} is not available now", slug="reward-unavailable")
     amount_minor = catalog.check_denomination(reward, body.get("amount"))
-    payment = _payment(session, actor, body, reward, terms.unit_rates, amount_minor, payer_rows)
+    payment = _payment(session, actor, body, reward, terms.unit_rates, amount_minor, payer_read)
     recipient = _recipient(payment.email, body) if reward.provider else None
     _check_member_limit(session, reward, payment.member_id)
     tier_grant = tiers.check_reward(session, reward, payment.member_id)
@@ -277,16 +277,16 @@ class _Payment:
 
 
 def _payment(session: Session, actor: Actor, body: dict, reward, rates: Mapping[str, Decimal],
-             amount_minor: int | None, payer_rows: _PayerRows | None = None) -> _Payment:
+             amount_minor: int | None, payer_read: _PayerRow | None) -> _Payment:
     """Whose points pay, and how many of which programs'. The schema cannot say "exactly
-    one of `program` and `pay_with`", so it is said here. `payer_rows`: `_payer`'s, which
-    `_reward_and_payer` read for a payment from one program."""
+    one of `program` and `pay_with`", so it is said here. `payer_read`: `_payer`'s, which
+    `_reward_and_payer` read for a payment from one program (None for any other body)."""
     if ("program" in body) == ("pay_with" in body):
         raise Invalid("pay from one program (`program`) or from several (`pay_with`): exactly one of them",
                       slug="invalid-payment")
     if "pay_with" in body:
         return _pooled(session, actor, body, reward, rates, amount_minor)
-    payer = _payer(body, payer_rows)
+    payer = _payer(body, payer_read)
     if reward.program_id is not None and reward.program_id != payer.program.id:
         raise Invalid(f"{reward.code} is paid in another program's points", slug="wrong-program")
     points = catalog.price(reward, payer.program, rates, amount_minor)
@@ -342,21 +342,22 @@ _PAYER = {(by_id, partner_only): _payer_statement(by_id, partner_only)
           for by_id in (False, True) for partner_only in (False, True)}
 
 
-class _PayerRows(NamedTuple):
-    """What `_payer` reads: how the member was named, and its statement's rows."""
+class _PayerRow(NamedTuple):
+    """What `_payer` reads: how the member was named, and its statement's row (None: no
+    such program of the caller's)."""
     kind: str | None
-    rows: list[tuple]
+    row: tuple | None
 
 
-def _payer(body: dict, read: _PayerRows) -> _Payer:
-    """The program whose points pay, and the member's membership in it, from the rows of
+def _payer(body: dict, read: _PayerRow) -> _Payer:
+    """The program whose points pay, and the member's membership in it, from the row of
     `_payer_query`'s statement (read by `_reward_and_payer`). A partner spends only its own
     programs' points, for a member it names; a member spends their own. A partner-hosted
     program's points are kept by its partner: they never pay here."""
-    kind, rows = read
-    if not rows:
+    kind, row = read
+    if row is None:
         raise NotFound(f"no program {body['program']}", slug="program-not-found")
-    (program_id, code, point_value, redemption_account_id, hosted_by, member_id, *account, email), = rows
+    program_id, code, point_value, redemption_account_id, hosted_by, member_id, *account, email = row
     program = SimpleNamespace(id=program_id, code=code, point_value=Decimal(point_value),
                               redemption_account_id=redemption_account_id, hosted_by=hosted_by)
     refuse_hosted(program)
@@ -398,11 +399,11 @@ def first_read(actor: Actor, body: dict) -> tuple[Select, dict] | None:
     return _reward_and_payer_query(actor, body, *_payer_ref(None, actor, body))
 
 
-def _reward_and_payer(session: Session, actor: Actor, body: dict) -> tuple[SimpleNamespace, _PayerRows | None]:
-    """The reward and, when one program pays (`program`, no `pay_with`), `_payer`'s rows, in
+def _reward_and_payer(session: Session, actor: Actor, body: dict) -> tuple[SimpleNamespace, _PayerRow | None]:
+    """The reward and, when one program pays (`program`, no `pay_with`), `_payer`'s row, in
     one round trip (`side_by_side`), or none if it was read ahead (`first_read`); else the
     reward alone. The errors keep `redeem`'s order: the reward's are raised here, the
-    payer's when `_payer` reads its rows."""
+    payer's when `_payer` reads its row."""
     code = body["reward"]
     if not _one_program(body):
         return catalog.reward_by_code(session, actor, code), None
@@ -413,7 +414,7 @@ def _reward_and_payer(session: Session, actor: Actor, body: dict) -> tuple[Simpl
         (row,), _ = run(session.connection(), statement, params)
     width = len(catalog.REWARD_COLUMNS)
     reward, payer_row = tuple(row[:width]), tuple(row[width:])
-    return catalog.reward_from_row(code, reward), _PayerRows(kind, [payer_row] if payer_row[0] is not None else [])
+    return catalog.reward_from_row(code, reward), _PayerRow(kind, payer_row if payer_row[0] is not None else None)
 
 
 def _one_program(body: dict) -> bool:
